@@ -1,0 +1,36 @@
+#include "data/prepare_summary.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "data/progress.h"
+
+namespace tessera::data {
+
+std::string format_summary(const PrepareSummary& s) {
+  const uint64_t tokens = s.train_tokens + s.validation_tokens;
+  const double rate = s.seconds > 0 ? static_cast<double>(tokens) / s.seconds : 0.0;
+  char text[1024];
+  int n = std::snprintf(
+      text, sizeof text,
+      "prepared %s: %llu tokens (train %llu in %llu docs, validation %llu in %llu docs)\n"
+      "  tokenizer %s, vocab %lld, %s; %llu shards, %s bytes; %.2f s, %s tokens/s\n",
+      s.dir.c_str(), static_cast<unsigned long long>(tokens),
+      static_cast<unsigned long long>(s.train_tokens),
+      static_cast<unsigned long long>(s.train_documents),
+      static_cast<unsigned long long>(s.validation_tokens),
+      static_cast<unsigned long long>(s.validation_documents), s.tokenizer.c_str(),
+      static_cast<long long>(s.vocab_size), dtype_name(s.dtype),
+      static_cast<unsigned long long>(s.shards), human_count(static_cast<double>(s.bytes)).c_str(),
+      s.seconds, human_count(rate).c_str());
+  std::string out(text, static_cast<size_t>(n));
+  if (s.entropy_rate_nats) {
+    std::snprintf(text, sizeof text,
+                  "  entropy rate %.6f nats/token (%.6f bits): the lowest achievable loss\n",
+                  *s.entropy_rate_nats, *s.entropy_rate_nats / std::log(2.0));
+    out += text;
+  }
+  return out;
+}
+
+}  // namespace tessera::data

@@ -1,0 +1,46 @@
+// The documents of a set of UTF-8 text files, streamed in bounded memory.
+//
+// Inputs are files or directories (searched recursively; hidden files skipped; sorted by path so
+// the order is reproducible). Each file is one document unless a delimiter is given, in which case
+// the delimiter separates documents inside a file (and is dropped). Empty documents are skipped.
+// Bytes are passed on as they are: invalid UTF-8 is not an error (byte-level tokenizers encode it).
+//
+// A long document arrives in several pieces, cut only where pretokenisation is unaffected
+// (pretokenize.h: last_safe_cut), so encoding piece by piece equals encoding the whole.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tessera::data {
+
+class TextCorpus {
+ public:
+  // Throws DataError naming an input that does not exist or is neither file nor directory, and if
+  // no input file is found.
+  TextCorpus(const std::vector<std::string>& inputs, std::string delimiter);
+
+  const std::vector<std::string>& files() const { return files_; }
+  uint64_t total_bytes() const { return total_bytes_; }
+
+  struct Visitor {
+    // A piece of document `doc` (0, 1, ... in stream order); a document's pieces come in order.
+    std::function<void(uint64_t doc, std::string_view piece)> piece;
+    // Document `doc` is complete.
+    std::function<void(uint64_t doc)> end;
+    // Bytes of input consumed so far (optional).
+    std::function<void(uint64_t bytes)> progress;
+  };
+  // Streams every document; returns the number of documents.
+  uint64_t for_each(const Visitor& visitor) const;
+
+ private:
+  std::vector<std::string> files_;
+  uint64_t total_bytes_ = 0;
+  std::string delimiter_;
+};
+
+}  // namespace tessera::data

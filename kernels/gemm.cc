@@ -1,0 +1,139 @@
+// GEMM dispatch: fp32 -> oneDNN dnnl_sgemm or CBLAS (OpenBLAS) sgemm, fp64 -> CBLAS dgemm.
+// Both take row-major layouts directly, so no transposition trick is needed.
+#include "kernels/gemm.h"
+
+#include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace tessera::kernels {
+
+namespace {
+
+GemmBackend backend_from_env() {
+  const char* env = std::getenv("TESSERA_GEMM");
+  if (!env || !*env) return GemmBackend::kOneDnn;
+  try {
+    return parse_gemm_backend(env);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("environment variable TESSERA_GEMM: ") + e.what());
+  }
+}
+
+std::atomic<GemmBackend>& backend_slot() {
+  static std::atomic<GemmBackend> slot{backend_from_env()};
+  return slot;
+}
+
+// Row-major storage: op(A) is (M,K), so A is stored (M,K) or, transposed, (K,M).
+void check_args(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                int64_t ldc) {
+  if (M < 0 || N < 0 || K < 0) {
+    throw std::invalid_argument("gemm: negative size M=" + std::to_string(M) +
+                                " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  }
+  const int64_t a_cols = ta == Trans::kNo ? K : M;
+  const int64_t b_cols = tb == Trans::kNo ? N : K;
+  auto check_ld = [](const char* name, int64_t ld, int64_t cols) {
+    if (ld < (cols > 1 ? cols : 1)) {
+      throw std::invalid_argument(std::string("gemm: ") + name + "=" + std::to_string(ld) +
+                                  " is smaller than the row width " + std::to_string(cols));
+    }
+  };
+  check_ld("lda", lda, a_cols);
+  check_ld("ldb", ldb, b_cols);
+  check_ld("ldc", ldc, N);
+  for (int64_t v : {M, N, K, lda, ldb, ldc}) {
+    if (v > INT_MAX) {
+      throw std::invalid_argument("gemm: dimension " + std::to_string(v) +
+                                  " exceeds the 32-bit BLAS interface");
+    }
+  }
+}
+
+// C = beta * C (BLAS semantics: beta == 0 overwrites, even NaN).
+template <typename T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* row = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) row[j] = beta == T(0) ? T(0) : beta * row[j];
+  }
+}
+
+CBLAS_TRANSPOSE cblas_trans(Trans t) { return t == Trans::kNo ? CblasNoTrans : CblasTrans; }
+
+}  // namespace
+
+const char* gemm_backend_name(GemmBackend backend) {
+  switch (backend) {
+    case GemmBackend::kOneDnn: return "onednn";
+    case GemmBackend::kCblas: return "cblas";
+  }
+  return "unknown";
+}
+
+GemmBackend parse_gemm_backend(const std::string& name) {
+  if (name == "onednn") return GemmBackend::kOneDnn;
+  if (name == "cblas") return GemmBackend::kCblas;
+  throw std::invalid_argument("unknown GEMM backend '" + name + "' (expected onednn or cblas)");
+}
+
+GemmBackend gemm_backend() { return backend_slot().load(std::memory_order_relaxed); }
+
+void set_gemm_backend(GemmBackend backend) {
+  backend_slot().store(backend, std::memory_order_relaxed);
+}
+
+template <typename T>
+void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+  if constexpr (std::is_same_v<T, float>) {
+    if (gemm_backend() == GemmBackend::kOneDnn) {
+      const dnnl_status_t status =
+          dnnl_sgemm(trans_a == Trans::kNo ? 'N' : 'T', trans_b == Trans::kNo ? 'N' : 'T', M, N,
+                     K, alpha, A, lda, B, ldb, beta, C, ldc);
+      if (status != dnnl_success) {
+        throw std::runtime_error("gemm: dnnl_sgemm failed with status " +
+                                 std::to_string(static_cast<int>(status)) + " for M=" +
+                                 std::to_string(M) + " N=" + std::to_string(N) +
+                                 " K=" + std::to_string(K));
+      }
+      return;
+    }
+    cblas_sgemm(CblasRowMajor, cblas_trans(trans_a), cblas_trans(trans_b), m, n, k, alpha, A,
+                static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+  } else {
+    static_assert(std::is_same_v<T, double>, "gemm is instantiated for float and double");
+    cblas_dgemm(CblasRowMajor, cblas_trans(trans_a), cblas_trans(trans_b), m, n, k, alpha, A,
+                static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+  }
+}
+
+template void gemm<float>(Trans, Trans, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(Trans, Trans, int64_t, int64_t, int64_t, double, const double*,
+                           int64_t, const double*, int64_t, double, double*, int64_t);
+
+void set_cpu_threads(int n) {
+  if (n < 1) throw std::invalid_argument("set_cpu_threads: thread count " + std::to_string(n) +
+                                         " must be >= 1");
+  omp_set_num_threads(n);  // our loops and oneDNN (OpenMP runtime)
+  openblas_set_num_threads(n);
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
+
+}  // namespace tessera::kernels

@@ -1,0 +1,228 @@
+#include "trainer/layers/moe_block.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "kernels/gemm.h"
+#include "kernels/permute.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/swiglu.h"
+#include "trainer/layers/buffer.h"
+
+namespace tessera::trainer {
+
+using kernels::Trans;
+
+MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer)
+    : table_(table),
+      name_("layers." + std::to_string(layer) + ".moe"),
+      layer_(layer),
+      dim_(config.dim),
+      hidden_(config.moe_inter_dim),
+      eps_(config.norm_eps),
+      seq_aux_alpha_(config.seq_aux_alpha) {
+  shape_.n_experts = config.n_experts;
+  shape_.top_k = config.top_k;
+  shape_.n_group = config.n_group;
+  shape_.topk_group = config.topk_group;
+  shape_.route_scale = config.route_scale;
+  const std::string p = "layers." + std::to_string(layer) + ".";
+  const int64_t E = config.n_experts, D = dim_, F = hidden_;
+  norm_ = table.add({p + "ffn_norm.weight", {D}, ParamInit::kOnes, false});
+  gate_w_ = table.add({p + "moe.gate.weight", {E, D}});
+  gate_b_ = table.add({p + "moe.gate.bias", {E}, ParamInit::kZeros, false, /*trainable=*/false});
+  w1_ = table.add({p + "moe.experts.w1", {E, F, D}});
+  w3_ = table.add({p + "moe.experts.w3", {E, F, D}});
+  w2_ = table.add({p + "moe.experts.w2", {E, D, F}});
+  if (config.n_shared_experts > 0) {
+    shared_ = std::make_unique<SwigluMlp>(table, p + "moe.shared.", ".weight", D,
+                                          config.n_shared_experts * F);
+  }
+  load_counts_.assign(E, 0);
+}
+
+void MoeBlock::RouteAndDispatch(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
+  float* logits = ensure_floats(c.logits, N * E);
+  float* scores = ensure_floats(c.scores, N * E);
+  int32_t* idx = ensure_ints(c.idx, N * K);
+  float* gates = ensure_floats(c.gates, N * K);
+  int32_t* pos_of_slot = ensure_ints(c.pos_of_slot, N * K);
+  int32_t* slot_of_pos = ensure_ints(c.slot_of_pos, N * K);
+  float* xp = ensure_floats(c.xp, N * K * D);
+  const float* xn = c.xn.data<float>();
+
+  // logits (N, E) = xn · Wg^T
+  kernels::gemm<float>(Trans::kNo, Trans::kYes, N, E, D, 1.0f, xn, D, table_.value_ptr(gate_w_), D,
+                       0.0f, logits, E);
+  kernels::router_forward(scores, idx, gates, logits, table_.value_ptr(gate_b_), N, shape_);
+  if (c.mb.training) kernels::router_count_load(load_counts_.data(), idx, N, K, E);
+
+  c.counts.assign(E, 0);
+  kernels::moe_build_permutation(pos_of_slot, slot_of_pos, c.counts.data(), idx, N, K, E);
+  c.offsets.assign(E + 1, 0);
+  for (int64_t e = 0; e < E; ++e) c.offsets[e + 1] = c.offsets[e] + c.counts[e];
+  kernels::moe_permute(xp, xn, slot_of_pos, N, K, D);
+}
+
+void MoeBlock::ExpertsForward(Context& c) {
+  const int64_t R = c.mb.tokens() * shape_.top_k, D = dim_, F = hidden_;
+  float* ab = ensure_floats(c.ab, R * 2 * F);
+  float* hp = ensure_floats(c.hp, R * F);
+  float* yp = ensure_floats(c.yp, R * D);
+  const float* xp = c.xp.data<float>();
+  for (int64_t e = 0; e < shape_.n_experts; ++e) {
+    const int64_t o = c.offsets[e], n = c.counts[e];
+    if (n == 0) continue;
+    // ab rows (n, 2F) = xp rows · [W1_e | W3_e]^T
+    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, F, D, 1.0f, xp + o * D, D,
+                         table_.value_ptr(w1_) + e * F * D, D, 0.0f, ab + o * 2 * F, 2 * F);
+    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, F, D, 1.0f, xp + o * D, D,
+                         table_.value_ptr(w3_) + e * F * D, D, 0.0f, ab + o * 2 * F + F, 2 * F);
+  }
+  kernels::swiglu_forward(hp, ab, ab + F, 2 * F, R, F);
+  for (int64_t e = 0; e < shape_.n_experts; ++e) {
+    const int64_t o = c.offsets[e], n = c.counts[e];
+    if (n == 0) continue;
+    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, D, F, 1.0f, hp + o * F, F,
+                         table_.value_ptr(w2_) + e * D * F, F, 0.0f, yp + o * D, D);
+  }
+}
+
+void MoeBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) {
+  if (slot >= static_cast<int>(contexts_.size())) contexts_.resize(slot + 1);
+  Context& c = contexts_[slot];
+  c.mb = mb;
+  c.x = x;
+  const int64_t N = mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
+  float* rstd = ensure_floats(c.rstd, N);
+  float* xn = ensure_floats(c.xn, N * D);
+  kernels::rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+
+  RouteAndDispatch(c);
+  ExpertsForward(c);
+
+  std::memcpy(y, x, sizeof(float) * N * D);
+  kernels::moe_unpermute_combine(y, c.yp.data<float>(), c.gates.data<float>(),
+                                 c.pos_of_slot.data<int32_t>(), N, K, D, /*accumulate=*/true);
+  if (shared_) shared_->Forward(slot, xn, y, N, /*accumulate=*/true);
+
+  c.aux_loss = 0;
+  if (seq_aux_alpha_ > 0) {
+    c.aux_loss = mb.sequence_scale *
+                 kernels::seq_balance_loss_forward(c.scores.data<float>(), c.idx.data<int32_t>(),
+                                                   mb.batch, mb.seq_len, E, K, seq_aux_alpha_);
+  }
+}
+
+void MoeBlock::ExpertsBackwardInput(Context& c) {
+  const int64_t R = c.mb.tokens() * shape_.top_k, D = dim_, F = hidden_;
+  float* dhp = ensure_floats(c.dhp, R * F);
+  float* dab = ensure_floats(c.dab, R * 2 * F);
+  float* dxp = ensure_floats(c.dxp, R * D);
+  const float* dyp = c.dyp.data<float>();
+  const float* ab = c.ab.data<float>();
+  for (int64_t e = 0; e < shape_.n_experts; ++e) {
+    const int64_t o = c.offsets[e], n = c.counts[e];
+    if (n == 0) continue;
+    kernels::gemm<float>(Trans::kNo, Trans::kNo, n, F, D, 1.0f, dyp + o * D, D,
+                         table_.value_ptr(w2_) + e * D * F, F, 0.0f, dhp + o * F, F);
+  }
+  kernels::swiglu_backward(dab, dab + F, dhp, ab, ab + F, 2 * F, R, F);
+  for (int64_t e = 0; e < shape_.n_experts; ++e) {
+    const int64_t o = c.offsets[e], n = c.counts[e];
+    if (n == 0) continue;
+    kernels::gemm<float>(Trans::kNo, Trans::kNo, n, D, F, 1.0f, dab + o * 2 * F, 2 * F,
+                         table_.value_ptr(w1_) + e * F * D, D, 0.0f, dxp + o * D, D);
+    kernels::gemm<float>(Trans::kNo, Trans::kNo, n, D, F, 1.0f, dab + o * 2 * F + F, 2 * F,
+                         table_.value_ptr(w3_) + e * F * D, D, 1.0f, dxp + o * D, D);
+  }
+}
+
+void MoeBlock::BackwardInput(int slot, const float* dy, float* dx) {
+  Context& c = contexts_.at(slot);
+  c.dy = dy;
+  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
+  float* dxn = ensure_floats(c.dxn, N * D);
+  float* dyp = ensure_floats(c.dyp, N * K * D);
+  float* dgates = ensure_floats(c.dgates, N * K);
+  float* dlogits = ensure_floats(c.dlogits, N * E);
+  const int32_t* pos_of_slot = c.pos_of_slot.data<int32_t>();
+
+  if (shared_) {
+    shared_->BackwardInput(slot, dy, dxn, /*accumulate=*/false);
+  } else {
+    std::fill(dxn, dxn + N * D, 0.0f);
+  }
+  kernels::moe_unpermute_combine_backward(dyp, dgates, dy, c.yp.data<float>(), c.gates.data<float>(),
+                                          pos_of_slot, N, K, D);
+  ExpertsBackwardInput(c);
+  kernels::moe_permute_backward(dxn, c.dxp.data<float>(), pos_of_slot, N, K, D,
+                                /*accumulate=*/true);
+
+  const float* dscores = nullptr;
+  if (seq_aux_alpha_ > 0) {
+    float* ds = ensure_floats(c.dscores, N * E);
+    std::fill(ds, ds + N * E, 0.0f);
+    kernels::seq_balance_loss_backward(ds, c.scores.data<float>(), c.idx.data<int32_t>(),
+                                       c.mb.batch, c.mb.seq_len, E, K, seq_aux_alpha_,
+                                       static_cast<float>(c.mb.sequence_scale));
+    dscores = ds;
+  }
+  kernels::router_backward(dlogits, dgates, dscores, c.scores.data<float>(),
+                           c.idx.data<int32_t>(), N, shape_);
+  // dxn += dlogits (N, E) · Wg (E, D)
+  kernels::gemm<float>(Trans::kNo, Trans::kNo, N, D, E, 1.0f, dlogits, E,
+                       table_.value_ptr(gate_w_), D, 1.0f, dxn, D);
+  std::memcpy(dx, dy, sizeof(float) * N * D);
+  kernels::rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
+                                  /*accumulate=*/true);
+}
+
+void MoeBlock::BackwardWeight(int slot) {
+  Context& c = contexts_.at(slot);
+  const int64_t N = c.mb.tokens(), D = dim_, F = hidden_, E = shape_.n_experts;
+  if (shared_) shared_->BackwardWeight(slot);
+  const float* dyp = c.dyp.data<float>();
+  const float* hp = c.hp.data<float>();
+  const float* dab = c.dab.data<float>();
+  const float* xp = c.xp.data<float>();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t o = c.offsets[e], n = c.counts[e];
+    if (n == 0) continue;
+    kernels::gemm<float>(Trans::kYes, Trans::kNo, D, F, n, 1.0f, dyp + o * D, D, hp + o * F, F, 1.0f,
+                         table_.grad_ptr(w2_) + e * D * F, F);
+    kernels::gemm<float>(Trans::kYes, Trans::kNo, F, D, n, 1.0f, dab + o * 2 * F, 2 * F, xp + o * D,
+                         D, 1.0f, table_.grad_ptr(w1_) + e * F * D, D);
+    kernels::gemm<float>(Trans::kYes, Trans::kNo, F, D, n, 1.0f, dab + o * 2 * F + F, 2 * F,
+                         xp + o * D, D, 1.0f, table_.grad_ptr(w3_) + e * F * D, D);
+  }
+  // dWg (E, D) += dlogits^T · xn
+  kernels::gemm<float>(Trans::kYes, Trans::kNo, E, D, N, 1.0f, c.dlogits.data<float>(), E,
+                       c.xn.data<float>(), D, 1.0f, table_.grad_ptr(gate_w_), D);
+  kernels::rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn.data<float>(), c.x,
+                                   c.rstd.data<float>(), N, D);
+}
+
+double MoeBlock::update_bias(double gamma) {
+  const int64_t E = shape_.n_experts;
+  int64_t total = 0, max_load = 0;
+  for (int64_t l : load_counts_) {
+    total += l;
+    max_load = std::max(max_load, l);
+  }
+  const double mean = static_cast<double>(total) / E;
+  float* bias = table_.value_ptr(gate_b_);
+  if (total > 0 && gamma > 0) {
+    for (int64_t e = 0; e < E; ++e) {
+      const double diff = mean - static_cast<double>(load_counts_[e]);
+      const double sign = diff > 0 ? 1.0 : (diff < 0 ? -1.0 : 0.0);
+      bias[e] += static_cast<float>(gamma * sign);
+    }
+  }
+  std::fill(load_counts_.begin(), load_counts_.end(), 0);
+  return total > 0 ? max_load / mean : 0.0;
+}
+
+}  // namespace tessera::trainer

@@ -1,0 +1,73 @@
+// MoE sub-layer (DeepSeek-V3): y = x + Shared(n) + sum_j gate_j * Expert_{e_j}(n), n = RMSNorm(x).
+// Routing: sigmoid affinities, group-limited top-k on (scores + gate.bias); gate.bias is not
+// trained by gradients but nudged after each optimizer step towards balanced load
+// (aux-loss-free balancing). The optional sequence-wise balance loss adds its gradient to the
+// router in BackwardInput.
+//
+// The forward is staged as DESIGN.md's overlap needs: route (local) -> dispatch -> experts
+// (local) -> combine. In one process dispatch and combine are the permutation itself; expert
+// parallelism replaces them with all-to-all exchanges of the permuted rows.
+#pragma once
+
+#include <vector>
+
+#include "kernels/router.h"
+#include "kernels/tensor.h"
+#include "trainer/layers/block.h"
+#include "trainer/layers/swiglu_mlp.h"
+#include "trainer/param_table.h"
+#include "trainer/recipe.h"
+
+namespace tessera::trainer {
+
+class MoeBlock : public Block {
+ public:
+  // Adds layers.{layer}.ffn_norm.weight, layers.{layer}.moe.gate.{weight,bias},
+  // layers.{layer}.moe.experts.{w1,w3,w2} and, with shared experts, layers.{layer}.moe.shared.*.
+  MoeBlock(ParamTable& table, const ModelConfig& config, int layer);
+
+  const std::string& name() const override { return name_; }
+  void Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) override;
+  void BackwardInput(int slot, const float* dy, float* dx) override;
+  void BackwardWeight(int slot) override;
+  double aux_loss(int slot) const override { return contexts_.at(slot).aux_loss; }
+
+  int layer() const { return layer_; }
+  int64_t n_experts() const { return shape_.n_experts; }
+  // Tokens routed to each expert by training forwards since the last update_bias() (E).
+  // Distributed training sums this over the global batch before update_bias().
+  std::vector<int64_t>& load_counts() { return load_counts_; }
+  // bias_e += gamma * sign(mean_load - load_e); then clears load_counts. Returns the load's
+  // max/mean ratio before the update (1 = perfectly balanced; 0 if nothing was routed).
+  double update_bias(double gamma);
+  // Experts chosen by the last Forward of `slot`: (N, k), descending biased score.
+  const int32_t* routing(int slot) const { return contexts_.at(slot).idx.data<int32_t>(); }
+
+ private:
+  struct Context {
+    MicroBatchInfo mb;
+    const float* x = nullptr;
+    const float* dy = nullptr;
+    double aux_loss = 0;
+    std::vector<int64_t> counts, offsets;  // (E), (E+1) rows per expert in the permuted order
+    kernels::Tensor rstd, xn, logits, scores, idx, gates, pos_of_slot, slot_of_pos;
+    kernels::Tensor xp, ab, hp, yp;                      // permuted rows (N*k, ...)
+    kernels::Tensor dxn, dyp, dgates, dhp, dab, dxp, dscores, dlogits;
+  };
+  void RouteAndDispatch(Context& c);
+  void ExpertsForward(Context& c);
+  void ExpertsBackwardInput(Context& c);
+
+  ParamTable& table_;
+  std::string name_;
+  int layer_;
+  int64_t dim_, hidden_;
+  double eps_, seq_aux_alpha_;
+  kernels::RouterShape shape_;
+  int norm_, gate_w_, gate_b_, w1_, w3_, w2_;
+  std::unique_ptr<SwigluMlp> shared_;  // null without shared experts
+  std::vector<Context> contexts_;
+  std::vector<int64_t> load_counts_;
+};
+
+}  // namespace tessera::trainer

@@ -1,0 +1,39 @@
+// tessera: trains DeepSeek-V3-style MoE transformers. `tessera --help` lists the commands.
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "trainer/commands.h"
+#include "trainer/prepare_command.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: tessera <command> [options]\n\n"
+    "Commands:\n"
+    "  train RECIPE [--set k=v]...            train a model from a YAML recipe\n"
+    "  eval RECIPE --checkpoint DIR --data DIR  validation loss of a checkpoint\n"
+    "  prepare text|synthetic ...             write an HDF5 token dataset\n\n"
+    "Run `tessera <command> --help` for a command's options.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace tessera::trainer;
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (command == "train") return run_train_command(args);
+  if (command == "eval") return run_eval_command(args);
+  if (command == "prepare") return run_prepare_command(args);
+  std::cerr << "tessera: unknown command '" << command << "'\n\n" << kUsage;
+  return 2;
+}

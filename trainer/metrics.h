@@ -1,0 +1,37 @@
+// Metrics: one JSON object per line in run.dir/metrics.jsonl, flushed every line so nothing is
+// lost on a crash.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+namespace tessera::trainer {
+
+// Builds one flat JSON object. Non-finite doubles are written as null (JSON has no NaN).
+class JsonLine {
+ public:
+  JsonLine& add(const std::string& key, int64_t value);
+  JsonLine& add(const std::string& key, double value);
+  JsonLine& add(const std::string& key, const std::string& value);
+  std::string str() const { return "{" + body_ + "}"; }
+
+ private:
+  void key(const std::string& k);
+  std::string body_;
+};
+
+std::string json_escape(const std::string& s);
+
+class MetricsWriter {
+ public:
+  // Truncates (or, with append, extends) the file; throws naming the path if it cannot be opened.
+  MetricsWriter(const std::string& path, bool append);
+  void write(const JsonLine& line);
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+}  // namespace tessera::trainer

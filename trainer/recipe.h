@@ -1,0 +1,164 @@
+// Recipe: one YAML file says everything about a run (DESIGN.md "Recipes"). Loading validates
+// every key before anything is allocated: unknown keys, wrong types and impossible values are
+// RecipeErrors whose message names the file and the dotted key, e.g.
+//   "recipes/tiny-moe.yaml: model.top_k: must be <= model.n_experts (8), got 9".
+// `overrides` are "dotted.key=value" strings (the CLI's --set); the value is parsed as a YAML
+// scalar and must name a known key; errors name the key and say it came from --set.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tessera::trainer {
+
+class RecipeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct RunConfig {
+  std::string dir = "runs/default";  // run.dir: metrics.jsonl, checkpoints/, logs/
+  int64_t cpu_threads = 1;          // run.cpu_threads: BLAS/OpenMP threads per process, >= 1
+
+  friend bool operator==(const RunConfig&, const RunConfig&) = default;
+};
+
+struct ModelConfig {
+  int64_t vocab_size = 256;
+  int64_t dim = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;                 // dim % n_heads == 0, head_dim even (RoPE pairs)
+  std::string attention = "mha";       // "mha" ("mla" is not implemented yet: an error)
+  int64_t inter_dim = 512;             // dense SwiGLU hidden size
+  int64_t moe_inter_dim = 128;         // hidden size of each routed and shared expert
+  int64_t n_experts = 8;               // routed experts
+  int64_t n_shared_experts = 1;        // shared MLP hidden = n_shared_experts * moe_inter_dim; 0 = none
+  int64_t top_k = 2;
+  int64_t n_group = 1;                 // group-limited routing: n_experts % n_group == 0
+  int64_t topk_group = 1;              // <= n_group; top_k <= topk_group * n_experts / n_group
+  double route_scale = 1.0;
+  int64_t first_dense_layers = 1;      // layers [0, first_dense_layers) use the dense FFN
+  double norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  double init_std = 0.02;              // normal(0, init_std) for every weight matrix
+  double bias_update_gamma = 0.001;    // aux-loss-free balancing speed (0 = off)
+  double seq_aux_alpha = 0.0;          // sequence-wise balance loss weight (0 = off)
+
+  friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t seq_len = 64;
+  int64_t global_batch = 8;   // sequences per optimizer step, whatever the layout
+  uint64_t seed = 1234;       // initialisation and data order
+  int64_t eval_every = 0;     // validation every N steps (0 = only at the end)
+  int64_t eval_batches = 4;   // validation batches (of global_batch sequences) per evaluation
+
+  friend bool operator==(const TrainConfig&, const TrainConfig&) = default;
+};
+
+struct ParallelConfig {
+  int64_t pp = 1;
+  int64_t dp = 1;
+  int64_t ep = 1;
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb1p | dualpipe | dualpipev
+  int64_t micro_batches = 1;      // global_batch % (dp * micro_batches) == 0
+  int64_t virtual_stages = 1;
+
+  friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
+};
+
+struct DataConfig {
+  std::string path;          // dataset directory written by `tessera prepare`
+  int64_t prefetch = 4;      // batches the loader's background thread keeps ready
+
+  friend bool operator==(const DataConfig&, const DataConfig&) = default;
+};
+
+struct OptimizerConfig {
+  std::string name = "adamw";  // only adamw
+  double lr = 1e-3;            // peak learning rate
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;   // decoupled; applied to weight matrices, not norms
+  double grad_clip = 1.0;      // global grad-norm clip (0 = off)
+
+  friend bool operator==(const OptimizerConfig&, const OptimizerConfig&) = default;
+};
+
+struct LrScheduleConfig {      // the recipe section `schedule`
+  int64_t warmup_steps = 0;    // linear warm-up from 0 to optimizer.lr
+  std::string decay = "cosine";  // cosine | constant
+  double min_lr_ratio = 0.1;   // cosine floor as a fraction of optimizer.lr
+
+  friend bool operator==(const LrScheduleConfig&, const LrScheduleConfig&) = default;
+};
+
+struct PrecisionConfig {
+  std::string compute = "fp32";  // fp32 only for now; bf16 / fp8 are errors until implemented
+
+  friend bool operator==(const PrecisionConfig&, const PrecisionConfig&) = default;
+};
+
+struct CheckpointConfig {
+  int64_t every_steps = 0;  // 0 = only at the end
+  int64_t keep_last = 2;    // >= 1
+  bool async = false;       // async saving is not implemented yet: true is an error
+
+  friend bool operator==(const CheckpointConfig&, const CheckpointConfig&) = default;
+};
+
+struct LoggingConfig {
+  int64_t every_steps = 1;  // stdout line every N steps (metrics.jsonl gets every step)
+
+  friend bool operator==(const LoggingConfig&, const LoggingConfig&) = default;
+};
+
+struct Recipe {
+  std::string source;  // file it was loaded from
+  RunConfig run;
+  ModelConfig model;
+  TrainConfig train;
+  ParallelConfig parallel;
+  DataConfig data;
+  OptimizerConfig optimizer;
+  LrScheduleConfig schedule;
+  PrecisionConfig precision;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+
+  friend bool operator==(const Recipe&, const Recipe&) = default;
+};
+
+// Throws RecipeError. A relative data.path / run.dir is kept as written (relative to the cwd).
+// Sets Recipe::source = path.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// load_recipe on text already in memory (e.g. the recipe stored in a checkpoint's trainer.yaml);
+// `source` names the text in error messages and becomes Recipe::source.
+Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+
+// The value checks of load_recipe alone, for recipes built or edited in code (sweeps, planner).
+// Messages start with recipe.source. Throws RecipeError.
+void validate_recipe(const Recipe& recipe);
+
+// Full recipe (every key, defaults filled in) as YAML; load_recipe(dump) gives the same Recipe.
+// Doubles are printed in their shortest exact form, so they round-trip bit for bit.
+std::string recipe_to_yaml(const Recipe& recipe);
+
+// One row per recipe key, in dump order (sections run, model, ..., logging): for `--help`-style
+// listings. `type` is "int", "uint", "float", "bool" or "string"; `default_value` is as dumped.
+struct RecipeKeyInfo {
+  std::string key;            // dotted, e.g. "model.dim"
+  std::string type;
+  std::string default_value;
+  std::string doc;            // one line: meaning and allowed values
+};
+std::vector<RecipeKeyInfo> recipe_keys();
+
+}  // namespace tessera::trainer

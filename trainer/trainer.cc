@@ -1,0 +1,184 @@
+#include "trainer/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <ostream>
+#include <stdexcept>
+#include <vector>
+
+#include "data/loader.h"
+#include "kernels/gemm.h"
+#include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/metrics.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+
+namespace tessera::trainer {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string format(const char* fmt, double a) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), fmt, a);
+  return buf;
+}
+
+void check_layout(const Recipe& recipe) {
+  const ParallelConfig& p = recipe.parallel;
+  if (p.pp * p.dp != 1) {
+    throw RecipeError(recipe.source + ": parallel.pp (" + std::to_string(p.pp) + ") x parallel.dp (" +
+                      std::to_string(p.dp) +
+                      ") must equal the number of processes (1); multi-process training is not "
+                      "implemented yet");
+  }
+}
+
+}  // namespace
+
+TrainSummary train(const Recipe& recipe, std::ostream& out) {
+  check_layout(recipe);
+  kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
+  const TrainConfig& tc = recipe.train;
+  const int64_t micro_batches = recipe.parallel.micro_batches;
+  const int64_t mb_rows = tc.global_batch / micro_batches;
+  const int64_t row_len = tc.seq_len + 1;
+  const int64_t tokens_per_step = tc.global_batch * tc.seq_len;
+
+  const fs::path run_dir(recipe.run.dir);
+  fs::create_directories(run_dir);
+  {
+    std::ofstream pinned(run_dir / "recipe.yaml");
+    pinned << recipe_to_yaml(recipe);
+  }
+
+  data::LoaderOptions lo;
+  lo.dataset_dir = recipe.data.path;
+  lo.split = "train";
+  lo.seq_len = tc.seq_len;
+  lo.global_batch = tc.global_batch;
+  lo.vocab_size = recipe.model.vocab_size;
+  lo.seed = tc.seed;
+  lo.shuffle = true;
+  lo.prefetch = static_cast<int>(recipe.data.prefetch);
+  data::Loader loader(lo);
+  const data::Manifest manifest = data::read_manifest(recipe.data.path);
+
+  Model model(recipe.model);
+  ParamTable& params = model.params();
+  params.init(tc.seed, recipe.model.init_std);
+  AdamW optimizer(recipe.optimizer);
+  MetricsWriter metrics((run_dir / "metrics.jsonl").string(), /*append=*/false);
+
+  out << "tessera: training " << recipe.source << ": " << params.numel() << " parameters, "
+      << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
+      << micro_batches << " micro-batch(es), gemm " << kernels::gemm_backend_name(kernels::gemm_backend())
+      << ", " << recipe.run.cpu_threads << " thread(s)\n";
+  if (manifest.entropy_rate_nats) {
+    out << "tessera: data entropy floor " << format("%.4f", *manifest.entropy_rate_nats)
+        << " nats/token\n";
+  }
+  out.flush();
+
+  const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
+                        1.0 / static_cast<double>(tc.global_batch)};
+  std::vector<int32_t> batch;
+  TrainSummary summary;
+  summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
+  int64_t tokens_seen = 0;
+  double input_wait_total = 0;
+  for (int64_t step = 1; step <= tc.steps; ++step) {
+    const auto t0 = Clock::now();
+    const double wait_before = loader.wait_seconds();
+    loader.next(batch);
+    const double input_wait = loader.wait_seconds() - wait_before;
+    input_wait_total += input_wait;
+
+    params.zero_grads();
+    MicroBatchLoss step_loss;
+    for (int64_t m = 0; m < micro_batches; ++m) {
+      const MicroBatchLoss l =
+          model.TrainMicroBatch(batch.data() + m * mb_rows * row_len, mb_rows, tc.seq_len, scale);
+      step_loss.loss += l.loss;
+      step_loss.ce_sum += l.ce_sum;
+      step_loss.aux += l.aux;
+      step_loss.tokens += l.tokens;
+    }
+    if (!std::isfinite(step_loss.loss)) {
+      throw std::runtime_error("loss is not finite at step " + std::to_string(step) +
+                               " (lower optimizer.lr or check the data)");
+    }
+    const double norm = grad_norm(params);
+    const double lr = learning_rate(recipe.optimizer.lr, recipe.schedule, step, tc.steps);
+    optimizer.Step(params, lr, clip_scale(norm, recipe.optimizer.grad_clip));
+    double load_ratio = 0;
+    for (MoeBlock* moe : model.moe_blocks()) {
+      load_ratio = std::max(load_ratio, moe->update_bias(recipe.model.bias_update_gamma));
+    }
+    tokens_seen += tokens_per_step;
+    const double step_s = seconds_since(t0);
+    const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
+    summary.final_loss = step_loss.loss;
+    summary.steps = step;
+
+    JsonLine line;
+    line.add("step", step)
+        .add("loss", step_loss.loss)
+        .add("ce_loss", ce)
+        .add("aux_loss", step_loss.aux)
+        .add("lr", lr)
+        .add("grad_norm", norm)
+        .add("tokens_per_s", tokens_per_step / step_s)
+        .add("step_s", step_s)
+        .add("input_wait_s", input_wait)
+        .add("expert_load_max_over_mean", load_ratio)
+        .add("tokens_seen", tokens_seen);
+
+    const bool eval_now = (tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps;
+    if (eval_now) {
+      const EvalResult ev =
+          evaluate(model, recipe.data.path, tc.seq_len, mb_rows, tc.eval_batches * micro_batches);
+      line.add("val_loss", ev.loss).add("val_tokens", ev.tokens);
+      summary.final_val_loss = ev.loss;
+    }
+    metrics.write(line);
+
+    if (step % recipe.logging.every_steps == 0 || step == tc.steps || eval_now) {
+      out << "step " << step << "/" << tc.steps << "  loss " << format("%.4f", step_loss.loss)
+          << "  lr " << format("%.3e", lr) << "  grad_norm " << format("%.3f", norm) << "  "
+          << format("%.0f", tokens_per_step / step_s) << " tok/s  load max/mean "
+          << format("%.2f", load_ratio);
+      if (eval_now) out << "  val_loss " << format("%.4f", summary.final_val_loss);
+      out << "\n";
+      out.flush();
+    }
+
+    const bool save_now = (recipe.checkpoint.every_steps > 0 &&
+                           step % recipe.checkpoint.every_steps == 0) ||
+                          step == tc.steps;
+    if (save_now) {
+      const data::LoaderState ls = loader.state();
+      CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor};
+      summary.last_checkpoint = save_checkpoint((run_dir / "checkpoints").string(), params, meta,
+                                                recipe, recipe.checkpoint.keep_last);
+      out << "tessera: saved " << summary.last_checkpoint << "\n";
+    }
+  }
+  out << "tessera: done, " << summary.steps << " steps, input wait "
+      << format("%.3f", input_wait_total) << " s total\n";
+  return summary;
+}
+
+}  // namespace tessera::trainer

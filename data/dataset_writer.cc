@@ -25,7 +25,26 @@ bool is_dataset_file(const std::string& name) {
           (name.ends_with(".h5") || name.ends_with(".h5.tmp")));
 }
 
+std::vector<fs::path> dataset_files(const std::string& dir) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (is_dataset_file(entry.path().filename().string())) found.push_back(entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 }  // namespace
+
+void DatasetWriter::check_output(const std::string& dir, bool overwrite) {
+  const std::vector<fs::path> existing = dataset_files(dir);
+  if (!existing.empty() && !overwrite) {
+    throw DataError(dir + ": already holds a dataset (" + existing.front().filename().string() +
+                    "); remove it or pass --overwrite");
+  }
+}
 
 DatasetWriter::DatasetWriter(DatasetWriterOptions options)
     : options_(std::move(options)), dtype_(dtype_for_vocab(options_.vocab_size)) {
@@ -40,16 +59,9 @@ DatasetWriter::DatasetWriter(DatasetWriterOptions options)
   if (ec || !fs::is_directory(options_.dir)) {
     throw DataError(options_.dir + ": cannot create output directory: " + ec.message());
   }
-  std::vector<fs::path> existing;
-  for (const auto& entry : fs::directory_iterator(options_.dir)) {
-    if (is_dataset_file(entry.path().filename().string())) existing.push_back(entry.path());
-  }
+  std::vector<fs::path> existing = dataset_files(options_.dir);
   if (!existing.empty()) {
-    if (!options_.overwrite) {
-      throw DataError(options_.dir + ": already holds a dataset (" +
-                      existing.front().filename().string() +
-                      "); remove it or pass --overwrite");
-    }
+    check_output(options_.dir, options_.overwrite);
     // The manifest goes first so that a crash part-way never leaves it pointing at missing shards.
     std::sort(existing.begin(), existing.end(), [](const fs::path& a, const fs::path& b) {
       return (a.filename() == kManifestFile) > (b.filename() == kManifestFile);

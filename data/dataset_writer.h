@@ -29,6 +29,10 @@ class DatasetWriter {
  public:
   explicit DatasetWriter(DatasetWriterOptions options);
 
+  // Throws the DataError the constructor would for an existing dataset in `dir` without
+  // `overwrite`, so a prepare can fail before its expensive passes. Changes nothing.
+  static void check_output(const std::string& dir, bool overwrite);
+
   // Appends tokens to a split's stream. `document_start`: a document begins at the first of them.
   void append(Split split, std::span<const uint32_t> tokens, bool document_start);
 

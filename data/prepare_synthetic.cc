@@ -23,6 +23,7 @@ PrepareSummary prepare_synthetic(const PrepareSyntheticOptions& o) {
                     std::to_string(o.val_fraction));
   }
   if (o.shard_tokens < 1) throw DataError("prepare synthetic: --shard-tokens must be >= 1");
+  DatasetWriter::check_output(o.out_dir, o.overwrite);
 
   const MarkovChain chain(o.chain);
   if (o.log != nullptr) {

@@ -50,6 +50,7 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
     throw DataError("prepare text: --val-fraction must be in (0, 1), got " + std::to_string(o.val_fraction));
   }
   if (o.shard_tokens < 1) throw DataError("prepare text: --shard-tokens must be >= 1");
+  DatasetWriter::check_output(o.out_dir, o.overwrite);
 
   const TextCorpus corpus(o.inputs, o.doc_delimiter);
   if (o.log != nullptr) {

@@ -10,7 +10,7 @@ namespace tessera::data {
 
 namespace {
 
-constexpr size_t kMaxOpenShards = 8;
+constexpr size_t kMaxOpenShards = 32;
 constexpr uint64_t kVerifyBlockTokens = uint64_t{1} << 20;
 
 template <typename T>

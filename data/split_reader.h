@@ -5,7 +5,7 @@
 // contents are verified the first time any of its tokens is read: the XXH64 of its bytes must match
 // the manifest and every id must be < vocab_limit; errors name the shard file. Verified shards are
 // kept in memory while their total size stays within `cache_bytes`; shards beyond that budget are
-// read range by range from their files (a few kept open).
+// read range by range from their files (up to 32 kept open).
 //
 // Not thread-safe (the loader uses one from a single thread at a time).
 #pragma once

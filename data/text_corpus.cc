@@ -15,9 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr size_t kReadBlock = size_t{4} << 20;
-constexpr size_t kMaxPending = size_t{16} << 20;  // flush a long document in pieces beyond this
-
 bool hidden(const fs::path& path) {
   const std::string name = path.filename().string();
   return !name.empty() && name[0] == '.';
@@ -25,8 +22,9 @@ bool hidden(const fs::path& path) {
 
 }  // namespace
 
-TextCorpus::TextCorpus(const std::vector<std::string>& inputs, std::string delimiter)
-    : delimiter_(std::move(delimiter)) {
+TextCorpus::TextCorpus(const std::vector<std::string>& inputs, std::string delimiter,
+                       size_t read_block, size_t max_pending)
+    : delimiter_(std::move(delimiter)), read_block_(std::max<size_t>(read_block, 1)), max_pending_(max_pending) {
   for (const std::string& input : inputs) {
     std::error_code ec;
     const fs::file_status status = fs::status(input, ec);
@@ -71,7 +69,7 @@ uint64_t TextCorpus::for_each(const Visitor& visitor) const {
   };
 
   std::string pending;
-  std::vector<char> block(kReadBlock);
+  std::vector<char> block(read_block_);
   for (const std::string& path : files_) {
     std::FILE* file = std::fopen(path.c_str(), "rb");
     if (file == nullptr) throw DataError(path + ": cannot open: " + std::strerror(errno));
@@ -101,7 +99,7 @@ uint64_t TextCorpus::for_each(const Visitor& visitor) const {
         pending.erase(0, start);
         search_from = pending.size() >= delimiter_.size() ? pending.size() - delimiter_.size() + 1 : 0;
       }
-      if (pending.size() > kMaxPending) {
+      if (pending.size() > max_pending_) {
         // Keep a tail that could still hold the start of a delimiter.
         const size_t keep = delimiter_.empty() ? 0 : delimiter_.size() - 1;
         const size_t cut = last_safe_cut(std::string_view(pending).substr(0, pending.size() - keep));

@@ -19,9 +19,14 @@ namespace tessera::data {
 
 class TextCorpus {
  public:
+  static constexpr size_t kDefaultReadBlock = size_t{4} << 20;
+  static constexpr size_t kDefaultMaxPending = size_t{16} << 20;
+
   // Throws DataError naming an input that does not exist or is neither file nor directory, and if
-  // no input file is found.
-  TextCorpus(const std::vector<std::string>& inputs, std::string delimiter);
+  // no input file is found. Files are read `read_block` bytes at a time; a document longer than
+  // `max_pending` bytes is passed on in pieces (where a safe cut exists).
+  TextCorpus(const std::vector<std::string>& inputs, std::string delimiter,
+             size_t read_block = kDefaultReadBlock, size_t max_pending = kDefaultMaxPending);
 
   const std::vector<std::string>& files() const { return files_; }
   uint64_t total_bytes() const { return total_bytes_; }
@@ -41,6 +46,8 @@ class TextCorpus {
   std::vector<std::string> files_;
   uint64_t total_bytes_ = 0;
   std::string delimiter_;
+  size_t read_block_;
+  size_t max_pending_;
 };
 
 }  // namespace tessera::data

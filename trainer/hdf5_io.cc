@@ -2,18 +2,19 @@
 
 #include <stdexcept>
 
+#include "data/hdf5.h"
+
 namespace tessera::trainer {
+
+// The HDF5 build is not thread-safe and the loader's prefetch thread reads shards while we write
+// checkpoints: every call below holds data::Hdf5Guard (which also mutes HDF5's stderr dump).
+using data::Hdf5Guard;
 
 namespace {
 
-// HDF5 prints its own error stack to stderr by default; we report errors ourselves.
-struct SilenceHdf5 {
-  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
-};
-const SilenceHdf5 kSilence;
-
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
+  const std::string reason = data::hdf5_error_text();
+  throw std::runtime_error(path + ": " + what + (reason.empty() ? "" : " (" + reason + ")"));
 }
 
 std::vector<hsize_t> dims_of(const std::vector<int64_t>& shape) {
@@ -29,6 +30,7 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }  // namespace
 
 H5File::H5File(const std::string& path, Mode mode) : path_(path) {
+  Hdf5Guard guard;
   if (mode == Mode::kCreate) {
     file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   } else {
@@ -41,10 +43,12 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
 }
 
 H5File::~H5File() {
+  Hdf5Guard guard;
   if (file_ >= 0) H5Fclose(file_);
 }
 
 bool H5File::has(const std::string& name) const {
+  Hdf5Guard guard;
   // H5Lexists fails if an intermediate group is missing, so walk the path.
   size_t pos = 0;
   while (true) {
@@ -58,6 +62,7 @@ bool H5File::has(const std::string& name) const {
 static void write_dataset(hid_t file, const std::string& path, const std::string& name,
                           const std::vector<int64_t>& shape, hid_t file_type, hid_t mem_type,
                           const void* data) {
+  Hdf5Guard guard;
   const auto dims = dims_of(shape);
   hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -81,6 +86,7 @@ void H5File::write_i32(const std::string& name, const std::vector<int64_t>& shap
 }
 
 std::vector<int64_t> H5File::shape_of(const std::string& name) const {
+  Hdf5Guard guard;
   if (!has(name)) fail(path_, "missing dataset " + name);
   hid_t ds = H5Dopen2(file_, name.c_str(), H5P_DEFAULT);
   if (ds < 0) fail(path_, "cannot open dataset " + name);
@@ -95,6 +101,7 @@ std::vector<int64_t> H5File::shape_of(const std::string& name) const {
 
 void H5File::read_f32(const std::string& name, const std::vector<int64_t>& shape,
                       float* data) const {
+  Hdf5Guard guard;
   const auto actual = shape_of(name);
   if (actual != shape) {
     fail(path_, "dataset " + name + " has shape " + shape_str(actual) + ", expected " +
@@ -108,6 +115,7 @@ void H5File::read_f32(const std::string& name, const std::vector<int64_t>& shape
 
 static void write_attr(hid_t file, const std::string& path, const std::string& name,
                        hid_t type, const void* value) {
+  Hdf5Guard guard;
   if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
   hid_t space = H5Screate(H5S_SCALAR);
   hid_t attr = H5Acreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
@@ -126,6 +134,7 @@ void H5File::write_attr_f64(const std::string& name, double value) {
 }
 
 int64_t H5File::read_attr_i64(const std::string& name) const {
+  Hdf5Guard guard;
   if (H5Aexists(file_, name.c_str()) <= 0) fail(path_, "missing attribute " + name);
   hid_t attr = H5Aopen(file_, name.c_str(), H5P_DEFAULT);
   int64_t value = 0;
@@ -136,6 +145,7 @@ int64_t H5File::read_attr_i64(const std::string& name) const {
 }
 
 void H5File::flush() {
+  Hdf5Guard guard;
   if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) fail(path_, "flush failed");
 }
 

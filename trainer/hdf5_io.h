@@ -1,6 +1,7 @@
 // Minimal RAII over the HDF5 C API for checkpoints: float32/int tensors as named datasets
 // (intermediate groups created from '/' in names) and scalar attributes on the root.
-// Every failure throws std::runtime_error naming the file and the dataset.
+// Every failure throws std::runtime_error naming the file and the dataset. Thread-safe with
+// respect to the data loader: each call holds data::Hdf5Guard.
 #pragma once
 
 #include <hdf5.h>

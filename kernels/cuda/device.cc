@@ -8,7 +8,7 @@ namespace tessera::kernels::cuda {
 int device_count() noexcept {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // the failed probe must not poison the next check()
+    cudaGetLastError();  // clear it where the error is not sticky (driver but no device)
     return 0;
   }
   return count;

@@ -26,7 +26,8 @@ class DeviceBuffer {
     if (n > 0) TESSERA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), bytes()));
   }
   // A device copy of host.
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(std::ssize(host)) {
+  explicit DeviceBuffer(const std::vector<T>& host)
+      : DeviceBuffer(static_cast<int64_t>(host.size())) {
     copy_from(host);
   }
   ~DeviceBuffer() {
@@ -47,19 +48,23 @@ class DeviceBuffer {
   int64_t size() const { return size_; }
   size_t bytes() const { return static_cast<size_t>(size_) * sizeof(T); }
 
-  // Blocking copy of host into the buffer. REQUIRES: host.size() == size() (checked).
+  // Copy of host into the buffer, complete on return (a plain cudaMemcpy from pageable memory
+  // may return before its DMA lands, which kernels on non-blocking streams could race).
+  // REQUIRES: host.size() == size() (checked).
   void copy_from(const std::vector<T>& host) {
-    if (std::ssize(host) != size_) {
+    if (static_cast<int64_t>(host.size()) != size_) {
       throw std::invalid_argument("DeviceBuffer::copy_from: host has " +
                                   std::to_string(host.size()) + " elements, buffer " +
                                   std::to_string(size_));
     }
     if (size_ > 0) {
       TESSERA_CUDA_CHECK(cudaMemcpy(data_, host.data(), bytes(), cudaMemcpyHostToDevice));
+      TESSERA_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
     }
   }
 
-  // Blocking copy to the host; waits for the work already queued on the legacy default stream.
+  // Blocking copy to the host. Waits for work queued on the legacy default stream and the
+  // blocking streams, not for non-blocking streams: synchronise those first.
   std::vector<T> to_host() const {
     std::vector<T> host(size_);
     if (size_ > 0) {

@@ -15,7 +15,7 @@ namespace tessera::kernels::cuda {
 
 namespace {
 
-// The checks of kernels::gemm (kernels/gemm.cc), with the same messages.
+// The checks of kernels::gemm (kernels/gemm.cc), worded alike.
 void check_args(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
                 int64_t ldc) {
   if (M < 0 || N < 0 || K < 0) {
@@ -51,17 +51,14 @@ void scale_c(cublasHandle_t handle, int64_t M, int64_t N, T beta, T* C, int64_t 
     TESSERA_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(T), 0, N * sizeof(T), M, stream));
     return;
   }
-  // In place, C = beta * C + 0 * C (geam allows C to alias A with matching ld and no transpose).
-  const T zero = 0;
-  const int m = static_cast<int>(N), n = static_cast<int>(M), ld = static_cast<int>(ldc);
-  if constexpr (std::is_same_v<T, float>) {
-    check_cublas(cublasSgeam(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, n, &beta, C, ld, &zero, C, ld,
-                             C, ld),
-                 "cublasSgeam");
-  } else {
-    check_cublas(cublasDgeam(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, n, &beta, C, ld, &zero, C, ld,
-                             C, ld),
-                 "cublasDgeam");
+  // Row by row, so the padding between rows stays untouched; a degenerate case, not a hot path.
+  const int n = static_cast<int>(N);
+  for (int64_t i = 0; i < M; ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      check_cublas(cublasSscal(handle, n, &beta, C + i * ldc, 1), "cublasSscal");
+    } else {
+      check_cublas(cublasDscal(handle, n, &beta, C + i * ldc, 1), "cublasDscal");
+    }
   }
 }
 

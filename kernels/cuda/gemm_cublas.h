@@ -39,6 +39,8 @@ class CublasHandle {
 
 // Arguments are checked (and rejected with std::invalid_argument, as kernels::gemm does)
 // before the handle is used. fp32 -> cublasSgemm, fp64 -> cublasDgemm.
+// REQUIRES: the handle's pointer mode is CUBLAS_POINTER_MODE_HOST (the default): alpha and
+// beta are host values.
 template <typename T>
 void gemm(cublasHandle_t handle, Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K,
           T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);

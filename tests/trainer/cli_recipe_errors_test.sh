@@ -28,11 +28,11 @@ bad() {  # bad NAME: copy of the recipe with one sed edit
   echo "$work/$1.yaml"
 }
 
-expect_error unknown_key "model.dimm" "$(bad unknown_key 's/^  dim: 64/  dimm: 64/')"
+expect_error unknown_key "model.dimm" "$(bad unknown_key 's/^  dim: [0-9]*/  dimm: 64/')"
 expect_error unknown_key_names_file "unknown_key.yaml" "$work/unknown_key.yaml"
 expect_error unknown_section "optimiser" "$(bad unknown_section 's/^optimizer:/optimiser:/')"
-expect_error wrong_type_int "model.dim" "$(bad wrong_type_int 's/^  dim: 64/  dim: sixty-four/')"
-expect_error wrong_type_float_for_int "train.steps" "$(bad wrong_type_float 's/^  steps: 300/  steps: 2.5/')"
+expect_error wrong_type_int "model.dim" "$(bad wrong_type_int 's/^  dim: [0-9]*/  dim: sixty-four/')"
+expect_error wrong_type_float_for_int "train.steps" "$(bad wrong_type_float 's/^  steps: [0-9]*/  steps: 2.5/')"
 expect_error wrong_type_bool "checkpoint.async" "$(bad wrong_type_bool 's/^  async: false/  async: maybe/')"
 expect_error topk_gt_experts "model.top_k" "$recipe" --set model.top_k=9
 expect_error heads_not_dividing_dim "model.n_heads" "$recipe" --set model.n_heads=5

@@ -37,26 +37,31 @@ std::vector<uint32_t> de_bruijn_sequence(uint32_t vocab, int order) {
   return out;
 }
 
-MarkovChain::MarkovChain(const MarkovChainSpec& spec) : spec_(spec) {
-  if (spec_.vocab < 2 || spec_.vocab > (int64_t{1} << 31)) {
-    bad_spec("--vocab must be in [2, 2^31], got " + std::to_string(spec_.vocab));
+uint64_t MarkovChain::validate(const MarkovChainSpec& spec) {
+  if (spec.vocab < 2 || spec.vocab > (int64_t{1} << 31)) {
+    bad_spec("--vocab must be in [2, 2^31], got " + std::to_string(spec.vocab));
   }
-  if (spec_.order < 1) bad_spec("--order must be >= 1, got " + std::to_string(spec_.order));
-  n_states_ = 1;
-  for (int64_t k = 0; k < spec_.order; ++k) {
-    if (n_states_ > kMaxStates / static_cast<uint64_t>(spec_.vocab)) {
-      bad_spec("vocab^order = " + std::to_string(spec_.vocab) + "^" + std::to_string(spec_.order) +
+  if (spec.order < 1) bad_spec("--order must be >= 1, got " + std::to_string(spec.order));
+  uint64_t states = 1;
+  for (int64_t k = 0; k < spec.order; ++k) {
+    if (states > kMaxStates / static_cast<uint64_t>(spec.vocab)) {
+      bad_spec("vocab^order = " + std::to_string(spec.vocab) + "^" + std::to_string(spec.order) +
                " states is more than the " + std::to_string(kMaxStates) + " supported");
     }
-    n_states_ *= static_cast<uint64_t>(spec_.vocab);
+    states *= static_cast<uint64_t>(spec.vocab);
   }
-  if (spec_.support < 2 || spec_.support > spec_.vocab) {
-    bad_spec("--support must be in [2, vocab], got " + std::to_string(spec_.support));
+  if (spec.support < 2 || spec.support > spec.vocab) {
+    bad_spec("--support must be in [2, vocab], got " + std::to_string(spec.support));
   }
-  if (!(spec_.concentration > 0.0) || !std::isfinite(spec_.concentration)) {
+  if (!(spec.concentration > 0.0) || !std::isfinite(spec.concentration)) {
     bad_spec("--concentration must be > 0");
   }
-  if (!(spec_.smoothing >= 0.0 && spec_.smoothing < 1.0)) bad_spec("--smoothing must be in [0, 1)");
+  if (!(spec.smoothing >= 0.0 && spec.smoothing < 1.0)) bad_spec("--smoothing must be in [0, 1)");
+  return states;
+}
+
+MarkovChain::MarkovChain(const MarkovChainSpec& spec) : spec_(spec) {
+  n_states_ = validate(spec_);
   m_ = static_cast<size_t>(spec_.support);
   build();
   solve_stationary();

@@ -46,6 +46,8 @@ class MarkovChain {
 
   // Throws DataError (naming the parameter) for a spec out of range.
   explicit MarkovChain(const MarkovChainSpec& spec);
+  // The constructor's checks alone (cheap); returns V^K.
+  static uint64_t validate(const MarkovChainSpec& spec);
 
   const MarkovChainSpec& spec() const { return spec_; }
   uint64_t n_states() const { return n_states_; }

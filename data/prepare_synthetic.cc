@@ -14,8 +14,7 @@ namespace {
 constexpr uint64_t kBlockTokens = uint64_t{1} << 20;
 }  // namespace
 
-PrepareSummary prepare_synthetic(const PrepareSyntheticOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
+void validate(const PrepareSyntheticOptions& o) {
   if (o.out_dir.empty()) throw DataError("prepare synthetic: --out is required");
   if (o.tokens < 2) throw DataError("prepare synthetic: --tokens must be >= 2");
   if (!(o.val_fraction > 0.0 && o.val_fraction < 1.0)) {
@@ -23,6 +22,12 @@ PrepareSummary prepare_synthetic(const PrepareSyntheticOptions& o) {
                     std::to_string(o.val_fraction));
   }
   if (o.shard_tokens < 1) throw DataError("prepare synthetic: --shard-tokens must be >= 1");
+  MarkovChain::validate(o.chain);
+}
+
+PrepareSummary prepare_synthetic(const PrepareSyntheticOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  validate(o);
   DatasetWriter::check_output(o.out_dir, o.overwrite);
 
   const MarkovChain chain(o.chain);

@@ -31,5 +31,7 @@ struct PrepareSyntheticOptions {
 
 // Throws DataError naming the bad option or file.
 PrepareSummary prepare_synthetic(const PrepareSyntheticOptions& options);
+// The option checks prepare_synthetic starts with (no I/O): DataError naming the option.
+void validate(const PrepareSyntheticOptions& options);
 
 }  // namespace tessera::data

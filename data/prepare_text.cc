@@ -31,8 +31,7 @@ std::vector<bool> choose_validation(uint64_t documents, uint64_t count, uint64_t
 
 }  // namespace
 
-PrepareSummary prepare_text(const PrepareTextOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
+void validate(const PrepareTextOptions& o) {
   if (o.out_dir.empty()) throw DataError("prepare text: --out is required");
   if (o.tokenizer != "byte" && o.tokenizer != "bpe") {
     throw DataError("prepare text: --tokenizer must be byte or bpe, got '" + o.tokenizer + "'");
@@ -50,6 +49,11 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
     throw DataError("prepare text: --val-fraction must be in (0, 1), got " + std::to_string(o.val_fraction));
   }
   if (o.shard_tokens < 1) throw DataError("prepare text: --shard-tokens must be >= 1");
+}
+
+PrepareSummary prepare_text(const PrepareTextOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  validate(o);
   DatasetWriter::check_output(o.out_dir, o.overwrite);
 
   const TextCorpus corpus(o.inputs, o.doc_delimiter);

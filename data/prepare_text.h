@@ -36,5 +36,7 @@ struct PrepareTextOptions {
 
 // Throws DataError naming the bad option or file.
 PrepareSummary prepare_text(const PrepareTextOptions& options);
+// The option checks prepare_text starts with (no I/O): DataError naming the option.
+void validate(const PrepareTextOptions& options);
 
 }  // namespace tessera::data

@@ -105,6 +105,21 @@ Parsed parse(const std::vector<std::string>& args, const po::options_description
   return parsed;
 }
 
+// Option values out of range are usage errors (exit 2), not failures of the prepare itself.
+template <typename Fn>
+void check_options(Fn&& fn) {
+  try {
+    fn();
+  } catch (const data::DataError& e) {
+    std::string message = e.what();
+    // "prepare text: --x ..." -> "--x ...": the command prints its own name first.
+    if (message.rfind("prepare ", 0) == 0 && message.find(": ") != std::string::npos) {
+      message.erase(0, message.find(": ") + 2);
+    }
+    throw UsageError(message);
+  }
+}
+
 void require(const po::variables_map& vm, const char* option) {
   if (!vm.count(option)) throw UsageError(std::string("the option '--") + option + "' is required");
 }
@@ -157,6 +172,7 @@ int text_command(const std::vector<std::string>& args) {
     o.log = &std::cerr;
     o.tty = ::isatty(STDERR_FILENO) != 0;
   }
+  check_options([&] { data::validate(o); });
   std::cout << data::format_summary(data::prepare_text(o));
   return 0;
 }
@@ -207,6 +223,7 @@ int synthetic_command(const std::vector<std::string>& args) {
     o.log = &std::cerr;
     o.tty = ::isatty(STDERR_FILENO) != 0;
   }
+  check_options([&] { data::validate(o); });
   std::cout << data::format_summary(data::prepare_synthetic(o));
   return 0;
 }

@@ -98,7 +98,7 @@ TrainSummary train(const Recipe& recipe, std::ostream& out) {
   TrainSummary summary;
   summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t tokens_seen = 0;
-  double input_wait_total = 0;
+  double input_wait_total = 0, step_time_total = 0;
   for (int64_t step = 1; step <= tc.steps; ++step) {
     const auto t0 = Clock::now();
     const double wait_before = loader.wait_seconds();
@@ -129,6 +129,7 @@ TrainSummary train(const Recipe& recipe, std::ostream& out) {
     }
     tokens_seen += tokens_per_step;
     const double step_s = seconds_since(t0);
+    step_time_total += step_s;
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
     summary.final_loss = step_loss.loss;
     summary.steps = step;
@@ -176,8 +177,9 @@ TrainSummary train(const Recipe& recipe, std::ostream& out) {
       out << "tessera: saved " << summary.last_checkpoint << "\n";
     }
   }
-  out << "tessera: done, " << summary.steps << " steps, input wait "
-      << format("%.3f", input_wait_total) << " s total\n";
+  out << "tessera: done, " << summary.steps << " steps in " << format("%.1f", step_time_total)
+      << " s; waited for input " << format("%.4f", input_wait_total) << " s ("
+      << format("%.3f", 100 * input_wait_total / step_time_total) << "% of step time)\n";
   return summary;
 }
 

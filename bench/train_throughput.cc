@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/host_memory.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n";
     return 2;
   }
+  kernels::keep_freed_host_memory();
   kernels::set_cpu_threads(threads);
   const ModelConfig& mc = recipe.model;
   const int64_t B = recipe.train.global_batch, T = recipe.train.seq_len;

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/host_memory.h"
 #include "trainer/commands.h"
 #include "trainer/prepare_command.h"
 
@@ -21,6 +22,7 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   using namespace tessera::trainer;
+  tessera::kernels::keep_freed_host_memory();
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;

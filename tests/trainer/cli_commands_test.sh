@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The tessera CLI end to end: --help of every command, usage errors, `prepare text` (byte and BPE)
+# feeding a short training run and `eval`, and errors that name the bad path.
+# Usage: cli_commands_test.sh TESSERA RECIPE WORKDIR
+set -uo pipefail
+tessera=$1 recipe=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+failures=0 passed=0
+
+check() {  # check NAME EXPECTED_EXIT EXPECTED_SUBSTRING CMD...
+  local name=$1 want_rc=$2 want=$3
+  shift 3
+  local out rc
+  out=$(timeout 120 "$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$want_rc" ]; then
+    echo "FAIL $name: exit $rc, expected $want_rc"; echo "$out" | tail -n 5 | sed 's/^/    /'
+    failures=$((failures + 1)); return
+  fi
+  if [ -n "$want" ] && ! grep -qF -- "$want" <<<"$out"; then
+    echo "FAIL $name: output lacks '$want'"; echo "$out" | tail -n 5 | sed 's/^/    /'
+    failures=$((failures + 1)); return
+  fi
+  echo "ok   $name"; passed=$((passed + 1))
+}
+
+check help 0 "prepare text|synthetic" "$tessera" --help
+check no_command 2 "Usage: tessera" "$tessera"
+check unknown_command 2 "unknown command 'bogus'" "$tessera" bogus
+check train_help 0 "--set" "$tessera" train --help
+check eval_help 0 "--checkpoint" "$tessera" eval --help
+check prepare_help 0 "synthetic" "$tessera" prepare --help
+check prepare_text_help 0 "--tokenizer" "$tessera" prepare text --help
+check prepare_synthetic_help 0 "--order" "$tessera" prepare synthetic --help
+check train_unknown_option 2 "--bogus" "$tessera" train "$recipe" --bogus
+check train_missing_recipe 2 "missing RECIPE" "$tessera" train
+check prepare_bad_vocab 2 "--vocab" "$tessera" prepare synthetic --vocab 1 --tokens 1000 --out "$work/x"
+check eval_missing_args 2 "--checkpoint" "$tessera" eval "$recipe" --data "$work"
+
+# A small text corpus: two files of several documents.
+mkdir -p "$work/corpus"
+for i in 1 2 3 4 5 6; do
+  printf 'Document %d. The quick brown fox jumps over the lazy dog; héllo wörld %d.\n' "$i" "$i" > "$work/corpus/doc$i.txt"
+  for j in $(seq 1 40); do echo "line $j of document $i: tessera trains mixture-of-experts models." >> "$work/corpus/doc$i.txt"; done
+done
+check prepare_text_byte 0 "tokens" "$tessera" prepare text --tokenizer byte --out "$work/bytes" "$work/corpus"
+check byte_vocab_257 0 "vocab_size: 257" cat "$work/bytes/manifest.yaml"
+check prepare_text_bpe 0 "tokens" "$tessera" prepare text --tokenizer bpe --vocab 300 --out "$work/bpe" "$work/corpus"
+check bpe_vocab_300 0 "vocab_size: 300" cat "$work/bpe/manifest.yaml"
+
+small=(--set model.vocab_size=300 --set model.dim=32 --set model.n_heads=2 --set model.inter_dim=64
+       --set model.moe_inter_dim=32 --set train.steps=3 --set train.seq_len=16 --set train.global_batch=4
+       --set train.eval_batches=1 --set data.path="$work/bpe" --set run.dir="$work/run"
+       --set checkpoint.every_steps=0)
+check train_on_bpe 0 "step 3/3" "$tessera" train "$recipe" "${small[@]}"
+check metrics_written 0 '"step":3' cat "$work/run/metrics.jsonl"
+check eval_on_bpe 0 '"loss":' "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/run" --data "$work/bpe" --batches 1
+check vocab_too_small_names_shard 1 "shard-" "$tessera" train "$recipe" "${small[@]}" --set model.vocab_size=100
+check eval_missing_checkpoint 1 "$work/nowhere" "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/nowhere" --data "$work/bpe"
+check train_missing_dataset 1 "$work/no-data" "$tessera" train "$recipe" "${small[@]}" --set data.path="$work/no-data"
+
+echo "$passed passed, $failures failed"
+[ "$failures" -eq 0 ]

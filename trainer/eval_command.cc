@@ -1,13 +1,13 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "kernels/gemm.h"
 #include "trainer/checkpoint.h"
+#include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/evaluate.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
-#include "trainer/recipe.h"
-#include "kernels/gemm.h"
 
 namespace tessera::trainer {
 
@@ -28,38 +28,17 @@ int run_eval_command(const std::vector<std::string>& args) {
       ("batches", po::value<int64_t>(), "batches to evaluate (default: train.eval_batches; "
                                          "fewer if the split is smaller)")
       ("set", po::value<std::vector<std::string>>()->composing(), "override a recipe key");
-  po::options_description all;
-  all.add(visible).add_options()("recipe", po::value<std::string>());
-  po::positional_options_description pos;
-  pos.add("recipe", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "tessera eval: " << e.what() << "\n" << visible << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << visible << "\n";
-    return 0;
-  }
-  for (const char* required : {"recipe", "checkpoint", "data"}) {
+  if (auto status = parse_recipe_command("eval", args, visible, vm)) return *status;
+  for (const char* required : {"checkpoint", "data"}) {
     if (!vm.count(required)) {
-      std::cerr << "tessera eval: missing " << (std::string(required) == "recipe" ? "RECIPE" : std::string("--") + required)
-                << "\n" << visible << "\n";
+      std::cerr << "tessera eval: missing --" << required << "\n" << visible << "\n";
       return 2;
     }
   }
-  Recipe recipe;
-  try {
-    recipe = load_recipe(vm["recipe"].as<std::string>(),
-                         vm.count("set") ? vm["set"].as<std::vector<std::string>>()
-                                         : std::vector<std::string>{});
-  } catch (const RecipeError& e) {
-    std::cerr << "tessera eval: " << e.what() << "\n";
-    return 2;
-  }
+  const std::optional<Recipe> loaded = load_recipe_from("eval", vm);
+  if (!loaded) return 2;
+  const Recipe& recipe = *loaded;
   const int64_t batches = vm.count("batches") ? vm["batches"].as<int64_t>()
                                               : recipe.train.eval_batches;
   if (batches < 1) {

@@ -1,8 +1,8 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "trainer/command_line.h"
 #include "trainer/commands.h"
-#include "trainer/recipe.h"
 #include "trainer/trainer.h"
 
 namespace tessera::trainer {
@@ -19,37 +19,12 @@ int run_train_command(const std::vector<std::string>& args) {
       ("help,h", "show this help")
       ("set", po::value<std::vector<std::string>>()->composing(),
        "override a recipe key, e.g. --set train.steps=10 (repeatable)");
-  po::options_description all;
-  all.add(visible).add_options()("recipe", po::value<std::string>());
-  po::positional_options_description pos;
-  pos.add("recipe", 1);
   po::variables_map vm;
+  if (auto status = parse_recipe_command("train", args, visible, vm)) return *status;
+  const std::optional<Recipe> recipe = load_recipe_from("train", vm);
+  if (!recipe) return 2;
   try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "tessera train: " << e.what() << "\n" << visible << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << visible << "\n";
-    return 0;
-  }
-  if (!vm.count("recipe")) {
-    std::cerr << "tessera train: missing RECIPE\n" << visible << "\n";
-    return 2;
-  }
-  Recipe recipe;
-  try {
-    recipe = load_recipe(vm["recipe"].as<std::string>(),
-                         vm.count("set") ? vm["set"].as<std::vector<std::string>>()
-                                         : std::vector<std::string>{});
-  } catch (const RecipeError& e) {
-    std::cerr << "tessera train: " << e.what() << "\n";
-    return 2;
-  }
-  try {
-    train(recipe, std::cout);
+    train(*recipe, std::cout);
   } catch (const RecipeError& e) {
     std::cerr << "tessera train: " << e.what() << "\n";
     return 2;

@@ -6,7 +6,7 @@
 namespace tessera::trainer {
 namespace {
 
-TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
+ModelConfig OneMoeLayer(int64_t top_k) {
   ModelConfig c;
   c.vocab_size = 11;
   c.dim = 8;
@@ -14,9 +14,13 @@ TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
   c.n_heads = 2;
   c.moe_inter_dim = 4;
   c.n_experts = 4;
-  c.top_k = 1;
+  c.top_k = top_k;
   c.first_dense_layers = 0;
-  Model model(c);
+  return c;
+}
+
+TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
+  Model model(OneMoeLayer(/*top_k=*/1));
   MoeBlock* moe = model.moe_blocks().at(0);
   moe->load_counts() = {6, 2, 0, 0};  // mean 2
   EXPECT_DOUBLE_EQ(moe->update_bias(0.01), 3.0);
@@ -29,16 +33,7 @@ TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
 }
 
 TEST(MoeBias, TrainingForwardCountsEveryRoutedTokenEvalDoesNot) {
-  ModelConfig c;
-  c.vocab_size = 11;
-  c.dim = 8;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.moe_inter_dim = 4;
-  c.n_experts = 4;
-  c.top_k = 2;
-  c.first_dense_layers = 0;
-  Model model(c);
+  Model model(OneMoeLayer(/*top_k=*/2));
   model.params().init(1, 0.1);
   std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};  // 2 x (4 + 1)
   const LossScale scale{1.0 / 8, 0.5};

@@ -1,0 +1,92 @@
+#include "parallel/schedule.h"
+
+namespace tessera::parallel {
+
+bool is_compute(Op op) {
+  return op == Op::kForward || op == Op::kBackward || op == Op::kBackwardInput ||
+         op == Op::kBackwardWeight || op == Op::kForwardBackward;
+}
+bool is_send(Op op) { return op == Op::kSendActivation || op == Op::kSendGrad; }
+bool is_recv(Op op) { return op == Op::kRecvActivation || op == Op::kRecvGrad; }
+
+std::string to_string(const Instruction& inst, bool show_chunk) {
+  auto at = [show_chunk](int mb, int chunk) {
+    std::string s = std::to_string(mb);
+    if (show_chunk) s += "c" + std::to_string(chunk);
+    return s;
+  };
+  const std::string mc = at(inst.micro_batch, inst.chunk);
+  const std::string peer = std::to_string(inst.peer);
+  switch (inst.op) {
+    case Op::kForward: return "F" + mc;
+    case Op::kBackward: return "BW" + mc;
+    case Op::kBackwardInput: return "B" + mc;
+    case Op::kBackwardWeight: return "W" + mc;
+    case Op::kForwardBackward: return "FB" + mc + "/" + at(inst.micro_batch_b, inst.chunk_b);
+    case Op::kSendActivation: return "SA" + mc + ">" + peer;
+    case Op::kRecvActivation: return "RA" + mc + "<" + peer;
+    case Op::kSendGrad: return "SG" + mc + ">" + peer;
+    case Op::kRecvGrad: return "RG" + mc + "<" + peer;
+  }
+  return "?";
+}
+
+size_t Schedule::size() const {
+  size_t n = 0;
+  for (const auto& list : per_stage) n += list.size();
+  return n;
+}
+
+std::string to_string(const Schedule& schedule) {
+  std::string out;
+  for (size_t s = 0; s < schedule.per_stage.size(); ++s) {
+    out += "stage " + std::to_string(s) + ":";
+    for (const Instruction& inst : schedule.per_stage[s]) {
+      out += " " + to_string(inst, schedule.chunks > 1);
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::optional<MessageKey> message_key(const Schedule& schedule, int stage, const Instruction& inst) {
+  const int vs = virtual_stage(schedule.pp, stage, inst.chunk);
+  const int last = schedule.virtual_stages() - 1;
+  switch (inst.op) {
+    case Op::kSendActivation:  // produced here, consumed at vs + 1
+      if (vs >= last) return std::nullopt;
+      return MessageKey{false, inst.micro_batch, vs};
+    case Op::kRecvActivation:  // produced at vs - 1
+      if (vs <= 0) return std::nullopt;
+      return MessageKey{false, inst.micro_batch, vs - 1};
+    case Op::kSendGrad:  // produced here, consumed at vs - 1
+      if (vs <= 0) return std::nullopt;
+      return MessageKey{true, inst.micro_batch, vs};
+    case Op::kRecvGrad:  // produced at vs + 1
+      if (vs >= last) return std::nullopt;
+      return MessageKey{true, inst.micro_batch, vs + 1};
+    default:
+      return std::nullopt;
+  }
+}
+
+int expected_peer(const Schedule& schedule, int stage, const Instruction& inst) {
+  const int vs = virtual_stage(schedule.pp, stage, inst.chunk);
+  const int last = schedule.virtual_stages() - 1;
+  int other = -1;
+  switch (inst.op) {
+    case Op::kSendActivation:
+    case Op::kRecvGrad:
+      other = vs < last ? vs + 1 : -1;
+      break;
+    case Op::kRecvActivation:
+    case Op::kSendGrad:
+      other = vs > 0 ? vs - 1 : -1;
+      break;
+    default:
+      return -1;
+  }
+  return other < 0 ? -1 : stage_of_virtual(schedule.pp, other);
+}
+
+}  // namespace tessera::parallel

@@ -2,10 +2,27 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include "data/progress.h"
 
 namespace tessera::data {
+
+PrepareSummary summarize(const DatasetWriter& writer, const Manifest& written, std::string dir,
+                         std::string tokenizer) {
+  PrepareSummary summary;
+  summary.dir = std::move(dir);
+  summary.tokenizer = std::move(tokenizer);
+  summary.vocab_size = written.vocab_size;
+  summary.dtype = written.dtype;
+  summary.train_tokens = writer.tokens(Split::kTrain);
+  summary.validation_tokens = writer.tokens(Split::kValidation);
+  summary.train_documents = writer.documents(Split::kTrain);
+  summary.validation_documents = writer.documents(Split::kValidation);
+  summary.shards = writer.shards_written();
+  summary.bytes = writer.bytes_written();
+  return summary;
+}
 
 std::string format_summary(const PrepareSummary& s) {
   const uint64_t tokens = s.train_tokens + s.validation_tokens;

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "data/dataset_writer.h"
 #include "data/manifest.h"
 
 namespace tessera::data {
@@ -23,6 +24,11 @@ struct PrepareSummary {
   double seconds = 0.0;
   std::optional<double> entropy_rate_nats;
 };
+
+// The counts of a finished writer and the manifest it wrote; the caller adds what only it knows
+// (extra bytes it wrote, seconds, entropy rate).
+PrepareSummary summarize(const DatasetWriter& writer, const Manifest& written, std::string dir,
+                         std::string tokenizer);
 
 // A few human-readable lines: tokens per split, documents, shards, bytes, time and throughput.
 std::string format_summary(const PrepareSummary& summary);

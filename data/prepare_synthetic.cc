@@ -87,17 +87,7 @@ PrepareSummary prepare_synthetic(const PrepareSyntheticOptions& o) {
   manifest.notes["validation"] = "the last " + std::to_string(n_validation) + " tokens of the stream";
   const Manifest written = writer.finish(manifest);
 
-  PrepareSummary summary;
-  summary.dir = o.out_dir;
-  summary.tokenizer = "synthetic";
-  summary.vocab_size = written.vocab_size;
-  summary.dtype = written.dtype;
-  summary.train_tokens = writer.tokens(Split::kTrain);
-  summary.validation_tokens = writer.tokens(Split::kValidation);
-  summary.train_documents = writer.documents(Split::kTrain);
-  summary.validation_documents = writer.documents(Split::kValidation);
-  summary.shards = writer.shards_written();
-  summary.bytes = writer.bytes_written();
+  PrepareSummary summary = summarize(writer, written, o.out_dir, "synthetic");
   summary.entropy_rate_nats = chain.entropy_rate_nats();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;

@@ -152,17 +152,7 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
   }
   const Manifest written = writer.finish(manifest);
 
-  PrepareSummary summary;
-  summary.dir = o.out_dir;
-  summary.tokenizer = o.tokenizer;
-  summary.vocab_size = written.vocab_size;
-  summary.dtype = written.dtype;
-  summary.train_tokens = writer.tokens(Split::kTrain);
-  summary.validation_tokens = writer.tokens(Split::kValidation);
-  summary.train_documents = writer.documents(Split::kTrain);
-  summary.validation_documents = writer.documents(Split::kValidation);
-  summary.shards = writer.shards_written();
-  summary.bytes = writer.bytes_written();
+  PrepareSummary summary = summarize(writer, written, o.out_dir, o.tokenizer);
   if (o.tokenizer == "bpe") {
     summary.bytes += std::filesystem::file_size(std::filesystem::path(o.out_dir) / kBpeMergesFile);
   }

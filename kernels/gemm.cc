@@ -34,32 +34,6 @@ std::atomic<GemmBackend>& backend_slot() {
   return slot;
 }
 
-// Row-major storage: op(A) is (M,K), so A is stored (M,K) or, transposed, (K,M).
-void check_args(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
-                int64_t ldc) {
-  if (M < 0 || N < 0 || K < 0) {
-    throw std::invalid_argument("gemm: negative size M=" + std::to_string(M) +
-                                " N=" + std::to_string(N) + " K=" + std::to_string(K));
-  }
-  const int64_t a_cols = ta == Trans::kNo ? K : M;
-  const int64_t b_cols = tb == Trans::kNo ? N : K;
-  auto check_ld = [](const char* name, int64_t ld, int64_t cols) {
-    if (ld < (cols > 1 ? cols : 1)) {
-      throw std::invalid_argument(std::string("gemm: ") + name + "=" + std::to_string(ld) +
-                                  " is smaller than the row width " + std::to_string(cols));
-    }
-  };
-  check_ld("lda", lda, a_cols);
-  check_ld("ldb", ldb, b_cols);
-  check_ld("ldc", ldc, N);
-  for (int64_t v : {M, N, K, lda, ldb, ldc}) {
-    if (v > INT_MAX) {
-      throw std::invalid_argument("gemm: dimension " + std::to_string(v) +
-                                  " exceeds the 32-bit BLAS interface");
-    }
-  }
-}
-
 // C = beta * C (BLAS semantics: beta == 0 overwrites, even NaN).
 template <typename T>
 void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
@@ -87,6 +61,32 @@ GemmBackend parse_gemm_backend(const std::string& name) {
   throw std::invalid_argument("unknown GEMM backend '" + name + "' (expected onednn or cblas)");
 }
 
+// Row-major storage: op(A) is (M,K), so A is stored (M,K) or, transposed, (K,M).
+void check_gemm_args(const char* op, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
+                     int64_t lda, int64_t ldb, int64_t ldc, const char* interface) {
+  if (M < 0 || N < 0 || K < 0) {
+    throw std::invalid_argument(std::string(op) + ": negative size M=" + std::to_string(M) +
+                                " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  }
+  const int64_t a_cols = ta == Trans::kNo ? K : M;
+  const int64_t b_cols = tb == Trans::kNo ? N : K;
+  auto check_ld = [op](const char* name, int64_t ld, int64_t cols) {
+    if (ld < (cols > 1 ? cols : 1)) {
+      throw std::invalid_argument(std::string(op) + ": " + name + "=" + std::to_string(ld) +
+                                  " is smaller than the row width " + std::to_string(cols));
+    }
+  };
+  check_ld("lda", lda, a_cols);
+  check_ld("ldb", ldb, b_cols);
+  check_ld("ldc", ldc, N);
+  for (int64_t v : {M, N, K, lda, ldb, ldc}) {
+    if (v > INT_MAX) {
+      throw std::invalid_argument(std::string(op) + ": dimension " + std::to_string(v) +
+                                  " exceeds the 32-bit " + interface + " interface");
+    }
+  }
+}
+
 GemmBackend gemm_backend() { return backend_slot().load(std::memory_order_relaxed); }
 
 void set_gemm_backend(GemmBackend backend) {
@@ -96,7 +96,7 @@ void set_gemm_backend(GemmBackend backend) {
 template <typename T>
 void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  check_gemm_args("gemm", trans_a, trans_b, M, N, K, lda, ldb, ldc, "BLAS");
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);

@@ -23,6 +23,12 @@ template <typename T>
 void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha,
           const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// The argument checks of every gemm (this one and kernels::cuda::gemm): sizes >= 0, each row
+// stride at least its row width (and >= 1), every size and stride within the 32-bit
+// `interface`. Throws std::invalid_argument "<op>: ..." naming the bad value.
+void check_gemm_args(const char* op, Trans trans_a, Trans trans_b, int64_t M, int64_t N,
+                     int64_t K, int64_t lda, int64_t ldb, int64_t ldc, const char* interface);
+
 // Default: kOneDnn, unless the environment variable TESSERA_GEMM is "cblas" or "onednn".
 GemmBackend gemm_backend();
 void set_gemm_backend(GemmBackend backend);

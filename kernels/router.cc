@@ -11,32 +11,6 @@ namespace tessera::kernels {
 
 namespace {
 
-void check_shape(const RouterShape& s) {
-  auto fail = [](const std::string& what) {
-    throw std::invalid_argument("RouterShape: " + what);
-  };
-  if (s.n_experts < 1 || s.n_experts > math::kRouterMaxExperts) {
-    fail("n_experts=" + std::to_string(s.n_experts) + " must be in [1, " +
-         std::to_string(math::kRouterMaxExperts) + "]");
-  }
-  if (s.n_group < 1 || s.n_experts % s.n_group != 0) {
-    fail("n_group=" + std::to_string(s.n_group) + " must divide n_experts=" +
-         std::to_string(s.n_experts));
-  }
-  if (s.n_group > 1 && s.n_experts / s.n_group < 2) {
-    fail("n_group=" + std::to_string(s.n_group) + " leaves fewer than 2 experts per group");
-  }
-  if (s.topk_group < 1 || s.topk_group > s.n_group) {
-    fail("topk_group=" + std::to_string(s.topk_group) + " must be in [1, n_group=" +
-         std::to_string(s.n_group) + "]");
-  }
-  const int64_t reachable = s.topk_group * (s.n_experts / s.n_group);
-  if (s.top_k < 1 || s.top_k > reachable) {
-    fail("top_k=" + std::to_string(s.top_k) + " must be in [1, topk_group * n_experts / n_group=" +
-         std::to_string(reachable) + "]");
-  }
-}
-
 void check_idx(const int32_t* expert_idx, int64_t count, int64_t E, const char* op) {
   for (int64_t i = 0; i < count; ++i) {
     if (expert_idx[i] < 0 || expert_idx[i] >= E) {
@@ -60,10 +34,36 @@ void sequence_f(A* f, const int32_t* expert_idx, int64_t b, int64_t T_len, int64
 
 }  // namespace
 
+void check_router_shape(const RouterShape& s, const char* prefix) {
+  auto fail = [prefix](const std::string& what) {
+    throw std::invalid_argument(std::string(prefix) + "RouterShape: " + what);
+  };
+  if (s.n_experts < 1 || s.n_experts > math::kRouterMaxExperts) {
+    fail("n_experts=" + std::to_string(s.n_experts) + " must be in [1, " +
+         std::to_string(math::kRouterMaxExperts) + "]");
+  }
+  if (s.n_group < 1 || s.n_experts % s.n_group != 0) {
+    fail("n_group=" + std::to_string(s.n_group) + " must divide n_experts=" +
+         std::to_string(s.n_experts));
+  }
+  if (s.n_group > 1 && s.n_experts / s.n_group < 2) {
+    fail("n_group=" + std::to_string(s.n_group) + " leaves fewer than 2 experts per group");
+  }
+  if (s.topk_group < 1 || s.topk_group > s.n_group) {
+    fail("topk_group=" + std::to_string(s.topk_group) + " must be in [1, n_group=" +
+         std::to_string(s.n_group) + "]");
+  }
+  const int64_t reachable = s.topk_group * (s.n_experts / s.n_group);
+  if (s.top_k < 1 || s.top_k > reachable) {
+    fail("top_k=" + std::to_string(s.top_k) + " must be in [1, topk_group * n_experts / n_group=" +
+         std::to_string(reachable) + "]");
+  }
+}
+
 template <typename T>
 void router_forward(T* scores, int32_t* expert_idx, T* gates, const T* logits, const T* bias,
                     int64_t N, const RouterShape& shape) {
-  check_shape(shape);
+  check_router_shape(shape);
   const int64_t E = shape.n_experts, k = shape.top_k;
 #pragma omp parallel for if (N * E * k >= cpu::kMinParallelWork)
   for (int64_t n = 0; n < N; ++n) {
@@ -76,7 +76,7 @@ void router_forward(T* scores, int32_t* expert_idx, T* gates, const T* logits, c
 template <typename T>
 void router_backward(T* dlogits, const T* dgates, const T* dscores_extra, const T* scores,
                      const int32_t* expert_idx, int64_t N, const RouterShape& shape) {
-  check_shape(shape);
+  check_router_shape(shape);
   const int64_t E = shape.n_experts, k = shape.top_k;
   check_idx(expert_idx, N * k, E, "router_backward");
 #pragma omp parallel for if (N * E >= cpu::kMinParallelWork)

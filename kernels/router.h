@@ -15,6 +15,11 @@ struct RouterShape {
   double route_scale = 1.0;
 };
 
+// The REQUIRES of router_forward below (also n_experts in [1, math::kRouterMaxExperts]), checked
+// by every router (CPU and CUDA). Throws std::invalid_argument "<prefix>RouterShape: ..." naming
+// the bad field and value.
+void check_router_shape(const RouterShape& shape, const char* prefix = "");
+
 // scores = sigmoid(logits). Per token: if n_group > 1, keep the topk_group groups with the
 // largest (sum of the group's two largest biased scores), then pick the k largest biased scores
 // inside the kept groups. Ties go to the lower index. expert_idx lists the chosen experts in

@@ -88,6 +88,19 @@ po::options_description common_options() {
   return o;
 }
 
+// The values of common_options() into PrepareTextOptions or PrepareSyntheticOptions.
+template <typename Options>
+void read_common_options(const po::variables_map& vm, Options& o) {
+  o.out_dir = vm["out"].as<std::string>();
+  o.val_fraction = vm["val-fraction"].as<double>();
+  o.shard_tokens = parse_count(vm["shard-tokens"].as<std::string>(), "shard-tokens");
+  o.overwrite = vm["overwrite"].as<bool>();
+  if (!vm["quiet"].as<bool>()) {
+    o.log = &std::cerr;
+    o.tty = ::isatty(STDERR_FILENO) != 0;
+  }
+}
+
 struct Parsed {
   po::variables_map vm;
   bool help = false;
@@ -156,7 +169,6 @@ int text_command(const std::vector<std::string>& args) {
   if (!p.vm.count("input")) throw UsageError("no input files given");
   data::PrepareTextOptions o;
   o.inputs = p.vm["input"].as<std::vector<std::string>>();
-  o.out_dir = p.vm["out"].as<std::string>();
   o.tokenizer = p.vm["tokenizer"].as<std::string>();
   if (o.tokenizer != "byte" && o.tokenizer != "bpe") {
     throw UsageError("--tokenizer must be byte or bpe, got '" + o.tokenizer + "'");
@@ -165,13 +177,7 @@ int text_command(const std::vector<std::string>& args) {
   if (o.tokenizer == "bpe" && !p.vm.count("vocab")) throw UsageError("--tokenizer bpe needs --vocab N");
   if (p.vm.count("doc-delimiter")) o.doc_delimiter = unescape(p.vm["doc-delimiter"].as<std::string>());
   o.seed = p.vm["seed"].as<uint64_t>();
-  o.val_fraction = p.vm["val-fraction"].as<double>();
-  o.shard_tokens = parse_count(p.vm["shard-tokens"].as<std::string>(), "shard-tokens");
-  o.overwrite = p.vm["overwrite"].as<bool>();
-  if (!p.vm["quiet"].as<bool>()) {
-    o.log = &std::cerr;
-    o.tty = ::isatty(STDERR_FILENO) != 0;
-  }
+  read_common_options(p.vm, o);
   check_options([&] { data::validate(o); });
   std::cout << data::format_summary(data::prepare_text(o));
   return 0;
@@ -215,14 +221,7 @@ int synthetic_command(const std::vector<std::string>& args) {
   o.chain.concentration = p.vm["concentration"].as<double>();
   o.chain.smoothing = p.vm["smoothing"].as<double>();
   o.tokens = parse_count(p.vm["tokens"].as<std::string>(), "tokens");
-  o.out_dir = p.vm["out"].as<std::string>();
-  o.val_fraction = p.vm["val-fraction"].as<double>();
-  o.shard_tokens = parse_count(p.vm["shard-tokens"].as<std::string>(), "shard-tokens");
-  o.overwrite = p.vm["overwrite"].as<bool>();
-  if (!p.vm["quiet"].as<bool>()) {
-    o.log = &std::cerr;
-    o.tty = ::isatty(STDERR_FILENO) != 0;
-  }
+  read_common_options(p.vm, o);
   check_options([&] { data::validate(o); });
   std::cout << data::format_summary(data::prepare_synthetic(o));
   return 0;

@@ -4,7 +4,6 @@
 // operands swapped (B first), the same transpose flags, and m = N, n = M.
 #include "kernels/cuda/gemm_cublas.h"
 
-#include <climits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -14,32 +13,6 @@
 namespace tessera::kernels::cuda {
 
 namespace {
-
-// The checks of kernels::gemm (kernels/gemm.cc), worded alike.
-void check_args(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
-                int64_t ldc) {
-  if (M < 0 || N < 0 || K < 0) {
-    throw std::invalid_argument("cuda gemm: negative size M=" + std::to_string(M) +
-                                " N=" + std::to_string(N) + " K=" + std::to_string(K));
-  }
-  const int64_t a_cols = ta == Trans::kNo ? K : M;
-  const int64_t b_cols = tb == Trans::kNo ? N : K;
-  auto check_ld = [](const char* name, int64_t ld, int64_t cols) {
-    if (ld < (cols > 1 ? cols : 1)) {
-      throw std::invalid_argument(std::string("cuda gemm: ") + name + "=" + std::to_string(ld) +
-                                  " is smaller than the row width " + std::to_string(cols));
-    }
-  };
-  check_ld("lda", lda, a_cols);
-  check_ld("ldb", ldb, b_cols);
-  check_ld("ldc", ldc, N);
-  for (int64_t v : {M, N, K, lda, ldb, ldc}) {
-    if (v > INT_MAX) {
-      throw std::invalid_argument("cuda gemm: dimension " + std::to_string(v) +
-                                  " exceeds the 32-bit cuBLAS interface");
-    }
-  }
-}
 
 // C = beta * C for K == 0, with BLAS semantics (beta == 0 overwrites, even NaN), on the
 // handle's stream; done here rather than trusting cuBLAS's k == 0 corner.
@@ -94,7 +67,7 @@ void CublasHandle::set_stream(cudaStream_t stream) {
 template <typename T>
 void gemm(cublasHandle_t handle, Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K,
           T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  check_gemm_args("cuda gemm", trans_a, trans_b, M, N, K, lda, ldb, ldc, "cuBLAS");
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(handle, M, N, beta, C, ldc);
   const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);

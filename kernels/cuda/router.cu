@@ -12,33 +12,6 @@ namespace tessera::kernels::cuda {
 
 namespace {
 
-// The REQUIRES of kernels::router_forward, checked on the host.
-void check_shape(const RouterShape& s) {
-  auto fail = [](const std::string& what) {
-    throw std::invalid_argument("cuda router: RouterShape: " + what);
-  };
-  if (s.n_experts < 1 || s.n_experts > math::kRouterMaxExperts) {
-    fail("n_experts=" + std::to_string(s.n_experts) + " must be in [1, " +
-         std::to_string(math::kRouterMaxExperts) + "]");
-  }
-  if (s.n_group < 1 || s.n_experts % s.n_group != 0) {
-    fail("n_group=" + std::to_string(s.n_group) + " must divide n_experts=" +
-         std::to_string(s.n_experts));
-  }
-  if (s.n_group > 1 && s.n_experts / s.n_group < 2) {
-    fail("n_group=" + std::to_string(s.n_group) + " leaves fewer than 2 experts per group");
-  }
-  if (s.topk_group < 1 || s.topk_group > s.n_group) {
-    fail("topk_group=" + std::to_string(s.topk_group) + " must be in [1, n_group=" +
-         std::to_string(s.n_group) + "]");
-  }
-  const int64_t reachable = s.topk_group * (s.n_experts / s.n_group);
-  if (s.top_k < 1 || s.top_k > reachable) {
-    fail("top_k=" + std::to_string(s.top_k) +
-         " must be in [1, topk_group * n_experts / n_group=" + std::to_string(reachable) + "]");
-  }
-}
-
 template <typename T>
 __global__ void router_forward_kernel(T* scores, int32_t* expert_idx, T* gates, const T* logits,
                                       const T* bias, int64_t N, int64_t E, int64_t k,
@@ -72,7 +45,7 @@ __global__ void router_backward_kernel(T* dlogits, const T* dgates, const T* dsc
 template <typename T>
 void router_forward(T* scores, int32_t* expert_idx, T* gates, const T* logits, const T* bias,
                     int64_t N, const RouterShape& shape, cudaStream_t stream) {
-  check_shape(shape);
+  check_router_shape(shape, "cuda router: ");
   if (N <= 0) return;
   router_forward_kernel<<<detail::blocks_for(N, "router_forward"), detail::kThreadsPerBlock, 0,
                           stream>>>(scores, expert_idx, gates, logits, bias, N, shape.n_experts,
@@ -85,7 +58,7 @@ template <typename T>
 void router_backward(T* dlogits, const T* dgates, const T* dscores_extra, const T* scores,
                      const int32_t* expert_idx, int64_t N, const RouterShape& shape,
                      cudaStream_t stream) {
-  check_shape(shape);
+  check_router_shape(shape, "cuda router: ");
   if (N <= 0) return;
   router_backward_kernel<<<detail::blocks_for(N, "router_backward"), detail::kThreadsPerBlock, 0,
                            stream>>>(dlogits, dgates, dscores_extra, scores, expert_idx, N,

@@ -20,6 +20,11 @@
 
 namespace tessera::kernels::cuda::testing {
 
+// What every CUDA test uses besides these helpers, so a test needs one
+// `using namespace cuda::testing;`.
+using cuda::DeviceBuffer;
+using kernels::testing::rel_error;
+
 // CUDA vs CPU on the same inputs. Both run the same math functions, but the device's exp/log
 // and its fused multiply-adds round differently, so they agree to rounding, not bitwise.
 template <typename T>

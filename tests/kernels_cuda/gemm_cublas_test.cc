@@ -14,11 +14,7 @@
 namespace tessera::kernels {
 namespace {
 
-using cuda::DeviceBuffer;
-using cuda::testing::fetch;
-using cuda::testing::kDeviceTolerance;
-using cuda::testing::random_as;
-using testing::rel_error;
+using namespace cuda::testing;
 
 struct GemmCase {
   int64_t M, N, K, pad_a, pad_b, pad_c;

@@ -12,11 +12,7 @@
 namespace tessera::kernels {
 namespace {
 
-using cuda::DeviceBuffer;
-using cuda::testing::fetch;
-using cuda::testing::kDeviceTolerance;
-using cuda::testing::random_as;
-using testing::rel_error;
+using namespace cuda::testing;
 
 constexpr int64_t N = 300, k = 4, E = 16, C = 24;
 

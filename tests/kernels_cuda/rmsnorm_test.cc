@@ -10,11 +10,7 @@
 namespace tessera::kernels {
 namespace {
 
-using cuda::DeviceBuffer;
-using cuda::testing::fetch;
-using cuda::testing::kDeviceTolerance;
-using cuda::testing::random_as;
-using testing::rel_error;
+using namespace cuda::testing;
 
 // More rows and columns than one block of threads, so the grid tail is exercised.
 constexpr int64_t N = 300, C = 147;

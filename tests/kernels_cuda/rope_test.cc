@@ -11,11 +11,7 @@
 namespace tessera::kernels {
 namespace {
 
-using cuda::DeviceBuffer;
-using cuda::testing::fetch;
-using cuda::testing::kDeviceTolerance;
-using cuda::testing::random_as;
-using testing::rel_error;
+using namespace cuda::testing;
 
 constexpr int64_t B = 3, T_len = 50, H = 4, hd = 16;
 constexpr int64_t kLd = H * hd + 5;  // padded rows, as q inside a fused q|k|v buffer

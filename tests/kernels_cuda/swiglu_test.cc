@@ -11,11 +11,7 @@
 namespace tessera::kernels {
 namespace {
 
-using cuda::DeviceBuffer;
-using cuda::testing::fetch;
-using cuda::testing::kDeviceTolerance;
-using cuda::testing::random_as;
-using testing::rel_error;
+using namespace cuda::testing;
 
 // a and b are the two halves of a fused [W1; W3] output with padded rows.
 constexpr int64_t N = 37, F = 50, kLd = 2 * F + 3;

@@ -10,7 +10,8 @@ aux-loss-free gate-bias update. Tokens are uniform random ids (throughput does n
 
 Tuning, as a careful PyTorch CPU user would do it: torch and BLAS threads pinned to --threads (the
 Debian torch calls the system OpenBLAS, which takes its thread count from OPENBLAS_NUM_THREADS and
-ignores torch.set_num_threads), glibc malloc told to keep freed memory instead of returning it to the
+ignores torch.set_num_threads), OMP_WAIT_POLICY=PASSIVE unless set (OpenMP's spinning threads
+otherwise fight the pthreads of OpenBLAS for the cores), glibc malloc told to keep freed memory instead of returning it to the
 kernel (a fresh page costs ~11 us to fault in here), AdamW's multi-tensor (foreach) path, and experts
 computed on contiguous slices of expert-sorted tokens (one gather, one index_add).
 
@@ -89,6 +90,9 @@ def main():
     # Before torch loads libblas: OpenBLAS and OpenMP read these once, at load time.
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["OPENBLAS_NUM_THREADS"] = str(blas_threads)
+    # torch's OpenMP threads and OpenBLAS's own pthreads take turns on the same cores; OpenMP's
+    # default spin-wait then steals the cores from the GEMM (measured: 4x slower on 2 threads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     malloc_tuned = False if args.no_malloc_tuning else tune_malloc()
 
     import torch
@@ -171,6 +175,7 @@ def main():
         "malloc_tuned": malloc_tuned,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", ""),
         # Other processes on the machine distort timings: the 1-minute load before and after.
         "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

@@ -32,13 +32,14 @@ std::optional<int> parse_recipe_command(const std::string& command,
   return std::nullopt;
 }
 
-std::optional<Recipe> load_recipe_from(const std::string& command, const po::variables_map& vm) {
+std::optional<Recipe> load_recipe_from(const std::string& command, const po::variables_map& vm,
+                                       bool print) {
   try {
     return load_recipe(vm["recipe"].as<std::string>(),
                        vm.count("set") ? vm["set"].as<std::vector<std::string>>()
                                        : std::vector<std::string>{});
   } catch (const RecipeError& e) {
-    std::cerr << "tessera " << command << ": " << e.what() << "\n";
+    if (print) std::cerr << "tessera " << command << ": " << e.what() << "\n";
     return std::nullopt;
   }
 }

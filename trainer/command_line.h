@@ -19,9 +19,11 @@ std::optional<int> parse_recipe_command(const std::string& command,
                                         const boost::program_options::options_description& visible,
                                         boost::program_options::variables_map& vm);
 
-// Loads vm["recipe"] with vm["set"] overrides; on a RecipeError prints it prefixed with
+// Loads vm["recipe"] with vm["set"] overrides; on a RecipeError prints it (when `print`; ranks
+// other than 0 of a multi-process job pass false, as they all see the same error) prefixed with
 // "tessera <command>: " and returns std::nullopt (exit status 2).
 std::optional<Recipe> load_recipe_from(const std::string& command,
-                                       const boost::program_options::variables_map& vm);
+                                       const boost::program_options::variables_map& vm,
+                                       bool print = true);
 
 }  // namespace tessera::trainer

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/host_memory.h"
+#include "parallel/mpi_env.h"
 #include "trainer/commands.h"
 #include "trainer/prepare_command.h"
 
@@ -33,7 +34,17 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (command == "train") return run_train_command(args);
+  if (command == "train") {
+    // MPI for the training processes (a singleton without mpirun). MpiEnv outlives every
+    // communicator the command creates.
+    try {
+      tessera::parallel::MpiEnv mpi(&argc, &argv);
+      return run_train_command(args);
+    } catch (const std::exception& e) {
+      std::cerr << "tessera train: error: " << e.what() << "\n";
+      return 1;
+    }
+  }
   if (command == "eval") return run_eval_command(args);
   if (command == "prepare") return run_prepare_command(args);
   std::cerr << "tessera: unknown command '" << command << "'\n\n" << kUsage;

@@ -1,6 +1,8 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "parallel/mpi_comm.h"
+#include "parallel/mpi_env.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/trainer.h"
@@ -11,24 +13,32 @@ namespace po = boost::program_options;
 
 int run_train_command(const std::vector<std::string>& args) {
   po::options_description visible(
-      "Usage: tessera train RECIPE [--set key.path=value]...\n\n"
+      "Usage: tessera train RECIPE [--set key.path=value]...\n"
+      "       mpirun -np N tessera train RECIPE --set parallel.dp=N ...\n\n"
       "Trains the model of RECIPE (YAML). Writes under run.dir: metrics.jsonl (one JSON object per\n"
       "step), recipe.yaml (the resolved recipe) and checkpoints/step-NNNNNNNN/{model.h5,trainer.yaml}.\n"
-      "The dataset at data.path is written by `tessera prepare`.\n\nOptions");
+      "The dataset at data.path is written by `tessera prepare`. Under mpirun each process is one\n"
+      "data-parallel replica (parallel.pp x parallel.dp must equal the number of processes).\n\n"
+      "Options");
   visible.add_options()
       ("help,h", "show this help")
       ("set", po::value<std::vector<std::string>>()->composing(),
        "override a recipe key, e.g. --set train.steps=10 (repeatable)");
   po::variables_map vm;
   if (auto status = parse_recipe_command("train", args, visible, vm)) return *status;
-  const std::optional<Recipe> recipe = load_recipe_from("train", vm);
-  if (!recipe) return 2;
+
+  std::unique_ptr<parallel::MpiComm> world = parallel::MpiComm::world();
+  const bool root = world->rank() == 0;
+  const std::optional<Recipe> recipe = load_recipe_from("train", vm, /*print=*/root);
+  if (!recipe) return 2;  // every rank sees the same recipe error and exits
   try {
-    train(*recipe, std::cout);
-  } catch (const RecipeError& e) {
-    std::cerr << "tessera train: " << e.what() << "\n";
+    train(*recipe, *world, std::cout);
+  } catch (const RecipeError& e) {  // layout errors: identical on every rank
+    if (root) std::cerr << "tessera train: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
+    // One rank's failure must end every rank: its peers would wait in a collective forever.
+    if (world->size() > 1) parallel::abort_all(std::string("tessera train: error: ") + e.what(), 1);
     std::cerr << "tessera train: error: " << e.what() << "\n";
     return 1;
   }

@@ -4,6 +4,7 @@
 
 #include <iosfwd>
 
+#include "parallel/comm.h"
 #include "trainer/recipe.h"
 
 namespace tessera::trainer {
@@ -15,7 +16,12 @@ struct TrainSummary {
   std::string last_checkpoint;
 };
 
-// Runs the whole job. Progress lines go to `out`. Throws on any error (bad data, NaN loss, I/O).
-TrainSummary train(const Recipe& recipe, std::ostream& out);
+// Runs the whole job on the processes of `world` (every rank calls it). Data parallelism: world
+// = parallel.dp replicas; each reads its share of every global batch, gradients, losses and MoE
+// loads are summed over the replicas, so every replica takes the same step a single process
+// would. Pipeline and expert parallelism are not implemented yet (a RecipeError on every rank).
+// World rank 0 writes progress lines to `out`, metrics, evaluations and checkpoints.
+// Throws on any error (bad layout, bad data, NaN loss, I/O).
+TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out);
 
 }  // namespace tessera::trainer

@@ -1,0 +1,521 @@
+#include "parallel/mpi_comm.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "parallel/mpi_env.h"
+
+namespace tessera::parallel {
+
+namespace mpi_detail {
+
+// Runs on the progress thread when a request completes; returns the operation's error, if any.
+using OnDone = std::function<std::exception_ptr(const MPI_Status&)>;
+
+// One thread per process that drives every outstanding request of every MpiComm.
+class ProgressEngine {
+ public:
+  explicit ProgressEngine(int poll_interval_us)
+      : poll_interval_(poll_interval_us),
+        shared_(std::make_shared<Shared>()),
+        thread_([this] { loop(); }) {}
+
+  ~ProgressEngine() {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      shared_->stop = true;
+    }
+    shared_->cv.notify_all();
+    thread_.join();
+    // Whatever is left belongs to broken communicators; it is abandoned, not freed.
+  }
+
+  void add(MPI_Request request, std::shared_ptr<WorkState> work, OnDone on_done,
+           std::shared_ptr<std::atomic<int>> in_flight) {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      shared_->inbox.push_back(
+          {request, Pending{std::move(work), std::move(on_done), std::move(in_flight)}});
+    }
+    shared_->cv.notify_one();
+  }
+
+  std::shared_ptr<WaiterSignal> waiter_signal() const { return shared_; }
+
+ private:
+  struct Pending {
+    std::shared_ptr<WorkState> work;
+    OnDone on_done;
+    std::shared_ptr<std::atomic<int>> in_flight;
+  };
+
+  // State shared with the Works (as their WaiterSignal), which may outlive the engine.
+  struct Shared : WaiterSignal {
+    void waiter_blocked() override {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ++waiters;
+      }
+      cv.notify_one();  // cut a poll-interval sleep short
+    }
+    void waiter_unblocked() override {
+      std::lock_guard<std::mutex> lock(mu);
+      --waiters;
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;
+    int waiters = 0;  // threads blocked in Work::wait()
+    std::vector<std::pair<MPI_Request, Pending>> inbox;
+  };
+
+  void finish(Pending& p, std::exception_ptr error, const MPI_Status* status) {
+    // A Work already failed by the watchdog may have had its buffers released: leave them.
+    if (!error && p.on_done && status && !p.work->done()) error = p.on_done(*status);
+    p.work->complete(std::move(error));
+    p.in_flight->fetch_sub(1);
+  }
+
+  void loop() {
+    std::vector<MPI_Request> requests;  // owned by this thread
+    std::vector<Pending> pending;
+    std::vector<int> indices;
+    std::vector<MPI_Status> statuses;
+    bool progressed = true;
+    Shared& sh = *shared_;
+    for (;;) {
+      bool spin = false;
+      {
+        std::unique_lock<std::mutex> lock(sh.mu);
+        if (requests.empty()) {
+          // Idle: no CPU at all until something is posted.
+          sh.cv.wait(lock, [&] { return sh.stop || !sh.inbox.empty(); });
+        } else if (!progressed && sh.waiters == 0 && poll_interval_.count() > 0) {
+          // Requests pending while the caller computes: poll every interval, but wake at once
+          // for a new request or a caller starting to wait.
+          sh.cv.wait_for(lock, poll_interval_,
+                         [&] { return sh.stop || !sh.inbox.empty() || sh.waiters > 0; });
+        }
+        if (sh.stop) return;
+        for (auto& [request, p] : sh.inbox) {
+          requests.push_back(request);
+          pending.push_back(std::move(p));
+        }
+        sh.inbox.clear();
+        spin = sh.waiters > 0 || poll_interval_.count() == 0;
+      }
+      const int n = static_cast<int>(requests.size());
+      indices.resize(n);
+      statuses.resize(n);
+      int outcount = 0;
+      const int rc = MPI_Testsome(n, requests.data(), &outcount, indices.data(), statuses.data());
+      if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+        // The requests' state is unknown: fail them all (their communicators are unusable).
+        const std::string msg = "MPI_Testsome: " + mpi_error_string(rc);
+        for (auto& p : pending) {
+          finish(p, std::make_exception_ptr(std::runtime_error(p.work->description() + ": " + msg)),
+                 nullptr);
+        }
+        requests.clear();
+        pending.clear();
+        continue;
+      }
+      if (outcount == MPI_UNDEFINED) outcount = 0;
+      for (int k = 0; k < outcount; ++k) {
+        Pending& p = pending[indices[k]];
+        const int err = rc == MPI_ERR_IN_STATUS ? statuses[k].MPI_ERROR : MPI_SUCCESS;
+        std::exception_ptr error;
+        if (err != MPI_SUCCESS) {
+          error = std::make_exception_ptr(
+              std::runtime_error(p.work->description() + ": " + mpi_error_string(err)));
+        }
+        finish(p, std::move(error), &statuses[k]);
+        requests[indices[k]] = MPI_REQUEST_NULL;  // Testsome did this too; be explicit
+      }
+      progressed = outcount > 0;
+      if (progressed) {
+        size_t kept = 0;
+        for (size_t i = 0; i < requests.size(); ++i) {
+          if (requests[i] == MPI_REQUEST_NULL) continue;
+          requests[kept] = requests[i];
+          pending[kept] = std::move(pending[i]);
+          ++kept;
+        }
+        requests.resize(kept);
+        pending.resize(kept);
+      } else if (spin) {
+        std::this_thread::yield();  // somebody waits: poll back to back, but share the core
+      }
+    }
+  }
+
+  const std::chrono::microseconds poll_interval_;
+  std::shared_ptr<Shared> shared_;
+  std::thread thread_;  // last: starts after everything above exists
+};
+
+}  // namespace mpi_detail
+
+struct MpiComm::Request {
+  std::string description;
+  std::function<int(MPI_Request*)> post;
+  mpi_detail::OnDone on_done;         // may be empty
+  std::shared_ptr<const void> owner;  // kept alive until completion; may be null
+};
+
+namespace {
+
+double env_double(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v, &end);
+  if (*end != '\0') {
+    throw std::invalid_argument(std::string(name) + "='" + v + "' is not a number");
+  }
+  return x;
+}
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return MPI_FLOAT;
+    case DType::kF64:
+      return MPI_DOUBLE;
+    case DType::kI32:
+      return MPI_INT32_T;
+    case DType::kI64:
+      return MPI_INT64_T;
+    case DType::kU16:
+      return MPI_UINT16_T;
+    case DType::kU32:
+      return MPI_UINT32_T;
+  }
+  throw std::invalid_argument("MpiComm: unsupported dtype");
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return MPI_SUM;
+    case ReduceOp::kProd:
+      return MPI_PROD;
+    case ReduceOp::kMin:
+      return MPI_MIN;
+    case ReduceOp::kMax:
+      return MPI_MAX;
+  }
+  throw std::invalid_argument("MpiComm: unsupported reduce op");
+}
+
+// MPI counts are int. REQUIRES-style check with a message naming the operation.
+int to_int(int64_t n, const std::string& what) {
+  if (n < 0 || n > INT_MAX) {
+    throw std::invalid_argument(what + ": count or displacement " + std::to_string(n) +
+                                " does not fit MPI's int (split the operation)");
+  }
+  return static_cast<int>(n);
+}
+
+std::string count_detail(DType dtype, int64_t count) {
+  return std::string(kernels::dtype_name(dtype)) + " x " + std::to_string(count);
+}
+
+}  // namespace
+
+double MpiCommOptions::default_timeout_s() {
+  return env_double("TESSERA_COMM_TIMEOUT_S", kDefaultTimeoutS);
+}
+
+int MpiCommOptions::default_poll_interval_us() {
+  const double us = env_double("TESSERA_COMM_POLL_US", kDefaultPollIntervalUs);
+  if (us < 0 || us > 1e6) {
+    throw std::invalid_argument("TESSERA_COMM_POLL_US=" + std::to_string(us) +
+                                " is outside [0, 1000000]");
+  }
+  return static_cast<int>(us);
+}
+
+std::unique_ptr<MpiComm> MpiComm::world(const MpiCommOptions& options) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) {
+    throw std::logic_error("MpiComm::world: MPI is not initialized (create an MpiEnv first)");
+  }
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  if (provided < MPI_THREAD_MULTIPLE) {
+    throw std::runtime_error(
+        "MpiComm::world: MPI was initialized without MPI_THREAD_MULTIPLE, which the progress "
+        "thread needs (use MpiEnv)");
+  }
+  MPI_Comm comm = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup(MPI_COMM_WORLD)");
+  check_mpi(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  auto engine = std::make_shared<mpi_detail::ProgressEngine>(options.poll_interval_us);
+  return std::unique_ptr<MpiComm>(new MpiComm(comm, std::move(engine), "world", options.timeout_s));
+}
+
+MpiComm::MpiComm(MPI_Comm comm, std::shared_ptr<mpi_detail::ProgressEngine> engine,
+                 std::string name, double timeout_s)
+    : Comm(std::move(name)),
+      comm_(comm),
+      engine_(std::move(engine)),
+      timeout_s_(timeout_s),
+      broken_(std::make_shared<std::atomic<bool>>(false)),
+      in_flight_(std::make_shared<std::atomic<int>>(0)) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+MpiComm::~MpiComm() {
+  using Clock = std::chrono::steady_clock;
+  // Outstanding requests still use the communicator. Wait for them as long as the watchdog
+  // would (forever without one); a broken communicator's may never finish: give them a moment.
+  const double limit = broken() ? 1.0 : timeout_s();
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(std::max(limit, 0.0)));
+  while (in_flight_->load() > 0 && (limit <= 0 || Clock::now() < deadline)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (in_flight_->load() == 0) {
+    MPI_Comm_free(&comm_);
+  } else {
+    std::fprintf(stderr,
+                 "tessera: communicator '%s' destroyed with %d MPI operation(s) outstanding "
+                 "(after a timeout?); leaking it\n",
+                 name().c_str(), in_flight_->load());
+  }
+}
+
+Work MpiComm::submit(Request request) {
+  if (broken()) {
+    throw std::runtime_error("cannot post " + request.description +
+                             ": the communicator is broken " +
+                             "after a communication timeout (call abort_all)");
+  }
+  WorkState::Options o = work_options(std::move(request.description));
+  o.timeout_s = timeout_s();
+  o.on_timeout = [broken = broken_] { broken->store(true); };
+  o.waiter_signal = engine_->waiter_signal();
+  auto work = std::make_shared<WorkState>(std::move(o));
+  if (request.owner) work->keep_alive(std::move(request.owner));
+  MPI_Request mpi_request = MPI_REQUEST_NULL;
+  const int rc = request.post(&mpi_request);
+  if (rc != MPI_SUCCESS) {
+    const std::string msg = work->description() + ": " + mpi_error_string(rc);
+    work->complete(std::make_exception_ptr(std::runtime_error(msg)));
+    throw std::runtime_error(msg);
+  }
+  in_flight_->fetch_add(1);
+  engine_->add(mpi_request, work, std::move(request.on_done), in_flight_);
+  return Work(work);
+}
+
+Work MpiComm::post_all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description = describe("all_reduce", next_collective_seq(),
+                           count_detail(dtype, count) + ", " + reduce_op_name(op));
+  const int n = to_int(count, r.description);
+  r.post = [=, this](MPI_Request* req) {
+    return MPI_Iallreduce(in == out ? MPI_IN_PLACE : in, out, n, mpi_type(dtype), mpi_op(op), comm_,
+                          req);
+  };
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_reduce_scatter(const void* in, void* out, int64_t count_per_rank, DType dtype,
+                                  ReduceOp op) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description =
+      describe("reduce_scatter", next_collective_seq(),
+               count_detail(dtype, count_per_rank) + " per rank, " + reduce_op_name(op));
+  const int n = to_int(count_per_rank, r.description);
+  const size_t bytes = count_per_rank * kernels::dtype_size(dtype);
+  const bool in_place = out == static_cast<const char*>(in) + rank_ * bytes;
+  if (in_place) {
+    // MPI's in-place form leaves the result at the start of the buffer; Comm's contract puts
+    // it in slice rank() (out), so move it there on completion. `in` is writable: out is in it.
+    void* buffer = const_cast<void*>(in);
+    r.post = [=, this](MPI_Request* req) {
+      return MPI_Ireduce_scatter_block(MPI_IN_PLACE, buffer, n, mpi_type(dtype), mpi_op(op), comm_,
+                                       req);
+    };
+    if (rank_ != 0 && bytes > 0) {
+      r.on_done = [=](const MPI_Status&) -> std::exception_ptr {
+        std::memmove(out, buffer, bytes);
+        return nullptr;
+      };
+    }
+  } else {
+    r.post = [=, this](MPI_Request* req) {
+      return MPI_Ireduce_scatter_block(in, out, n, mpi_type(dtype), mpi_op(op), comm_, req);
+    };
+  }
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_all_gather(const void* in, void* out, int64_t count_per_rank, DType dtype) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description = describe("all_gather", next_collective_seq(),
+                           count_detail(dtype, count_per_rank) + " per rank");
+  const int n = to_int(count_per_rank, r.description);
+  to_int(count_per_rank * size_, r.description);
+  const bool in_place =
+      in == static_cast<const char*>(out) + rank_ * count_per_rank * kernels::dtype_size(dtype);
+  r.post = [=, this](MPI_Request* req) {
+    if (in_place) {
+      return MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, n, mpi_type(dtype), comm_,
+                            req);
+    }
+    return MPI_Iallgather(in, n, mpi_type(dtype), out, n, mpi_type(dtype), comm_, req);
+  };
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_all_to_all_v(const void* in, int64_t in_count, void* out, DType dtype,
+                                const AllToAllVOptions& options) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  // The int arrays MPI reads until completion, and for the in-place form a copy of the input.
+  struct Args {
+    std::vector<int> send_counts, send_displs, recv_counts, recv_displs;
+    std::vector<char> input_copy;
+  };
+  auto args = std::make_shared<Args>();
+  int64_t sent = 0, received = 0;
+  for (int64_t c : options.send_counts) sent += c;
+  for (int64_t c : options.recv_counts) received += c;
+  Request r;
+  r.description = describe("all_to_all_v", next_collective_seq(),
+                           std::string(kernels::dtype_name(dtype)) + ", send " +
+                               std::to_string(sent) + ", recv " + std::to_string(received));
+  auto convert = [&](const std::vector<int64_t>& v, std::vector<int>& to) {
+    to.reserve(v.size());
+    for (int64_t x : v) to.push_back(to_int(x, r.description));
+  };
+  convert(options.send_counts, args->send_counts);
+  convert(options.send_displs, args->send_displs);
+  convert(options.recv_counts, args->recv_counts);
+  convert(options.recv_displs, args->recv_displs);
+  const void* send = in;
+  if (in == out) {
+    // MPI's in-place all-to-all-v needs symmetric counts; a copy of the input serves any.
+    const char* src = static_cast<const char*>(in);
+    args->input_copy.assign(src, src + in_count * kernels::dtype_size(dtype));
+    send = args->input_copy.data();
+  }
+  const Args* a = args.get();
+  r.post = [=, this](MPI_Request* req) {
+    const MPI_Datatype t = mpi_type(dtype);
+    return MPI_Ialltoallv(send, a->send_counts.data(), a->send_displs.data(), t, out,
+                          a->recv_counts.data(), a->recv_displs.data(), t, comm_, req);
+  };
+  r.owner = std::move(args);
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_send(const void* data, int64_t count, DType dtype, int dst, int tag) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description = describe("send", next_p2p_seq(),
+                           count_detail(dtype, count) + " to rank " + std::to_string(dst) +
+                               ", tag " + std::to_string(tag));
+  const int n = to_int(count, r.description);
+  r.post = [=, this](MPI_Request* req) {
+    return MPI_Isend(data, n, mpi_type(dtype), dst, tag, comm_, req);
+  };
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_recv(void* data, int64_t count, DType dtype, int src, int tag) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description = describe("recv", next_p2p_seq(),
+                           count_detail(dtype, count) + " from rank " + std::to_string(src) +
+                               ", tag " + std::to_string(tag));
+  const int n = to_int(count, r.description);
+  r.post = [=, this](MPI_Request* req) {
+    return MPI_Irecv(data, n, mpi_type(dtype), src, tag, comm_, req);
+  };
+  const std::string what = r.description;
+  r.on_done = [=](const MPI_Status& status) -> std::exception_ptr {
+    int got = 0;
+    MPI_Status copy = status;
+    MPI_Get_count(&copy, mpi_type(dtype), &got);
+    if (got == n) return nullptr;
+    return std::make_exception_ptr(
+        std::runtime_error(what + ": received " + std::to_string(got) + " elements, expected " +
+                           std::to_string(n) + " (the matching send has a different count)"));
+  };
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_broadcast(void* data, int64_t count, DType dtype, int root) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description = describe("broadcast", next_collective_seq(),
+                           count_detail(dtype, count) + ", root " + std::to_string(root));
+  const int n = to_int(count, r.description);
+  r.post = [=, this](MPI_Request* req) {
+    return MPI_Ibcast(data, n, mpi_type(dtype), root, comm_, req);
+  };
+  return submit(std::move(r));
+}
+
+Work MpiComm::post_barrier() {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  Request r;
+  r.description = describe("barrier", next_collective_seq(), "");
+  r.post = [this](MPI_Request* req) { return MPI_Ibarrier(comm_, req); };
+  return submit(std::move(r));
+}
+
+std::unique_ptr<Comm> MpiComm::split(const std::vector<int>& ranks, std::string name) {
+  check_split_ranks(ranks);
+  std::lock_guard<std::mutex> lock(post_mu_);
+  if (broken()) {
+    throw std::runtime_error("cannot split comm '" + this->name() +
+                             "': it is broken after a communication timeout");
+  }
+  if (name.empty()) name = default_split_name(ranks);
+  const std::string what = describe("split", next_collective_seq(), "group " + name);
+  const int color = *std::min_element(ranks.begin(), ranks.end());
+  const int key = static_cast<int>(std::find(ranks.begin(), ranks.end(), rank_) - ranks.begin());
+  MPI_Comm sub = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_split(comm_, color, key, &sub), what + ": MPI_Comm_split");
+  check_mpi(MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN), what + ": MPI_Comm_set_errhandler");
+  // Every member must have named the same group; check on all ranks of the parent so that
+  // every rank throws, not only those whose list was wrong.
+  int sub_size = 0;
+  MPI_Comm_size(sub, &sub_size);
+  std::vector<int> members(sub_size);
+  check_mpi(MPI_Allgather(&rank_, 1, MPI_INT, members.data(), 1, MPI_INT, sub),
+            what + ": MPI_Allgather");
+  const int ok = members == ranks ? 1 : 0;
+  int all_ok = 0;
+  check_mpi(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm_), what + ": MPI_Allreduce");
+  if (!all_ok) {
+    MPI_Comm_free(&sub);
+    std::string got = "{";
+    for (size_t i = 0; i < members.size(); ++i) got += (i ? "," : "") + std::to_string(members[i]);
+    got += "}";
+    throw std::runtime_error(what + ": the ranks' groups disagree (this rank asked for " + name +
+                             ", its members by their own lists form " + got + ")");
+  }
+  return std::unique_ptr<Comm>(new MpiComm(sub, engine_, std::move(name), timeout_s()));
+}
+
+}  // namespace tessera::parallel

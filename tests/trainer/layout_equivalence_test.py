@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Layout equivalence: the same recipe and seed trained for 3 optimizer steps under several layouts
+(data-parallel replicas under mpirun, gradient-accumulation micro-batches) gives the single-process
+run's per-step losses and final parameters within 1e-5 relative."""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+TOL = 1e-5
+# name, processes, overrides
+LAYOUTS = [
+    ("dp2", 2, ["parallel.dp=2"]),
+    ("dp4", 4, ["parallel.dp=4"]),
+    ("dp2_mb2", 2, ["parallel.dp=2", "parallel.micro_batches=2"]),
+    ("mb4", 1, ["parallel.micro_batches=4"]),
+]
+
+
+def train(args, name, procs, overrides, data):
+    run_dir = os.path.join(args.work, name)
+    cmd = [args.tessera, "train", args.recipe, "--set", f"data.path={data}", "--set", f"run.dir={run_dir}",
+           "--set", "train.steps=3", "--set", "train.eval_every=0", "--set", "train.eval_batches=1",
+           "--set", "checkpoint.every_steps=0", "--set", "model.seq_aux_alpha=0.01"]
+    for o in overrides:
+        cmd += ["--set", o]
+    if procs > 1:
+        cmd = [args.mpirun, "--oversubscribe", "-np", str(procs),
+               "--mca", "btl_vader_single_copy_mechanism", "none"] + cmd
+    print("+", " ".join(cmd), flush=True)
+    start = time.time()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    print(proc.stdout[-2000:], flush=True)
+    if proc.returncode != 0:
+        sys.exit(f"FAIL: layout {name} exited {proc.returncode}")
+    print(f"{name}: {time.time() - start:.1f} s", flush=True)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        losses = [json.loads(line)["loss"] for line in f]
+    params = {}
+    with h5py.File(os.path.join(run_dir, "checkpoints", "step-00000003", "model.h5"), "r") as f:
+        for name_, ds in f.items():
+            if isinstance(ds, h5py.Dataset):
+                params[name_] = np.asarray(ds, dtype=np.float64)
+    return losses, params
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tessera", required=True)
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--mpirun", default="mpirun")
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    data = os.path.join(args.work, "markov")
+    subprocess.run([args.tessera, "prepare", "synthetic", "--vocab", "64", "--order", "1", "--tokens",
+                    "200000", "--seed", "3", "--out", data, "--quiet"], check=True)
+    ref_losses, ref_params = train(args, "single", 1, [], data)
+    problems = []
+    for name, procs, overrides in LAYOUTS:
+        losses, params = train(args, name, procs, overrides, data)
+        for step, (a, b) in enumerate(zip(ref_losses, losses), 1):
+            rel = abs(a - b) / abs(a)
+            if rel > TOL:
+                problems.append(f"{name}: step {step} loss {b} vs single-process {a} (rel {rel:.2e})")
+        if set(params) != set(ref_params):
+            problems.append(f"{name}: parameter names differ: {sorted(set(params) ^ set(ref_params))}")
+            continue
+        worst = max((np.linalg.norm(params[k] - ref_params[k]) / max(np.linalg.norm(ref_params[k]), 1e-12), k)
+                    for k in ref_params)
+        print(f"{name}: losses {losses}; worst parameter rel diff {worst[0]:.2e} ({worst[1]})")
+        if worst[0] > TOL:
+            problems.append(f"{name}: parameter {worst[1]} differs by {worst[0]:.2e} (> {TOL})")
+    for p in problems:
+        print("FAIL:", p)
+    print("layout equivalence:", "PASS" if not problems else f"FAIL ({len(problems)} problems)")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -607,6 +607,34 @@ void match(fake_detail::P2P& send, fake_detail::P2P& recv) {
 }
 }  // namespace
 
+// Queues `op` as a send (is_send) or a receive under (src, dst, tag), or matches it with the
+// oldest opposite operation already waiting under that key.
+Work FakeComm::post_p2p(fake_detail::P2P op, bool is_send, int peer, int tag) {
+  Work work(op.work);
+  Group& g = *group_;
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (!g.world->register_work(op.work)) return work;
+  const auto key = is_send ? std::make_tuple(rank_, peer, tag) : std::make_tuple(peer, rank_, tag);
+  auto& mine = is_send ? g.sends : g.recvs;
+  auto& theirs = is_send ? g.recvs : g.sends;
+  auto& waiting = theirs[key];
+  if (waiting.empty()) {
+    theirs.erase(key);
+    fail_if_peer_finished(g, op, peer, is_send ? "receiving" : "sending");
+    mine[key].push_back(std::move(op));
+  } else {
+    fake_detail::P2P other = std::move(waiting.front());
+    waiting.pop_front();
+    if (waiting.empty()) theirs.erase(key);
+    if (is_send) {
+      match(op, other);
+    } else {
+      match(other, op);
+    }
+  }
+  return work;
+}
+
 Work FakeComm::post_send(const void* data, int64_t count, DType dtype, int dst, int tag) {
   fake_detail::P2P op;
   op.send = data;
@@ -615,23 +643,7 @@ Work FakeComm::post_send(const void* data, int64_t count, DType dtype, int dst, 
   op.work = new_work(describe("send", next_p2p_seq(),
                               count_detail(dtype, count) + " to rank " + std::to_string(dst) +
                                   ", tag " + std::to_string(tag)));
-  Work work(op.work);
-  Group& g = *group_;
-  std::lock_guard<std::mutex> lock(g.mu);
-  if (!g.world->register_work(op.work)) return work;
-  const auto key = std::make_tuple(rank_, dst, tag);
-  auto& waiting = g.recvs[key];
-  if (waiting.empty()) {
-    g.recvs.erase(key);
-    fail_if_peer_finished(g, op, dst, "receiving");
-    g.sends[key].push_back(std::move(op));
-  } else {
-    fake_detail::P2P recv = std::move(waiting.front());
-    waiting.pop_front();
-    if (waiting.empty()) g.recvs.erase(key);
-    match(op, recv);
-  }
-  return work;
+  return post_p2p(std::move(op), /*is_send=*/true, dst, tag);
 }
 
 Work FakeComm::post_recv(void* data, int64_t count, DType dtype, int src, int tag) {
@@ -642,23 +654,7 @@ Work FakeComm::post_recv(void* data, int64_t count, DType dtype, int src, int ta
   op.work = new_work(describe("recv", next_p2p_seq(),
                               count_detail(dtype, count) + " from rank " + std::to_string(src) +
                                   ", tag " + std::to_string(tag)));
-  Work work(op.work);
-  Group& g = *group_;
-  std::lock_guard<std::mutex> lock(g.mu);
-  if (!g.world->register_work(op.work)) return work;
-  const auto key = std::make_tuple(src, rank_, tag);
-  auto& waiting = g.sends[key];
-  if (waiting.empty()) {
-    g.sends.erase(key);
-    fail_if_peer_finished(g, op, src, "sending");
-    g.recvs[key].push_back(std::move(op));
-  } else {
-    fake_detail::P2P send = std::move(waiting.front());
-    waiting.pop_front();
-    if (waiting.empty()) g.sends.erase(key);
-    match(send, op);
-  }
-  return work;
+  return post_p2p(std::move(op), /*is_send=*/false, src, tag);
 }
 
 void run_fake_ranks(int n, const std::function<void(Comm&)>& fn, const FakeCommOptions& options) {

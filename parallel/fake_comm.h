@@ -38,6 +38,7 @@ namespace fake_detail {
 struct World;
 struct Group;
 struct Post;
+struct P2P;
 }  // namespace fake_detail
 
 class FakeComm final : public Comm {
@@ -76,6 +77,7 @@ class FakeComm final : public Comm {
  private:
   FakeComm(std::shared_ptr<fake_detail::Group> group, int rank, std::string name);
   Work post_collective(fake_detail::Post post);
+  Work post_p2p(fake_detail::P2P op, bool is_send, int peer, int tag);
   std::shared_ptr<WorkState> new_work(std::string description);
 
   std::shared_ptr<fake_detail::Group> group_;

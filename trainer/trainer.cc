@@ -117,7 +117,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   lo.shuffle = true;
   lo.prefetch = static_cast<int>(recipe.data.prefetch);
   data::Loader loader(lo);
-  const data::Manifest manifest = data::read_manifest(recipe.data.path);
+  const data::Manifest& manifest = loader.manifest();
 
   Model model(recipe.model);
   ParamTable& params = model.params();

@@ -20,6 +20,7 @@
 #include "trainer/metrics.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/rank_log.h"
 
 namespace tessera::trainer {
 
@@ -27,12 +28,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Where non-root ranks send their progress lines.
-std::ostream& null_stream() {
-  static std::ostream null(nullptr);
-  return null;
-}
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -125,7 +120,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   AdamW optimizer(recipe.optimizer);
   std::optional<MetricsWriter> metrics;
   if (is_root) metrics.emplace((run_dir / "metrics.jsonl").string(), /*append=*/false);
-  std::ostream& log = is_root ? out : null_stream();
+  RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
+  std::ostream& log = rank_log.stream();
 
   log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters, "
       << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
@@ -210,7 +206,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
           << "  lr " << format("%.3e", lr) << "  grad_norm " << format("%.3f", norm) << "  "
           << format("%.0f", tokens_per_step / step_s) << " tok/s  load max/mean "
           << format("%.2f", load_ratio);
-      if (eval_now) log << "  val_loss " << format("%.4f", summary.final_val_loss);
+      if (eval_now && is_root) log << "  val_loss " << format("%.4f", summary.final_val_loss);
       log << "\n";
       log.flush();
     }

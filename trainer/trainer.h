@@ -20,7 +20,8 @@ struct TrainSummary {
 // = parallel.dp replicas; each reads its share of every global batch, gradients, losses and MoE
 // loads are summed over the replicas, so every replica takes the same step a single process
 // would. Pipeline and expert parallelism are not implemented yet (a RecipeError on every rank).
-// World rank 0 writes progress lines to `out`, metrics, evaluations and checkpoints.
+// Every rank writes its progress lines to run.dir/logs/rank-<R>.log; world rank 0 also to `out`,
+// and it alone writes metrics, evaluations and checkpoints.
 // Throws on any error (bad layout, bad data, NaN loss, I/O).
 TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out);
 

@@ -40,6 +40,10 @@ def train(args, name, procs, overrides, data):
     if proc.returncode != 0:
         sys.exit(f"FAIL: layout {name} exited {proc.returncode}")
     print(f"{name}: {time.time() - start:.1f} s", flush=True)
+    for rank in range(procs):  # every rank keeps its own log
+        log = os.path.join(run_dir, "logs", f"rank-{rank}.log")
+        if not os.path.isfile(log) or "step 3/3" not in open(log).read():
+            sys.exit(f"FAIL: layout {name}: {log} is missing or lacks the last step")
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         losses = [json.loads(line)["loss"] for line in f]
     params = {}

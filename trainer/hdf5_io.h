@@ -1,14 +1,15 @@
-// Minimal RAII over the HDF5 C API for checkpoints: float32/int tensors as named datasets
-// (intermediate groups created from '/' in names) and scalar attributes on the root.
+// Checkpoint tensors over the HDF5 C API, built on data/hdf5.h's handles and lock: float32/int
+// tensors as named datasets (intermediate groups created from '/' in names) and scalar
+// attributes on the root.
 // Every failure throws std::runtime_error naming the file and the dataset. Thread-safe with
 // respect to the data loader: each call holds data::Hdf5Guard.
 #pragma once
 
-#include <hdf5.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "data/hdf5.h"
 
 namespace tessera::trainer {
 
@@ -38,7 +39,7 @@ class H5File {
 
  private:
   std::string path_;
-  hid_t file_ = -1;
+  data::H5Id file_;
 };
 
 }  // namespace tessera::trainer

@@ -30,6 +30,14 @@ struct MicroBatchLoss {
   double ce_sum = 0;  // unscaled sum of per-token cross-entropy
   double aux = 0;     // scaled auxiliary losses
   int64_t tokens = 0;
+
+  MicroBatchLoss& operator+=(const MicroBatchLoss& o) {
+    loss += o.loss;
+    ce_sum += o.ce_sum;
+    aux += o.aux;
+    tokens += o.tokens;
+    return *this;
+  }
 };
 
 class Model {

@@ -151,12 +151,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     params.zero_grads();
     MicroBatchLoss step_loss;
     for (int64_t m = 0; m < micro_batches; ++m) {
-      const MicroBatchLoss l =
+      step_loss +=
           model.TrainMicroBatch(batch.data() + m * mb_rows * row_len, mb_rows, tc.seq_len, scale);
-      step_loss.loss += l.loss;
-      step_loss.ce_sum += l.ce_sum;
-      step_loss.aux += l.aux;
-      step_loss.tokens += l.tokens;
     }
     const double exposed_comm = all_reduce_step(dp, model, step_loss);
     if (!std::isfinite(step_loss.loss)) {

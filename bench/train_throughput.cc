@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   Model model(mc);
   ParamTable& params = model.params();
   params.init(recipe.train.seed, mc.init_std);
-  AdamW optimizer(recipe.optimizer);
+  AdamW optimizer(recipe.optimizer, params);
   Rng rng(42);
   std::vector<int32_t> tokens(B * (T + 1));
   for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % mc.vocab_size);

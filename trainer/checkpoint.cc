@@ -50,7 +50,7 @@ std::string trainer_yaml(const CheckpointMeta& meta, const Recipe& recipe) {
   out << YAML::Key << "cursor" << YAML::Value << meta.loader_cursor;
   out << YAML::EndMap;
   out << YAML::Key << "layout" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "world_size" << YAML::Value << 1;
+  out << YAML::Key << "world_size" << YAML::Value << meta.world_size;
   out << YAML::Key << "pp" << YAML::Value << recipe.parallel.pp;
   out << YAML::Key << "dp" << YAML::Value << recipe.parallel.dp;
   out << YAML::Key << "ep" << YAML::Value << recipe.parallel.ep;
@@ -73,6 +73,9 @@ std::string save_checkpoint(const std::string& checkpoints_dir, ParamTable& para
                             const Recipe& recipe, int64_t keep_last) {
   const fs::path root(checkpoints_dir);
   fs::create_directories(root);
+  if (!params.has_moments()) {
+    throw std::logic_error("save_checkpoint: the parameter table holds no optimizer moments");
+  }
   const std::string name = checkpoint_name(meta.step);
   const fs::path tmp = root / (".tmp-" + name);
   const fs::path final_dir = root / name;
@@ -132,9 +135,12 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 int64_t load_checkpoint(const std::string& step_dir, ParamTable& params, bool with_optimizer) {
+  if (with_optimizer && !params.has_moments()) {
+    throw std::logic_error("load_checkpoint: the parameter table holds no optimizer moments");
+  }
   H5File file((fs::path(step_dir) / "model.h5").string(), H5File::Mode::kReadOnly);
-  float* m = params.exp_avg().data<float>();
-  float* v = params.exp_avg_sq().data<float>();
+  float* m = with_optimizer ? params.exp_avg().data<float>() : nullptr;
+  float* v = with_optimizer ? params.exp_avg_sq().data<float>() : nullptr;
   for (size_t i = 0; i < params.descs().size(); ++i) {
     const ParamDesc& d = params.descs()[i];
     file.read_f32(d.name, d.shape, params.value_ptr(static_cast<int>(i)));

@@ -23,12 +23,14 @@ struct CheckpointMeta {
   int64_t tokens_seen = 0;
   uint64_t loader_epoch = 0;
   uint64_t loader_cursor = 0;
+  int64_t world_size = 1;  // processes of the run that wrote it
 };
 
 // "step-00001000"
 std::string checkpoint_name(int64_t step);
 
 // Writes the checkpoint for meta.step under checkpoints_dir and returns its directory.
+// REQUIRES: params.has_moments() (the whole model's table with its optimizer state).
 std::string save_checkpoint(const std::string& checkpoints_dir, ParamTable& params,
                             const CheckpointMeta& meta,
                             const Recipe& recipe, int64_t keep_last);
@@ -38,7 +40,8 @@ std::string save_checkpoint(const std::string& checkpoints_dir, ParamTable& para
 std::string resolve_checkpoint(const std::string& path);
 
 // Loads every parameter of `params` from step_dir/model.h5 (and the AdamW moments when
-// with_optimizer). A missing tensor or a shape mismatch is an error naming the tensor.
+// with_optimizer, which REQUIRES params.has_moments()). A missing tensor or a shape mismatch
+// is an error naming the tensor.
 // Returns the checkpoint's step.
 int64_t load_checkpoint(const std::string& step_dir, ParamTable& params, bool with_optimizer);
 

@@ -1,85 +1,144 @@
 #include "trainer/model.h"
 
+#include <cstring>
+#include <stdexcept>
+
 #include "trainer/layers/attention_block.h"
 #include "trainer/layers/buffer.h"
 #include "trainer/layers/dense_ffn_block.h"
 
 namespace tessera::trainer {
 
-Model::Model(const ModelConfig& config) : config_(config) {
-  // Parameters are added in DESIGN.md order; the ParamTable layout follows.
-  embedding_ = std::make_unique<EmbeddingLayer>(params_, config);
-  for (int i = 0; i < config.n_layers; ++i) {
-    blocks_.push_back(std::make_unique<AttentionBlock>(params_, config, i));
-    if (i < config.first_dense_layers) {
-      blocks_.push_back(std::make_unique<DenseFfnBlock>(params_, config, i));
-    } else {
-      auto moe = std::make_unique<MoeBlock>(params_, config, i);
-      moe_blocks_.push_back(moe.get());
-      blocks_.push_back(std::move(moe));
-    }
-  }
-  head_ = std::make_unique<OutputHead>(params_, config);
-  params_.finalize();
+ModelPart ModelPart::whole(const ModelConfig& config) {
+  ModelPart part;
+  part.chunks.push_back({0, config.n_layers, /*embedding=*/true, /*head=*/true});
+  return part;
 }
 
-MicroBatchLoss Model::Forward(int slot, const int32_t* tokens, int64_t batch, int64_t seq_len,
-                              const LossScale& scale, bool training) {
-  if (slot >= static_cast<int>(slots_.size())) slots_.resize(slot + 1);
-  Slot& s = slots_[slot];
-  const int64_t N = batch * seq_len, D = config_.dim;
-  const int64_t n_bounds = static_cast<int64_t>(blocks_.size()) + 1;
-  s.N = N;
-  int32_t* inputs = ensure_ints(s.inputs, N);
-  int32_t* targets = ensure_ints(s.targets, N);
-  for (int64_t b = 0; b < batch; ++b) {
-    const int32_t* row = tokens + b * (seq_len + 1);
-    for (int64_t t = 0; t < seq_len; ++t) {
-      inputs[b * seq_len + t] = row[t];
-      targets[b * seq_len + t] = row[t + 1];
+Model::Model(const ModelConfig& config) : Model(config, ModelPart::whole(config), nullptr) {}
+
+Model::Model(const ModelConfig& config, const ModelPart& part, parallel::Comm* ep_comm,
+             int64_t dense_multiple, int64_t expert_multiple)
+    : config_(config), part_(part) {
+  if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
+  if (part.ep > 1 && (ep_comm == nullptr || ep_comm->size() != part.ep)) {
+    throw std::logic_error("Model: expert parallelism needs an EP communicator of size ep");
+  }
+  // Parameters are added in DESIGN.md order within each chunk, chunks in pipeline order.
+  for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, part.ep > 1 ? ep_comm : nullptr);
+  params_.finalize(dense_multiple, expert_multiple);
+}
+
+void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
+  Chunk c;
+  c.spec = spec;
+  if (spec.embedding) c.embedding = std::make_unique<EmbeddingLayer>(params_, config_);
+  for (int i = spec.first_layer; i < spec.end_layer; ++i) {
+    c.blocks.push_back(std::make_unique<AttentionBlock>(params_, config_, i));
+    if (i < config_.first_dense_layers) {
+      c.blocks.push_back(std::make_unique<DenseFfnBlock>(params_, config_, i));
+    } else {
+      auto moe = std::make_unique<MoeBlock>(params_, config_, i, part_.ep, part_.ep_rank, ep_comm);
+      moe_blocks_.push_back(moe.get());
+      c.blocks.push_back(std::move(moe));
     }
   }
-  float* acts = ensure_floats(s.acts, n_bounds * N * D);
+  if (spec.head) c.head = std::make_unique<OutputHead>(params_, config_);
+  chunks_.push_back(std::move(c));
+}
+
+MicroBatchLoss Model::ChunkForward(int chunk, int slot, const int32_t* tokens, int64_t batch,
+                                   int64_t seq_len, const LossScale& scale, bool training,
+                                   const float* in, float* out) {
+  Chunk& c = chunks_.at(chunk);
+  if (slot >= static_cast<int>(c.slots.size())) c.slots.resize(slot + 1);
+  Slot& s = c.slots[slot];
+  const int64_t N = batch * seq_len, D = config_.dim;
+  const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
+  s.N = N;
+  float* acts = ensure_floats(s.acts, (n_blocks + 1) * N * D);
+  if (c.embedding || c.head) {
+    int32_t* inputs = ensure_ints(s.inputs, N);
+    int32_t* targets = ensure_ints(s.targets, N);
+    for (int64_t b = 0; b < batch; ++b) {
+      const int32_t* row = tokens + b * (seq_len + 1);
+      for (int64_t t = 0; t < seq_len; ++t) {
+        inputs[b * seq_len + t] = row[t];
+        targets[b * seq_len + t] = row[t + 1];
+      }
+    }
+  }
+  if (c.embedding) {
+    c.embedding->Forward(s.inputs.data<int32_t>(), acts, N);
+  } else {
+    std::memcpy(acts, in, sizeof(float) * N * D);
+  }
 
   MicroBatchInfo mb{batch, seq_len, training, scale.sequence_scale};
-  embedding_->Forward(inputs, acts, N);
-  MicroBatchLoss out;
-  out.tokens = N;
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    blocks_[i]->Forward(slot, mb, acts + i * N * D, acts + (i + 1) * N * D);
-    out.aux += blocks_[i]->aux_loss(slot);
+  MicroBatchLoss loss;
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    c.blocks[i]->Forward(slot, mb, acts + i * N * D, acts + (i + 1) * N * D);
+    loss.aux += c.blocks[i]->aux_loss(slot);
   }
-  const double ce = head_->Forward(slot, acts + blocks_.size() * N * D, targets, N,
-                                   scale.token_scale);
-  out.ce_sum = head_->ce_sum(slot);
-  out.loss = ce + out.aux;
-  return out;
+  double ce = 0;
+  if (c.head) {
+    ce = c.head->Forward(slot, acts + n_blocks * N * D, s.targets.data<int32_t>(), N,
+                         scale.token_scale);
+    loss.ce_sum = c.head->ce_sum(slot);
+    loss.tokens = N;
+  } else {
+    std::memcpy(out, acts + n_blocks * N * D, sizeof(float) * N * D);
+  }
+  loss.loss = ce + loss.aux;
+  return loss;
 }
 
-void Model::Backward(int slot) {
-  Slot& s = slots_.at(slot);
+void Model::ChunkBackwardInput(int chunk, int slot, const float* dout, float* din) {
+  Chunk& c = chunks_.at(chunk);
+  Slot& s = c.slots.at(slot);
   const int64_t N = s.N, D = config_.dim;
-  const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
+  const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
   float* grads = ensure_floats(s.grads, (n_blocks + 1) * N * D);
-  head_->BackwardInput(slot, grads + n_blocks * N * D);
-  head_->BackwardWeight(slot);
-  for (int64_t i = n_blocks - 1; i >= 0; --i) {
-    blocks_[i]->BackwardInput(slot, grads + (i + 1) * N * D, grads + i * N * D);
-    blocks_[i]->BackwardWeight(slot);
+  if (c.head) {
+    c.head->BackwardInput(slot, grads + n_blocks * N * D);
+  } else {
+    std::memcpy(grads + n_blocks * N * D, dout, sizeof(float) * N * D);
   }
-  embedding_->BackwardWeight(s.inputs.data<int32_t>(), grads, N);
+  for (int64_t i = n_blocks - 1; i >= 0; --i) {
+    c.blocks[i]->BackwardInput(slot, grads + (i + 1) * N * D, grads + i * N * D);
+  }
+  if (!c.embedding) std::memcpy(din, grads, sizeof(float) * N * D);
 }
+
+void Model::ChunkBackwardWeight(int chunk, int slot) {
+  Chunk& c = chunks_.at(chunk);
+  Slot& s = c.slots.at(slot);
+  if (c.head) c.head->BackwardWeight(slot);
+  for (auto it = c.blocks.rbegin(); it != c.blocks.rend(); ++it) (*it)->BackwardWeight(slot);
+  if (c.embedding) c.embedding->BackwardWeight(s.inputs.data<int32_t>(), s.grads.data<float>(), s.N);
+}
+
+namespace {
+void require_whole(const std::vector<ModelChunkSpec>& chunks, const char* what) {
+  if (chunks.size() != 1 || !chunks[0].embedding || !chunks[0].head) {
+    throw std::logic_error(std::string("Model::") + what + " needs the whole model in one chunk");
+  }
+}
+}  // namespace
 
 MicroBatchLoss Model::TrainMicroBatch(const int32_t* tokens, int64_t batch, int64_t seq_len,
                                       const LossScale& scale) {
-  MicroBatchLoss loss = Forward(0, tokens, batch, seq_len, scale, /*training=*/true);
-  Backward(0);
+  require_whole(part_.chunks, "TrainMicroBatch");
+  MicroBatchLoss loss = ChunkForward(0, 0, tokens, batch, seq_len, scale, true, nullptr, nullptr);
+  ChunkBackwardInput(0, 0, nullptr, nullptr);
+  ChunkBackwardWeight(0, 0);
   return loss;
 }
 
 MicroBatchLoss Model::EvalMicroBatch(const int32_t* tokens, int64_t batch, int64_t seq_len,
                                      const LossScale& scale) {
-  return Forward(0, tokens, batch, seq_len, scale, /*training=*/false);
+  require_whole(part_.chunks, "EvalMicroBatch");
+  return ChunkForward(0, 0, tokens, batch, seq_len, scale, false, nullptr, nullptr);
 }
 
 }  // namespace tessera::trainer

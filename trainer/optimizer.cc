@@ -7,20 +7,37 @@
 
 namespace tessera::trainer {
 
-double grad_norm(ParamTable& params) {
+double grad_sum_squares(ParamTable& params, std::span<const FlatRange> ranges) {
+  const float* g = params.grads().data<float>();
   double sum = 0;
-  for (size_t i = 0; i < params.descs().size(); ++i) {
-    const ParamDesc& d = params.descs()[i];
-    if (!d.trainable) continue;
-    sum += kernels::sum_squares(params.grad_ptr(static_cast<int>(i)), d.numel());
+  for (const FlatRange& r : ranges) {
+    for_each_trainable_piece(params, r, [&](const ParamDesc&, int64_t b, int64_t e) {
+      sum += kernels::sum_squares(g + b, e - b);
+    });
   }
-  return std::sqrt(sum);
+  return sum;
+}
+
+double grad_norm(ParamTable& params) {
+  const FlatRange all{0, params.padded_numel()};
+  return std::sqrt(grad_sum_squares(params, {&all, 1}));
 }
 
 double clip_scale(double norm, double max_norm) {
   if (max_norm <= 0 || norm <= max_norm) return 1.0;
   return max_norm / norm;
 }
+
+AdamW::AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned)
+    : config_(config), owned_(std::move(owned)) {
+  for (const FlatRange& r : owned_) {
+    m_.emplace_back(r.size(), 0.0f);
+    v_.emplace_back(r.size(), 0.0f);
+  }
+}
+
+AdamW::AdamW(const OptimizerConfig& config, const ParamTable& params)
+    : AdamW(config, {params.region(ParamRegion::kDense), params.region(ParamRegion::kExpert)}) {}
 
 void AdamW::Step(ParamTable& params, double lr, double grad_scale) {
   ++steps_;
@@ -31,14 +48,14 @@ void AdamW::Step(ParamTable& params, double lr, double grad_scale) {
   hp.eps = config_.eps;
   hp.weight_decay = config_.weight_decay;
   hp.step = steps_;
-  float* m = params.exp_avg().data<float>();
-  float* v = params.exp_avg_sq().data<float>();
-  for (size_t i = 0; i < params.descs().size(); ++i) {
-    const ParamDesc& d = params.descs()[i];
-    if (!d.trainable) continue;
-    kernels::adamw_update(params.value_ptr(static_cast<int>(i)), params.grad_ptr(static_cast<int>(i)),
-                          m + d.offset, v + d.offset, d.numel(), hp, d.weight_decay,
-                          static_cast<float>(grad_scale));
+  float* p = params.values().data<float>();
+  const float* g = params.grads().data<float>();
+  for (size_t k = 0; k < owned_.size(); ++k) {
+    const int64_t base = owned_[k].begin;
+    for_each_trainable_piece(params, owned_[k], [&](const ParamDesc& d, int64_t b, int64_t e) {
+      kernels::adamw_update(p + b, g + b, m_[k].data() + (b - base), v_[k].data() + (b - base),
+                            e - b, hp, d.weight_decay, static_cast<float>(grad_scale));
+    });
   }
 }
 

@@ -1,15 +1,36 @@
-// AdamW over a ParamTable (decoupled weight decay on parameters whose descriptor asks for it),
-// with global grad-norm clipping folded into the update as a gradient scale.
+// AdamW over ranges of a ParamTable's flat buffers: the ranges this rank owns under ZeRO-1
+// (its shard of each parameter region), or whole regions without data parallelism. The moments
+// exist for the owned ranges only. Decoupled weight decay applies to parameters whose descriptor
+// asks for it, frozen parameters are skipped, and region padding is never touched; global
+// grad-norm clipping is folded into the update as a gradient scale.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
 
 namespace tessera::trainer {
 
-// sqrt(sum of squared gradients of trainable parameters), accumulated in double.
+// Calls fn(desc, begin, end) for each piece [begin, end) of a TRAINABLE parameter that lies
+// inside `range` (flat-buffer elements), in layout order.
+template <typename Fn>
+void for_each_trainable_piece(const ParamTable& params, FlatRange range, Fn&& fn) {
+  for (const ParamDesc& d : params.descs()) {
+    if (!d.trainable) continue;
+    const int64_t b = std::max(d.offset, range.begin);
+    const int64_t e = std::min(d.offset + d.numel(), range.end);
+    if (b < e) fn(d, b, e);
+  }
+}
+
+// Sum of squared gradients of trainable parameters inside `ranges`, accumulated in double.
+// The global norm is the square root of this summed over disjoint ranges covering the model.
+double grad_sum_squares(ParamTable& params, std::span<const FlatRange> ranges);
+// Over the whole table.
 double grad_norm(ParamTable& params);
 
 // min(1, max_norm / norm); 1 when max_norm is 0 (clipping off).
@@ -17,14 +38,26 @@ double clip_scale(double norm, double max_norm);
 
 class AdamW {
  public:
-  explicit AdamW(const OptimizerConfig& config) : config_(config) {}
-  // One update of every trainable parameter with gradients scaled by grad_scale.
+  // `owned`: disjoint ranges of the table's flat buffers this optimizer updates.
+  AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned);
+  // Updates the whole table (every region).
+  AdamW(const OptimizerConfig& config, const ParamTable& params);
+
+  // One update of the trainable parameters inside the owned ranges, with gradients scaled by
+  // grad_scale. Values and gradients outside the owned ranges are neither read nor written.
   void Step(ParamTable& params, double lr, double grad_scale);
   int64_t steps_taken() const { return steps_; }
   void set_steps_taken(int64_t steps) { steps_ = steps; }
 
+  const std::vector<FlatRange>& owned() const { return owned_; }
+  // Moments of owned range k (owned()[k].size() elements, aligned with it).
+  std::span<float> exp_avg(size_t k) { return {m_[k].data(), m_[k].size()}; }
+  std::span<float> exp_avg_sq(size_t k) { return {v_[k].data(), v_[k].size()}; }
+
  private:
   OptimizerConfig config_;
+  std::vector<FlatRange> owned_;
+  std::vector<std::vector<float>> m_, v_;
   int64_t steps_ = 0;
 };
 

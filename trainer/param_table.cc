@@ -6,24 +6,59 @@
 
 namespace tessera::trainer {
 
+kernels::Shape ParamDesc::global_shape() const {
+  kernels::Shape s = shape;
+  if (region == ParamRegion::kExpert && !s.empty()) s[0] = global_dim0;
+  return s;
+}
+
 int ParamTable::add(ParamDesc desc) {
   if (finalized_) throw std::logic_error("ParamTable::add after finalize: " + desc.name);
   if (by_name_.count(desc.name)) throw std::logic_error("duplicate parameter " + desc.name);
-  desc.offset = numel_;
+  if (desc.region == ParamRegion::kExpert) {
+    if (desc.shape.empty() || desc.dim0_offset < 0 ||
+        desc.dim0_offset + desc.shape[0] > desc.global_dim0) {
+      throw std::logic_error("expert slice of " + desc.name + " lies outside its global tensor");
+    }
+  } else {
+    desc.global_dim0 = desc.shape.empty() ? 0 : desc.shape[0];
+    desc.dim0_offset = 0;
+  }
   numel_ += desc.numel();
   by_name_[desc.name] = static_cast<int>(descs_.size());
   descs_.push_back(std::move(desc));
   return static_cast<int>(descs_.size()) - 1;
 }
 
-void ParamTable::finalize() {
+void ParamTable::finalize(int64_t dense_multiple, int64_t expert_multiple) {
   if (finalized_) throw std::logic_error("ParamTable::finalize called twice");
+  if (dense_multiple < 1 || expert_multiple < 1) {
+    throw std::logic_error("ParamTable::finalize: region multiples must be >= 1");
+  }
   finalized_ = true;
+  const int64_t multiple[kParamRegions] = {dense_multiple, expert_multiple};
+  int64_t at = 0;
+  for (int r = 0; r < kParamRegions; ++r) {
+    regions_[r].begin = at;
+    for (ParamDesc& d : descs_) {
+      if (static_cast<int>(d.region) != r) continue;
+      d.offset = at;
+      at += d.numel();
+    }
+    at = (at - regions_[r].begin + multiple[r] - 1) / multiple[r] * multiple[r] + regions_[r].begin;
+    regions_[r].end = at;
+  }
+  padded_numel_ = at;
   using kernels::DType;
-  values_ = kernels::Tensor::zeros({numel_}, DType::kF32);
-  grads_ = kernels::Tensor::zeros({numel_}, DType::kF32);
-  exp_avg_ = kernels::Tensor::zeros({numel_}, DType::kF32);
-  exp_avg_sq_ = kernels::Tensor::zeros({numel_}, DType::kF32);
+  values_ = kernels::Tensor::zeros({padded_numel_}, DType::kF32);
+  grads_ = kernels::Tensor::zeros({padded_numel_}, DType::kF32);
+}
+
+void ParamTable::allocate_moments() {
+  if (!finalized_) throw std::logic_error("ParamTable::allocate_moments before finalize");
+  if (has_moments()) return;
+  exp_avg_ = kernels::Tensor::zeros({padded_numel_}, kernels::DType::kF32);
+  exp_avg_sq_ = kernels::Tensor::zeros({padded_numel_}, kernels::DType::kF32);
 }
 
 int ParamTable::index(const std::string& name) const {
@@ -34,6 +69,7 @@ int ParamTable::index(const std::string& name) const {
 
 kernels::Tensor ParamTable::view(const kernels::Tensor& flat, int i) const {
   if (!finalized_) throw std::logic_error("ParamTable used before finalize");
+  if (!flat.defined()) throw std::logic_error("ParamTable: optimizer moments were not allocated");
   const ParamDesc& d = descs_.at(i);
   return flat.view(d.offset, d.shape);
 }
@@ -50,8 +86,16 @@ void ParamTable::init(uint64_t seed, double std) {
         for (int64_t j = 0; j < d.numel(); ++j) p[j] = 1.0f;
         break;
       case ParamInit::kNormal: {
-        Rng rng(hash_name(seed, d.name));
-        for (int64_t j = 0; j < d.numel(); ++j) p[j] = static_cast<float>(std * rng.normal());
+        if (d.region != ParamRegion::kExpert) {
+          Rng rng(hash_name(seed, d.name));
+          for (int64_t j = 0; j < d.numel(); ++j) p[j] = static_cast<float>(std * rng.normal());
+          break;
+        }
+        const int64_t row = d.numel() / d.shape[0];
+        for (int64_t e = 0; e < d.shape[0]; ++e) {
+          Rng rng(hash_name(seed, d.name + "[" + std::to_string(d.dim0_offset + e) + "]"));
+          for (int64_t j = 0; j < row; ++j) p[e * row + j] = static_cast<float>(std * rng.normal());
+        }
         break;
       }
     }

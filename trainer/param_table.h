@@ -1,8 +1,17 @@
 // ParamTable: the model's parameters as a table of named descriptors over ONE flat buffer per
-// kind (values, gradients, AdamW first and second moments). Parameters are laid out in the order
-// they are added, contiguously, so tensors added back to back form one matrix (wq|wk|wv is a
-// fused [3D, D] projection) and data-parallel reduction, ZeRO sharding and checkpointing are
-// offset arithmetic over the flat buffers.
+// kind (values, gradients and, where wanted, AdamW moments). Parameters are laid out in the
+// order they are added, contiguously, within two REGIONS:
+//   dense   parameters replicated over the data-parallel group (attention, norms, dense and shared
+//           FFNs, router, embedding, head);
+//   expert  routed-expert slices, replicated only over the expert-data-parallel group.
+// Each region is one contiguous range of the flat buffers, padded to a multiple the caller picks
+// (the group size), so gradient reduce-scatter, ZeRO-1 shards and the all-gather of updated values
+// are offset arithmetic. Tensors added back to back in one region form one matrix (wq|wk|wv is a
+// fused [3D, D] projection).
+//
+// Expert-parallel slices: a routed-expert tensor's global shape is [n_experts, ...]; a rank holds
+// rows [dim0_offset, dim0_offset + shape[0]) of it. Initialisation draws each expert row from its
+// own stream, so a slice equals the same rows of the whole tensor.
 //
 // Thread-safety: none; build it once (add... then finalize), then use the views.
 #pragma once
@@ -17,30 +26,50 @@
 namespace tessera::trainer {
 
 enum class ParamInit : uint8_t { kNormal, kOnes, kZeros };
+enum class ParamRegion : uint8_t { kDense = 0, kExpert = 1 };
+constexpr int kParamRegions = 2;
 
 struct ParamDesc {
   std::string name;            // DESIGN.md name, also the checkpoint dataset name
-  kernels::Shape shape;
+  kernels::Shape shape;        // the shape held here (a slice along dim 0 for expert slices)
   ParamInit init = ParamInit::kNormal;
   bool weight_decay = true;    // decoupled AdamW decay applies
   bool trainable = true;       // false: not updated by AdamW, no gradient (e.g. moe.gate.bias)
-  int64_t offset = 0;          // in elements, into the flat buffers; set by add()
+  ParamRegion region = ParamRegion::kDense;
+  int64_t global_dim0 = 0;     // kExpert: dim 0 of the global tensor (n_experts); else shape[0]
+  int64_t dim0_offset = 0;     // kExpert: first global row held here
+  int64_t offset = 0;          // in elements, into the flat buffers; set by finalize()
   int64_t numel() const { return kernels::shape_numel(shape); }
+  kernels::Shape global_shape() const;
+};
+
+// [begin, end) in elements of the flat buffers.
+struct FlatRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
 };
 
 class ParamTable {
  public:
   // Returns the parameter's index. REQUIRES: not finalized; name unique.
   int add(ParamDesc desc);
-  // Allocates the flat buffers (zeroed). REQUIRES: called once, after the last add().
-  void finalize();
+  // Lays the regions out (dense first) and allocates values and gradients (zeroed); each region's
+  // length is padded up to a multiple of region_multiple[region] (>= 1). Padding stays zero.
+  // REQUIRES: called once, after the last add().
+  void finalize(int64_t dense_multiple = 1, int64_t expert_multiple = 1);
+  // Allocates zeroed AdamW moment buffers shaped like values (for whole-model tables that hold
+  // optimizer state for checkpoints; training keeps sharded moments in its optimizer).
+  void allocate_moments();
+  bool has_moments() const { return exp_avg_.defined(); }
 
   const std::vector<ParamDesc>& descs() const { return descs_; }
   int index(const std::string& name) const;  // throws std::out_of_range naming the parameter
   bool contains(const std::string& name) const { return by_name_.count(name) != 0; }
-  int64_t numel() const { return numel_; }   // all parameters
+  int64_t numel() const { return numel_; }   // parameters held (without padding)
+  int64_t padded_numel() const { return padded_numel_; }  // length of the flat buffers
+  FlatRange region(ParamRegion r) const { return regions_[static_cast<int>(r)]; }
 
-  // Views of one parameter (REQUIRES finalized).
+  // Views of one parameter (REQUIRES finalized; moments REQUIRE has_moments()).
   kernels::Tensor value(int i) const { return view(values_, i); }
   kernels::Tensor grad(int i) const { return view(grads_, i); }
   kernels::Tensor exp_avg(int i) const { return view(exp_avg_, i); }
@@ -48,7 +77,7 @@ class ParamTable {
   float* value_ptr(int i) { return values_.data<float>() + descs_[i].offset; }
   float* grad_ptr(int i) { return grads_.data<float>() + descs_[i].offset; }
 
-  // Whole flat buffers, in layout order.
+  // Whole flat buffers (padded_numel() elements), in layout order.
   kernels::Tensor& values() { return values_; }
   kernels::Tensor& grads() { return grads_; }
   kernels::Tensor& exp_avg() { return exp_avg_; }
@@ -56,15 +85,17 @@ class ParamTable {
 
   void zero_grads() { grads_.fill_zero(); }
 
-  // Deterministic initialisation: each parameter draws from its own stream seeded by
-  // (seed, name), so values do not depend on which other parameters a rank holds.
+  // Deterministic initialisation: each parameter (each expert row of a stacked expert tensor)
+  // draws from its own stream seeded by (seed, name), so values do not depend on which other
+  // parameters or expert slices a rank holds.
   void init(uint64_t seed, double std);
 
  private:
   kernels::Tensor view(const kernels::Tensor& flat, int i) const;
   std::vector<ParamDesc> descs_;
   std::unordered_map<std::string, int> by_name_;
-  int64_t numel_ = 0;
+  int64_t numel_ = 0, padded_numel_ = 0;
+  FlatRange regions_[kParamRegions];
   bool finalized_ = false;
   kernels::Tensor values_, grads_, exp_avg_, exp_avg_sq_;
 };

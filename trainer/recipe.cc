@@ -152,6 +152,9 @@ const std::vector<Field>& fields() {
       field<&R::parallel, &ParallelConfig::virtual_stages>(
           "parallel.virtual_stages", "model chunks per stage (> 1 only for interleaved)",
           at_least(1)),
+      field<&R::parallel, &ParallelConfig::stage_layers>(
+          "parallel.stage_layers",
+          "layers per pipeline part, comma-separated (\"5,3\"); empty = balanced"),
 
       field<&R::data, &DataConfig::path>(
           "data.path", "dataset directory written by `tessera prepare`", non_empty()),

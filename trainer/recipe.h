@@ -67,6 +67,9 @@ struct ParallelConfig {
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb1p | dualpipe | dualpipev
   int64_t micro_batches = 1;      // global_batch % (dp * micro_batches) == 0
   int64_t virtual_stages = 1;
+  // Layers per pipeline part (stage, or model chunk with virtual stages), comma-separated, e.g.
+  // "3,2"; empty = balanced. Parsed by stage_layer_counts().
+  std::string stage_layers;
 
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };

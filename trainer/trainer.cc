@@ -1,26 +1,34 @@
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <optional>
-#include <span>
 #include <ostream>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
 #include "data/loader.h"
 #include "kernels/gemm.h"
+#include "parallel/pipeline_executor.h"
+#include "parallel/schedule_cost.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
+#include "trainer/model_gather.h"
 #include "trainer/optimizer.h"
+#include "trainer/parallel_layout.h"
+#include "trainer/pipeline_stage.h"
 #include "trainer/rank_log.h"
+#include "trainer/zero_optimizer.h"
 
 namespace tessera::trainer {
 
@@ -39,58 +47,32 @@ std::string format(const char* fmt, double a) {
   return buf;
 }
 
-// Every rank sees the same recipe and world size, so every rank throws the same error.
-void check_layout(const Recipe& recipe, int world_size) {
-  const ParallelConfig& p = recipe.parallel;
-  if (p.pp * p.dp != world_size) {
-    throw RecipeError(recipe.source + ": parallel.pp (" + std::to_string(p.pp) + ") x parallel.dp (" +
-                      std::to_string(p.dp) + ") must equal the number of processes (" +
-                      std::to_string(world_size) + ")");
+// Communication so far on these communicators: seconds callers spent blocked on their Works
+// (exposed) and the summed post-to-completion time of their operations (all communication).
+struct CommTime {
+  double exposed = 0, total = 0;
+};
+CommTime comm_time(const std::vector<parallel::Comm*>& comms) {
+  CommTime t;
+  for (const parallel::Comm* c : comms) {
+    const parallel::CommStats s = c->stats();
+    t.exposed += s.wait_seconds;
+    t.total += s.op_seconds;
   }
-  if (p.pp > 1) {
-    throw RecipeError(recipe.source + ": parallel.pp: pipeline parallelism is not implemented yet");
-  }
-  if (p.ep > 1) {
-    throw RecipeError(recipe.source + ": parallel.ep: expert parallelism is not implemented yet");
-  }
-}
-
-// Sums this replica's gradients, loss parts and MoE loads over the data-parallel group; returns
-// the seconds spent waiting for the communication.
-double all_reduce_step(parallel::Comm& dp, Model& model, MicroBatchLoss& loss) {
-  if (dp.size() == 1) return 0.0;
-  const auto t0 = Clock::now();
-  ParamTable& params = model.params();
-  std::vector<parallel::Work> work;
-  work.push_back(dp.all_reduce(std::span<float>(params.grads().data<float>(), params.numel())));
-  std::vector<int64_t> loads;
-  for (MoeBlock* moe : model.moe_blocks()) {
-    loads.insert(loads.end(), moe->load_counts().begin(), moe->load_counts().end());
-  }
-  if (!loads.empty()) work.push_back(dp.all_reduce(std::span<int64_t>(loads)));
-  double parts[4] = {loss.loss, loss.ce_sum, loss.aux, static_cast<double>(loss.tokens)};
-  work.push_back(dp.all_reduce(std::span<double>(parts, 4)));
-  for (parallel::Work& w : work) w.wait();
-  size_t offset = 0;
-  for (MoeBlock* moe : model.moe_blocks()) {
-    std::copy_n(loads.begin() + offset, moe->n_experts(), moe->load_counts().begin());
-    offset += moe->n_experts();
-  }
-  loss = {parts[0], parts[1], parts[2], static_cast<int64_t>(parts[3])};
-  return seconds_since(t0);
+  return t;
 }
 
 }  // namespace
 
 TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out) {
-  check_layout(recipe, world.size());
-  parallel::Comm& dp = world;  // pp = 1: the data-parallel group is the world
+  // Layout first: a bad one fails identically on every rank before anything is allocated.
+  ParallelLayout layout = make_parallel_layout(recipe, world);
+  parallel::Comm& dp = *layout.dp;
   const bool is_root = world.rank() == 0;
   kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
   const TrainConfig& tc = recipe.train;
   const int64_t micro_batches = recipe.parallel.micro_batches;
   const int64_t mb_rows = tc.global_batch / (dp.size() * micro_batches);
-  const int64_t row_len = tc.seq_len + 1;
   const int64_t tokens_per_step = tc.global_batch * tc.seq_len;
 
   const fs::path run_dir(recipe.run.dir);
@@ -100,6 +82,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     pinned << recipe_to_yaml(recipe);
   }
 
+  // Every stage of a pipeline reads the same replica's batch: the first stage needs the inputs,
+  // the last the targets (reading is cheap next to compute).
   data::LoaderOptions lo;
   lo.dataset_dir = recipe.data.path;
   lo.split = "train";
@@ -114,60 +98,116 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   data::Loader loader(lo);
   const data::Manifest& manifest = loader.manifest();
 
-  Model model(recipe.model);
+  Model model(recipe.model, layout.part, layout.ep.get(), dp.size(), layout.expert_dp->size());
   ParamTable& params = model.params();
   params.init(tc.seed, recipe.model.init_std);
-  AdamW optimizer(recipe.optimizer);
+  ZeroOptimizer optimizer(recipe.optimizer, params, dp, *layout.expert_dp);
+  // World rank 0 of a multi-process run gathers the whole model for evaluations and checkpoints.
+  std::unique_ptr<Model> whole;
+  if (is_root && world.size() > 1) whole = std::make_unique<Model>(recipe.model);
+  parallel::PipelineExecutor executor(*layout.pp, layout.schedule,
+                                      mb_rows * tc.seq_len * recipe.model.dim);
+  const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
+                        1.0 / static_cast<double>(tc.global_batch)};
+  ModelStage stage(model, scale);
+  const std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
+                                           layout.expert_dp.get()};
+
   std::optional<MetricsWriter> metrics;
   if (is_root) metrics.emplace((run_dir / "metrics.jsonl").string(), /*append=*/false);
   RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
   std::ostream& log = rank_log.stream();
 
-  log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters, "
+  const double bubble_theory = parallel::theoretical_bubble(
+      layout.schedule.name, layout.schedule.pp, layout.schedule.micro_batches,
+      layout.schedule.chunks);
+  log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters on this rank, "
       << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
-      << micro_batches << " micro-batch(es), gemm " << kernels::gemm_backend_name(kernels::gemm_backend())
-      << ", " << recipe.run.cpu_threads << " thread(s) per process, " << dp.size()
-      << " data-parallel process(es)\n";
+      << micro_batches << " micro-batch(es) per replica, gemm "
+      << kernels::gemm_backend_name(kernels::gemm_backend()) << ", " << recipe.run.cpu_threads
+      << " thread(s) per process\n";
+  log << "tessera: rank " << world.rank() << " of " << world.size() << ": " << layout.grid.describe()
+      << "; stage " << layout.coords.pp_rank << ", replica " << layout.coords.dp_rank << ", expert slice "
+      << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " (theoretical bubble "
+      << format("%.3f", bubble_theory) << ")\n";
   if (manifest.entropy_rate_nats) {
     log << "tessera: data entropy floor " << format("%.4f", *manifest.entropy_rate_nats)
         << " nats/token\n";
   }
   log.flush();
 
-  const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
-                        1.0 / static_cast<double>(tc.global_batch)};
+  // Evaluations and checkpoints see the whole model on rank 0 (collective: every rank calls).
+  auto gather = [&](bool with_moments) -> ParamTable* {
+    ParamTable* target = is_root ? (whole ? &whole->params() : &params) : nullptr;
+    std::vector<float> m, v;
+    if (with_moments) {
+      optimizer.GatherMoments(m, v);
+      if (target) target->allocate_moments();
+    }
+    gather_model(world, layout, recipe, params, with_moments ? &m : nullptr,
+                 with_moments ? &v : nullptr, target);
+    return target;
+  };
+
   std::vector<int32_t> batch;
+  std::vector<int64_t> loads;
   TrainSummary summary;
   summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t tokens_seen = 0;
   double input_wait_total = 0, step_time_total = 0;
   for (int64_t step = 1; step <= tc.steps; ++step) {
     const auto t0 = Clock::now();
+    const CommTime comm_before = comm_time(comms);
     const double wait_before = loader.wait_seconds();
     loader.next(batch);
     const double input_wait = loader.wait_seconds() - wait_before;
     input_wait_total += input_wait;
 
     params.zero_grads();
-    MicroBatchLoss step_loss;
-    for (int64_t m = 0; m < micro_batches; ++m) {
-      step_loss +=
-          model.TrainMicroBatch(batch.data() + m * mb_rows * row_len, mb_rows, tc.seq_len, scale);
+    stage.BeginStep(batch.data(), mb_rows, tc.seq_len);
+    const parallel::PipelineStepStats pipe = executor.run(stage);
+
+    // Expert loads of the whole global batch (every replica of this stage), the gradients
+    // (ZeRO-1 reduce-scatter), then one world all-reduce of the scalars every rank needs.
+    loads.clear();
+    for (MoeBlock* moe : model.moe_blocks()) {
+      loads.insert(loads.end(), moe->load_counts().begin(), moe->load_counts().end());
     }
-    const double exposed_comm = all_reduce_step(dp, model, step_loss);
+    parallel::Work loads_work;
+    if (!loads.empty()) loads_work = dp.all_reduce(std::span<int64_t>(loads));
+    const double sum_squares = optimizer.ReduceGradients();
+    const MicroBatchLoss& part = stage.loss();
+    double scalars[] = {sum_squares, part.loss, part.ce_sum, part.aux,
+                        static_cast<double>(part.tokens), pipe.compute_s, pipe.total_s};
+    world.all_reduce(std::span<double>(scalars)).wait();
+    loads_work.wait();
+    size_t offset = 0;
+    for (MoeBlock* moe : model.moe_blocks()) {
+      std::copy_n(loads.begin() + offset, moe->n_experts(), moe->load_counts().begin());
+      offset += moe->n_experts();
+    }
+    const MicroBatchLoss step_loss{scalars[1], scalars[2], scalars[3],
+                                   static_cast<int64_t>(scalars[4])};
     if (!std::isfinite(step_loss.loss)) {
       throw std::runtime_error("loss is not finite at step " + std::to_string(step) +
                                " (lower optimizer.lr or check the data)");
     }
-    const double norm = grad_norm(params);
+    const double norm = std::sqrt(scalars[0]);
+    const double bubble = scalars[6] > 0 ? 1.0 - scalars[5] / scalars[6] : 0.0;
     const double lr = learning_rate(recipe.optimizer.lr, recipe.schedule, step, tc.steps);
-    optimizer.Step(params, lr, clip_scale(norm, recipe.optimizer.grad_clip));
-    double load_ratio = 0;
+    optimizer.Step(lr, clip_scale(norm, recipe.optimizer.grad_clip));
+    double load_ratio = 0;  // the worst MoE layer of the whole model
     for (MoeBlock* moe : model.moe_blocks()) {
       load_ratio = std::max(load_ratio, moe->update_bias(recipe.model.bias_update_gamma));
     }
+    if (layout.grid.pp() > 1) {
+      world.all_reduce(std::span<double>(&load_ratio, 1), {parallel::ReduceOp::kMax}).wait();
+    }
     tokens_seen += tokens_per_step;
     const double step_s = seconds_since(t0);
+    const CommTime comm_after = comm_time(comms);
+    const double exposed_comm = comm_after.exposed - comm_before.exposed;
+    const double comm_s = comm_after.total - comm_before.total;
     step_time_total += step_s;
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
     summary.final_loss = step_loss.loss;
@@ -184,16 +224,21 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         .add("step_s", step_s)
         .add("input_wait_s", input_wait)
         .add("exposed_comm_s", exposed_comm)
+        .add("comm_s", comm_s)
+        .add("bubble_fraction", bubble)
         .add("expert_load_max_over_mean", load_ratio)
         .add("tokens_seen", tokens_seen);
 
     const bool eval_now = (tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps;
-    if (eval_now && is_root) {  // parameters are identical on every replica
-      const EvalResult ev =
-          evaluate(model, recipe.data.path, tc.seq_len, tc.global_batch / micro_batches,
-                   tc.eval_batches * micro_batches);
-      line.add("val_loss", ev.loss).add("val_tokens", ev.tokens);
-      summary.final_val_loss = ev.loss;
+    if (eval_now) {
+      gather(/*with_moments=*/false);
+      if (is_root) {
+        const EvalResult ev =
+            evaluate(whole ? *whole : model, recipe.data.path, tc.seq_len,
+                     tc.global_batch / micro_batches, tc.eval_batches * micro_batches);
+        line.add("val_loss", ev.loss).add("val_tokens", ev.tokens);
+        summary.final_val_loss = ev.loss;
+      }
     }
     if (metrics) metrics->write(line);
 
@@ -202,6 +247,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
           << "  lr " << format("%.3e", lr) << "  grad_norm " << format("%.3f", norm) << "  "
           << format("%.0f", tokens_per_step / step_s) << " tok/s  load max/mean "
           << format("%.2f", load_ratio);
+      if (world.size() > 1) {
+        log << "  bubble " << format("%.3f", bubble) << "  exposed comm "
+            << format("%.4f", exposed_comm) << " s";
+      }
       if (eval_now && is_root) log << "  val_loss " << format("%.4f", summary.final_val_loss);
       log << "\n";
       log.flush();
@@ -210,12 +259,15 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const bool save_now = (recipe.checkpoint.every_steps > 0 &&
                            step % recipe.checkpoint.every_steps == 0) ||
                           step == tc.steps;
-    if (save_now && is_root) {
-      const data::LoaderState ls = loader.state();
-      CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor};
-      summary.last_checkpoint = save_checkpoint((run_dir / "checkpoints").string(), params, meta,
-                                                recipe, recipe.checkpoint.keep_last);
-      log << "tessera: saved " << summary.last_checkpoint << "\n";
+    if (save_now) {
+      ParamTable* table = gather(/*with_moments=*/true);
+      if (is_root) {
+        const data::LoaderState ls = loader.state();
+        CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor, world.size()};
+        summary.last_checkpoint = save_checkpoint((run_dir / "checkpoints").string(), *table, meta,
+                                                  recipe, recipe.checkpoint.keep_last);
+        log << "tessera: saved " << summary.last_checkpoint << "\n";
+      }
     }
   }
   log << "tessera: done, " << summary.steps << " steps in " << format("%.1f", step_time_total)

@@ -16,12 +16,14 @@ struct TrainSummary {
   std::string last_checkpoint;
 };
 
-// Runs the whole job on the processes of `world` (every rank calls it). Data parallelism: world
-// = parallel.dp replicas; each reads its share of every global batch, gradients, losses and MoE
-// loads are summed over the replicas, so every replica takes the same step a single process
-// would. Pipeline and expert parallelism are not implemented yet (a RecipeError on every rank).
+// Runs the whole job on the processes of `world` (every rank calls it), laid out as the recipe's
+// parallel section says (world = pp x dp; ep divides dp): each rank holds one pipeline stage's
+// model chunks and one slice of the routed experts, runs its stage's schedule through the
+// pipeline executor on its replica's share of every global batch, and takes a ZeRO-1 optimizer
+// step; losses, the gradient norm and MoE loads are global, so every layout takes the step a
+// single process would. A bad layout is a RecipeError on every rank before any allocation.
 // Every rank writes its progress lines to run.dir/logs/rank-<R>.log; world rank 0 also to `out`,
-// and it alone writes metrics, evaluations and checkpoints.
+// and it alone writes metrics, evaluations and checkpoints (of the whole model, gathered to it).
 // Throws on any error (bad layout, bad data, NaN loss, I/O).
 TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out);
 

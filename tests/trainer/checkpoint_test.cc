@@ -37,6 +37,8 @@ TEST(Checkpoint, SaveLoadRoundTripsParametersAndMoments) {
   const Recipe r = SmallRecipe();
   Model a(r.model), b(r.model);
   a.params().init(3, 0.1);
+  a.params().allocate_moments();
+  b.params().allocate_moments();
   float* m = a.params().exp_avg().data<float>();
   for (int64_t i = 0; i < a.params().numel(); ++i) m[i] = 0.001f * i;
   const fs::path dir = FreshDir("roundtrip");
@@ -61,6 +63,7 @@ TEST(Checkpoint, SaveLoadRoundTripsParametersAndMoments) {
 TEST(Checkpoint, KeepsNewestAndIgnoresUnfinishedTemporaries) {
   const Recipe r = SmallRecipe();
   Model a(r.model);
+  a.params().allocate_moments();
   const fs::path dir = FreshDir("retention");
   for (int64_t step : {1, 2, 3}) save_checkpoint(dir.string(), a.params(), {step}, r, 2);
   EXPECT_FALSE(fs::exists(dir / "step-00000001"));
@@ -75,6 +78,7 @@ TEST(Checkpoint, KeepsNewestAndIgnoresUnfinishedTemporaries) {
 TEST(Checkpoint, ShapeMismatchAndMissingTensorNameTheTensor) {
   Recipe r = SmallRecipe();
   Model a(r.model);
+  a.params().allocate_moments();
   const fs::path dir = FreshDir("mismatch");
   const std::string step_dir = save_checkpoint(dir.string(), a.params(), {1}, r, 1);
   Recipe wider = r;

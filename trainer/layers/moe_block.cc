@@ -14,10 +14,13 @@ namespace tessera::trainer {
 
 using kernels::Trans;
 
-MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer)
+MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep, int ep_rank,
+                   parallel::Comm* ep_comm)
     : table_(table),
       name_("layers." + std::to_string(layer) + ".moe"),
       layer_(layer),
+      local_experts_(config.n_experts / ep),
+      ep_comm_(ep > 1 ? ep_comm : nullptr),
       dim_(config.dim),
       hidden_(config.moe_inter_dim),
       eps_(config.norm_eps),
@@ -28,13 +31,21 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer)
   shape_.topk_group = config.topk_group;
   shape_.route_scale = config.route_scale;
   const std::string p = "layers." + std::to_string(layer) + ".";
-  const int64_t E = config.n_experts, D = dim_, F = hidden_;
+  const int64_t E = config.n_experts, D = dim_, F = hidden_, El = local_experts_;
+  if (ep < 1 || E % ep != 0 || ep_rank < 0 || ep_rank >= ep || (ep > 1 && !ep_comm)) {
+    throw std::logic_error(name_ + ": bad expert slice (ep " + std::to_string(ep) + ", rank " +
+                           std::to_string(ep_rank) + ", " + std::to_string(E) + " experts)");
+  }
   norm_ = table.add({p + "ffn_norm.weight", {D}, ParamInit::kOnes, false});
   gate_w_ = table.add({p + "moe.gate.weight", {E, D}});
   gate_b_ = table.add({p + "moe.gate.bias", {E}, ParamInit::kZeros, false, /*trainable=*/false});
-  w1_ = table.add({p + "moe.experts.w1", {E, F, D}});
-  w3_ = table.add({p + "moe.experts.w3", {E, F, D}});
-  w2_ = table.add({p + "moe.experts.w2", {E, D, F}});
+  auto expert = [&](const char* w, kernels::Shape shape) {
+    return table.add({p + "moe.experts." + w, std::move(shape), ParamInit::kNormal, true, true,
+                      ParamRegion::kExpert, E, ep_rank * El});
+  };
+  w1_ = expert("w1", {El, F, D});
+  w3_ = expert("w3", {El, F, D});
+  w2_ = expert("w2", {El, D, F});
   if (config.n_shared_experts > 0) {
     shared_ = std::make_unique<SwigluMlp>(table, p + "moe.shared.", ".weight", D,
                                           config.n_shared_experts * F);
@@ -61,32 +72,59 @@ void MoeBlock::RouteAndDispatch(Context& c) {
 
   c.counts.assign(E, 0);
   kernels::moe_build_permutation(pos_of_slot, slot_of_pos, c.counts.data(), idx, N, K, E);
-  c.offsets.assign(E + 1, 0);
-  for (int64_t e = 0; e < E; ++e) c.offsets[e + 1] = c.offsets[e] + c.counts[e];
   kernels::moe_permute(xp, xn, slot_of_pos, N, K, D);
+
+  // Dispatch: under EP the rows go to their experts' owners; in one process they stay put.
+  c.segments.clear();
+  if (!ep_comm_) {
+    int64_t offset = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      c.segments.push_back({e, 0, offset, c.counts[e]});
+      offset += c.counts[e];
+    }
+    c.expert_rows = N * K;
+    c.xe_ptr = xp;
+    c.ye_ptr = ensure_floats(c.yp, N * K * D);
+    return;
+  }
+  c.plan = parallel::plan_dispatch(*ep_comm_, c.counts, E);
+  c.segments = c.plan.segments;
+  c.expert_rows = c.plan.total_recv_rows();
+  c.xe_ptr = ensure_floats(c.xe, c.expert_rows * D);
+  c.ye_ptr = ensure_floats(c.ye, c.expert_rows * D);
+  ensure_floats(c.yp, N * K * D);
+  parallel::dispatch(*ep_comm_, c.plan, {xp, static_cast<size_t>(N * K * D)},
+                     {c.xe_ptr, static_cast<size_t>(c.expert_rows * D)}, D)
+      .wait();
 }
 
 void MoeBlock::ExpertsForward(Context& c) {
-  const int64_t R = c.mb.tokens() * shape_.top_k, D = dim_, F = hidden_;
+  const int64_t R = c.expert_rows, D = dim_, F = hidden_;
   float* ab = ensure_floats(c.ab, R * 2 * F);
   float* hp = ensure_floats(c.hp, R * F);
-  float* yp = ensure_floats(c.yp, R * D);
-  const float* xp = c.xp.data<float>();
-  for (int64_t e = 0; e < shape_.n_experts; ++e) {
-    const int64_t o = c.offsets[e], n = c.counts[e];
+  const float* xe = c.xe_ptr;
+  float* ye = c.ye_ptr;
+  for (const parallel::ExpertSegment& s : c.segments) {
+    const int64_t o = s.offset, n = s.rows, e = s.local_expert;
     if (n == 0) continue;
-    // ab rows (n, 2F) = xp rows · [W1_e | W3_e]^T
-    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, F, D, 1.0f, xp + o * D, D,
+    // ab rows (n, 2F) = xe rows · [W1_e | W3_e]^T
+    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, F, D, 1.0f, xe + o * D, D,
                          table_.value_ptr(w1_) + e * F * D, D, 0.0f, ab + o * 2 * F, 2 * F);
-    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, F, D, 1.0f, xp + o * D, D,
+    kernels::gemm<float>(Trans::kNo, Trans::kYes, n, F, D, 1.0f, xe + o * D, D,
                          table_.value_ptr(w3_) + e * F * D, D, 0.0f, ab + o * 2 * F + F, 2 * F);
   }
   kernels::swiglu_forward(hp, ab, ab + F, 2 * F, R, F);
-  for (int64_t e = 0; e < shape_.n_experts; ++e) {
-    const int64_t o = c.offsets[e], n = c.counts[e];
+  for (const parallel::ExpertSegment& s : c.segments) {
+    const int64_t o = s.offset, n = s.rows, e = s.local_expert;
     if (n == 0) continue;
     kernels::gemm<float>(Trans::kNo, Trans::kYes, n, D, F, 1.0f, hp + o * F, F,
-                         table_.value_ptr(w2_) + e * D * F, F, 0.0f, yp + o * D, D);
+                         table_.value_ptr(w2_) + e * D * F, F, 0.0f, ye + o * D, D);
+  }
+  if (ep_comm_) {  // combine: the outputs go back to the ranks that routed them
+    const int64_t NK = c.mb.tokens() * shape_.top_k;
+    parallel::combine(*ep_comm_, c.plan, {ye, static_cast<size_t>(R * D)},
+                      {c.yp.data<float>(), static_cast<size_t>(NK * D)}, D)
+        .wait();
   }
 }
 
@@ -117,26 +155,42 @@ void MoeBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float
 }
 
 void MoeBlock::ExpertsBackwardInput(Context& c) {
-  const int64_t R = c.mb.tokens() * shape_.top_k, D = dim_, F = hidden_;
+  const int64_t NK = c.mb.tokens() * shape_.top_k, R = c.expert_rows, D = dim_, F = hidden_;
+  float* dxp = ensure_floats(c.dxp, NK * D);
+  if (ep_comm_) {  // the output gradients follow the outputs' path backwards
+    c.dye_ptr = ensure_floats(c.dye, R * D);
+    c.dxe_ptr = ensure_floats(c.dxe, R * D);
+    parallel::dispatch(*ep_comm_, c.plan, {c.dyp.data<float>(), static_cast<size_t>(NK * D)},
+                       {c.dye_ptr, static_cast<size_t>(R * D)}, D)
+        .wait();
+  } else {
+    c.dye_ptr = c.dyp.data<float>();
+    c.dxe_ptr = dxp;
+  }
   float* dhp = ensure_floats(c.dhp, R * F);
   float* dab = ensure_floats(c.dab, R * 2 * F);
-  float* dxp = ensure_floats(c.dxp, R * D);
-  const float* dyp = c.dyp.data<float>();
+  const float* dye = c.dye_ptr;
+  float* dxe = c.dxe_ptr;
   const float* ab = c.ab.data<float>();
-  for (int64_t e = 0; e < shape_.n_experts; ++e) {
-    const int64_t o = c.offsets[e], n = c.counts[e];
+  for (const parallel::ExpertSegment& s : c.segments) {
+    const int64_t o = s.offset, n = s.rows, e = s.local_expert;
     if (n == 0) continue;
-    kernels::gemm<float>(Trans::kNo, Trans::kNo, n, F, D, 1.0f, dyp + o * D, D,
+    kernels::gemm<float>(Trans::kNo, Trans::kNo, n, F, D, 1.0f, dye + o * D, D,
                          table_.value_ptr(w2_) + e * D * F, F, 0.0f, dhp + o * F, F);
   }
   kernels::swiglu_backward(dab, dab + F, dhp, ab, ab + F, 2 * F, R, F);
-  for (int64_t e = 0; e < shape_.n_experts; ++e) {
-    const int64_t o = c.offsets[e], n = c.counts[e];
+  for (const parallel::ExpertSegment& s : c.segments) {
+    const int64_t o = s.offset, n = s.rows, e = s.local_expert;
     if (n == 0) continue;
     kernels::gemm<float>(Trans::kNo, Trans::kNo, n, D, F, 1.0f, dab + o * 2 * F, 2 * F,
-                         table_.value_ptr(w1_) + e * F * D, D, 0.0f, dxp + o * D, D);
+                         table_.value_ptr(w1_) + e * F * D, D, 0.0f, dxe + o * D, D);
     kernels::gemm<float>(Trans::kNo, Trans::kNo, n, D, F, 1.0f, dab + o * 2 * F + F, 2 * F,
-                         table_.value_ptr(w3_) + e * F * D, D, 1.0f, dxp + o * D, D);
+                         table_.value_ptr(w3_) + e * F * D, D, 1.0f, dxe + o * D, D);
+  }
+  if (ep_comm_) {  // input gradients return to the ranks that routed the tokens
+    parallel::combine(*ep_comm_, c.plan, {dxe, static_cast<size_t>(R * D)},
+                      {dxp, static_cast<size_t>(NK * D)}, D)
+        .wait();
   }
 }
 
@@ -184,19 +238,19 @@ void MoeBlock::BackwardWeight(int slot) {
   Context& c = contexts_.at(slot);
   const int64_t N = c.mb.tokens(), D = dim_, F = hidden_, E = shape_.n_experts;
   if (shared_) shared_->BackwardWeight(slot);
-  const float* dyp = c.dyp.data<float>();
+  const float* dye = c.dye_ptr;
   const float* hp = c.hp.data<float>();
   const float* dab = c.dab.data<float>();
-  const float* xp = c.xp.data<float>();
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t o = c.offsets[e], n = c.counts[e];
+  const float* xe = c.xe_ptr;
+  for (const parallel::ExpertSegment& s : c.segments) {
+    const int64_t o = s.offset, n = s.rows, e = s.local_expert;
     if (n == 0) continue;
-    kernels::gemm<float>(Trans::kYes, Trans::kNo, D, F, n, 1.0f, dyp + o * D, D, hp + o * F, F, 1.0f,
+    kernels::gemm<float>(Trans::kYes, Trans::kNo, D, F, n, 1.0f, dye + o * D, D, hp + o * F, F, 1.0f,
                          table_.grad_ptr(w2_) + e * D * F, F);
-    kernels::gemm<float>(Trans::kYes, Trans::kNo, F, D, n, 1.0f, dab + o * 2 * F, 2 * F, xp + o * D,
+    kernels::gemm<float>(Trans::kYes, Trans::kNo, F, D, n, 1.0f, dab + o * 2 * F, 2 * F, xe + o * D,
                          D, 1.0f, table_.grad_ptr(w1_) + e * F * D, D);
     kernels::gemm<float>(Trans::kYes, Trans::kNo, F, D, n, 1.0f, dab + o * 2 * F + F, 2 * F,
-                         xp + o * D, D, 1.0f, table_.grad_ptr(w3_) + e * F * D, D);
+                         xe + o * D, D, 1.0f, table_.grad_ptr(w3_) + e * F * D, D);
   }
   // dWg (E, D) += dlogits^T · xn
   kernels::gemm<float>(Trans::kYes, Trans::kNo, E, D, N, 1.0f, c.dlogits.data<float>(), E,

@@ -5,13 +5,18 @@
 // router in BackwardInput.
 //
 // The forward is staged as DESIGN.md's overlap needs: route (local) -> dispatch -> experts
-// (local) -> combine. In one process dispatch and combine are the permutation itself; expert
-// parallelism replaces them with all-to-all exchanges of the permuted rows.
+// (local) -> combine. In one process dispatch and combine are the permutation itself. With
+// expert parallelism (ep > 1) this rank holds routed experts [ep_rank*E/ep, (ep_rank+1)*E/ep)
+// and the permuted rows travel to their experts' owners and back by all-to-all over the EP group
+// (parallel/expert_dispatch.h); the backward sends gradients the reverse way. Routing, the shared
+// experts and the router's gradient stay local: the gate weights are replicated.
 #pragma once
 
 #include <vector>
 
 #include "kernels/router.h"
+#include "parallel/comm.h"
+#include "parallel/expert_dispatch.h"
 #include "kernels/tensor.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/swiglu_mlp.h"
@@ -23,8 +28,10 @@ namespace tessera::trainer {
 class MoeBlock : public Block {
  public:
   // Adds layers.{layer}.ffn_norm.weight, layers.{layer}.moe.gate.{weight,bias},
-  // layers.{layer}.moe.experts.{w1,w3,w2} and, with shared experts, layers.{layer}.moe.shared.*.
-  MoeBlock(ParamTable& table, const ModelConfig& config, int layer);
+  // layers.{layer}.moe.experts.{w1,w3,w2} (this rank's slice of the experts) and, with shared
+  // experts, layers.{layer}.moe.shared.*. ep_comm: the EP group (size ep), null when ep == 1.
+  MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep = 1, int ep_rank = 0,
+           parallel::Comm* ep_comm = nullptr);
 
   const std::string& name() const override { return name_; }
   void Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) override;
@@ -49,10 +56,22 @@ class MoeBlock : public Block {
     const float* x = nullptr;
     const float* dy = nullptr;
     double aux_loss = 0;
-    std::vector<int64_t> counts, offsets;  // (E), (E+1) rows per expert in the permuted order
+    std::vector<int64_t> counts;  // (E) rows per global expert in the permuted order
+    // Rows the local experts compute, as (local expert, first row, rows) runs of the expert-side
+    // buffers: the permuted rows themselves in one process, the received rows under EP.
+    std::vector<parallel::ExpertSegment> segments;
+    parallel::DispatchPlan plan;  // EP only
+    int64_t expert_rows = 0;
     kernels::Tensor rstd, xn, logits, scores, idx, gates, pos_of_slot, slot_of_pos;
-    kernels::Tensor xp, ab, hp, yp;                      // permuted rows (N*k, ...)
-    kernels::Tensor dxn, dyp, dgates, dhp, dab, dxp, dscores, dlogits;
+    kernels::Tensor xp, yp, dyp, dxp;  // token side: permuted rows (N*k, D)
+    kernels::Tensor xe, ye, dye, dxe;  // expert side (EP only; else the token-side buffers)
+    kernels::Tensor ab, hp;            // expert side (expert_rows, 2F), (expert_rows, F)
+    kernels::Tensor dxn, dgates, dhp, dab, dscores, dlogits;
+    // Expert-side views: the EP buffers or the token-side ones.
+    float* xe_ptr = nullptr;
+    float* ye_ptr = nullptr;
+    float* dye_ptr = nullptr;
+    float* dxe_ptr = nullptr;
   };
   void RouteAndDispatch(Context& c);
   void ExpertsForward(Context& c);
@@ -61,6 +80,8 @@ class MoeBlock : public Block {
   ParamTable& table_;
   std::string name_;
   int layer_;
+  int64_t local_experts_;
+  parallel::Comm* ep_comm_;
   int64_t dim_, hidden_;
   double eps_, seq_aux_alpha_;
   kernels::RouterShape shape_;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Scaling benchmark: trains one recipe (default recipes/tiny-moe.yaml) for a few steps under
 parallel layouts of 1, 2, 4 and 8 ranks (mpirun) and prints one row per layout: tokens/s (median
-over the steps after warm-up), speed-up against the 1-rank layout, the measured and theoretical
-pipeline bubble, and exposed vs total communication time per step.
+over the steps after warm-up, pooled over --repeats runs), speed-up against the 1-rank layout,
+the measured and theoretical pipeline bubble, and exposed vs total communication time per step.
 
 Layout names are pp<P>_dp<D>_ep<E>_mb<M>_<schedule>[_v<V>]; --layouts accepts any such name, not
 only the defaults. Rows go to stdout and, as JSON lines, to --out. A failed run prints its last
@@ -95,8 +95,10 @@ def train(args, lay):
     return records, log
 
 
-def summarize(lay, records, log):
-    steady = [r for r in records if r["step"] > kWarmupSteps]
+def summarize(lay, runs, log):
+    """runs: one metrics list per repeat; statistics pool the post-warm-up steps of all repeats."""
+    per_repeat = [[r for r in records if r["step"] > kWarmupSteps] for records in runs]
+    steady = [r for rep in per_repeat for r in rep]
     m = kTheoryRe.search(log)
     if not m:
         raise RuntimeError("rank-0.log lacks 'schedule <name> (theoretical bubble X)'")
@@ -105,8 +107,10 @@ def summarize(lay, records, log):
     return {
         "layout": lay["name"], "ranks": lay["ranks"], "pp": lay["pp"], "dp": lay["dp"],
         "ep": lay["ep"], "micro_batches": lay["mb"], "schedule": m.group(1),
-        "virtual_stages": lay["v"], "steps_measured": len(steady),
+        "virtual_stages": lay["v"], "repeats": len(runs), "steps_measured": len(steady),
         "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in steady),
+        "tokens_per_s_median_per_repeat": [statistics.median(r["tokens_per_s"] for r in rep)
+                                           for rep in per_repeat],
         "step_s_median": statistics.median(r["step_s"] for r in steady),
         "bubble_measured_mean": statistics.mean(r["bubble_fraction"] for r in steady),
         "bubble_theoretical": float(m.group(2)),
@@ -136,12 +140,16 @@ def main():
     ap.add_argument("--recipe", default="recipes/tiny-moe.yaml")
     ap.add_argument("--data", help="override the recipe's data.path")
     ap.add_argument("--steps", type=int, default=12, help="train.steps per layout (first 2 are skipped)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs per layout, pooled (oversubscribed runs on 2 cores are noisy)")
     ap.add_argument("--ranks", default="1,2,4,8", help="comma list of world sizes to run")
     ap.add_argument("--layouts", help="comma list of layout names (default: the built-in list)")
     ap.add_argument("--work", default="runs/bench-scaling", help="per-layout run directories go here")
     ap.add_argument("--out", default="runs/bench-scaling/results.jsonl")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per layout")
     args = ap.parse_args()
+    if args.repeats < 1:
+        sys.exit(f"--repeats {args.repeats}: need at least 1")
     if args.steps <= kWarmupSteps:
         sys.exit(f"--steps {args.steps}: need more than the {kWarmupSteps} warm-up steps")
     if not os.access(args.tessera, os.X_OK):
@@ -157,8 +165,9 @@ def main():
     layouts.sort(key=lambda l: l["ranks"])  # the 1-rank baseline first
 
     cores = len(os.sched_getaffinity(0))  # what `nproc` reports
-    print(f"scaling bench: {args.recipe}, {args.steps} steps per layout (median/mean over steps "
-          f"{kWarmupSteps + 1}..{args.steps}), run.cpu_threads=1, tessera {args.tessera}")
+    print(f"scaling bench: {args.recipe}, {args.repeats} x {args.steps} steps per layout (median/mean "
+          f"over steps {kWarmupSteps + 1}..{args.steps} of every repeat), run.cpu_threads=1, "
+          f"tessera {args.tessera}")
     print(f"this machine has {cores} cores (nproc): runs with more than {cores} ranks are "
           f"oversubscribed and measure correctness and overheads, not scaling")
     print("bubble: measured mean / theoretical; comm: rank 0's exposed (compute thread waited) and "
@@ -172,8 +181,11 @@ def main():
         for lay in layouts:
             t0 = time.time()
             try:
-                records, log = train(args, lay)
-                row = summarize(lay, records, log)
+                runs = []
+                for _ in range(args.repeats):
+                    records, log = train(args, lay)
+                    runs.append(records)
+                row = summarize(lay, runs, log)
             except (RuntimeError, OSError, ValueError, KeyError) as e:
                 print(f"FAIL {lay['name']}: {e}", flush=True)
                 failures.append(lay["name"])

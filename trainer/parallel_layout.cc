@@ -85,7 +85,7 @@ ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world)
     layout.expert_dp = world.split(grid.expert_dp_group(r), "expert-dp");
     return layout;
   } catch (const parallel::LayoutError& e) {
-    throw RecipeError(recipe.source + ": bad layout: " + e.what());
+    throw RecipeError(recipe.source + ": " + e.what());
   } catch (const parallel::ScheduleError& e) {
     throw RecipeError(recipe.source + ": " + e.what());
   }

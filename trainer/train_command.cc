@@ -14,11 +14,15 @@ namespace po = boost::program_options;
 int run_train_command(const std::vector<std::string>& args) {
   po::options_description visible(
       "Usage: tessera train RECIPE [--set key.path=value]...\n"
-      "       mpirun -np N tessera train RECIPE --set parallel.dp=N ...\n\n"
+      "       mpirun -np N tessera train RECIPE --set parallel.pp=P --set parallel.dp=N/P "
+      "[--set parallel.ep=E] ...\n\n"
       "Trains the model of RECIPE (YAML). Writes under run.dir: metrics.jsonl (one JSON object per\n"
-      "step), recipe.yaml (the resolved recipe) and checkpoints/step-NNNNNNNN/{model.h5,trainer.yaml}.\n"
-      "The dataset at data.path is written by `tessera prepare`. Under mpirun each process is one\n"
-      "data-parallel replica (parallel.pp x parallel.dp must equal the number of processes).\n\n"
+      "step), recipe.yaml (the resolved recipe), logs/rank-R.log (one per process) and\n"
+      "checkpoints/step-NNNNNNNN/{model.h5,trainer.yaml}. The dataset at data.path is written by\n"
+      "`tessera prepare`. Under mpirun the processes form parallel.pp pipeline stages (schedule\n"
+      "parallel.schedule over parallel.micro_batches) times parallel.dp data replicas (ZeRO-1), and\n"
+      "parallel.ep of the replicas split the routed experts; pp x dp must equal the number of\n"
+      "processes and ep must divide dp and model.n_experts. Any layout trains the same model.\n\n"
       "Options");
   visible.add_options()
       ("help,h", "show this help")

@@ -53,7 +53,7 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
   load_counts_.assign(E, 0);
 }
 
-void MoeBlock::RouteAndDispatch(Context& c) {
+parallel::Work MoeBlock::RouteAndDispatch(Context& c) {
   const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
   float* logits = ensure_floats(c.logits, N * E);
   float* scores = ensure_floats(c.scores, N * E);
@@ -85,7 +85,7 @@ void MoeBlock::RouteAndDispatch(Context& c) {
     c.expert_rows = N * K;
     c.xe_ptr = xp;
     c.ye_ptr = ensure_floats(c.yp, N * K * D);
-    return;
+    return {};
   }
   c.plan = parallel::plan_dispatch(*ep_comm_, c.counts, E);
   c.segments = c.plan.segments;
@@ -93,12 +93,11 @@ void MoeBlock::RouteAndDispatch(Context& c) {
   c.xe_ptr = ensure_floats(c.xe, c.expert_rows * D);
   c.ye_ptr = ensure_floats(c.ye, c.expert_rows * D);
   ensure_floats(c.yp, N * K * D);
-  parallel::dispatch(*ep_comm_, c.plan, {xp, static_cast<size_t>(N * K * D)},
-                     {c.xe_ptr, static_cast<size_t>(c.expert_rows * D)}, D)
-      .wait();
+  return parallel::dispatch(*ep_comm_, c.plan, {xp, static_cast<size_t>(N * K * D)},
+                            {c.xe_ptr, static_cast<size_t>(c.expert_rows * D)}, D);
 }
 
-void MoeBlock::ExpertsForward(Context& c) {
+parallel::Work MoeBlock::ExpertsForward(Context& c) {
   const int64_t R = c.expert_rows, D = dim_, F = hidden_;
   float* ab = ensure_floats(c.ab, R * 2 * F);
   float* hp = ensure_floats(c.hp, R * F);
@@ -120,12 +119,11 @@ void MoeBlock::ExpertsForward(Context& c) {
     kernels::gemm<float>(Trans::kNo, Trans::kYes, n, D, F, 1.0f, hp + o * F, F,
                          table_.value_ptr(w2_) + e * D * F, F, 0.0f, ye + o * D, D);
   }
-  if (ep_comm_) {  // combine: the outputs go back to the ranks that routed them
-    const int64_t NK = c.mb.tokens() * shape_.top_k;
-    parallel::combine(*ep_comm_, c.plan, {ye, static_cast<size_t>(R * D)},
-                      {c.yp.data<float>(), static_cast<size_t>(NK * D)}, D)
-        .wait();
-  }
+  if (!ep_comm_) return {};
+  // combine: the outputs go back to the ranks that routed them
+  const int64_t NK = c.mb.tokens() * shape_.top_k;
+  return parallel::combine(*ep_comm_, c.plan, {ye, static_cast<size_t>(R * D)},
+                           {c.yp.data<float>(), static_cast<size_t>(NK * D)}, D);
 }
 
 void MoeBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) {
@@ -138,35 +136,39 @@ void MoeBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float
   float* xn = ensure_floats(c.xn, N * D);
   kernels::rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
 
-  RouteAndDispatch(c);
-  ExpertsForward(c);
-
+  // The local work (shared experts, balance loss) runs while the routed rows travel.
+  parallel::Work dispatch = RouteAndDispatch(c);
   std::memcpy(y, x, sizeof(float) * N * D);
-  kernels::moe_unpermute_combine(y, c.yp.data<float>(), c.gates.data<float>(),
-                                 c.pos_of_slot.data<int32_t>(), N, K, D, /*accumulate=*/true);
   if (shared_) shared_->Forward(slot, xn, y, N, /*accumulate=*/true);
-
   c.aux_loss = 0;
   if (seq_aux_alpha_ > 0) {
     c.aux_loss = mb.sequence_scale *
                  kernels::seq_balance_loss_forward(c.scores.data<float>(), c.idx.data<int32_t>(),
                                                    mb.batch, mb.seq_len, E, K, seq_aux_alpha_);
   }
+  dispatch.wait();
+  ExpertsForward(c).wait();
+  kernels::moe_unpermute_combine(y, c.yp.data<float>(), c.gates.data<float>(),
+                                 c.pos_of_slot.data<int32_t>(), N, K, D, /*accumulate=*/true);
 }
 
-void MoeBlock::ExpertsBackwardInput(Context& c) {
-  const int64_t NK = c.mb.tokens() * shape_.top_k, R = c.expert_rows, D = dim_, F = hidden_;
+parallel::Work MoeBlock::DispatchOutputGrads(Context& c) {
+  const int64_t NK = c.mb.tokens() * shape_.top_k, R = c.expert_rows, D = dim_;
   float* dxp = ensure_floats(c.dxp, NK * D);
-  if (ep_comm_) {  // the output gradients follow the outputs' path backwards
-    c.dye_ptr = ensure_floats(c.dye, R * D);
-    c.dxe_ptr = ensure_floats(c.dxe, R * D);
-    parallel::dispatch(*ep_comm_, c.plan, {c.dyp.data<float>(), static_cast<size_t>(NK * D)},
-                       {c.dye_ptr, static_cast<size_t>(R * D)}, D)
-        .wait();
-  } else {
+  if (!ep_comm_) {
     c.dye_ptr = c.dyp.data<float>();
     c.dxe_ptr = dxp;
+    return {};
   }
+  // The output gradients follow the outputs' path backwards.
+  c.dye_ptr = ensure_floats(c.dye, R * D);
+  c.dxe_ptr = ensure_floats(c.dxe, R * D);
+  return parallel::dispatch(*ep_comm_, c.plan, {c.dyp.data<float>(), static_cast<size_t>(NK * D)},
+                            {c.dye_ptr, static_cast<size_t>(R * D)}, D);
+}
+
+parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
+  const int64_t NK = c.mb.tokens() * shape_.top_k, R = c.expert_rows, D = dim_, F = hidden_;
   float* dhp = ensure_floats(c.dhp, R * F);
   float* dab = ensure_floats(c.dab, R * 2 * F);
   const float* dye = c.dye_ptr;
@@ -187,11 +189,10 @@ void MoeBlock::ExpertsBackwardInput(Context& c) {
     kernels::gemm<float>(Trans::kNo, Trans::kNo, n, D, F, 1.0f, dab + o * 2 * F + F, 2 * F,
                          table_.value_ptr(w3_) + e * F * D, D, 1.0f, dxe + o * D, D);
   }
-  if (ep_comm_) {  // input gradients return to the ranks that routed the tokens
-    parallel::combine(*ep_comm_, c.plan, {dxe, static_cast<size_t>(R * D)},
-                      {dxp, static_cast<size_t>(NK * D)}, D)
-        .wait();
-  }
+  if (!ep_comm_) return {};
+  // Input gradients return to the ranks that routed the tokens.
+  return parallel::combine(*ep_comm_, c.plan, {dxe, static_cast<size_t>(R * D)},
+                           {c.dxp.data<float>(), static_cast<size_t>(NK * D)}, D);
 }
 
 void MoeBlock::BackwardInput(int slot, const float* dy, float* dx) {
@@ -204,17 +205,15 @@ void MoeBlock::BackwardInput(int slot, const float* dy, float* dx) {
   float* dlogits = ensure_floats(c.dlogits, N * E);
   const int32_t* pos_of_slot = c.pos_of_slot.data<int32_t>();
 
+  kernels::moe_unpermute_combine_backward(dyp, dgates, dy, c.yp.data<float>(), c.gates.data<float>(),
+                                          pos_of_slot, N, K, D);
+  // The local work (shared experts, router) runs while the output gradients travel.
+  parallel::Work dispatch = DispatchOutputGrads(c);
   if (shared_) {
     shared_->BackwardInput(slot, dy, dxn, /*accumulate=*/false);
   } else {
     std::fill(dxn, dxn + N * D, 0.0f);
   }
-  kernels::moe_unpermute_combine_backward(dyp, dgates, dy, c.yp.data<float>(), c.gates.data<float>(),
-                                          pos_of_slot, N, K, D);
-  ExpertsBackwardInput(c);
-  kernels::moe_permute_backward(dxn, c.dxp.data<float>(), pos_of_slot, N, K, D,
-                                /*accumulate=*/true);
-
   const float* dscores = nullptr;
   if (seq_aux_alpha_ > 0) {
     float* ds = ensure_floats(c.dscores, N * E);
@@ -229,6 +228,10 @@ void MoeBlock::BackwardInput(int slot, const float* dy, float* dx) {
   // dxn += dlogits (N, E) · Wg (E, D)
   kernels::gemm<float>(Trans::kNo, Trans::kNo, N, D, E, 1.0f, dlogits, E,
                        table_.value_ptr(gate_w_), D, 1.0f, dxn, D);
+  dispatch.wait();
+  ExpertsBackwardInput(c).wait();
+  kernels::moe_permute_backward(dxn, c.dxp.data<float>(), pos_of_slot, N, K, D,
+                                /*accumulate=*/true);
   std::memcpy(dx, dy, sizeof(float) * N * D);
   kernels::rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
                                   /*accumulate=*/true);

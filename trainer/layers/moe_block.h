@@ -9,7 +9,8 @@
 // expert parallelism (ep > 1) this rank holds routed experts [ep_rank*E/ep, (ep_rank+1)*E/ep)
 // and the permuted rows travel to their experts' owners and back by all-to-all over the EP group
 // (parallel/expert_dispatch.h); the backward sends gradients the reverse way. Routing, the shared
-// experts and the router's gradient stay local: the gate weights are replicated.
+// experts and the router's gradient stay local (the gate weights are replicated) and run while
+// the exchanges are in flight on the communicator's progress thread.
 #pragma once
 
 #include <vector>
@@ -73,9 +74,12 @@ class MoeBlock : public Block {
     float* dye_ptr = nullptr;
     float* dxe_ptr = nullptr;
   };
-  void RouteAndDispatch(Context& c);
-  void ExpertsForward(Context& c);
-  void ExpertsBackwardInput(Context& c);
+  // Each stage returns the Work of the exchange it posts (empty in one process); the caller
+  // overlaps it with local work before waiting.
+  parallel::Work RouteAndDispatch(Context& c);      // routes; posts the dispatch of the rows
+  parallel::Work ExpertsForward(Context& c);        // runs the experts; posts the combine
+  parallel::Work DispatchOutputGrads(Context& c);   // posts the dispatch of the output gradients
+  parallel::Work ExpertsBackwardInput(Context& c);  // experts' input grads; posts their combine
 
   ParamTable& table_;
   std::string name_;

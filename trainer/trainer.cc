@@ -95,6 +95,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   lo.seed = tc.seed;
   lo.shuffle = true;
   lo.prefetch = static_cast<int>(recipe.data.prefetch);
+  // The shard cache's default budget is per node: the processes of a node share it.
+  lo.cache_bytes /= static_cast<uint64_t>(layout.grid.ranks_per_node());
   data::Loader loader(lo);
   const data::Manifest& manifest = loader.manifest();
 

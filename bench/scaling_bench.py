@@ -9,7 +9,8 @@ only the defaults. Rows go to stdout and, as JSON lines, to --out. A failed run 
 output lines; the script then goes on and exits non-zero at the end.
 
 Contract with `tessera train`: run.dir/metrics.jsonl holds one JSON object per step with
-tokens_per_s, step_s, exposed_comm_s, comm_s and bubble_fraction (comm times are rank 0's), and
+tokens_per_s, step_s, exposed_comm_s, comm_s (per rank, averaged over the ranks) and
+bubble_fraction, and
 run.dir/logs/rank-0.log says "schedule <name> (theoretical bubble X)"."""
 import argparse
 import json
@@ -170,7 +171,7 @@ def main():
           f"tessera {args.tessera}")
     print(f"this machine has {cores} cores (nproc): runs with more than {cores} ranks are "
           f"oversubscribed and measure correctness and overheads, not scaling")
-    print("bubble: measured mean / theoretical; comm: rank 0's exposed (compute thread waited) and "
+    print("bubble: measured mean / theoretical; comm: per-rank mean of exposed (compute thread waited) and "
           "total (post-to-completion) seconds per step")
     print(kHeader, flush=True)
 

@@ -208,8 +208,12 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     tokens_seen += tokens_per_step;
     const double step_s = seconds_since(t0);
     const CommTime comm_after = comm_time(comms);
-    const double exposed_comm = comm_after.exposed - comm_before.exposed;
-    const double comm_s = comm_after.total - comm_before.total;
+    // Averaged over the ranks (this all-reduce itself is not counted).
+    double comm_per_rank[] = {comm_after.exposed - comm_before.exposed,
+                              comm_after.total - comm_before.total};
+    if (world.size() > 1) world.all_reduce(std::span<double>(comm_per_rank)).wait();
+    const double exposed_comm = comm_per_rank[0] / world.size();
+    const double comm_s = comm_per_rank[1] / world.size();
     step_time_total += step_s;
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
     summary.final_loss = step_loss.loss;

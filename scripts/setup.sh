@@ -12,6 +12,7 @@ packages=(
   libopenblas-dev libdnnl-dev
   libgtest-dev
   python3 python3-numpy python3-torch python3-h5py python3-yaml
+  slurmctld slurmd slurm-client munge gnuplot-nox
 )
 
 missing=()

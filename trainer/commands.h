@@ -9,5 +9,6 @@ namespace tessera::trainer {
 
 int run_train_command(const std::vector<std::string>& args);
 int run_eval_command(const std::vector<std::string>& args);
+int run_checkpoint_command(const std::vector<std::string>& args);  // verify | info
 
 }  // namespace tessera::trainer

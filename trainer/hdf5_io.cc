@@ -1,5 +1,6 @@
 #include "trainer/hdf5_io.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/tensor.h"
@@ -49,7 +50,79 @@ void write_attr(hid_t file, const std::string& path, const std::string& name, hi
   }
 }
 
+// Adds elements [begin, end) (row-major, relative to the sub-array at `prefix`) of an array with
+// dims[depth..] to the selection of `space`, as hyperslabs: whole rows in one block, partial
+// rows by recursion into the next dimension.
+void select_flat(hid_t space, const std::vector<hsize_t>& dims, std::vector<hsize_t>& prefix,
+                 hsize_t begin, hsize_t end) {
+  const size_t depth = prefix.size();
+  if (begin >= end) return;
+  const size_t n = dims.size();
+  std::vector<hsize_t> start(n, 0), count(n, 1);
+  for (size_t d = 0; d < depth; ++d) start[d] = prefix[d];
+  if (depth + 1 == n) {
+    start[depth] = begin;
+    count[depth] = end - begin;
+    H5Sselect_hyperslab(space, H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr);
+    return;
+  }
+  hsize_t row = 1;  // elements per index of dimension `depth`
+  for (size_t d = depth + 1; d < n; ++d) row *= dims[d];
+  const hsize_t first_full = (begin + row - 1) / row, end_full = end / row;
+  auto partial = [&](hsize_t r, hsize_t b, hsize_t e) {
+    prefix.push_back(r);
+    select_flat(space, dims, prefix, b, e);
+    prefix.pop_back();
+  };
+  if (first_full > end_full) {  // inside one row
+    partial(begin / row, begin % row, end % row == 0 ? row : end % row);
+    return;
+  }
+  if (begin % row != 0) partial(begin / row, begin % row, row);
+  if (end_full > first_full) {
+    start[depth] = first_full;
+    count[depth] = end_full - first_full;
+    for (size_t d = depth + 1; d < n; ++d) count[d] = dims[d];
+    H5Sselect_hyperslab(space, H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr);
+  }
+  if (end % row != 0) partial(end_full, 0, end % row);
+}
+
+// The file dataspace of `ds` with elements [begin, end) selected, checked against its size.
+H5Id flat_selection(hid_t ds, int64_t begin, int64_t end, const std::string& path,
+                    const std::string& name) {
+  H5Id space(H5Dget_space(ds), H5Sclose);
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 0) fail(path, "cannot read the shape of dataset " + name);
+  std::vector<hsize_t> dims(std::max(rank, 1), 1);
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  hsize_t total = 1;
+  for (hsize_t d : dims) total *= d;
+  if (begin < 0 || end < begin || static_cast<hsize_t>(end) > total) {
+    fail(path, "slice [" + std::to_string(begin) + ", " + std::to_string(end) +
+                   ") is outside dataset " + name + " of " + std::to_string(total) + " elements");
+  }
+  H5Sselect_none(space.get());
+  std::vector<hsize_t> prefix;
+  if (rank == 0) {
+    H5Sselect_all(space.get());
+  } else {
+    select_flat(space.get(), dims, prefix, static_cast<hsize_t>(begin), static_cast<hsize_t>(end));
+  }
+  return space;
+}
+
 }  // namespace
+
+H5File::H5File(const std::string& path, MPI_Comm comm) : path_(path) {
+  Hdf5Guard guard;
+  H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (!fapl.valid() || H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL) < 0) {
+    fail(path, "cannot set up parallel (MPI-IO) access");
+  }
+  file_ = H5Id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  if (!file_.valid()) fail(path, "cannot create the file for parallel writing");
+}
 
 H5File::H5File(const std::string& path, Mode mode) : path_(path) {
   Hdf5Guard guard;
@@ -58,7 +131,72 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
 
 H5File::~H5File() {
   Hdf5Guard guard;  // the close is an HDF5 call too
+  created_.clear();
   file_.reset();
+}
+
+void H5File::create_f32(const std::string& name, const std::vector<int64_t>& shape) {
+  Hdf5Guard guard;
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
+  H5Id space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  H5Id lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (!space.valid() || !lcpl.valid() || !dcpl.valid() ||
+      H5Pset_create_intermediate_group(lcpl.get(), 1) < 0 ||
+      H5Pset_obj_track_times(dcpl.get(), false) < 0 ||
+      H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) < 0) {
+    fail(path_, "cannot prepare dataset " + name);
+  }
+  H5Id ds(H5Dcreate2(file_.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(),
+                     dcpl.get(), H5P_DEFAULT),
+          H5Dclose);
+  if (!ds.valid()) fail(path_, "cannot create dataset " + name);
+  created_[name] = std::move(ds);
+}
+
+void H5File::write_f32_slice(const std::string& name, int64_t begin, int64_t end,
+                             const float* data) {
+  Hdf5Guard guard;
+  auto it = created_.find(name);
+  if (it == created_.end()) fail(path_, "dataset " + name + " was not created");
+  if (begin == end) return;
+  H5Id file_space = flat_selection(it->second.get(), begin, end, path_, name);
+  const hsize_t n = static_cast<hsize_t>(end - begin);
+  H5Id mem_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  if (!mem_space.valid() || H5Dwrite(it->second.get(), H5T_NATIVE_FLOAT, mem_space.get(),
+                                     file_space.get(), H5P_DEFAULT, data) < 0) {
+    fail(path_, "cannot write elements [" + std::to_string(begin) + ", " + std::to_string(end) +
+                    ") of dataset " + name);
+  }
+}
+
+void H5File::read_f32_slice(const std::string& name, const std::vector<int64_t>& shape,
+                            int64_t begin, int64_t end, float* data) const {
+  Hdf5Guard guard;
+  const auto actual = shape_of(name);
+  if (actual != shape) {
+    fail(path_, "dataset " + name + " has shape " + kernels::shape_string(actual) +
+                    ", expected " + kernels::shape_string(shape));
+  }
+  if (begin == end) return;
+  H5Id ds(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!ds.valid()) fail(path_, "cannot open dataset " + name);
+  H5Id file_space = flat_selection(ds.get(), begin, end, path_, name);
+  const hsize_t n = static_cast<hsize_t>(end - begin);
+  H5Id mem_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  if (!mem_space.valid() || H5Dread(ds.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(),
+                                    H5P_DEFAULT, data) < 0) {
+    fail(path_, "cannot read dataset " + name + " (truncated or corrupt file?)");
+  }
+}
+
+void H5File::close() {
+  Hdf5Guard guard;
+  for (auto& [name, ds] : created_) {
+    if (!ds.close()) fail(path_, "cannot close dataset " + name);
+  }
+  created_.clear();
+  if (!file_.close()) fail(path_, "cannot close the file (data may not have been written)");
 }
 
 bool H5File::has(const std::string& name) const {

@@ -1,6 +1,14 @@
 // Checkpoint tensors over the HDF5 C API, built on data/hdf5.h's handles and lock: float32/int
 // tensors as named datasets (intermediate groups created from '/' in names) and scalar
 // attributes on the root.
+//
+// Parallel mode (the MPI_Comm constructor): the file is created collectively through MPI-IO;
+// every rank creates every dataset (create_f32, collective: same names, shapes and order on all
+// ranks) and then writes only its own elements (write_f32_slice, independent). A slice is a
+// contiguous range of a tensor's elements in row-major order, which is what a rank holds of a
+// global tensor (a ZeRO-1 shard, or rows of a stacked expert tensor); it is selected in the file
+// as a union of hyperslabs. Datasets are contiguous, without modification times, so the same
+// data written in the same order gives the same bytes.
 // Every failure throws std::runtime_error naming the file and the dataset. Thread-safe with
 // respect to the data loader: each call holds data::Hdf5Guard.
 #pragma once
@@ -8,6 +16,10 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include <mpi.h>
+
+#include <map>
 
 #include "data/hdf5.h"
 
@@ -17,6 +29,8 @@ class H5File {
  public:
   enum class Mode { kCreate, kReadOnly };
   H5File(const std::string& path, Mode mode);
+  // Parallel create (truncates). Collective over comm.
+  H5File(const std::string& path, MPI_Comm comm);
   ~H5File();
   H5File(const H5File&) = delete;
   H5File& operator=(const H5File&) = delete;
@@ -30,6 +44,17 @@ class H5File {
   void read_f32(const std::string& name, const std::vector<int64_t>& shape, float* data) const;
   std::vector<int64_t> shape_of(const std::string& name) const;
 
+  // An empty float32 dataset (collective in parallel mode), kept open for write_f32_slice.
+  void create_f32(const std::string& name, const std::vector<int64_t>& shape);
+  // Elements [begin, end) (row-major) of a dataset made by create_f32, from `data`.
+  void write_f32_slice(const std::string& name, int64_t begin, int64_t end, const float* data);
+  // Elements [begin, end) of a float32 dataset into `data`; the dataset must have `shape`.
+  void read_f32_slice(const std::string& name, const std::vector<int64_t>& shape, int64_t begin,
+                      int64_t end, float* data) const;
+  // Closes every dataset and the file (collective in parallel mode); throws if HDF5 fails,
+  // which is where buffered data reaches the file.
+  void close();
+
   void write_attr_i64(const std::string& name, int64_t value);
   void write_attr_f64(const std::string& name, double value);
   int64_t read_attr_i64(const std::string& name) const;
@@ -40,6 +65,7 @@ class H5File {
  private:
   std::string path_;
   data::H5Id file_;
+  std::map<std::string, data::H5Id> created_;  // datasets of create_f32, open until close()
 };
 
 }  // namespace tessera::trainer

@@ -44,7 +44,7 @@ JsonLine& JsonLine::add(const std::string& k, double value) {
     body_ += "null";
   } else {
     char buf[40];
-    std::snprintf(buf, sizeof(buf), "%.9g", value);
+    std::snprintf(buf, sizeof(buf), "%.17g", value);  // round-trips: resumed runs compare exactly
     body_ += buf;
   }
   return *this;
@@ -65,6 +65,22 @@ void MetricsWriter::write(const JsonLine& line) {
   out_ << line.str() << '\n';
   out_.flush();
   if (!out_) throw std::runtime_error(path_ + ": write failed");
+}
+
+void truncate_metrics(const std::string& path, int64_t max_step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("\"step\":");
+    if (at == std::string::npos) continue;
+    if (std::stoll(line.substr(at + 7)) > max_step) break;
+    kept += line + "\n";
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  out << kept;
+  if (!out.flush()) throw std::runtime_error(path + ": cannot rewrite the metrics file");
 }
 
 }  // namespace tessera::trainer

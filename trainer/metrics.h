@@ -34,4 +34,8 @@ class MetricsWriter {
   std::ofstream out_;
 };
 
+// Keeps the lines of a metrics file whose "step" is <= max_step (a resumed run continues from
+// its checkpoint's step). A missing file is left missing.
+void truncate_metrics(const std::string& path, int64_t max_step);
+
 }  // namespace tessera::trainer

@@ -11,11 +11,27 @@ namespace tessera::trainer {
 
 ModelPart ModelPart::whole(const ModelConfig& config) {
   ModelPart part;
-  part.chunks.push_back({0, config.n_layers, /*embedding=*/true, /*head=*/true});
+  part.chunks.push_back({0, static_cast<int>(config.n_layers), /*embedding=*/true, /*head=*/true});
   return part;
 }
 
 Model::Model(const ModelConfig& config) : Model(config, ModelPart::whole(config), nullptr) {}
+
+std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
+  ParamTable table;  // descriptors only: never finalized, so nothing is allocated
+  EmbeddingLayer embedding(table, config);
+  std::vector<std::unique_ptr<Block>> blocks;
+  for (int i = 0; i < config.n_layers; ++i) {
+    blocks.push_back(std::make_unique<AttentionBlock>(table, config, i));
+    if (i < config.first_dense_layers) {
+      blocks.push_back(std::make_unique<DenseFfnBlock>(table, config, i));
+    } else {
+      blocks.push_back(std::make_unique<MoeBlock>(table, config, i));
+    }
+  }
+  OutputHead head(table, config);
+  return table.descs();
+}
 
 Model::Model(const ModelConfig& config, const ModelPart& part, parallel::Comm* ep_comm,
              int64_t dense_multiple, int64_t expert_multiple)

@@ -71,6 +71,10 @@ class Model {
   Model(const ModelConfig& config, const ModelPart& part, parallel::Comm* ep_comm,
         int64_t dense_multiple = 1, int64_t expert_multiple = 1);
 
+  // The whole model's parameter descriptors (global shapes, DESIGN.md order), without
+  // allocating anything.
+  static std::vector<ParamDesc> WholeModelParams(const ModelConfig& config);
+
   const ModelConfig& config() const { return config_; }
   const ModelPart& part() const { return part_; }
   ParamTable& params() { return params_; }

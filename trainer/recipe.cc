@@ -82,7 +82,7 @@ Field field(std::string_view key, std::string_view doc, Constraint check = {}) {
 
 constexpr std::string_view kSections[] = {"run",        "model",     "train",    "parallel",
                                           "data",       "optimizer", "schedule", "precision",
-                                          "checkpoint", "logging"};
+                                          "checkpoint", "logging",   "slurm"};
 
 const std::vector<Field>& fields() {
   using R = Recipe;
@@ -193,6 +193,38 @@ const std::vector<Field>& fields() {
 
       field<&R::logging, &LoggingConfig::every_steps>("logging.every_steps",
                                                       "stdout line every N steps", at_least(1)),
+
+      // Formats are checked by cluster::validate_slurm_config when a job is rendered.
+      field<&R::slurm, &SlurmConfig::job_name>("slurm.job_name", "Slurm job name", non_empty()),
+      field<&R::slurm, &SlurmConfig::partition>("slurm.partition",
+                                                "partition (empty = the cluster's default)"),
+      field<&R::slurm, &SlurmConfig::account>("slurm.account", "account to charge (empty = none)"),
+      field<&R::slurm, &SlurmConfig::qos>("slurm.qos", "quality of service (empty = none)"),
+      field<&R::slurm, &SlurmConfig::nodes>("slurm.nodes", "nodes", at_least(1)),
+      field<&R::slurm, &SlurmConfig::ntasks_per_node>(
+          "slurm.ntasks_per_node", "processes per node; nodes * this = parallel.pp * parallel.dp",
+          at_least(1)),
+      field<&R::slurm, &SlurmConfig::cpus_per_task>("slurm.cpus_per_task", "CPUs per process",
+                                                    at_least(1)),
+      field<&R::slurm, &SlurmConfig::gpus_per_node>("slurm.gpus_per_node",
+                                                    "GPUs per node (0 = none requested)",
+                                                    at_least(0)),
+      field<&R::slurm, &SlurmConfig::time>(
+          "slurm.time", "time limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S", non_empty()),
+      field<&R::slurm, &SlurmConfig::launcher>("slurm.launcher", "srun | mpirun",
+                                               one_of({"srun", "mpirun"})),
+      field<&R::slurm, &SlurmConfig::signal_seconds>(
+          "slurm.signal_seconds", "USR1 this many seconds before the time limit, 1..65535",
+          between(1, 65535)),
+      field<&R::slurm, &SlurmConfig::max_restarts>(
+          "slurm.max_restarts", "requeues after a warning or preemption before giving up",
+          at_least(0)),
+      field<&R::slurm, &SlurmConfig::extra>(
+          "slurm.extra", "more sbatch options, ';'-separated (\"--exclusive;--mem=0\")"),
+      field<&R::slurm, &SlurmConfig::env>(
+          "slurm.env", "environment of the job, ';'-separated NAME=VALUE pairs"),
+      field<&R::slurm, &SlurmConfig::modules>("slurm.modules",
+                                              "environment modules to load, ';'-separated"),
   };
   return table;
 }
@@ -712,9 +744,6 @@ class Checker {
     if (p.virtual_stages > 1 && p.schedule != "interleaved") {
       fail({"parallel.virtual_stages", "parallel.schedule"},
            s(p.virtual_stages) + " needs parallel.schedule interleaved, got " + p.schedule);
-    }
-    if (r_.checkpoint.async) {
-      fail({"checkpoint.async"}, "asynchronous saving is not implemented yet");
     }
   }
 

@@ -121,6 +121,29 @@ struct LoggingConfig {
   friend bool operator==(const LoggingConfig&, const LoggingConfig&) = default;
 };
 
+// How `tessera submit` / `tessera sweep` run the recipe under Slurm (cluster/). Only the types and
+// ranges are checked here; cluster::validate_slurm_config checks the formats (names, time, the
+// ';'-separated lists) and that the job's tasks match the layout.
+struct SlurmConfig {
+  std::string job_name = "tessera";
+  std::string partition;             // "" = the cluster's default partition
+  std::string account;               // "" = none
+  std::string qos;                   // "" = none
+  int64_t nodes = 1;
+  int64_t ntasks_per_node = 1;       // nodes * ntasks_per_node = parallel.pp * parallel.dp
+  int64_t cpus_per_task = 1;
+  int64_t gpus_per_node = 0;
+  std::string time = "01:00:00";     // Slurm time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
+  std::string launcher = "srun";     // srun | mpirun
+  int64_t signal_seconds = 120;      // warning signal (USR1) this long before the time limit
+  int64_t max_restarts = 3;          // requeues after a warning/preemption before giving up
+  std::string extra;                 // more sbatch options, ';'-separated: "--exclusive;--mem=0"
+  std::string env;                   // exported variables, ';'-separated: "A=1;B=x y"
+  std::string modules;               // `module load` names, ';'-separated
+
+  friend bool operator==(const SlurmConfig&, const SlurmConfig&) = default;
+};
+
 struct Recipe {
   std::string source;  // file it was loaded from
   RunConfig run;
@@ -133,6 +156,7 @@ struct Recipe {
   PrecisionConfig precision;
   CheckpointConfig checkpoint;
   LoggingConfig logging;
+  SlurmConfig slurm;
 
   friend bool operator==(const Recipe&, const Recipe&) = default;
 };
@@ -154,7 +178,7 @@ void validate_recipe(const Recipe& recipe);
 // Doubles are printed in their shortest exact form, so they round-trip bit for bit.
 std::string recipe_to_yaml(const Recipe& recipe);
 
-// One row per recipe key, in dump order (sections run, model, ..., logging): for `--help`-style
+// One row per recipe key, in dump order (sections run, model, ..., logging, slurm): for `--help`-style
 // listings. `type` is "int", "uint", "float", "bool" or "string"; `default_value` is as dumped.
 struct RecipeKeyInfo {
   std::string key;            // dotted, e.g. "model.dim"

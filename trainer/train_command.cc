@@ -27,7 +27,10 @@ int run_train_command(const std::vector<std::string>& args) {
   visible.add_options()
       ("help,h", "show this help")
       ("set", po::value<std::vector<std::string>>()->composing(),
-       "override a recipe key, e.g. --set train.steps=10 (repeatable)");
+       "override a recipe key, e.g. --set train.steps=10 (repeatable)")
+      ("resume", po::value<std::string>(),
+       "continue from a checkpoint: 'auto' = the newest valid one under run.dir/checkpoints "
+       "(a fresh start if there is none), or a step/checkpoints/run directory");
   po::variables_map vm;
   if (auto status = parse_recipe_command("train", args, visible, vm)) return *status;
 
@@ -36,7 +39,9 @@ int run_train_command(const std::vector<std::string>& args) {
   const std::optional<Recipe> recipe = load_recipe_from("train", vm, /*print=*/root);
   if (!recipe) return 2;  // every rank sees the same recipe error and exits
   try {
-    train(*recipe, *world, std::cout);
+    TrainOptions options;
+    if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();
+    train(*recipe, *world, std::cout, options);
   } catch (const RecipeError& e) {  // layout errors: identical on every rank
     if (root) std::cerr << "tessera train: " << e.what() << "\n";
     return 2;

@@ -1,5 +1,7 @@
 #include "trainer/trainer.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -16,9 +18,12 @@
 
 #include "data/loader.h"
 #include "kernels/gemm.h"
+#include "parallel/mpi_comm.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule_cost.h"
 #include "trainer/checkpoint.h"
+#include "trainer/checkpoint_slices.h"
+#include "trainer/checkpoint_writer.h"
 #include "trainer/evaluate.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
@@ -28,6 +33,7 @@
 #include "trainer/parallel_layout.h"
 #include "trainer/pipeline_stage.h"
 #include "trainer/rank_log.h"
+#include "trainer/stop_signal.h"
 #include "trainer/zero_optimizer.h"
 
 namespace tessera::trainer {
@@ -47,6 +53,13 @@ std::string format(const char* fmt, double a) {
   return buf;
 }
 
+// The process's peak resident memory so far (Linux reports ru_maxrss in KiB).
+double peak_rss_bytes() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) * 1024.0;
+}
+
 // Communication so far on these communicators: seconds callers spent blocked on their Works
 // (exposed) and the summed post-to-completion time of their operations (all communication).
 struct CommTime {
@@ -62,11 +75,45 @@ CommTime comm_time(const std::vector<parallel::Comm*>& comms) {
   return t;
 }
 
+// Restores the model, optimizer and data position from a checkpoint (collective). With
+// resume == "auto": the newest valid checkpoint under run.dir/checkpoints, falling back past
+// damaged ones, or a fresh start when there is none. Returns the checkpoint's meta (step 0 when
+// starting fresh).
+CheckpointMeta resume_from(const std::string& resume, const Recipe& recipe, MPI_Comm comm,
+                           const std::vector<CheckpointTensor>& tensors,
+                           const CheckpointSlices& slices, std::ostream& log) {
+  const bool automatic = resume == "auto";
+  const std::string checkpoints = (fs::path(recipe.run.dir) / "checkpoints").string();
+  const std::vector<std::string> candidates =
+      automatic ? resume_candidates(checkpoints) : std::vector{resolve_checkpoint(resume)};
+  if (candidates.empty()) {
+    log << "tessera: --resume auto: no checkpoint under " << checkpoints << "; starting fresh\n";
+    return {};
+  }
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    try {
+      const CheckpointMeta meta =
+          read_checkpoint(comm, candidates[i], tensors, slices.reads(), slices.owned());
+      log << "tessera: resumed from " << candidates[i] << " (step " << meta.step << ", written by "
+          << meta.world_size << " process(es))\n";
+      return meta;
+    } catch (const CheckpointDamaged& e) {
+      if (!automatic || i + 1 == candidates.size()) throw;
+      log << "tessera: checkpoint " << candidates[i] << " is damaged (" << e.what()
+          << "); falling back to " << candidates[i + 1] << "\n";
+    }
+  }
+  throw std::logic_error("resume_from: unreachable");
+}
+
 }  // namespace
 
-TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out) {
+TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out,
+                   const TrainOptions& options) {
   // Layout first: a bad one fails identically on every rank before anything is allocated.
   ParallelLayout layout = make_parallel_layout(recipe, world);
+  auto* mpi_world = dynamic_cast<parallel::MpiComm*>(&world);
+  if (!mpi_world) throw std::logic_error("train: checkpoints need an MPI world communicator");
   parallel::Comm& dp = *layout.dp;
   const bool is_root = world.rank() == 0;
   kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
@@ -78,8 +125,50 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   const fs::path run_dir(recipe.run.dir);
   if (is_root) {
     fs::create_directories(run_dir);
+    fs::remove(run_dir / "DONE");
     std::ofstream pinned(run_dir / "recipe.yaml");
     pinned << recipe_to_yaml(recipe);
+  }
+
+  Model model(recipe.model, layout.part, layout.ep.get(), dp.size(), layout.expert_dp->size());
+  ParamTable& params = model.params();
+  params.init(tc.seed, recipe.model.init_std);
+  ZeroOptimizer optimizer(recipe.optimizer, params, dp, *layout.expert_dp);
+  // World rank 0 of a multi-process run gathers the whole model for evaluations.
+  std::unique_ptr<Model> whole;
+  if (is_root && world.size() > 1) whole = std::make_unique<Model>(recipe.model);
+  parallel::PipelineExecutor executor(*layout.pp, layout.schedule,
+                                      mb_rows * tc.seq_len * recipe.model.dim);
+  const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
+                        1.0 / static_cast<double>(tc.global_batch)};
+  ModelStage stage(model, scale);
+  const std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
+                                           layout.expert_dp.get()};
+  const std::vector<CheckpointTensor> tensors = checkpoint_tensors(recipe.model);
+  const CheckpointSlices slices(tensors, params, optimizer);
+  CheckpointWriter checkpoints(mpi_world->handle(), tensors, recipe.checkpoint.async);
+  const StopSignal stop_signal;
+
+  RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
+  std::ostream& log = rank_log.stream();
+  const double bubble_theory = parallel::theoretical_bubble(
+      layout.schedule.name, layout.schedule.pp, layout.schedule.micro_batches,
+      layout.schedule.chunks);
+  log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters on this rank, "
+      << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
+      << micro_batches << " micro-batch(es) per replica, gemm "
+      << kernels::gemm_backend_name(kernels::gemm_backend()) << ", " << recipe.run.cpu_threads
+      << " thread(s) per process\n";
+  log << "tessera: rank " << world.rank() << " of " << world.size() << ": " << layout.grid.describe()
+      << "; stage " << layout.coords.pp_rank << ", replica " << layout.coords.dp_rank << ", expert slice "
+      << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " (theoretical bubble "
+      << format("%.3f", bubble_theory) << ")\n";
+  log.flush();
+
+  CheckpointMeta resumed;
+  if (!options.resume.empty()) {
+    resumed = resume_from(options.resume, recipe, mpi_world->handle(), tensors, slices, log);
+    optimizer.set_steps_taken(resumed.optimizer_step);
   }
 
   // Every stage of a pipeline reads the same replica's batch: the first stage needs the inputs,
@@ -95,69 +184,32 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   lo.seed = tc.seed;
   lo.shuffle = true;
   lo.prefetch = static_cast<int>(recipe.data.prefetch);
+  lo.start = {resumed.loader_epoch, resumed.loader_cursor};
   // The shard cache's default budget is per node: the processes of a node share it.
   lo.cache_bytes /= static_cast<uint64_t>(layout.grid.ranks_per_node());
   data::Loader loader(lo);
   const data::Manifest& manifest = loader.manifest();
-
-  Model model(recipe.model, layout.part, layout.ep.get(), dp.size(), layout.expert_dp->size());
-  ParamTable& params = model.params();
-  params.init(tc.seed, recipe.model.init_std);
-  ZeroOptimizer optimizer(recipe.optimizer, params, dp, *layout.expert_dp);
-  // World rank 0 of a multi-process run gathers the whole model for evaluations and checkpoints.
-  std::unique_ptr<Model> whole;
-  if (is_root && world.size() > 1) whole = std::make_unique<Model>(recipe.model);
-  parallel::PipelineExecutor executor(*layout.pp, layout.schedule,
-                                      mb_rows * tc.seq_len * recipe.model.dim);
-  const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
-                        1.0 / static_cast<double>(tc.global_batch)};
-  ModelStage stage(model, scale);
-  const std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
-                                           layout.expert_dp.get()};
-
-  std::optional<MetricsWriter> metrics;
-  if (is_root) metrics.emplace((run_dir / "metrics.jsonl").string(), /*append=*/false);
-  RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
-  std::ostream& log = rank_log.stream();
-
-  const double bubble_theory = parallel::theoretical_bubble(
-      layout.schedule.name, layout.schedule.pp, layout.schedule.micro_batches,
-      layout.schedule.chunks);
-  log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters on this rank, "
-      << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
-      << micro_batches << " micro-batch(es) per replica, gemm "
-      << kernels::gemm_backend_name(kernels::gemm_backend()) << ", " << recipe.run.cpu_threads
-      << " thread(s) per process\n";
-  log << "tessera: rank " << world.rank() << " of " << world.size() << ": " << layout.grid.describe()
-      << "; stage " << layout.coords.pp_rank << ", replica " << layout.coords.dp_rank << ", expert slice "
-      << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " (theoretical bubble "
-      << format("%.3f", bubble_theory) << ")\n";
   if (manifest.entropy_rate_nats) {
     log << "tessera: data entropy floor " << format("%.4f", *manifest.entropy_rate_nats)
         << " nats/token\n";
   }
-  log.flush();
 
-  // Evaluations and checkpoints see the whole model on rank 0 (collective: every rank calls).
-  auto gather = [&](bool with_moments) -> ParamTable* {
-    ParamTable* target = is_root ? (whole ? &whole->params() : &params) : nullptr;
-    std::vector<float> m, v;
-    if (with_moments) {
-      optimizer.GatherMoments(m, v);
-      if (target) target->allocate_moments();
-    }
-    gather_model(world, layout, recipe, params, with_moments ? &m : nullptr,
-                 with_moments ? &v : nullptr, target);
-    return target;
-  };
+  std::optional<MetricsWriter> metrics;
+  if (is_root) {
+    const std::string path = (run_dir / "metrics.jsonl").string();
+    // A resumed run continues the file from its checkpoint's step.
+    if (resumed.step > 0) truncate_metrics(path, resumed.step);
+    metrics.emplace(path, /*append=*/resumed.step > 0);
+  }
 
   std::vector<int32_t> batch;
   std::vector<int64_t> loads;
   TrainSummary summary;
   summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
-  int64_t tokens_seen = 0;
+  summary.steps = resumed.step;
+  int64_t tokens_seen = resumed.tokens_seen;
   double input_wait_total = 0, step_time_total = 0;
-  for (int64_t step = 1; step <= tc.steps; ++step) {
+  for (int64_t step = resumed.step + 1; step <= tc.steps; ++step) {
     const auto t0 = Clock::now();
     const CommTime comm_before = comm_time(comms);
     const double wait_before = loader.wait_seconds();
@@ -170,7 +222,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const parallel::PipelineStepStats pipe = executor.run(stage);
 
     // Expert loads of the whole global batch (every replica of this stage), the gradients
-    // (ZeRO-1 reduce-scatter), then one world all-reduce of the scalars every rank needs.
+    // (ZeRO-1 reduce-scatter), then one world all-reduce of the scalars every rank needs,
+    // including whether any rank was asked to stop.
     loads.clear();
     for (MoeBlock* moe : model.moe_blocks()) {
       loads.insert(loads.end(), moe->load_counts().begin(), moe->load_counts().end());
@@ -179,8 +232,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     if (!loads.empty()) loads_work = dp.all_reduce(std::span<int64_t>(loads));
     const double sum_squares = optimizer.ReduceGradients();
     const MicroBatchLoss& part = stage.loss();
+    const int signal = stop_signal.received();
     double scalars[] = {sum_squares, part.loss, part.ce_sum, part.aux,
-                        static_cast<double>(part.tokens), pipe.compute_s, pipe.total_s};
+                        static_cast<double>(part.tokens), pipe.compute_s, pipe.total_s,
+                        signal ? 1.0 : 0.0};
     world.all_reduce(std::span<double>(scalars)).wait();
     loads_work.wait();
     size_t offset = 0;
@@ -196,6 +251,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     }
     const double norm = std::sqrt(scalars[0]);
     const double bubble = scalars[6] > 0 ? 1.0 - scalars[5] / scalars[6] : 0.0;
+    const bool stop_now = scalars[7] > 0;
     const double lr = learning_rate(recipe.optimizer.lr, recipe.schedule, step, tc.steps);
     optimizer.Step(lr, clip_scale(norm, recipe.optimizer.grad_clip));
     double load_ratio = 0;  // the worst MoE layer of the whole model
@@ -211,7 +267,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     // Averaged over the ranks (this all-reduce itself is not counted).
     double comm_per_rank[] = {comm_after.exposed - comm_before.exposed,
                               comm_after.total - comm_before.total};
-    if (world.size() > 1) world.all_reduce(std::span<double>(comm_per_rank)).wait();
+    double peak_rss_mib = peak_rss_bytes() / double(1 << 20);
+    if (world.size() > 1) {
+      world.all_reduce(std::span<double>(comm_per_rank)).wait();
+      world.all_reduce(std::span<double>(&peak_rss_mib, 1), {parallel::ReduceOp::kMax}).wait();
+    }
     const double exposed_comm = comm_per_rank[0] / world.size();
     const double comm_s = comm_per_rank[1] / world.size();
     step_time_total += step_s;
@@ -232,12 +292,15 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         .add("exposed_comm_s", exposed_comm)
         .add("comm_s", comm_s)
         .add("bubble_fraction", bubble)
+        .add("peak_rss_mib", peak_rss_mib)
         .add("expert_load_max_over_mean", load_ratio)
         .add("tokens_seen", tokens_seen);
 
-    const bool eval_now = (tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps;
+    const bool eval_now =
+        !stop_now && ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps);
     if (eval_now) {
-      gather(/*with_moments=*/false);
+      ParamTable* target = is_root ? (whole ? &whole->params() : &params) : nullptr;
+      gather_model(world, layout, recipe, params, target);
       if (is_root) {
         const EvalResult ev =
             evaluate(whole ? *whole : model, recipe.data.path, tc.seq_len,
@@ -246,9 +309,23 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         summary.final_val_loss = ev.loss;
       }
     }
+
+    const bool save_now = stop_now ||
+                          (recipe.checkpoint.every_steps > 0 &&
+                           step % recipe.checkpoint.every_steps == 0) ||
+                          step == tc.steps;
+    if (save_now) {
+      const data::LoaderState ls = loader.state();
+      const CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor, optimizer.steps_taken(),
+                                world.size()};
+      const double stall = checkpoints.Save(slices.owned(), meta, recipe,
+                                            (run_dir / "checkpoints").string(),
+                                            recipe.checkpoint.keep_last);
+      line.add("checkpoint_stall_s", stall);
+    }
     if (metrics) metrics->write(line);
 
-    if (step % recipe.logging.every_steps == 0 || step == tc.steps || eval_now) {
+    if (step % recipe.logging.every_steps == 0 || step == tc.steps || eval_now || stop_now) {
       log << "step " << step << "/" << tc.steps << "  loss " << format("%.4f", step_loss.loss)
           << "  lr " << format("%.3e", lr) << "  grad_norm " << format("%.3f", norm) << "  "
           << format("%.0f", tokens_per_step / step_s) << " tok/s  load max/mean "
@@ -261,24 +338,34 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       log << "\n";
       log.flush();
     }
-
-    const bool save_now = (recipe.checkpoint.every_steps > 0 &&
-                           step % recipe.checkpoint.every_steps == 0) ||
-                          step == tc.steps;
-    if (save_now) {
-      ParamTable* table = gather(/*with_moments=*/true);
-      if (is_root) {
-        const data::LoaderState ls = loader.state();
-        CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor, world.size()};
-        summary.last_checkpoint = save_checkpoint((run_dir / "checkpoints").string(), *table, meta,
-                                                  recipe, recipe.checkpoint.keep_last);
-        log << "tessera: saved " << summary.last_checkpoint << "\n";
-      }
+    if (save_now && !recipe.checkpoint.async) {
+      summary.last_checkpoint = checkpoints.Wait();
+      log << "tessera: saved " << summary.last_checkpoint << "\n";
+    }
+    if (stop_now) {
+      summary.last_checkpoint = checkpoints.Wait();
+      summary.stop_reason = signal ? StopSignal::name(signal) : "a stop signal on another rank";
+      log << "tessera: stopping after step " << step << " (" << summary.stop_reason << "): saved "
+          << summary.last_checkpoint << "\n";
+      log.flush();
+      return summary;
     }
   }
-  log << "tessera: done, " << summary.steps << " steps in " << format("%.1f", step_time_total)
-      << " s; waited for input " << format("%.4f", input_wait_total) << " s ("
-      << format("%.3f", 100 * input_wait_total / step_time_total) << "% of step time)\n";
+  summary.last_checkpoint = checkpoints.Wait();
+  if (recipe.checkpoint.async && !summary.last_checkpoint.empty()) {
+    log << "tessera: saved " << summary.last_checkpoint << "\n";
+  }
+  if (is_root) {
+    std::ofstream done(run_dir / "DONE");
+    done << "step " << summary.steps << "\n";
+  }
+  log << "tessera: done, " << summary.steps << " steps";
+  if (step_time_total > 0) {
+    log << " in " << format("%.1f", step_time_total) << " s; waited for input "
+        << format("%.4f", input_wait_total) << " s ("
+        << format("%.3f", 100 * input_wait_total / step_time_total) << "% of step time)";
+  }
+  log << "\n";
   return summary;
 }
 

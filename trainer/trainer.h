@@ -14,6 +14,13 @@ struct TrainSummary {
   double final_loss = 0;
   double final_val_loss = 0;  // NaN when no evaluation ran
   std::string last_checkpoint;
+  std::string stop_reason;  // "SIGUSR1", ... when a stop signal ended the run early; else empty
+};
+
+struct TrainOptions {
+  // "" = start fresh; "auto" = continue from run.dir/checkpoints (the newest valid checkpoint; a
+  // fresh start if there is none); else a checkpoint path (step, checkpoints or run directory).
+  std::string resume;
 };
 
 // Runs the whole job on the processes of `world` (every rank calls it), laid out as the recipe's
@@ -24,7 +31,14 @@ struct TrainSummary {
 // single process would. A bad layout is a RecipeError on every rank before any allocation.
 // Every rank writes its progress lines to run.dir/logs/rank-<R>.log; world rank 0 also to `out`,
 // and it alone writes metrics, evaluations and checkpoints (of the whole model, gathered to it).
-// Throws on any error (bad layout, bad data, NaN loss, I/O).
-TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out);
+// Checkpoints: every rank writes its own slices collectively (checkpoint.h), every
+// checkpoint.every_steps steps, at the end, and when SIGUSR1 or SIGTERM reaches any rank: then
+// every rank finishes the step, saves and returns (stop_reason says why). After the last step,
+// run.dir/DONE is written. Resuming on the same layout continues bit for bit; on another layout
+// each rank reads its slices of the global tensors.
+// Throws on any error (bad layout, bad data, NaN loss, I/O, a damaged checkpoint to resume).
+// REQUIRES: world is an MPI communicator (parallel::MpiComm); checkpoints use MPI-IO.
+TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out,
+                   const TrainOptions& options = {});
 
 }  // namespace tessera::trainer

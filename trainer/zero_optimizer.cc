@@ -1,7 +1,5 @@
 #include "trainer/zero_optimizer.h"
 
-#include <algorithm>
-
 #include "parallel/zero_sharding.h"
 
 namespace tessera::trainer {
@@ -25,16 +23,15 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& config, ParamTable& params,
                              parallel::Comm& dp, parallel::Comm& expert_dp)
     : params_(params), groups_{&dp, &expert_dp}, adamw_(config, shard_ranges(params, groups_)) {}
 
-std::span<float> ZeroOptimizer::region(std::vector<float>* full, int r) {
+std::span<float> ZeroOptimizer::grad_region(int r) {
   const FlatRange range = params_.region(static_cast<ParamRegion>(r));
-  float* base = full ? full->data() : params_.grads().data<float>();
-  return {base + range.begin, static_cast<size_t>(range.size())};
+  return {params_.grads().data<float>() + range.begin, static_cast<size_t>(range.size())};
 }
 
 double ZeroOptimizer::ReduceGradients() {
   std::vector<parallel::Work> work;
   for (int r = 0; r < kParamRegions; ++r) {
-    work.push_back(parallel::reduce_scatter_shards(*groups_[r], region(nullptr, r)));
+    work.push_back(parallel::reduce_scatter_shards(*groups_[r], grad_region(r)));
   }
   parallel::wait_all(work);
   return grad_sum_squares(params_, shards());
@@ -48,21 +45,6 @@ void ZeroOptimizer::Step(double lr, double grad_scale) {
     std::span<float> values(params_.values().data<float>() + range.begin,
                             static_cast<size_t>(range.size()));
     work.push_back(parallel::all_gather_shards(*groups_[r], values));
-  }
-  parallel::wait_all(work);
-}
-
-void ZeroOptimizer::GatherMoments(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq) {
-  exp_avg.assign(params_.padded_numel(), 0.0f);
-  exp_avg_sq.assign(params_.padded_numel(), 0.0f);
-  std::vector<parallel::Work> work;
-  for (int r = 0; r < kParamRegions; ++r) {
-    const FlatRange shard = shards()[r];
-    const std::span<float> m = adamw_.exp_avg(r), v = adamw_.exp_avg_sq(r);
-    std::copy(m.begin(), m.end(), exp_avg.begin() + shard.begin);
-    std::copy(v.begin(), v.end(), exp_avg_sq.begin() + shard.begin);
-    work.push_back(parallel::all_gather_shards(*groups_[r], region(&exp_avg, r)));
-    work.push_back(parallel::all_gather_shards(*groups_[r], region(&exp_avg_sq, r)));
   }
   parallel::wait_all(work);
 }

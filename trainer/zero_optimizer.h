@@ -6,6 +6,7 @@
 // holds every parameter. Without data parallelism the shards are the whole regions.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "parallel/comm.h"
@@ -29,15 +30,15 @@ class ZeroOptimizer {
   // of the updated values.
   void Step(double lr, double grad_scale);
 
-  // Collective over both groups: the moments of every shard, as full flat buffers aligned with the
-  // table (padded_numel() elements; outside trainable parameters zero).
-  void GatherMoments(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq);
-
+  // This rank's shard of each region (dense, expert), and the AdamW moments of shard k.
   const std::vector<FlatRange>& shards() const { return adamw_.owned(); }
+  std::span<float> exp_avg(size_t k) { return adamw_.exp_avg(k); }
+  std::span<float> exp_avg_sq(size_t k) { return adamw_.exp_avg_sq(k); }
   int64_t steps_taken() const { return adamw_.steps_taken(); }
+  void set_steps_taken(int64_t steps) { adamw_.set_steps_taken(steps); }
 
  private:
-  std::span<float> region(std::vector<float>* full, int r);
+  std::span<float> grad_region(int r);
   ParamTable& params_;
   parallel::Comm* groups_[kParamRegions];  // by region: dp, expert-dp
   AdamW adamw_;

@@ -14,56 +14,19 @@
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
 #include "tests/parallel/expert_dispatch_checks.h"
+#include "tests/parallel/mpi_test_harness.h"
 
 namespace tessera::parallel {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-class Harness {
- public:
-  explicit Harness(int rank) : rank_(rank) {}
-
-  // Runs check on every rank; it returns "" on success. Agreement goes through plain blocking
-  // MPI on MPI_COMM_WORLD so that a broken communicator cannot hide a failure.
-  void run(const std::string& name, const std::function<std::string()>& check) {
-    std::string failure;
-    const auto t0 = Clock::now();
-    try {
-      failure = check();
-    } catch (const std::exception& e) {
-      failure = "threw: " + std::string(e.what());
-    }
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (!failure.empty()) {
-      std::fprintf(stderr, "[rank %d] FAIL %s: %s\n", rank_, name.c_str(), failure.c_str());
-    }
-    int local = failure.empty() ? 0 : 1, any = 0;
-    MPI_Allreduce(&local, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    (any ? failed_ : passed_) += 1;
-    if (rank_ == 0) {
-      std::printf("%s %s (%.2f s)\n", any ? "FAIL" : "ok  ", name.c_str(), seconds);
-      std::fflush(stdout);
-    }
-  }
-
-  int finish() const {
-    if (rank_ == 0) std::printf("%d passed, %d failed\n", passed_, failed_);
-    return failed_ ? 1 : 0;
-  }
-
- private:
-  int rank_;
-  int passed_ = 0;
-  int failed_ = 0;
-};
 
 int run(int argc, char** argv) {
   MpiEnv env(&argc, &argv);
   MpiCommOptions options;
   options.timeout_s = 60;  // a hang fails the test instead of stalling ctest
   auto world = MpiComm::world(options);
-  Harness h(world->rank());
+  MpiTestHarness h(world->rank());
   for (int ep : {1, 2, 4}) {
     if (world->size() % ep != 0) continue;
     std::unique_ptr<Comm> group = testing::split_ep(*world, ep);

@@ -1,16 +1,38 @@
+// Checkpoint files in one process (MPI_COMM_SELF): hyperslab slices of global tensors, the round
+// trip of parameters, moments and meta, checksums catching damage, model mismatches, retention and
+// the choice of checkpoints to resume from. Multi-rank writes and resharding are tested end to end
+// by resume_test.py under mpirun.
 #include "trainer/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
+#include <mpi.h>
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <random>
 
+#include "parallel/fake_comm.h"
+#include "trainer/checkpoint_slices.h"
+#include "trainer/hdf5_io.h"
 #include "trainer/model.h"
+#include "trainer/zero_optimizer.h"
 
 namespace tessera::trainer {
 namespace {
 
 namespace fs = std::filesystem;
+
+class MpiEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+  }
+  void TearDown() override { MPI_Finalize(); }
+};
+const auto* const kMpi = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
 Recipe SmallRecipe() {
   Recipe r;
@@ -24,6 +46,7 @@ Recipe SmallRecipe() {
   r.model.moe_inter_dim = 4;
   r.model.n_experts = 4;
   r.model.top_k = 2;
+  r.model.first_dense_layers = 1;
   return r;
 }
 
@@ -33,78 +56,202 @@ fs::path FreshDir(const std::string& name) {
   return dir;
 }
 
-TEST(Checkpoint, SaveLoadRoundTripsParametersAndMoments) {
-  const Recipe r = SmallRecipe();
-  Model a(r.model), b(r.model);
-  a.params().init(3, 0.1);
-  a.params().allocate_moments();
-  b.params().allocate_moments();
-  float* m = a.params().exp_avg().data<float>();
-  for (int64_t i = 0; i < a.params().numel(); ++i) m[i] = 0.001f * i;
-  const fs::path dir = FreshDir("roundtrip");
-  const std::string step_dir =
-      save_checkpoint(dir.string(), a.params(), {7, 700, 1, 5}, r, /*keep_last=*/2);
-  EXPECT_EQ(fs::path(step_dir).filename(), "step-00000007");
-  EXPECT_EQ(resolve_checkpoint(dir.string()), step_dir);
-  EXPECT_EQ(load_checkpoint(step_dir, b.params(), /*with_optimizer=*/true), 7);
-  for (int64_t i = 0; i < a.params().numel(); ++i) {
-    ASSERT_EQ(a.params().values().data<float>()[i], b.params().values().data<float>()[i]);
-  }
-  // Moments of trainable parameters round-trip (frozen gate.bias has none).
-  for (const ParamDesc& d : a.params().descs()) {
-    if (!d.trainable) continue;
-    for (int64_t j = 0; j < d.numel(); ++j) {
-      ASSERT_EQ(b.params().exp_avg().data<float>()[d.offset + j], m[d.offset + j]) << d.name;
+// A whole model with its (single-rank) ZeRO optimizer, parameters and moments filled with
+// values derived from `seed`.
+struct Trainee {
+  explicit Trainee(const Recipe& r, uint64_t seed)
+      : comms(parallel::FakeComm::create_world(1)),
+        model(r.model),
+        optimizer(r.optimizer, model.params(), *comms[0], *comms[0]),
+        tensors(checkpoint_tensors(r.model)),
+        slices(tensors, model.params(), optimizer) {
+    model.params().init(seed, 0.1);
+    for (size_t k = 0; k < optimizer.shards().size(); ++k) {
+      std::span<float> m = optimizer.exp_avg(k), v = optimizer.exp_avg_sq(k);
+      for (size_t i = 0; i < m.size(); ++i) {
+        m[i] = 0.001f * static_cast<float>(i + seed);
+        v[i] = 0.002f * static_cast<float>(i + k);
+      }
     }
   }
-  EXPECT_TRUE(fs::exists(fs::path(step_dir) / "trainer.yaml"));
+  std::vector<std::unique_ptr<parallel::FakeComm>> comms;
+  Model model;
+  ZeroOptimizer optimizer;
+  std::vector<CheckpointTensor> tensors;
+  CheckpointSlices slices;
+};
+
+std::string Save(Trainee& t, const Recipe& r, const fs::path& dir, int64_t step,
+                 int64_t keep_last = 3) {
+  return write_checkpoint(MPI_COMM_SELF, dir.string(), t.tensors, t.slices.owned(),
+                          {step, step * 100, 1, 5, step, 1}, r, keep_last);
 }
 
-TEST(Checkpoint, KeepsNewestAndIgnoresUnfinishedTemporaries) {
+// Slices of a 3-D tensor written in pieces of random lengths land where a whole write puts them,
+// and random slices read back equal the same elements of the whole.
+TEST(Checkpoint, FlatSlicesOfNdTensorsRoundTrip) {
+  const fs::path dir = FreshDir("slices");
+  fs::create_directories(dir);
+  const std::vector<int64_t> shape{3, 5, 7};
+  const int64_t n = 3 * 5 * 7;
+  std::vector<float> whole(n);
+  for (int64_t i = 0; i < n; ++i) whole[i] = static_cast<float>(i) + 0.5f;
+  std::mt19937 rng(7);
+  {
+    H5File f((dir / "t.h5").string(), MPI_COMM_SELF);
+    f.create_f32("x", shape);
+    for (int64_t at = 0; at < n;) {
+      const int64_t len = std::min<int64_t>(n - at, 1 + rng() % 40);
+      f.write_f32_slice("x", at, at + len, whole.data() + at);
+      at += len;
+    }
+    f.close();
+  }
+  H5File r((dir / "t.h5").string(), H5File::Mode::kReadOnly);
+  std::vector<float> back(n);
+  r.read_f32("x", shape, back.data());
+  EXPECT_EQ(back, whole);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t b = rng() % n, e = b + rng() % (n - b + 1);
+    std::vector<float> part(e - b);
+    r.read_f32_slice("x", shape, b, e, part.data());
+    for (int64_t i = b; i < e; ++i) ASSERT_EQ(part[i - b], whole[i]) << "slice [" << b << ", " << e << ")";
+  }
+  EXPECT_THROW(r.read_f32_slice("x", shape, 0, n + 1, back.data()), std::runtime_error);
+}
+
+TEST(Checkpoint, SaveReadRoundTripsParametersMomentsAndMeta) {
   const Recipe r = SmallRecipe();
-  Model a(r.model);
-  a.params().allocate_moments();
-  const fs::path dir = FreshDir("retention");
-  for (int64_t step : {1, 2, 3}) save_checkpoint(dir.string(), a.params(), {step}, r, 2);
-  EXPECT_FALSE(fs::exists(dir / "step-00000001"));
-  EXPECT_TRUE(fs::exists(dir / "step-00000002"));
-  EXPECT_TRUE(fs::exists(dir / "step-00000003"));
-  // A crash mid-write leaves only a temporary directory, which is never resolved.
-  fs::create_directories(dir / ".tmp-step-00000004");
-  std::ofstream(dir / ".tmp-step-00000004" / "model.h5") << "partial";
-  EXPECT_EQ(fs::path(resolve_checkpoint(dir.string())).filename(), "step-00000003");
+  Trainee a(r, 3), b(r, 4);
+  const fs::path dir = FreshDir("roundtrip");
+  const std::string step_dir = Save(a, r, dir, 7);
+  EXPECT_EQ(fs::path(step_dir).filename(), "step-00000007");
+  EXPECT_EQ(resolve_checkpoint(dir.string()), step_dir);
+  EXPECT_TRUE(verify_checkpoint(step_dir).empty());
+  const CheckpointMeta meta =
+      read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned());
+  EXPECT_EQ(meta.step, 7);
+  EXPECT_EQ(meta.tokens_seen, 700);
+  EXPECT_EQ(meta.loader_cursor, 5u);
+  EXPECT_EQ(meta.optimizer_step, 7);
+  ParamTable& pa = a.model.params();
+  ParamTable& pb = b.model.params();
+  for (int64_t i = 0; i < pa.padded_numel(); ++i) {
+    ASSERT_EQ(pa.values().data<float>()[i], pb.values().data<float>()[i]) << i;
+  }
+  // Moments of trainable parameters round-trip (frozen gate.bias has none).
+  for (size_t k = 0; k < a.optimizer.shards().size(); ++k) {
+    for (const ParamDesc& d : pa.descs()) {
+      if (!d.trainable) continue;
+      const int64_t base = a.optimizer.shards()[k].begin;
+      if (d.offset < base || d.offset >= a.optimizer.shards()[k].end) continue;
+      for (int64_t j = 0; j < d.numel(); ++j) {
+        ASSERT_EQ(b.optimizer.exp_avg(k)[d.offset - base + j], a.optimizer.exp_avg(k)[d.offset - base + j]);
+        ASSERT_EQ(b.optimizer.exp_avg_sq(k)[d.offset - base + j],
+                  a.optimizer.exp_avg_sq(k)[d.offset - base + j]);
+      }
+    }
+  }
+  // The whole-model reader (eval) sees the same values.
+  Model c(r.model);
+  EXPECT_EQ(load_checkpoint(step_dir, c.params(), false), 7);
+  EXPECT_EQ(c.params().value(0).data<float>()[3], pa.value(0).data<float>()[3]);
+  const CheckpointInfo info = read_checkpoint_info(step_dir);
+  EXPECT_EQ(info.checksums.size(), a.tensors.size());
+  EXPECT_NE(info.layout.find("pp=1"), std::string::npos);
 }
 
-TEST(Checkpoint, ShapeMismatchAndMissingTensorNameTheTensor) {
-  Recipe r = SmallRecipe();
-  Model a(r.model);
-  a.params().allocate_moments();
+// One flipped byte in a dataset's data is reported by name, by the collective reader (as damage)
+// and by verify.
+TEST(Checkpoint, CorruptByteIsDamageNamingTheDataset) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3), b(r, 4);
+  const fs::path dir = FreshDir("corrupt");
+  const std::string step_dir = Save(a, r, dir, 1);
+  const std::string victim = "layers.1.moe.experts.w2";
+  haddr_t offset = HADDR_UNDEF;
+  {
+    hid_t f = H5Fopen((fs::path(step_dir) / "model.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, victim.c_str(), H5P_DEFAULT);
+    offset = H5Dget_offset(ds);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  ASSERT_NE(offset, HADDR_UNDEF);
+  {
+    std::fstream io(fs::path(step_dir) / "model.h5", std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(static_cast<std::streamoff>(offset + 5));
+    char c = 0;
+    io.read(&c, 1);
+    c = static_cast<char>(c ^ 0x40);
+    io.seekp(static_cast<std::streamoff>(offset + 5));
+    io.write(&c, 1);
+  }
+  try {
+    read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned());
+    FAIL() << "expected CheckpointDamaged";
+  } catch (const CheckpointDamaged& e) {
+    EXPECT_NE(std::string(e.what()).find(victim), std::string::npos) << e.what();
+  }
+  const std::vector<std::string> problems = verify_checkpoint(step_dir);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find(victim), std::string::npos) << problems[0];
+}
+
+TEST(Checkpoint, TruncatedOrIncompleteCheckpointsAreDamage) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3), b(r, 4);
+  const fs::path dir = FreshDir("truncated");
+  const std::string step_dir = Save(a, r, dir, 1);
+  const fs::path h5 = fs::path(step_dir) / "model.h5";
+  fs::resize_file(h5, fs::file_size(h5) / 2);
+  EXPECT_THROW(read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned()),
+               CheckpointDamaged);
+  EXPECT_FALSE(verify_checkpoint(step_dir).empty());
+  fs::remove(fs::path(step_dir) / "trainer.yaml");
+  EXPECT_THROW(read_checkpoint_info(step_dir), CheckpointDamaged);
+}
+
+// A different model is not damage: the error names the tensor whose shape differs.
+TEST(Checkpoint, ModelMismatchNamesTheTensor) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3);
   const fs::path dir = FreshDir("mismatch");
-  const std::string step_dir = save_checkpoint(dir.string(), a.params(), {1}, r, 1);
+  const std::string step_dir = Save(a, r, dir, 1);
   Recipe wider = r;
   wider.model.dim = 12;
-  Model b(wider.model);
+  Trainee b(wider, 4);
   try {
-    load_checkpoint(step_dir, b.params(), false);
+    read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned());
     FAIL() << "expected a shape error";
+  } catch (const CheckpointDamaged& e) {
+    FAIL() << "a model mismatch is not damage: " << e.what();
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("embed.weight"), std::string::npos) << e.what();
   }
-  Recipe deeper = r;
-  deeper.model.n_layers = 3;
-  Model c(deeper.model);
-  try {
-    load_checkpoint(step_dir, c.params(), false);
-    FAIL() << "expected a missing-tensor error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("layers.2."), std::string::npos) << e.what();
-  }
 }
 
-TEST(Checkpoint, ResolveRejectsNonCheckpoints) {
-  const fs::path dir = FreshDir("none");
-  fs::create_directories(dir);
-  EXPECT_THROW(resolve_checkpoint(dir.string()), std::runtime_error);
+TEST(Checkpoint, RetentionAndResumeCandidates) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3);
+  const fs::path dir = FreshDir("retention");
+  for (int64_t step : {1, 2, 3}) Save(a, r, dir, step, /*keep_last=*/2);
+  EXPECT_FALSE(fs::exists(dir / "step-00000001"));
+  EXPECT_TRUE(fs::exists(dir / "step-00000002"));
+  // A crash mid-write leaves only a temporary directory, which is never a candidate; `latest`
+  // comes first, then the others newest first.
+  fs::create_directories(dir / ".tmp-step-00000004");
+  std::ofstream(dir / "latest") << "step-00000002\n";
+  const std::vector<std::string> c = resume_candidates(dir.string());
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(fs::path(c[0]).filename(), "step-00000002");
+  EXPECT_EQ(fs::path(c[1]).filename(), "step-00000003");
+  EXPECT_TRUE(resume_candidates((dir / "nothing").string()).empty());
+  // Saving an earlier step (a run resumed from step 2) drops the later, abandoned step 3.
+  Save(a, r, dir, 2, /*keep_last=*/2);
+  EXPECT_FALSE(fs::exists(dir / "step-00000003"));
+  EXPECT_TRUE(fs::exists(dir / "step-00000002"));
+  EXPECT_THROW(resolve_checkpoint(FreshDir("none").string()), std::runtime_error);
 }
 
 }  // namespace

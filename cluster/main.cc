@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/commands.h"
 #include "kernels/host_memory.h"
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
@@ -16,7 +17,12 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  train RECIPE [--set k=v]...            train a model from a YAML recipe\n"
     "  eval RECIPE --checkpoint DIR --data DIR  validation loss of a checkpoint\n"
-    "  prepare text|synthetic ...             write an HDF5 token dataset\n\n"
+    "  checkpoint verify|info DIR             check a checkpoint's checksums, or describe it\n"
+    "  prepare text|synthetic ...             write an HDF5 token dataset\n"
+    "  checkpoint verify|info DIR             check or describe a checkpoint\n"
+    "  submit RECIPE [--set k=v]... [--dry-run]  train RECIPE as a Slurm job (sbatch)\n"
+    "  sweep SWEEP.yaml [--local] [--dry-run]    a grid of recipes as a Slurm job array\n"
+    "  sweep report DIR                       a sweep's results as CSV and PNG plots\n\n"
     "Run `tessera <command> --help` for a command's options.\n";
 
 }  // namespace
@@ -46,7 +52,11 @@ int main(int argc, char** argv) {
     }
   }
   if (command == "eval") return run_eval_command(args);
+  if (command == "checkpoint") return run_checkpoint_command(args);
   if (command == "prepare") return run_prepare_command(args);
+  if (command == "checkpoint") return run_checkpoint_command(args);
+  if (command == "submit") return tessera::cluster::run_submit_command(args);
+  if (command == "sweep") return tessera::cluster::run_sweep_command(args);
   std::cerr << "tessera: unknown command '" << command << "'\n\n" << kUsage;
   return 2;
 }

@@ -1,0 +1,69 @@
+// `tessera checkpoint verify|info DIR`: check a checkpoint against its checksums, or describe it.
+#include <iostream>
+
+#include "trainer/checkpoint.h"
+#include "trainer/commands.h"
+#include "trainer/recipe.h"
+
+namespace tessera::trainer {
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: tessera checkpoint verify DIR   read every dataset and check it against the\n"
+    "                                       checksums of trainer.yaml (exit 1 on any problem)\n"
+    "       tessera checkpoint info DIR     print the step, the layout that wrote it and its tensors\n\n"
+    "DIR: a step directory, a checkpoints directory (uses its `latest`) or a run directory.\n";
+
+int verify(const std::string& dir) {
+  const std::vector<std::string> problems = verify_checkpoint(dir);
+  for (const std::string& p : problems) std::cout << "damaged: " << p << "\n";
+  if (!problems.empty()) {
+    std::cout << dir << ": " << problems.size() << " problem(s)\n";
+    return 1;
+  }
+  std::cout << dir << ": ok\n";
+  return 0;
+}
+
+int info(const std::string& dir) {
+  const CheckpointInfo i = read_checkpoint_info(dir);
+  const Recipe recipe = parse_recipe(i.recipe_yaml, dir + "/trainer.yaml");
+  std::cout << "checkpoint " << dir << "\n"
+            << "  step " << i.meta.step << ", tokens seen " << i.meta.tokens_seen
+            << ", optimizer step " << i.meta.optimizer_step << ", loader epoch "
+            << i.meta.loader_epoch << " cursor " << i.meta.loader_cursor << "\n"
+            << "  written by " << i.meta.world_size << " process(es): " << i.layout << "\n"
+            << "  format version " << i.format_version << "\n";
+  int64_t elements = 0;
+  const std::vector<CheckpointTensor> tensors = checkpoint_tensors(recipe.model);
+  for (const CheckpointTensor& t : tensors) elements += t.numel();
+  std::cout << "  " << tensors.size() << " tensors, " << elements << " float32 elements ("
+            << elements * 4 / 1e6 << " MB):\n";
+  for (const CheckpointTensor& t : tensors) {
+    std::cout << "    " << t.name << " " << kernels::shape_string(t.shape) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_checkpoint_command(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? std::cerr : std::cout) << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args.size() != 2 || (args[0] != "verify" && args[0] != "info")) {
+    std::cerr << "tessera checkpoint: expected `verify DIR` or `info DIR`\n\n" << kUsage;
+    return 2;
+  }
+  try {
+    const std::string dir = resolve_checkpoint(args[1]);
+    return args[0] == "verify" ? verify(dir) : info(dir);
+  } catch (const std::exception& e) {
+    std::cerr << "tessera checkpoint " << args[0] << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace tessera::trainer

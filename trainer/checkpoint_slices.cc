@@ -1,0 +1,48 @@
+#include "trainer/checkpoint_slices.h"
+
+#include <stdexcept>
+#include <unordered_map>
+
+namespace tessera::trainer {
+
+CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
+                                   ParamTable& params, ZeroOptimizer& optimizer) {
+  std::unordered_map<std::string, int> index;
+  for (size_t i = 0; i < tensors.size(); ++i) index[tensors[i].name] = static_cast<int>(i);
+  auto tensor = [&](const std::string& name) {
+    auto it = index.find(name);
+    if (it == index.end()) throw std::logic_error("checkpoint has no tensor " + name);
+    return it->second;
+  };
+  float* values = params.values().data<float>();
+  // Global element of local flat-buffer element `local` of parameter d.
+  auto global = [](const ParamDesc& d, int64_t local) {
+    return (local - d.offset) + d.dim0_offset * (d.numel() / d.shape[0]);
+  };
+  for (const ParamDesc& d : params.descs()) {
+    reads_.push_back({tensor(d.name), global(d, d.offset), global(d, d.offset + d.numel()),
+                      values + d.offset});
+  }
+  const std::vector<FlatRange>& shards = optimizer.shards();
+  for (size_t k = 0; k < shards.size(); ++k) {
+    const FlatRange shard = shards[k];
+    float* m = optimizer.exp_avg(k).data();
+    float* v = optimizer.exp_avg_sq(k).data();
+    for (const ParamDesc& d : params.descs()) {
+      const int64_t b = std::max(d.offset, shard.begin);
+      const int64_t e = std::min(d.offset + d.numel(), shard.end);
+      if (b >= e) continue;
+      const int64_t gb = global(d, b), ge = global(d, e);
+      owned_.push_back({tensor(d.name), gb, ge, values + b});
+      if (!d.trainable) continue;
+      const TensorSlice ms{tensor("optimizer/exp_avg/" + d.name), gb, ge, m + (b - shard.begin)};
+      const TensorSlice vs{tensor("optimizer/exp_avg_sq/" + d.name), gb, ge, v + (b - shard.begin)};
+      owned_.push_back(ms);
+      owned_.push_back(vs);
+      reads_.push_back(ms);
+      reads_.push_back(vs);
+    }
+  }
+}
+
+}  // namespace tessera::trainer

@@ -1,0 +1,51 @@
+// Saves checkpoints (checkpoint.h's collective write_checkpoint) synchronously, or with
+// checkpoint.async on a background thread: Save() then copies this rank's slices into a snapshot
+// and returns while the thread writes them, so training goes on; the next Save() (or Wait()) first
+// waits for the write in flight. The writes use a duplicate of the world communicator, so they
+// never interleave with the training's collectives.
+//
+// Thread-safety: call Save/Wait from one thread (the training loop).
+#pragma once
+
+#include <mpi.h>
+
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "trainer/checkpoint.h"
+
+namespace tessera::trainer {
+
+class CheckpointWriter {
+ public:
+  // Collective over `world` (duplicates it).
+  CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors, bool async);
+  ~CheckpointWriter();  // joins a write in flight (its error, if any, is lost: call Wait first)
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // Collective: saves `owned` (this rank's slices, read now or before returning) as the
+  // checkpoint of meta.step. Returns the seconds the caller was held up: the whole write when
+  // synchronous; the wait for the previous write plus the snapshot copy when asynchronous.
+  double Save(const std::vector<TensorSlice>& owned, const CheckpointMeta& meta,
+              const Recipe& recipe, const std::string& checkpoints_dir, int64_t keep_last);
+  // Waits for the write in flight and rethrows its error. Returns the directory of the newest
+  // checkpoint written so far ("" if none).
+  std::string Wait();
+
+ private:
+  void Join();
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::vector<CheckpointTensor> tensors_;
+  bool async_;
+  std::thread thread_;
+  std::exception_ptr error_;
+  std::vector<float> snapshot_;
+  std::vector<TensorSlice> snapshot_slices_;
+  std::string last_dir_;
+};
+
+}  // namespace tessera::trainer

@@ -10,6 +10,7 @@
 #include <mpi.h>
 
 #include <exception>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,7 +23,10 @@ class CheckpointWriter {
  public:
   // Collective over `world` (duplicates it).
   CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors, bool async);
-  ~CheckpointWriter();  // joins a write in flight (its error, if any, is lost: call Wait first)
+  // Joins a write in flight (its error, if any, is lost: call Wait first). While an exception
+  // unwinds the training loop it does NOT wait: the write's collective may never complete on the
+  // other ranks, and the caller is about to abort every rank (parallel::abort_all).
+  ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
@@ -36,15 +40,22 @@ class CheckpointWriter {
   std::string Wait();
 
  private:
+  // What a background write owns, shared with its thread so that an abandoned thread never
+  // touches a destroyed writer.
+  struct Pending {
+    std::vector<float> snapshot;
+    std::vector<TensorSlice> slices;
+    std::string dir;  // the written checkpoint, once done
+    std::exception_ptr error;
+  };
   void Join();
 
   MPI_Comm comm_ = MPI_COMM_NULL;
-  std::vector<CheckpointTensor> tensors_;
+  std::shared_ptr<const std::vector<CheckpointTensor>> tensors_;
   bool async_;
   std::thread thread_;
-  std::exception_ptr error_;
-  std::vector<float> snapshot_;
-  std::vector<TensorSlice> snapshot_slices_;
+  std::shared_ptr<Pending> pending_;
+  std::vector<float> spare_;  // the last snapshot's buffer
   std::string last_dir_;
 };
 

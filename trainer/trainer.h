@@ -1,5 +1,6 @@
-// The training loop of one process: data -> micro-batches -> forward/backward -> grad-norm clip
-// -> AdamW -> MoE bias update -> metrics, evaluation and checkpoints, as the recipe says.
+// The training loop of one process of a parallel run: data -> pipeline schedule of micro-batches
+// (forward/backward, expert all-to-alls) -> ZeRO-1 gradient reduction -> grad-norm clip -> AdamW
+// on this rank's shard -> all-gather -> MoE bias update -> metrics, evaluation and checkpoints.
 #pragma once
 
 #include <iosfwd>
@@ -30,7 +31,7 @@ struct TrainOptions {
 // step; losses, the gradient norm and MoE loads are global, so every layout takes the step a
 // single process would. A bad layout is a RecipeError on every rank before any allocation.
 // Every rank writes its progress lines to run.dir/logs/rank-<R>.log; world rank 0 also to `out`,
-// and it alone writes metrics, evaluations and checkpoints (of the whole model, gathered to it).
+// and it alone writes metrics and evaluates (the whole model's values gathered to it).
 // Checkpoints: every rank writes its own slices collectively (checkpoint.h), every
 // checkpoint.every_steps steps, at the end, and when SIGUSR1 or SIGTERM reaches any rank: then
 // every rank finishes the step, saves and returns (stop_reason says why). After the last step,

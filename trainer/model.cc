@@ -48,18 +48,31 @@ Model::Model(const ModelConfig& config, const ModelPart& part, parallel::Comm* e
 void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
   Chunk c;
   c.spec = spec;
-  if (spec.embedding) c.embedding = std::make_unique<EmbeddingLayer>(params_, config_);
-  for (int i = spec.first_layer; i < spec.end_layer; ++i) {
-    c.blocks.push_back(std::make_unique<AttentionBlock>(params_, config_, i));
-    if (i < config_.first_dense_layers) {
-      c.blocks.push_back(std::make_unique<DenseFfnBlock>(params_, config_, i));
-    } else {
-      auto moe = std::make_unique<MoeBlock>(params_, config_, i, part_.ep, part_.ep_rank, ep_comm);
-      moe_blocks_.push_back(moe.get());
-      c.blocks.push_back(std::move(moe));
-    }
+  auto added = [&](auto&& add) {  // the parameter range one layer's constructor adds
+    const int first = static_cast<int>(params_.descs().size());
+    add();
+    return ParamRange{first, static_cast<int>(params_.descs().size())};
+  };
+  if (spec.embedding) {
+    c.embedding_params =
+        added([&] { c.embedding = std::make_unique<EmbeddingLayer>(params_, config_); });
   }
-  if (spec.head) c.head = std::make_unique<OutputHead>(params_, config_);
+  for (int i = spec.first_layer; i < spec.end_layer; ++i) {
+    c.block_params.push_back(added(
+        [&] { c.blocks.push_back(std::make_unique<AttentionBlock>(params_, config_, i)); }));
+    c.block_params.push_back(added([&] {
+      if (i < config_.first_dense_layers) {
+        c.blocks.push_back(std::make_unique<DenseFfnBlock>(params_, config_, i));
+      } else {
+        auto moe = std::make_unique<MoeBlock>(params_, config_, i, part_.ep, part_.ep_rank, ep_comm);
+        moe_blocks_.push_back(moe.get());
+        c.blocks.push_back(std::move(moe));
+      }
+    }));
+  }
+  if (spec.head) {
+    c.head_params = added([&] { c.head = std::make_unique<OutputHead>(params_, config_); });
+  }
   chunks_.push_back(std::move(c));
 }
 
@@ -126,12 +139,24 @@ void Model::ChunkBackwardInput(int chunk, int slot, const float* dout, float* di
   if (!c.embedding) std::memcpy(din, grads, sizeof(float) * N * D);
 }
 
-void Model::ChunkBackwardWeight(int chunk, int slot) {
+void Model::ChunkBackwardWeight(int chunk, int slot, const ParamsDone& done) {
   Chunk& c = chunks_.at(chunk);
   Slot& s = c.slots.at(slot);
-  if (c.head) c.head->BackwardWeight(slot);
-  for (auto it = c.blocks.rbegin(); it != c.blocks.rend(); ++it) (*it)->BackwardWeight(slot);
-  if (c.embedding) c.embedding->BackwardWeight(s.inputs.data<int32_t>(), s.grads.data<float>(), s.N);
+  auto report = [&](ParamRange r) {
+    if (done && r.first < r.end) done(r.first, r.end);
+  };
+  if (c.head) {
+    c.head->BackwardWeight(slot);
+    report(c.head_params);
+  }
+  for (int i = static_cast<int>(c.blocks.size()) - 1; i >= 0; --i) {
+    c.blocks[i]->BackwardWeight(slot);
+    report(c.block_params[i]);
+  }
+  if (c.embedding) {
+    c.embedding->BackwardWeight(s.inputs.data<int32_t>(), s.grads.data<float>(), s.N);
+    report(c.embedding_params);
+  }
 }
 
 namespace {

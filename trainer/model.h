@@ -11,6 +11,7 @@
 // Thread-safety: none. One micro-batch at a time per (chunk, slot).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -93,7 +94,11 @@ class Model {
   // dout: gradient of the chunk's output, nullptr for the head chunk; din: the gradient of its
   // input, nullptr for the embedding chunk.
   void ChunkBackwardInput(int chunk, int slot, const float* dout, float* din);
-  void ChunkBackwardWeight(int chunk, int slot);
+  // Called with a range [first, end) of params().descs() whose weight-gradient step just ran.
+  using ParamsDone = std::function<void(int first, int end)>;
+  // Weight gradients of the chunk (head first, then blocks from the last, the embedding last);
+  // `done`, if set, hears of each layer's parameters as soon as their step ran.
+  void ChunkBackwardWeight(int chunk, int slot, const ParamsDone& done = {});
 
   // The whole model in one chunk (REQUIRES a single chunk with embedding and head): forward,
   // then backward, on slot 0.
@@ -110,11 +115,17 @@ class Model {
     kernels::Tensor acts;             // (blocks + 1, N, D) residual stream at each boundary
     kernels::Tensor grads;            // (blocks + 1, N, D) its gradient
   };
+  // Parameters [first, end) of params().descs() that one layer added.
+  struct ParamRange {
+    int first = 0, end = 0;
+  };
   struct Chunk {
     ModelChunkSpec spec;
     std::unique_ptr<EmbeddingLayer> embedding;  // null unless spec.embedding
     std::vector<std::unique_ptr<Block>> blocks;
     std::unique_ptr<OutputHead> head;           // null unless spec.head
+    ParamRange embedding_params, head_params;
+    std::vector<ParamRange> block_params;       // per block
     std::vector<Slot> slots;
   };
   void AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm);

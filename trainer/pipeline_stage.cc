@@ -2,14 +2,22 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace tessera::trainer {
 
-ModelStage::ModelStage(Model& model, const LossScale& scale)
-    : model_(model), scale_(scale), slot_of_mb_(model.n_chunks()), slot_busy_(model.n_chunks()) {}
+ModelStage::ModelStage(Model& model, const LossScale& scale, Model::ParamsDone grads_final)
+    : model_(model),
+      scale_(scale),
+      grads_final_(std::move(grads_final)),
+      slot_of_mb_(model.n_chunks()),
+      slot_busy_(model.n_chunks()) {}
 
-void ModelStage::BeginStep(const int32_t* batch, int64_t mb_rows, int64_t seq_len) {
+void ModelStage::BeginStep(const int32_t* batch, int micro_batches, int64_t mb_rows,
+                           int64_t seq_len) {
   batch_ = batch;
+  micro_batches_ = micro_batches;
+  weight_steps_.assign(model_.n_chunks(), 0);
   mb_rows_ = mb_rows;
   seq_len_ = seq_len;
   loss_ = {};
@@ -49,7 +57,8 @@ void ModelStage::BackwardInput(int mb, int chunk, const float* dout, float* din)
 
 void ModelStage::BackwardWeight(int mb, int chunk) {
   const int slot = SlotOf(mb, chunk);
-  model_.ChunkBackwardWeight(chunk, slot);
+  const bool last = ++weight_steps_.at(chunk) == micro_batches_;
+  model_.ChunkBackwardWeight(chunk, slot, last ? grads_final_ : Model::ParamsDone());
   slot_busy_[chunk][slot] = false;
   slot_of_mb_[chunk][mb] = -1;
 }

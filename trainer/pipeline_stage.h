@@ -15,11 +15,14 @@ namespace tessera::trainer {
 
 class ModelStage final : public parallel::StageCompute {
  public:
-  ModelStage(Model& model, const LossScale& scale);
+  // grads_final, if set, hears of parameter ranges whose gradients are final for the step: those
+  // of a layer once its weight-gradient step of the step's last micro-batch on its chunk ran.
+  ModelStage(Model& model, const LossScale& scale, Model::ParamsDone grads_final = {});
 
   // The step's batch: micro-batch m is rows [m * mb_rows, (m + 1) * mb_rows) of `batch`, each row
-  // seq_len + 1 tokens; `batch` must stay valid until the step's run() returned. Clears loss().
-  void BeginStep(const int32_t* batch, int64_t mb_rows, int64_t seq_len);
+  // seq_len + 1 tokens, micro_batches of them; `batch` must stay valid until the step's run()
+  // returned. Clears loss().
+  void BeginStep(const int32_t* batch, int micro_batches, int64_t mb_rows, int64_t seq_len);
   // Sum of the losses of this step's forwards on this rank (CE only where the head lives).
   const MicroBatchLoss& loss() const { return loss_; }
 
@@ -32,7 +35,10 @@ class ModelStage final : public parallel::StageCompute {
 
   Model& model_;
   LossScale scale_;
+  Model::ParamsDone grads_final_;
   const int32_t* batch_ = nullptr;
+  int micro_batches_ = 0;
+  std::vector<int> weight_steps_;  // per chunk: weight-gradient steps run this step
   int64_t mb_rows_ = 0, seq_len_ = 0;
   MicroBatchLoss loss_;
   // Per chunk: the slot each micro-batch occupies (-1: none) and which slots are in use.

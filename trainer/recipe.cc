@@ -155,6 +155,10 @@ const std::vector<Field>& fields() {
       field<&R::parallel, &ParallelConfig::stage_layers>(
           "parallel.stage_layers",
           "layers per pipeline part, comma-separated (\"5,3\"); empty = balanced"),
+      field<&R::parallel, &ParallelConfig::grad_bucket_mb>(
+          "parallel.grad_bucket_mb",
+          "MB of gradients per reduce-scatter bucket (sent as soon as the backward fills it)",
+          above(0)),
 
       field<&R::data, &DataConfig::path>(
           "data.path", "dataset directory written by `tessera prepare`", non_empty()),

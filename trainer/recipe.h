@@ -68,8 +68,11 @@ struct ParallelConfig {
   int64_t micro_batches = 1;      // global_batch % (dp * micro_batches) == 0
   int64_t virtual_stages = 1;
   // Layers per pipeline part (stage, or model chunk with virtual stages), comma-separated, e.g.
-  // "3,2"; empty = balanced. Parsed by stage_layer_counts().
+  // "3,2"; empty = balanced. Parsed where the layout is built (trainer/parallel_layout).
   std::string stage_layers;
+  // Gradients are reduce-scattered in buckets of about this size, each as soon as the backward
+  // finished it (overlapping the rest of the backward).
+  double grad_bucket_mb = 16.0;
 
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };

@@ -133,7 +133,9 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   Model model(recipe.model, layout.part, layout.ep.get(), dp.size(), layout.expert_dp->size());
   ParamTable& params = model.params();
   params.init(tc.seed, recipe.model.init_std);
-  ZeroOptimizer optimizer(recipe.optimizer, params, dp, *layout.expert_dp);
+  ZeroOptimizer optimizer(
+      recipe.optimizer, params, dp, *layout.expert_dp,
+      std::max<int64_t>(1, static_cast<int64_t>(recipe.parallel.grad_bucket_mb * (1 << 20) / 4)));
   // World rank 0 of a multi-process run gathers the whole model for evaluations.
   std::unique_ptr<Model> whole;
   if (is_root && world.size() > 1) whole = std::make_unique<Model>(recipe.model);
@@ -141,7 +143,9 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
                                       mb_rows * tc.seq_len * recipe.model.dim);
   const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
                         1.0 / static_cast<double>(tc.global_batch)};
-  ModelStage stage(model, scale);
+  // Gradient buckets are reduce-scattered as soon as the backward finished them.
+  ModelStage stage(model, scale,
+                   [&optimizer](int first, int end) { optimizer.MarkFinal(first, end); });
   const std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
                                            layout.expert_dp.get()};
   const std::vector<CheckpointTensor> tensors = checkpoint_tensors(recipe.model);
@@ -218,19 +222,20 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     input_wait_total += input_wait;
 
     params.zero_grads();
-    stage.BeginStep(batch.data(), mb_rows, tc.seq_len);
+    optimizer.BeginStep();
+    stage.BeginStep(batch.data(), static_cast<int>(micro_batches), mb_rows, tc.seq_len);
     const parallel::PipelineStepStats pipe = executor.run(stage);
 
-    // Expert loads of the whole global batch (every replica of this stage), the gradients
-    // (ZeRO-1 reduce-scatter), then one world all-reduce of the scalars every rank needs,
-    // including whether any rank was asked to stop.
+    // Expert loads of the whole global batch (every replica of this stage), the rest of the
+    // gradients (ZeRO-1 reduce-scatter), then one world all-reduce of the scalars every rank
+    // needs, including whether any rank was asked to stop.
     loads.clear();
     for (MoeBlock* moe : model.moe_blocks()) {
       loads.insert(loads.end(), moe->load_counts().begin(), moe->load_counts().end());
     }
     parallel::Work loads_work;
     if (!loads.empty()) loads_work = dp.all_reduce(std::span<int64_t>(loads));
-    const double sum_squares = optimizer.ReduceGradients();
+    const double sum_squares = optimizer.FinishReduction();
     const MicroBatchLoss& part = stage.loss();
     const int signal = stop_signal.received();
     double scalars[] = {sum_squares, part.loss, part.ce_sum, part.aux,

@@ -1,38 +1,101 @@
 #include "trainer/zero_optimizer.h"
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "parallel/zero_sharding.h"
 
 namespace tessera::trainer {
 
 namespace {
 
-std::vector<FlatRange> shard_ranges(const ParamTable& params, parallel::Comm* const groups[]) {
+struct Layout {
+  std::vector<FlatRange> buckets;
+  std::vector<parallel::Comm*> groups;
   std::vector<FlatRange> shards;
+};
+
+Layout bucket_layout(const ParamTable& params, parallel::Comm* const groups[],
+                     int64_t bucket_elements) {
+  Layout l;
   for (int r = 0; r < kParamRegions; ++r) {
     const FlatRange region = params.region(static_cast<ParamRegion>(r));
-    const parallel::ShardBounds s =
-        parallel::zero_shard(region.size(), groups[r]->size(), groups[r]->rank());
-    shards.push_back({region.begin + s.begin, region.begin + s.end});
+    const int64_t g = groups[r]->size();
+    const int64_t size = std::max<int64_t>(g, bucket_elements / g * g);
+    for (int64_t b = region.begin; b < region.end; b += size) {
+      const FlatRange bucket{b, std::min(b + size, region.end)};
+      const parallel::ShardBounds s =
+          parallel::zero_shard(bucket.size(), groups[r]->size(), groups[r]->rank());
+      l.buckets.push_back(bucket);
+      l.groups.push_back(groups[r]);
+      l.shards.push_back({bucket.begin + s.begin, bucket.begin + s.end});
+    }
   }
-  return shards;
+  return l;
 }
 
 }  // namespace
 
 ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& config, ParamTable& params,
-                             parallel::Comm& dp, parallel::Comm& expert_dp)
-    : params_(params), groups_{&dp, &expert_dp}, adamw_(config, shard_ranges(params, groups_)) {}
-
-std::span<float> ZeroOptimizer::grad_region(int r) {
-  const FlatRange range = params_.region(static_cast<ParamRegion>(r));
-  return {params_.grads().data<float>() + range.begin, static_cast<size_t>(range.size())};
+                             parallel::Comm& dp, parallel::Comm& expert_dp,
+                             int64_t bucket_elements)
+    : params_(params),
+      adamw_(config, [&] {
+        parallel::Comm* const groups[kParamRegions] = {&dp, &expert_dp};
+        Layout l = bucket_layout(params, groups, bucket_elements);
+        for (size_t i = 0; i < l.buckets.size(); ++i) {
+          buckets_.push_back({l.buckets[i], l.groups[i], {}, 0, {}, false});
+        }
+        return l.shards;
+      }()) {
+  const std::vector<ParamDesc>& descs = params.descs();
+  buckets_of_param_.resize(descs.size());
+  for (size_t p = 0; p < descs.size(); ++p) {
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      if (descs[p].offset < buckets_[b].range.end &&
+          buckets_[b].range.begin < descs[p].offset + descs[p].numel()) {
+        buckets_[b].params.push_back(static_cast<int>(p));
+        buckets_of_param_[p].push_back(static_cast<int>(b));
+      }
+    }
+  }
+  final_.assign(descs.size(), false);
 }
 
-double ZeroOptimizer::ReduceGradients() {
-  std::vector<parallel::Work> work;
-  for (int r = 0; r < kParamRegions; ++r) {
-    work.push_back(parallel::reduce_scatter_shards(*groups_[r], grad_region(r)));
+void ZeroOptimizer::BeginStep() {
+  std::fill(final_.begin(), final_.end(), false);
+  for (Bucket& b : buckets_) {
+    b.pending = static_cast<int>(b.params.size());
+    b.posted = false;
+    b.work = {};
   }
+}
+
+void ZeroOptimizer::Post(Bucket& b) {
+  b.work = parallel::reduce_scatter_shards(
+      *b.group, {params_.grads().data<float>() + b.range.begin, static_cast<size_t>(b.range.size())});
+  b.posted = true;
+}
+
+void ZeroOptimizer::MarkFinal(int first, int end) {
+  for (int p = first; p < end; ++p) {
+    if (final_.at(p)) {
+      throw std::logic_error("ZeroOptimizer: gradient of " + params_.descs()[p].name +
+                             " marked final twice in one step");
+    }
+    final_[p] = true;
+    for (int b : buckets_of_param_[p]) {
+      if (--buckets_[b].pending == 0) Post(buckets_[b]);
+    }
+  }
+}
+
+double ZeroOptimizer::FinishReduction() {
+  for (Bucket& b : buckets_) {
+    if (!b.posted) Post(b);
+  }
+  std::vector<parallel::Work> work;
+  for (Bucket& b : buckets_) work.push_back(std::move(b.work));
   parallel::wait_all(work);
   return grad_sum_squares(params_, shards());
 }
@@ -40,11 +103,10 @@ double ZeroOptimizer::ReduceGradients() {
 void ZeroOptimizer::Step(double lr, double grad_scale) {
   adamw_.Step(params_, lr, grad_scale);
   std::vector<parallel::Work> work;
-  for (int r = 0; r < kParamRegions; ++r) {
-    const FlatRange range = params_.region(static_cast<ParamRegion>(r));
-    std::span<float> values(params_.values().data<float>() + range.begin,
-                            static_cast<size_t>(range.size()));
-    work.push_back(parallel::all_gather_shards(*groups_[r], values));
+  for (const Bucket& b : buckets_) {
+    work.push_back(parallel::all_gather_shards(
+        *b.group,
+        {params_.values().data<float>() + b.range.begin, static_cast<size_t>(b.range.size())}));
   }
   parallel::wait_all(work);
 }

@@ -32,6 +32,8 @@ LAYOUTS = [
     layout(2, 2, 2, 2),
     layout(1, 4, 4, 1),
     layout(2, 4, 2, 2),
+    # gradient buckets of ~2.6k floats: reduce-scatters start during the backward
+    (lambda l: (l[0] + "_buckets", l[1], l[2] + ["parallel.grad_bucket_mb=0.01"]))(layout(2, 2, 2, 2)),
     layout(4, 1, 1, 4, "interleaved", 2),
     layout(2, 2, 1, 2, "zb1p"),
     layout(2, 1, 1, 4, "gpipe"),

@@ -645,7 +645,7 @@ Recipe odd_recipe() {
   r.model.bias_update_gamma = 0.1 + 0.2;
   r.model.seq_aux_alpha = 1e-300;
   r.train = {7, 33, 24, 18446744073709551615ull, 3, 2};
-  r.parallel = {5, 4, 2, "interleaved", 3, 2, "2,1,3"};
+  r.parallel = {5, 4, 2, "interleaved", 3, 2, "2,1,3", 0.25};
   r.data = {"/abs/data with space", 0};
   r.optimizer = {"adamw", 6e-4, 0.85, 0.999, 1e-10, 0.0, 0.5};
   r.schedule = {13, "constant", 1.0};

@@ -31,7 +31,8 @@ float Grad(int rank, int64_t i, int step) {
   return 0.01f * static_cast<float>((i * 7 + rank * 3 + step) % 11) - 0.05f;
 }
 
-// dp = 4 ranks; expert-dp groups {0, 2} and {1, 3} (ep = 2). After each step every rank must hold
+// dp = 4 ranks; expert-dp groups {0, 2} and {1, 3} (ep = 2), gradient buckets of 4 elements
+// reduced as parameters become final. After each step every rank must hold
 // what one AdamW over the summed gradients gives: the dense sum over all 4 ranks, the expert sum
 // over the rank's expert-dp group; and the world sum of the per-rank squared norms must be the
 // squared norm of those sums (dense once, each expert-dp group's slice once).
@@ -70,7 +71,9 @@ TEST(ZeroOptimizer, EqualsOneAdamWOverSummedGradients) {
     const int r = world.rank();
     std::unique_ptr<parallel::Comm> edp = world.split({r % 2, r % 2 + 2}, "expert-dp");
     ParamTable t = MakeTable(4, 2);
-    ZeroOptimizer zero(oc, t, world, *edp);
+    // Buckets of 4 elements: shards and reductions cut through parameters everywhere.
+    ZeroOptimizer zero(oc, t, world, *edp, /*bucket_elements=*/4);
+    ASSERT_GT(zero.buckets(), 4u);
     for (int step = 1; step <= steps; ++step) {
       t.zero_grads();
       float* grad = t.grads().data<float>();
@@ -79,7 +82,13 @@ TEST(ZeroOptimizer, EqualsOneAdamWOverSummedGradients) {
         if (!d.trainable) continue;
         for (int64_t j = 0; j < d.numel(); ++j) grad[d.offset + j] = Grad(r, j + 100 * k, step);
       }
-      double sumsq = zero.ReduceGradients();
+      // Parameters become final in backward order, so buckets are reduced early, the last first.
+      zero.BeginStep();
+      const int64_t posted_before = world.stats().ops_posted;
+      for (int p = static_cast<int>(t.descs().size()) - 1; p >= 0; --p) zero.MarkFinal(p, p + 1);
+      // Every dense bucket was posted by MarkFinal, before FinishReduction.
+      EXPECT_GE(world.stats().ops_posted - posted_before, 4);
+      double sumsq = zero.FinishReduction();
       world.all_reduce(std::span<double>(&sumsq, 1)).wait();
       EXPECT_NEAR(sumsq, ref_sumsq[step], 1e-9 * ref_sumsq[step]) << "rank " << r << " step " << step;
       zero.Step(0.01, 1.0);

@@ -24,11 +24,10 @@
 #include "trainer/checkpoint.h"
 #include "trainer/checkpoint_slices.h"
 #include "trainer/checkpoint_writer.h"
-#include "trainer/evaluate.h"
+#include "trainer/distributed_eval.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
-#include "trainer/model_gather.h"
 #include "trainer/optimizer.h"
 #include "trainer/parallel_layout.h"
 #include "trainer/pipeline_stage.h"
@@ -136,9 +135,9 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   ZeroOptimizer optimizer(
       recipe.optimizer, params, dp, *layout.expert_dp,
       std::max<int64_t>(1, static_cast<int64_t>(recipe.parallel.grad_bucket_mb * (1 << 20) / 4)));
-  // World rank 0 of a multi-process run gathers the whole model for evaluations.
-  std::unique_ptr<Model> whole;
-  if (is_root && world.size() > 1) whole = std::make_unique<Model>(recipe.model);
+  // Evaluation passes activations along the pipeline on a communicator of its own.
+  const std::unique_ptr<parallel::Comm> eval_pipeline =
+      world.split(layout.grid.pp_group(world.rank()), "pp-eval");
   parallel::PipelineExecutor executor(*layout.pp, layout.schedule,
                                       mb_rows * tc.seq_len * recipe.model.dim);
   const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
@@ -304,15 +303,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const bool eval_now =
         !stop_now && ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps);
     if (eval_now) {
-      ParamTable* target = is_root ? (whole ? &whole->params() : &params) : nullptr;
-      gather_model(world, layout, recipe, params, target);
-      if (is_root) {
-        const EvalResult ev =
-            evaluate(whole ? *whole : model, recipe.data.path, tc.seq_len,
-                     tc.global_batch / micro_batches, tc.eval_batches * micro_batches);
-        line.add("val_loss", ev.loss).add("val_tokens", ev.tokens);
-        summary.final_val_loss = ev.loss;
-      }
+      const EvalResult ev = evaluate_distributed(
+          model, layout, world, *eval_pipeline, recipe.data.path, tc.seq_len,
+          tc.global_batch / micro_batches, tc.eval_batches * micro_batches);
+      line.add("val_loss", ev.loss).add("val_tokens", ev.tokens);
+      summary.final_val_loss = ev.loss;
     }
 
     const bool save_now = stop_now ||
@@ -339,7 +334,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         log << "  bubble " << format("%.3f", bubble) << "  exposed comm "
             << format("%.4f", exposed_comm) << " s";
       }
-      if (eval_now && is_root) log << "  val_loss " << format("%.4f", summary.final_val_loss);
+      if (eval_now) log << "  val_loss " << format("%.4f", summary.final_val_loss);
       log << "\n";
       log.flush();
     }

@@ -31,7 +31,7 @@ struct TrainOptions {
 // step; losses, the gradient norm and MoE loads are global, so every layout takes the step a
 // single process would. A bad layout is a RecipeError on every rank before any allocation.
 // Every rank writes its progress lines to run.dir/logs/rank-<R>.log; world rank 0 also to `out`,
-// and it alone writes metrics and evaluates (the whole model's values gathered to it).
+// and it alone writes metrics. Evaluation runs distributed, like training (distributed_eval.h).
 // Checkpoints: every rank writes its own slices collectively (checkpoint.h), every
 // checkpoint.every_steps steps, at the end, and when SIGUSR1 or SIGTERM reaches any rank: then
 // every rank finishes the step, saves and returns (stop_reason says why). After the last step,

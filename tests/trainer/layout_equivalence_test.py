@@ -2,7 +2,8 @@
 """Layout equivalence: the same recipe and seed trained for 3 optimizer steps under every parallel
 layout below (pipeline stages with each schedule, data-parallel replicas with ZeRO-1, expert
 parallelism, gradient-accumulation micro-batches) gives the single-process run's per-step losses
-and final parameters (the checkpoint gathered from all ranks) within 1e-5 relative."""
+and gradient norms, final validation loss (evaluated distributed) and final parameters (the
+checkpoint every rank wrote its part of) within 1e-5 relative."""
 import argparse
 import json
 import os
@@ -64,7 +65,9 @@ def train(args, name, procs, overrides, data):
             sys.exit(f"FAIL: layout {name}: {log} is missing or lacks the last step")
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
-    losses = [(r["loss"], r["grad_norm"]) for r in records]
+    losses = [(r["loss"], r["grad_norm"], r.get("val_loss")) for r in records]
+    if losses[-1][2] is None:
+        sys.exit(f"FAIL: layout {name}: no val_loss at the last step")
     if len(losses) != 3:
         sys.exit(f"FAIL: layout {name}: {len(losses)} metric lines, expected 3")
     for r in records:
@@ -95,7 +98,10 @@ def main():
     for name, procs, overrides in LAYOUTS:
         losses, params = train(args, name, procs, overrides, data)
         for step, (ref, got) in enumerate(zip(ref_losses, losses), 1):
-            for what, a, b in (("loss", ref[0], got[0]), ("grad_norm", ref[1], got[1])):
+            for what, a, b in (("loss", ref[0], got[0]), ("grad_norm", ref[1], got[1]),
+                               ("val_loss", ref[2], got[2])):
+                if a is None and b is None:
+                    continue
                 rel = abs(a - b) / abs(a)
                 if rel > TOL:
                     problems.append(f"{name}: step {step} {what} {b} vs single-process {a} (rel {rel:.2e})")
@@ -104,7 +110,7 @@ def main():
             continue
         worst = max((np.linalg.norm(params[k] - ref_params[k]) / max(np.linalg.norm(ref_params[k]), 1e-12), k)
                     for k in ref_params)
-        print(f"{name}: (loss, grad_norm) per step {losses}; worst parameter rel diff {worst[0]:.2e} ({worst[1]})")
+        print(f"{name}: (loss, grad_norm, val_loss) per step {losses}; worst parameter rel diff {worst[0]:.2e} ({worst[1]})")
         if worst[0] > TOL:
             problems.append(f"{name}: parameter {worst[1]} differs by {worst[0]:.2e} (> {TOL})")
     for p in problems:

@@ -1,12 +1,9 @@
 #include "trainer/distributed_eval.h"
 
-#include <algorithm>
 #include <span>
-#include <utility>
 #include <stdexcept>
+#include <utility>
 #include <vector>
-
-#include "data/loader.h"
 
 namespace tessera::trainer {
 
@@ -18,25 +15,11 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
     throw std::invalid_argument("evaluate_distributed: batch " + std::to_string(batch) +
                                 " is not divisible by the data-parallel size " + std::to_string(dp));
   }
-  data::LoaderOptions options;
-  options.dataset_dir = dataset_dir;
-  options.split = "validation";
-  options.seq_len = seq_len;
-  options.global_batch = batch;
-  options.replica = layout.coords.dp_rank;
-  options.n_replicas = dp;
-  options.vocab_size = model.config().vocab_size;
-  options.shuffle = false;
-  options.prefetch = 2;
-  data::Loader loader(options);
-  const int64_t available = loader.samples_per_epoch() / batch;
-  if (available < 1) {
-    throw std::runtime_error(dataset_dir + ": validation split has " +
-                             std::to_string(loader.samples_per_epoch()) +
-                             " sequences of seq_len " + std::to_string(seq_len) +
-                             ", fewer than one batch of " + std::to_string(batch));
-  }
-  const int64_t n = std::min(max_batches, available);
+  ValidationReader reader =
+      open_validation(dataset_dir, seq_len, batch, model.config().vocab_size, max_batches,
+                      layout.coords.dp_rank, dp);
+  data::Loader& loader = *reader.loader;
+  const int64_t n = reader.batches;
   const int64_t rows = batch / dp;
   const int64_t elements = rows * seq_len * model.config().dim;
   const int chunks = model.n_chunks();

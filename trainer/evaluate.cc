@@ -1,5 +1,6 @@
 #include "trainer/evaluate.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
@@ -7,26 +8,39 @@
 
 namespace tessera::trainer {
 
-EvalResult evaluate(Model& model, const std::string& dataset_dir, int64_t seq_len, int64_t batch,
-                    int64_t max_batches,
-                    const std::function<void(int64_t done, int64_t total)>& progress) {
+ValidationReader open_validation(const std::string& dataset_dir, int64_t seq_len, int64_t batch,
+                                 int64_t vocab_size, int64_t max_batches, int replica,
+                                 int n_replicas) {
   data::LoaderOptions options;
   options.dataset_dir = dataset_dir;
   options.split = "validation";
   options.seq_len = seq_len;
   options.global_batch = batch;
-  options.vocab_size = model.config().vocab_size;
+  options.replica = replica;
+  options.n_replicas = n_replicas;
+  options.vocab_size = vocab_size;
   options.shuffle = false;
   options.prefetch = 2;
-  data::Loader loader(options);
-  const int64_t available = loader.samples_per_epoch() / batch;
+  ValidationReader r;
+  r.loader = std::make_unique<data::Loader>(options);
+  const int64_t available = r.loader->samples_per_epoch() / batch;
   if (available < 1) {
     throw std::runtime_error(dataset_dir + ": validation split has " +
-                             std::to_string(loader.samples_per_epoch()) +
+                             std::to_string(r.loader->samples_per_epoch()) +
                              " sequences of seq_len " + std::to_string(seq_len) +
                              ", fewer than one batch of " + std::to_string(batch));
   }
-  const int64_t n = std::min(max_batches, available);
+  r.batches = std::min(max_batches, available);
+  return r;
+}
+
+EvalResult evaluate(Model& model, const std::string& dataset_dir, int64_t seq_len, int64_t batch,
+                    int64_t max_batches,
+                    const std::function<void(int64_t done, int64_t total)>& progress) {
+  ValidationReader reader =
+      open_validation(dataset_dir, seq_len, batch, model.config().vocab_size, max_batches);
+  data::Loader& loader = *reader.loader;
+  const int64_t n = reader.batches;
   const LossScale scale{1.0, 1.0};  // ce_sum is what we use; scales only affect aux terms
   std::vector<int32_t> tokens;
   double ce_sum = 0;

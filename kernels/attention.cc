@@ -1,8 +1,12 @@
 // Causal attention per (batch, head): S = scale Q K^T (gemm), causal softmax rows (TESSERA_HD),
 // O = P V (gemm). The (b, h) loop is sequential so that one (T, T) scratch serves backward and
 // the GEMMs get all threads; softmax rows run in parallel.
+// Causal blocking: rows are taken kRowBlock at a time, and a block of rows [r0, r1) only needs
+// columns [0, r1), so the GEMMs skip the masked upper triangle (almost half the attention FLOPs
+// for long sequences). P keeps its full (T, T) layout with zeros above the diagonal.
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -14,6 +18,9 @@
 namespace tessera::kernels {
 
 namespace {
+
+constexpr int64_t kRowBlock = 64;
+
 void check_strides(const char* op, int64_t H, int64_t hd, int64_t ld_a, const char* name_a,
                    int64_t ld_b, const char* name_b) {
   if (ld_a < H * hd || ld_b < H * hd) {
@@ -34,12 +41,15 @@ void attention_forward(T* out, int64_t ld_out, T* probs, const T* q, const T* k,
     for (int64_t h = 0; h < H; ++h) {
       const int64_t base = b * T_len * ld_qkv + h * hd;
       T* P = probs + (b * H + h) * T_len * T_len;
-      gemm<T>(Trans::kNo, Trans::kYes, T_len, T_len, hd, scale, q + base, ld_qkv, k + base,
-              ld_qkv, T(0), P, T_len);
-#pragma omp parallel for if (T_len * T_len >= cpu::kMinParallelWork)
-      for (int64_t t = 0; t < T_len; ++t) math::causal_softmax_row(P + t * T_len, t + 1, T_len);
-      gemm<T>(Trans::kNo, Trans::kNo, T_len, hd, T_len, T(1), P, T_len, v + base, ld_qkv, T(0),
-              out + b * T_len * ld_out + h * hd, ld_out);
+      for (int64_t r0 = 0; r0 < T_len; r0 += kRowBlock) {
+        const int64_t r1 = std::min(T_len, r0 + kRowBlock), rows = r1 - r0;
+        gemm<T>(Trans::kNo, Trans::kYes, rows, r1, hd, scale, q + base + r0 * ld_qkv, ld_qkv,
+                k + base, ld_qkv, T(0), P + r0 * T_len, T_len);
+#pragma omp parallel for if (rows * r1 >= cpu::kMinParallelWork)
+        for (int64_t t = r0; t < r1; ++t) math::causal_softmax_row(P + t * T_len, t + 1, T_len);
+        gemm<T>(Trans::kNo, Trans::kNo, rows, hd, r1, T(1), P + r0 * T_len, T_len, v + base,
+                ld_qkv, T(0), out + (b * T_len + r0) * ld_out + h * hd, ld_out);
+      }
     }
   }
 }
@@ -57,22 +67,31 @@ void attention_backward(T* dq, T* dk, T* dv, int64_t ld_dqkv, T* scratch, const 
       const int64_t dbase = b * T_len * ld_dqkv + h * hd;
       const T* dO = dout + b * T_len * ld_out + h * hd;
       const T* P = probs + (b * H + h) * T_len * T_len;
-      // dV = P^T dO
-      gemm<T>(Trans::kYes, Trans::kNo, T_len, hd, T_len, T(1), P, T_len, dO, ld_out, T(0),
-              dv + dbase, ld_dqkv);
-      // dP = dO V^T, then dS = scale * softmax_backward(dP) in place
-      gemm<T>(Trans::kNo, Trans::kYes, T_len, T_len, hd, T(1), dO, ld_out, v + base, ld_qkv,
-              T(0), scratch, T_len);
-#pragma omp parallel for if (T_len * T_len >= cpu::kMinParallelWork)
-      for (int64_t t = 0; t < T_len; ++t) {
-        math::causal_softmax_backward_row(scratch + t * T_len, P + t * T_len, t + 1, T_len,
-                                          scale);
+      // Row blocks from the last: it spans every column, so its beta = 0 initialises all of dK
+      // and dV, and the earlier (narrower) blocks accumulate into their prefix.
+      const int64_t last_r0 = (T_len - 1) / kRowBlock * kRowBlock;
+      for (int64_t r0 = last_r0; r0 >= 0; r0 -= kRowBlock) {
+        const int64_t r1 = std::min(T_len, r0 + kRowBlock), rows = r1 - r0;
+        const T beta = r0 == last_r0 ? T(0) : T(1);
+        const T* Pb = P + r0 * T_len;
+        const T* dOb = dO + r0 * ld_out;
+        T* dSb = scratch + r0 * T_len;
+        // dV[0:r1] += P_b^T dO_b
+        gemm<T>(Trans::kYes, Trans::kNo, r1, hd, rows, T(1), Pb, T_len, dOb, ld_out, beta,
+                dv + dbase, ld_dqkv);
+        // dP_b = dO_b V[0:r1]^T, then dS_b = scale * softmax_backward(dP_b) in place
+        gemm<T>(Trans::kNo, Trans::kYes, rows, r1, hd, T(1), dOb, ld_out, v + base, ld_qkv, T(0),
+                dSb, T_len);
+#pragma omp parallel for if (rows * r1 >= cpu::kMinParallelWork)
+        for (int64_t t = r0; t < r1; ++t) {
+          math::causal_softmax_backward_row(scratch + t * T_len, P + t * T_len, t + 1, r1, scale);
+        }
+        // dQ_b = dS_b K[0:r1], dK[0:r1] += dS_b^T Q_b
+        gemm<T>(Trans::kNo, Trans::kNo, rows, hd, r1, T(1), dSb, T_len, k + base, ld_qkv, T(0),
+                dq + dbase + r0 * ld_dqkv, ld_dqkv);
+        gemm<T>(Trans::kYes, Trans::kNo, r1, hd, rows, T(1), dSb, T_len, q + base + r0 * ld_qkv,
+                ld_qkv, beta, dk + dbase, ld_dqkv);
       }
-      // dQ = dS K, dK = dS^T Q
-      gemm<T>(Trans::kNo, Trans::kNo, T_len, hd, T_len, T(1), scratch, T_len, k + base, ld_qkv,
-              T(0), dq + dbase, ld_dqkv);
-      gemm<T>(Trans::kYes, Trans::kNo, T_len, hd, T_len, T(1), scratch, T_len, q + base, ld_qkv,
-              T(0), dk + dbase, ld_dqkv);
     }
   }
 }

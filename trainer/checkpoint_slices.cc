@@ -1,5 +1,6 @@
 #include "trainer/checkpoint_slices.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <unordered_map>
 

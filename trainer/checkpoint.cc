@@ -24,9 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kExpAvg = "optimizer/exp_avg/";
-constexpr const char* kExpAvgSq = "optimizer/exp_avg_sq/";
-
 void fsync_path(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw std::runtime_error(path.string() + ": cannot open for fsync");
@@ -124,8 +121,8 @@ std::vector<CheckpointTensor> checkpoint_tensors(const ModelConfig& config) {
   for (const ParamDesc& d : Model::WholeModelParams(config)) {
     out.push_back({d.name, d.global_shape()});
     if (d.trainable) {
-      out.push_back({kExpAvg + d.name, d.global_shape()});
-      out.push_back({kExpAvgSq + d.name, d.global_shape()});
+      out.push_back({kExpAvgPrefix + d.name, d.global_shape()});
+      out.push_back({kExpAvgSqPrefix + d.name, d.global_shape()});
     }
   }
   return out;
@@ -384,18 +381,11 @@ std::vector<std::string> resume_candidates(const std::string& checkpoints_dir) {
   return out;
 }
 
-int64_t load_checkpoint(const std::string& step_dir, ParamTable& params, bool with_optimizer) {
-  if (with_optimizer && !params.has_moments()) {
-    throw std::logic_error("load_checkpoint: the parameter table holds no optimizer moments");
-  }
+int64_t load_checkpoint(const std::string& step_dir, ParamTable& params) {
   H5File file((fs::path(step_dir) / "model.h5").string(), H5File::Mode::kReadOnly);
   for (size_t i = 0; i < params.descs().size(); ++i) {
     const ParamDesc& d = params.descs()[i];
     file.read_f32(d.name, d.shape, params.value_ptr(static_cast<int>(i)));
-    if (with_optimizer && d.trainable) {
-      file.read_f32(kExpAvg + d.name, d.shape, params.exp_avg().data<float>() + d.offset);
-      file.read_f32(kExpAvgSq + d.name, d.shape, params.exp_avg_sq().data<float>() + d.offset);
-    }
   }
   return file.read_attr_i64("step");
 }

@@ -33,6 +33,9 @@
 namespace tessera::trainer {
 
 constexpr int64_t kCheckpointFormatVersion = 2;
+// Dataset names of a parameter's AdamW moments: prefix + parameter name.
+constexpr const char* kExpAvgPrefix = "optimizer/exp_avg/";
+constexpr const char* kExpAvgSqPrefix = "optimizer/exp_avg_sq/";
 
 struct CheckpointMeta {
   int64_t step = 0;
@@ -118,9 +121,9 @@ std::string resolve_checkpoint(const std::string& path);
 // the one `latest` names first, then the others, newest first. Empty if there are none.
 std::vector<std::string> resume_candidates(const std::string& checkpoints_dir);
 
-// Loads the whole model's parameter values (and, with_optimizer, the AdamW moments: REQUIRES
-// params.has_moments()) from a step directory, in one process. A missing tensor or a shape
-// mismatch is an error naming the tensor. Returns the checkpoint's step.
-int64_t load_checkpoint(const std::string& step_dir, ParamTable& params, bool with_optimizer);
+// Loads the whole model's parameter values from a step directory, in one process (evaluation).
+// A missing tensor or a shape mismatch is an error naming the tensor. Returns the checkpoint's
+// step.
+int64_t load_checkpoint(const std::string& step_dir, ParamTable& params);
 
 }  // namespace tessera::trainer

@@ -1,6 +1,5 @@
 #include "trainer/checkpoint_slices.h"
 
-#include <algorithm>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -29,20 +28,18 @@ CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
     const FlatRange shard = shards[k];
     float* m = optimizer.exp_avg(k).data();
     float* v = optimizer.exp_avg_sq(k).data();
-    for (const ParamDesc& d : params.descs()) {
-      const int64_t b = std::max(d.offset, shard.begin);
-      const int64_t e = std::min(d.offset + d.numel(), shard.end);
-      if (b >= e) continue;
+    for_each_param_piece(params, shard, [&](int i, int64_t b, int64_t e) {
+      const ParamDesc& d = params.descs()[i];
       const int64_t gb = global(d, b), ge = global(d, e);
       owned_.push_back({tensor(d.name), gb, ge, values + b});
-      if (!d.trainable) continue;
-      const TensorSlice ms{tensor("optimizer/exp_avg/" + d.name), gb, ge, m + (b - shard.begin)};
-      const TensorSlice vs{tensor("optimizer/exp_avg_sq/" + d.name), gb, ge, v + (b - shard.begin)};
+      if (!d.trainable) return;
+      const TensorSlice ms{tensor(kExpAvgPrefix + d.name), gb, ge, m + (b - shard.begin)};
+      const TensorSlice vs{tensor(kExpAvgSqPrefix + d.name), gb, ge, v + (b - shard.begin)};
       owned_.push_back(ms);
       owned_.push_back(vs);
       reads_.push_back(ms);
       reads_.push_back(vs);
-    }
+    });
   }
 }
 

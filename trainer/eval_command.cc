@@ -49,7 +49,7 @@ int run_eval_command(const std::vector<std::string>& args) {
     kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
     Model model(recipe.model);
     const std::string dir = resolve_checkpoint(vm["checkpoint"].as<std::string>());
-    const int64_t step = load_checkpoint(dir, model.params(), /*with_optimizer=*/false);
+    const int64_t step = load_checkpoint(dir, model.params());
     std::cerr << "tessera eval: " << dir << " (step " << step << ")\n";
     const EvalResult r = evaluate(
         model, vm["data"].as<std::string>(), recipe.train.seq_len, recipe.train.global_batch,

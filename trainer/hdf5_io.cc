@@ -236,16 +236,7 @@ std::vector<int64_t> H5File::shape_of(const std::string& name) const {
 
 void H5File::read_f32(const std::string& name, const std::vector<int64_t>& shape,
                       float* data) const {
-  Hdf5Guard guard;
-  const auto actual = shape_of(name);
-  if (actual != shape) {
-    fail(path_, "dataset " + name + " has shape " + kernels::shape_string(actual) +
-                    ", expected " + kernels::shape_string(shape));
-  }
-  H5Id ds(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.valid() || H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-    fail(path_, "cannot read dataset " + name + " (truncated or corrupt file?)");
-  }
+  read_f32_slice(name, shape, 0, kernels::shape_numel(shape), data);
 }
 
 void H5File::write_attr_i64(const std::string& name, int64_t value) {

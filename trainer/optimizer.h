@@ -5,7 +5,6 @@
 // grad-norm clipping is folded into the update as a gradient scale.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -19,12 +18,9 @@ namespace tessera::trainer {
 // inside `range` (flat-buffer elements), in layout order.
 template <typename Fn>
 void for_each_trainable_piece(const ParamTable& params, FlatRange range, Fn&& fn) {
-  for (const ParamDesc& d : params.descs()) {
-    if (!d.trainable) continue;
-    const int64_t b = std::max(d.offset, range.begin);
-    const int64_t e = std::min(d.offset + d.numel(), range.end);
-    if (b < e) fn(d, b, e);
-  }
+  for_each_param_piece(params, range, [&](int i, int64_t b, int64_t e) {
+    if (params.descs()[i].trainable) fn(params.descs()[i], b, e);
+  });
 }
 
 // Sum of squared gradients of trainable parameters inside `ranges`, accumulated in double.

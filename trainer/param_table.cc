@@ -54,13 +54,6 @@ void ParamTable::finalize(int64_t dense_multiple, int64_t expert_multiple) {
   grads_ = kernels::Tensor::zeros({padded_numel_}, DType::kF32);
 }
 
-void ParamTable::allocate_moments() {
-  if (!finalized_) throw std::logic_error("ParamTable::allocate_moments before finalize");
-  if (has_moments()) return;
-  exp_avg_ = kernels::Tensor::zeros({padded_numel_}, kernels::DType::kF32);
-  exp_avg_sq_ = kernels::Tensor::zeros({padded_numel_}, kernels::DType::kF32);
-}
-
 int ParamTable::index(const std::string& name) const {
   auto it = by_name_.find(name);
   if (it == by_name_.end()) throw std::out_of_range("no parameter named " + name);
@@ -69,7 +62,6 @@ int ParamTable::index(const std::string& name) const {
 
 kernels::Tensor ParamTable::view(const kernels::Tensor& flat, int i) const {
   if (!finalized_) throw std::logic_error("ParamTable used before finalize");
-  if (!flat.defined()) throw std::logic_error("ParamTable: optimizer moments were not allocated");
   const ParamDesc& d = descs_.at(i);
   return flat.view(d.offset, d.shape);
 }

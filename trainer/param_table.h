@@ -1,5 +1,6 @@
 // ParamTable: the model's parameters as a table of named descriptors over ONE flat buffer per
-// kind (values, gradients and, where wanted, AdamW moments). Parameters are laid out in the
+// kind (values, gradients; the AdamW moments live with the optimizer, for its ZeRO-1 shards
+// only). Parameters are laid out in the
 // order they are added, contiguously, within two REGIONS:
 //   dense   parameters replicated over the data-parallel group (attention, norms, dense and shared
 //           FFNs, router, embedding, head);
@@ -16,6 +17,7 @@
 // Thread-safety: none; build it once (add... then finalize), then use the views.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -57,10 +59,6 @@ class ParamTable {
   // length is padded up to a multiple of region_multiple[region] (>= 1). Padding stays zero.
   // REQUIRES: called once, after the last add().
   void finalize(int64_t dense_multiple = 1, int64_t expert_multiple = 1);
-  // Allocates zeroed AdamW moment buffers shaped like values (for whole-model tables that hold
-  // optimizer state for checkpoints; training keeps sharded moments in its optimizer).
-  void allocate_moments();
-  bool has_moments() const { return exp_avg_.defined(); }
 
   const std::vector<ParamDesc>& descs() const { return descs_; }
   int index(const std::string& name) const;  // throws std::out_of_range naming the parameter
@@ -69,19 +67,15 @@ class ParamTable {
   int64_t padded_numel() const { return padded_numel_; }  // length of the flat buffers
   FlatRange region(ParamRegion r) const { return regions_[static_cast<int>(r)]; }
 
-  // Views of one parameter (REQUIRES finalized; moments REQUIRE has_moments()).
+  // Views of one parameter (REQUIRES finalized).
   kernels::Tensor value(int i) const { return view(values_, i); }
   kernels::Tensor grad(int i) const { return view(grads_, i); }
-  kernels::Tensor exp_avg(int i) const { return view(exp_avg_, i); }
-  kernels::Tensor exp_avg_sq(int i) const { return view(exp_avg_sq_, i); }
   float* value_ptr(int i) { return values_.data<float>() + descs_[i].offset; }
   float* grad_ptr(int i) { return grads_.data<float>() + descs_[i].offset; }
 
   // Whole flat buffers (padded_numel() elements), in layout order.
   kernels::Tensor& values() { return values_; }
   kernels::Tensor& grads() { return grads_; }
-  kernels::Tensor& exp_avg() { return exp_avg_; }
-  kernels::Tensor& exp_avg_sq() { return exp_avg_sq_; }
 
   void zero_grads() { grads_.fill_zero(); }
 
@@ -97,7 +91,19 @@ class ParamTable {
   int64_t numel_ = 0, padded_numel_ = 0;
   FlatRange regions_[kParamRegions];
   bool finalized_ = false;
-  kernels::Tensor values_, grads_, exp_avg_, exp_avg_sq_;
+  kernels::Tensor values_, grads_;
 };
+
+// Calls fn(index, begin, end) for each piece [begin, end) (flat-buffer elements) of parameter
+// `index` of `params` that lies inside `range`, in descriptor order.
+template <typename Fn>
+void for_each_param_piece(const ParamTable& params, FlatRange range, Fn&& fn) {
+  const std::vector<ParamDesc>& descs = params.descs();
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const int64_t b = std::max(descs[i].offset, range.begin);
+    const int64_t e = std::min(descs[i].offset + descs[i].numel(), range.end);
+    if (b < e) fn(static_cast<int>(i), b, e);
+  }
+}
 
 }  // namespace tessera::trainer

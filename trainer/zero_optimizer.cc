@@ -48,18 +48,14 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& config, ParamTable& params,
         }
         return l.shards;
       }()) {
-  const std::vector<ParamDesc>& descs = params.descs();
-  buckets_of_param_.resize(descs.size());
-  for (size_t p = 0; p < descs.size(); ++p) {
-    for (size_t b = 0; b < buckets_.size(); ++b) {
-      if (descs[p].offset < buckets_[b].range.end &&
-          buckets_[b].range.begin < descs[p].offset + descs[p].numel()) {
-        buckets_[b].params.push_back(static_cast<int>(p));
-        buckets_of_param_[p].push_back(static_cast<int>(b));
-      }
-    }
+  buckets_of_param_.resize(params.descs().size());
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    for_each_param_piece(params, buckets_[b].range, [&](int p, int64_t, int64_t) {
+      buckets_[b].params.push_back(p);
+      buckets_of_param_[p].push_back(static_cast<int>(b));
+    });
   }
-  final_.assign(descs.size(), false);
+  final_.assign(params.descs().size(), false);
 }
 
 void ZeroOptimizer::BeginStep() {

@@ -154,7 +154,7 @@ TEST(Checkpoint, SaveReadRoundTripsParametersMomentsAndMeta) {
   }
   // The whole-model reader (eval) sees the same values.
   Model c(r.model);
-  EXPECT_EQ(load_checkpoint(step_dir, c.params(), false), 7);
+  EXPECT_EQ(load_checkpoint(step_dir, c.params()), 7);
   EXPECT_EQ(c.params().value(0).data<float>()[3], pa.value(0).data<float>()[3]);
   const CheckpointInfo info = read_checkpoint_info(step_dir);
   EXPECT_EQ(info.checksums.size(), a.tensors.size());

@@ -19,7 +19,6 @@ constexpr const char* kUsage =
     "  eval RECIPE --checkpoint DIR --data DIR  validation loss of a checkpoint\n"
     "  checkpoint verify|info DIR             check a checkpoint's checksums, or describe it\n"
     "  prepare text|synthetic ...             write an HDF5 token dataset\n"
-    "  checkpoint verify|info DIR             check or describe a checkpoint\n"
     "  submit RECIPE [--set k=v]... [--dry-run]  train RECIPE as a Slurm job (sbatch)\n"
     "  sweep SWEEP.yaml [--local] [--dry-run]    a grid of recipes as a Slurm job array\n"
     "  sweep report DIR                       a sweep's results as CSV and PNG plots\n\n"
@@ -54,7 +53,6 @@ int main(int argc, char** argv) {
   if (command == "eval") return run_eval_command(args);
   if (command == "checkpoint") return run_checkpoint_command(args);
   if (command == "prepare") return run_prepare_command(args);
-  if (command == "checkpoint") return run_checkpoint_command(args);
   if (command == "submit") return tessera::cluster::run_submit_command(args);
   if (command == "sweep") return tessera::cluster::run_sweep_command(args);
   std::cerr << "tessera: unknown command '" << command << "'\n\n" << kUsage;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
 #include "trainer/checkpoint.h"
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
   try {
     const trainer::Recipe recipe = trainer::load_recipe(recipe_path, overrides);
     trainer::ParallelLayout layout = trainer::make_parallel_layout(recipe, *world);
-    trainer::Model model(recipe.model, layout.part, layout.ep.get(), layout.dp->size(),
+    kernels::CpuBackend cpu;
+    trainer::Model model(recipe.model, cpu, layout.part, layout.ep.get(), layout.dp->size(),
                          layout.expert_dp->size());
     model.params().init(recipe.train.seed, recipe.model.init_std);
     trainer::ZeroOptimizer optimizer(recipe.optimizer, model.params(), *layout.dp, *layout.expert_dp);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/factory/make_backend.h"
 #include "kernels/gemm.h"
 #include "kernels/host_memory.h"
 #include "trainer/lr_schedule.h"
@@ -93,7 +94,8 @@ int main(int argc, char** argv) {
   const ModelConfig& mc = recipe.model;
   const int64_t B = recipe.train.global_batch, T = recipe.train.seq_len;
 
-  Model model(mc);
+  const std::unique_ptr<kernels::Backend> backend = kernels::make_backend(recipe.run.device);
+  Model model(mc, *backend);
   ParamTable& params = model.params();
   params.init(recipe.train.seed, mc.init_std);
   AdamW optimizer(recipe.optimizer, params);

@@ -54,11 +54,16 @@ std::string shape_string(const Shape& shape) {
   return s + "]";
 }
 
-// One aligned allocation; views hold it through shared_ptr.
+// One allocation; views hold it through shared_ptr. Either an aligned host allocation of its
+// own or memory adopted from a backend (owned by `adopted`).
 struct Tensor::Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
   Device device = Device::kCPU;
+  std::shared_ptr<void> adopted;
+
+  Storage(std::shared_ptr<void> memory, size_t nbytes, Device dev)
+      : ptr(memory.get()), bytes(nbytes), device(dev), adopted(std::move(memory)) {}
 
   Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
     if (dev != Device::kCPU) {
@@ -71,7 +76,9 @@ struct Tensor::Storage {
     ptr = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
     if (!ptr) throw std::bad_alloc();
   }
-  ~Storage() { std::free(ptr); }
+  ~Storage() {
+    if (!adopted) std::free(ptr);
+  }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 };
@@ -80,6 +87,18 @@ Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   Tensor t;
   const int64_t n = shape_numel(shape);
   t.storage_ = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(dtype), device);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  return t;
+}
+
+Tensor Tensor::adopt(std::shared_ptr<void> memory, Shape shape, DType dtype, Device device) {
+  if (!memory) throw std::invalid_argument("Tensor::adopt: null memory");
+  Tensor t;
+  const int64_t n = shape_numel(shape);
+  t.storage_ =
+      std::make_shared<Storage>(std::move(memory), static_cast<size_t>(n) * dtype_size(dtype), device);
   t.shape_ = std::move(shape);
   t.dtype_ = dtype;
   t.device_ = device;
@@ -127,6 +146,10 @@ Tensor Tensor::view(int64_t offset, Shape shape) const {
 
 void Tensor::fill_zero() {
   if (!storage_) throw std::logic_error("Tensor::fill_zero of an undefined tensor");
+  if (device_ != Device::kCPU) {
+    throw std::logic_error("Tensor::fill_zero of a device tensor " + shape_string(shape_) +
+                           ": fill it through its backend");
+  }
   std::memset(raw(), 0, nbytes());
 }
 

@@ -36,6 +36,10 @@ class Tensor {
   // Uninitialised CPU memory, 64-byte aligned.
   static Tensor empty(Shape shape, DType dtype, Device device = Device::kCPU);
   static Tensor zeros(Shape shape, DType dtype, Device device = Device::kCPU);
+  // A tensor over memory someone else allocated (a backend: CUDA device or pinned host memory);
+  // `memory` owns it and frees it when the last view goes. REQUIRES: at least
+  // numel(shape) * dtype_size(dtype) bytes at memory.get().
+  static Tensor adopt(std::shared_ptr<void> memory, Shape shape, DType dtype, Device device);
 
   const Shape& shape() const { return shape_; }
   int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
@@ -54,6 +58,8 @@ class Tensor {
   Tensor view(int64_t offset, Shape shape) const;
   Tensor reshape(Shape shape) const { return view(0, std::move(shape)); }
 
+  // Zeroes the elements. REQUIRES: host memory (a Device::kCPU tensor); device tensors are
+  // filled through their backend.
   void fill_zero();
 
  private:

@@ -28,8 +28,10 @@ double PipelineStepStats::bubble_fraction() const {
   return total_s > 0 ? 1.0 - compute_s / total_s : 0.0;
 }
 
-PipelineExecutor::PipelineExecutor(Comm& pp, Schedule schedule, int64_t boundary_elements)
+PipelineExecutor::PipelineExecutor(Comm& pp, Schedule schedule, int64_t boundary_elements,
+                                   kernels::Backend& backend)
     : comm_(pp),
+      backend_(backend),
       schedule_(std::move(schedule)),
       elements_(boundary_elements),
       stage_(pp.rank()),
@@ -94,7 +96,8 @@ int PipelineExecutor::acquire() {
     reclaim_sends(/*wait=*/false, unused);
   }
   if (free_.empty()) {
-    pool_.push_back(std::make_shared<std::vector<float>>(static_cast<size_t>(elements_)));
+    pool_.push_back(
+        std::make_shared<kernels::Tensor>(backend_.alloc({elements_}, kernels::DType::kF32)));
     return static_cast<int>(pool_.size()) - 1;
   }
   const int slot = free_.back();
@@ -109,7 +112,7 @@ float* PipelineExecutor::produce(int message) {
   }
   const int slot = acquire();
   slot_of_message_[message] = slot;
-  return pool_[slot]->data();
+  return pool_[slot]->data<float>();
 }
 
 const float* PipelineExecutor::consume(int message, PipelineStepStats& stats) {
@@ -126,7 +129,7 @@ const float* PipelineExecutor::consume(int message, PipelineStepStats& stats) {
     stats.wait_s += seconds_since(t0);
     recv = Work();
   }
-  return pool_[slot]->data();
+  return pool_[slot]->data<float>();
 }
 
 void PipelineExecutor::release(int message) {
@@ -143,7 +146,9 @@ void PipelineExecutor::post_send(const Instruction& inst) {
                            to_string(inst) + " before the instruction that produces it");
   }
   const Buffer& buffer = pool_[slot];
-  Work w = comm_.send<float>(*buffer, inst.peer, message);
+  Work w = comm_.send<float>(
+      std::span<const float>(buffer->data<float>(), static_cast<size_t>(elements_)), inst.peer,
+      message);
   w.keep_alive(buffer);
   slot_of_message_[message] = -1;  // the buffer belongs to the send until it completes
   sends_.push_back({std::move(w), slot});

@@ -36,6 +36,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "parallel/comm.h"
 #include "parallel/schedule.h"
 
@@ -75,9 +76,11 @@ class PipelineExecutor {
   // (ScheduleError naming parallel.pp otherwise). Validates the schedule with check_schedule()
   // once (ScheduleError with the checker's summary), and that its messages fit in Comm::kMaxTag
   // (ScheduleError naming parallel.micro_batches and the virtual stages).
-  // Throws std::invalid_argument if boundary_elements < 1.
-  // REQUIRES: pp outlives the executor.
-  PipelineExecutor(Comm& pp, Schedule schedule, int64_t boundary_elements);
+  // Throws std::invalid_argument if boundary_elements < 1. Boundary buffers are allocated on
+  // `backend` (the device the stage computes on; the communicator must accept its memory).
+  // REQUIRES: pp and backend outlive the executor.
+  PipelineExecutor(Comm& pp, Schedule schedule, int64_t boundary_elements,
+                   kernels::Backend& backend);
   ~PipelineExecutor();
   PipelineExecutor(const PipelineExecutor&) = delete;
   PipelineExecutor& operator=(const PipelineExecutor&) = delete;
@@ -94,7 +97,7 @@ class PipelineExecutor {
   size_t pool_buffers() const { return pool_.size(); }
 
  private:
-  using Buffer = std::shared_ptr<std::vector<float>>;
+  using Buffer = std::shared_ptr<kernels::Tensor>;
   struct PendingSend {
     Work work;
     int slot;
@@ -114,6 +117,7 @@ class PipelineExecutor {
   void abandon_step();
 
   Comm& comm_;
+  kernels::Backend& backend_;
   const Schedule schedule_;
   const int64_t elements_;
   const int stage_;

@@ -55,6 +55,16 @@ int parse_positive(const std::string& text, const std::string& what) {
   return v;
 }
 
+int parse_non_negative(const std::string& text, const std::string& what) {
+  int v = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || ptr != end || v < 0) {
+    throw LayoutError(what + ": '" + text + "' is not a non-negative integer");
+  }
+  return v;
+}
+
 }  // namespace
 
 const char* group_kind_name(GroupKind kind) {
@@ -315,6 +325,18 @@ int ranks_per_node_from_env(int world, const EnvLookup& env) {
     return clamp(g);
   }
   return std::max(1, world);
+}
+
+int local_rank_from_env(int rank, int world, const EnvLookup& env) {
+  const EnvLookup lookup = env ? env : [](const char* name) -> const char* {
+    return std::getenv(name);
+  };
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
+    if (const char* v = lookup(name); v != nullptr && *v != '\0') {
+      return parse_non_negative(v, name);
+    }
+  }
+  return rank % ranks_per_node_from_env(world, lookup);
 }
 
 }  // namespace tessera::parallel

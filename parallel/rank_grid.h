@@ -164,4 +164,10 @@ using EnvLookup = std::function<const char*(const char*)>;
 // queries depend on it, never the groups, so ranks still agree on every communicator.
 int ranks_per_node_from_env(int world, const EnvLookup& env = {});
 
+// This process's rank among the ranks of its node (it picks the node's GPU), first found of:
+// OMPI_COMM_WORLD_LOCAL_RANK (mpirun), SLURM_LOCALID (srun); else rank modulo
+// ranks_per_node_from_env(world) (block placement). A set but malformed variable is a
+// LayoutError naming it.
+int local_rank_from_env(int rank, int world, const EnvLookup& env = {});
+
 }  // namespace tessera::parallel

@@ -25,7 +25,11 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
   const int chunks = model.n_chunks();
   const int virtual_stages = pp * chunks;
   const LossScale scale{1.0, 1.0};  // only the unscaled ce_sum is used
-  std::vector<float> in(static_cast<size_t>(elements)), out(static_cast<size_t>(elements));
+  // Boundary activations live where the model computes.
+  kernels::Tensor in_buffer = model.backend().alloc({elements}, kernels::DType::kF32);
+  kernels::Tensor out_buffer = model.backend().alloc({elements}, kernels::DType::kF32);
+  std::span<float> in(in_buffer.data<float>(), static_cast<size_t>(elements));
+  std::span<float> out(out_buffer.data<float>(), static_cast<size_t>(elements));
   std::vector<int32_t> tokens;
   double sums[2] = {0, 0};  // cross-entropy sum, tokens
   for (int64_t b = 0; b < n; ++b) {
@@ -39,7 +43,7 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
       const bool first = vs == 0, last = vs == virtual_stages - 1;
       if (!first) {
         const int from = parallel::stage_of_virtual(pp, vs - 1);
-        if (from != stage) pipeline.recv(std::span<float>(in), from, vs).wait();
+        if (from != stage) pipeline.recv(in, from, vs).wait();
       }
       if (!last) {  // `out` may still be on its way to the previous receiver
         parallel::wait_all(sends);
@@ -56,7 +60,7 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
         if (to == stage) {
           std::swap(in, out);
         } else {
-          sends.push_back(pipeline.send<float>(out, to, vs + 1));
+          sends.push_back(pipeline.send<float>(std::span<const float>(out), to, vs + 1));
         }
       }
     }

@@ -1,10 +1,12 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "kernels/factory/make_backend.h"
 #include "kernels/gemm.h"
 #include "trainer/checkpoint.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
+#include "trainer/device_backend.h"
 #include "trainer/evaluate.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -47,7 +49,9 @@ int run_eval_command(const std::vector<std::string>& args) {
   }
   try {
     kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
-    Model model(recipe.model);
+    const std::unique_ptr<kernels::Backend> backend = kernels::make_backend(recipe.run.device);
+    require_host_memory(recipe, *backend);
+    Model model(recipe.model, *backend);
     const std::string dir = resolve_checkpoint(vm["checkpoint"].as<std::string>());
     const int64_t step = load_checkpoint(dir, model.params());
     std::cerr << "tessera eval: " << dir << " (step " << step << ")\n";

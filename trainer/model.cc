@@ -1,6 +1,5 @@
 #include "trainer/model.h"
 
-#include <cstring>
 #include <stdexcept>
 
 #include "trainer/layers/attention_block.h"
@@ -15,7 +14,8 @@ ModelPart ModelPart::whole(const ModelConfig& config) {
   return part;
 }
 
-Model::Model(const ModelConfig& config) : Model(config, ModelPart::whole(config), nullptr) {}
+Model::Model(const ModelConfig& config, kernels::Backend& backend)
+    : Model(config, backend, ModelPart::whole(config), nullptr) {}
 
 std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
   ParamTable table;  // descriptors only: never finalized, so nothing is allocated
@@ -33,16 +33,16 @@ std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
   return table.descs();
 }
 
-Model::Model(const ModelConfig& config, const ModelPart& part, parallel::Comm* ep_comm,
-             int64_t dense_multiple, int64_t expert_multiple)
-    : config_(config), part_(part) {
+Model::Model(const ModelConfig& config, kernels::Backend& backend, const ModelPart& part,
+             parallel::Comm* ep_comm, int64_t dense_multiple, int64_t expert_multiple)
+    : config_(config), backend_(backend), part_(part) {
   if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
   if (part.ep > 1 && (ep_comm == nullptr || ep_comm->size() != part.ep)) {
     throw std::logic_error("Model: expert parallelism needs an EP communicator of size ep");
   }
   // Parameters are added in DESIGN.md order within each chunk, chunks in pipeline order.
   for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, part.ep > 1 ? ep_comm : nullptr);
-  params_.finalize(dense_multiple, expert_multiple);
+  params_.finalize(backend, dense_multiple, expert_multiple);
 }
 
 void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
@@ -85,22 +85,36 @@ MicroBatchLoss Model::ChunkForward(int chunk, int slot, const int32_t* tokens, i
   const int64_t N = batch * seq_len, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
   s.N = N;
-  float* acts = ensure_floats(s.acts, (n_blocks + 1) * N * D);
+  kernels::BackendOps<float>& ops = backend_.ops<float>();
+  float* acts = ensure_floats(backend_, s.acts, (n_blocks + 1) * N * D);
   if (c.embedding || c.head) {
-    int32_t* inputs = ensure_ints(s.inputs, N);
-    int32_t* targets = ensure_ints(s.targets, N);
+    // Inputs and targets are split on the host, then moved to the device if it is not the host.
+    const bool host = backend_.capabilities().host_accessible;
+    int32_t* inputs = ensure_ints(backend_, s.inputs, N);
+    int32_t* targets = ensure_ints(backend_, s.targets, N);
+    if (!host) {
+      if (!s.host_ids.defined() || s.host_ids.numel() < 2 * N) {
+        s.host_ids = backend_.alloc_host({2 * N}, kernels::DType::kI32);
+      }
+    }
+    int32_t* in_ids = host ? inputs : s.host_ids.data<int32_t>();
+    int32_t* tgt_ids = host ? targets : s.host_ids.data<int32_t>() + N;
     for (int64_t b = 0; b < batch; ++b) {
       const int32_t* row = tokens + b * (seq_len + 1);
       for (int64_t t = 0; t < seq_len; ++t) {
-        inputs[b * seq_len + t] = row[t];
-        targets[b * seq_len + t] = row[t + 1];
+        in_ids[b * seq_len + t] = row[t];
+        tgt_ids[b * seq_len + t] = row[t + 1];
       }
+    }
+    if (!host) {
+      backend_.copy_from_host(inputs, in_ids, sizeof(int32_t) * N);
+      backend_.copy_from_host(targets, tgt_ids, sizeof(int32_t) * N);
     }
   }
   if (c.embedding) {
     c.embedding->Forward(s.inputs.data<int32_t>(), acts, N);
   } else {
-    std::memcpy(acts, in, sizeof(float) * N * D);
+    ops.copy(acts, in, N * D);
   }
 
   MicroBatchInfo mb{batch, seq_len, training, scale.sequence_scale};
@@ -116,7 +130,7 @@ MicroBatchLoss Model::ChunkForward(int chunk, int slot, const int32_t* tokens, i
     loss.ce_sum = c.head->ce_sum(slot);
     loss.tokens = N;
   } else {
-    std::memcpy(out, acts + n_blocks * N * D, sizeof(float) * N * D);
+    ops.copy(out, acts + n_blocks * N * D, N * D);
   }
   loss.loss = ce + loss.aux;
   return loss;
@@ -127,16 +141,17 @@ void Model::ChunkBackwardInput(int chunk, int slot, const float* dout, float* di
   Slot& s = c.slots.at(slot);
   const int64_t N = s.N, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
-  float* grads = ensure_floats(s.grads, (n_blocks + 1) * N * D);
+  kernels::BackendOps<float>& ops = backend_.ops<float>();
+  float* grads = ensure_floats(backend_, s.grads, (n_blocks + 1) * N * D);
   if (c.head) {
     c.head->BackwardInput(slot, grads + n_blocks * N * D);
   } else {
-    std::memcpy(grads + n_blocks * N * D, dout, sizeof(float) * N * D);
+    ops.copy(grads + n_blocks * N * D, dout, N * D);
   }
   for (int64_t i = n_blocks - 1; i >= 0; --i) {
     c.blocks[i]->BackwardInput(slot, grads + (i + 1) * N * D, grads + i * N * D);
   }
-  if (!c.embedding) std::memcpy(din, grads, sizeof(float) * N * D);
+  if (!c.embedding) ops.copy(din, grads, N * D);
 }
 
 void Model::ChunkBackwardWeight(int chunk, int slot, const ParamsDone& done) {

@@ -65,12 +65,13 @@ struct ModelPart {
 
 class Model {
  public:
-  // The whole model in one process.
-  explicit Model(const ModelConfig& config);
+  // The whole model in one process. Parameters, gradients and activations live on `backend`
+  // (which must outlive the model), and every op runs there.
+  Model(const ModelConfig& config, kernels::Backend& backend);
   // A part of the model. ep_comm: the expert-parallel group (size part.ep; may be null when
   // part.ep == 1). The parameter regions are padded to the given multiples (ZeRO-1 group sizes).
-  Model(const ModelConfig& config, const ModelPart& part, parallel::Comm* ep_comm,
-        int64_t dense_multiple = 1, int64_t expert_multiple = 1);
+  Model(const ModelConfig& config, kernels::Backend& backend, const ModelPart& part,
+        parallel::Comm* ep_comm, int64_t dense_multiple = 1, int64_t expert_multiple = 1);
 
   // The whole model's parameter descriptors (global shapes, DESIGN.md order), without
   // allocating anything.
@@ -79,14 +80,15 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelPart& part() const { return part_; }
   ParamTable& params() { return params_; }
+  kernels::Backend& backend() { return backend_; }
   const std::vector<MoeBlock*>& moe_blocks() const { return moe_blocks_; }
   int n_chunks() const { return static_cast<int>(chunks_.size()); }
 
-  // Chunk-level steps. tokens: the micro-batch's (batch, seq_len + 1) ids (the embedding chunk
+  // Chunk-level steps. tokens: the micro-batch's (batch, seq_len + 1) ids on the HOST (the embedding chunk
   // reads inputs [:, :-1], the head chunk targets [:, 1:]); they must stay valid until the
   // chunk's backward weight step. in: the chunk's input (N, D), nullptr for the embedding chunk;
-  // out: its output (N, D), nullptr for the head chunk. in, out, dout and din are copied: they
-  // need not outlive the call. Returns the chunk's losses (its MoE balance losses; cross-entropy
+  // out: its output (N, D), nullptr for the head chunk; both in the backend's memory. in, out,
+  // dout and din are copied: they need not outlive the call. Returns the chunk's losses (its MoE balance losses; cross-entropy
   // if it holds the head). Weight gradients ACCUMULATE into params().grads().
   MicroBatchLoss ChunkForward(int chunk, int slot, const int32_t* tokens, int64_t batch,
                               int64_t seq_len, const LossScale& scale, bool training,
@@ -111,7 +113,8 @@ class Model {
  private:
   struct Slot {
     int64_t N = 0;
-    kernels::Tensor inputs, targets;  // (N) ids
+    kernels::Tensor inputs, targets;  // (N) ids, in the backend's memory
+    kernels::Tensor host_ids;         // (2N) host staging for them, when that is elsewhere
     kernels::Tensor acts;             // (blocks + 1, N, D) residual stream at each boundary
     kernels::Tensor grads;            // (blocks + 1, N, D) its gradient
   };
@@ -131,6 +134,7 @@ class Model {
   void AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm);
 
   ModelConfig config_;
+  kernels::Backend& backend_;
   ModelPart part_;
   ParamTable params_;
   std::vector<Chunk> chunks_;

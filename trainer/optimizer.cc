@@ -2,17 +2,16 @@
 
 #include <cmath>
 
-#include "kernels/adamw.h"
-#include "kernels/vector_ops.h"
 
 namespace tessera::trainer {
 
 double grad_sum_squares(ParamTable& params, std::span<const FlatRange> ranges) {
   const float* g = params.grads().data<float>();
+  kernels::BackendOps<float>& ops = params.ops();
   double sum = 0;
   for (const FlatRange& r : ranges) {
     for_each_trainable_piece(params, r, [&](const ParamDesc&, int64_t b, int64_t e) {
-      sum += kernels::sum_squares(g + b, e - b);
+      sum += ops.sum_squares(g + b, e - b);
     });
   }
   return sum;
@@ -28,16 +27,21 @@ double clip_scale(double norm, double max_norm) {
   return max_norm / norm;
 }
 
-AdamW::AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned)
+AdamW::AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned,
+             kernels::Backend& backend)
     : config_(config), owned_(std::move(owned)) {
+  kernels::BackendOps<float>& ops = backend.ops<float>();
   for (const FlatRange& r : owned_) {
-    m_.emplace_back(r.size(), 0.0f);
-    v_.emplace_back(r.size(), 0.0f);
+    for (auto* moments : {&m_, &v_}) {
+      moments->push_back(backend.alloc({r.size()}, kernels::DType::kF32));
+      ops.fill(moments->back().data<float>(), 0.0f, r.size());
+    }
   }
 }
 
 AdamW::AdamW(const OptimizerConfig& config, const ParamTable& params)
-    : AdamW(config, {params.region(ParamRegion::kDense), params.region(ParamRegion::kExpert)}) {}
+    : AdamW(config, {params.region(ParamRegion::kDense), params.region(ParamRegion::kExpert)},
+            params.backend()) {}
 
 void AdamW::Step(ParamTable& params, double lr, double grad_scale) {
   ++steps_;
@@ -50,11 +54,14 @@ void AdamW::Step(ParamTable& params, double lr, double grad_scale) {
   hp.step = steps_;
   float* p = params.values().data<float>();
   const float* g = params.grads().data<float>();
+  kernels::BackendOps<float>& ops = params.ops();
   for (size_t k = 0; k < owned_.size(); ++k) {
     const int64_t base = owned_[k].begin;
+    float* m = m_[k].data<float>();
+    float* v = v_[k].data<float>();
     for_each_trainable_piece(params, owned_[k], [&](const ParamDesc& d, int64_t b, int64_t e) {
-      kernels::adamw_update(p + b, g + b, m_[k].data() + (b - base), v_[k].data() + (b - base),
-                            e - b, hp, d.weight_decay, static_cast<float>(grad_scale));
+      ops.adamw_update(p + b, g + b, m + (b - base), v + (b - base), e - b, hp, d.weight_decay,
+                       static_cast<float>(grad_scale));
     });
   }
 }

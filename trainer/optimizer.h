@@ -34,8 +34,9 @@ double clip_scale(double norm, double max_norm);
 
 class AdamW {
  public:
-  // `owned`: disjoint ranges of the table's flat buffers this optimizer updates.
-  AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned);
+  // `owned`: disjoint ranges of the table's flat buffers this optimizer updates. The moments live
+  // on `backend` (the table's), zeroed.
+  AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned, kernels::Backend& backend);
   // Updates the whole table (every region).
   AdamW(const OptimizerConfig& config, const ParamTable& params);
 
@@ -46,14 +47,18 @@ class AdamW {
   void set_steps_taken(int64_t steps) { steps_ = steps; }
 
   const std::vector<FlatRange>& owned() const { return owned_; }
-  // Moments of owned range k (owned()[k].size() elements, aligned with it).
-  std::span<float> exp_avg(size_t k) { return {m_[k].data(), m_[k].size()}; }
-  std::span<float> exp_avg_sq(size_t k) { return {v_[k].data(), v_[k].size()}; }
+  // Moments of owned range k (owned()[k].size() elements, aligned with it), in the backend's
+  // memory.
+  std::span<float> exp_avg(size_t k) { return span_of(m_[k]); }
+  std::span<float> exp_avg_sq(size_t k) { return span_of(v_[k]); }
 
  private:
   OptimizerConfig config_;
   std::vector<FlatRange> owned_;
-  std::vector<std::vector<float>> m_, v_;
+  static std::span<float> span_of(kernels::Tensor& t) {
+    return {t.data<float>(), static_cast<size_t>(t.numel())};
+  }
+  std::vector<kernels::Tensor> m_, v_;
   int64_t steps_ = 0;
 };
 

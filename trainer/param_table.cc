@@ -30,12 +30,14 @@ int ParamTable::add(ParamDesc desc) {
   return static_cast<int>(descs_.size()) - 1;
 }
 
-void ParamTable::finalize(int64_t dense_multiple, int64_t expert_multiple) {
+void ParamTable::finalize(kernels::Backend& backend, int64_t dense_multiple,
+                          int64_t expert_multiple) {
   if (finalized_) throw std::logic_error("ParamTable::finalize called twice");
   if (dense_multiple < 1 || expert_multiple < 1) {
     throw std::logic_error("ParamTable::finalize: region multiples must be >= 1");
   }
   finalized_ = true;
+  backend_ = &backend;
   const int64_t multiple[kParamRegions] = {dense_multiple, expert_multiple};
   int64_t at = 0;
   for (int r = 0; r < kParamRegions; ++r) {
@@ -49,10 +51,18 @@ void ParamTable::finalize(int64_t dense_multiple, int64_t expert_multiple) {
     regions_[r].end = at;
   }
   padded_numel_ = at;
-  using kernels::DType;
-  values_ = kernels::Tensor::zeros({padded_numel_}, DType::kF32);
-  grads_ = kernels::Tensor::zeros({padded_numel_}, DType::kF32);
+  values_ = backend.alloc({padded_numel_}, kernels::DType::kF32);
+  grads_ = backend.alloc({padded_numel_}, kernels::DType::kF32);
+  backend.ops<float>().fill(values_.data<float>(), 0.0f, padded_numel_);
+  zero_grads();
 }
+
+kernels::Backend& ParamTable::backend() const {
+  if (!backend_) throw std::logic_error("ParamTable used before finalize");
+  return *backend_;
+}
+
+void ParamTable::zero_grads() { ops().fill(grads_.data<float>(), 0.0f, padded_numel_); }
 
 int ParamTable::index(const std::string& name) const {
   auto it = by_name_.find(name);
@@ -67,9 +77,18 @@ kernels::Tensor ParamTable::view(const kernels::Tensor& flat, int i) const {
 }
 
 void ParamTable::init(uint64_t seed, double std) {
+  kernels::Backend& be = backend();
+  // Drawn in place when the host can write the backend's memory, else into a host copy.
+  const bool in_place = be.capabilities().host_accessible;
+  kernels::Tensor staging;
+  if (!in_place) {
+    staging = be.alloc_host({padded_numel_}, kernels::DType::kF32);
+    be.copy_to_host(staging.data<float>(), values_.data<float>(), sizeof(float) * padded_numel_);
+  }
+  float* base = in_place ? values_.data<float>() : staging.data<float>();
   for (size_t i = 0; i < descs_.size(); ++i) {
     const ParamDesc& d = descs_[i];
-    float* p = value_ptr(static_cast<int>(i));
+    float* p = base + d.offset;
     switch (d.init) {
       case ParamInit::kZeros:
         for (int64_t j = 0; j < d.numel(); ++j) p[j] = 0.0f;
@@ -91,6 +110,9 @@ void ParamTable::init(uint64_t seed, double std) {
         break;
       }
     }
+  }
+  if (!in_place) {
+    be.copy_from_host(values_.data<float>(), staging.data<float>(), sizeof(float) * padded_numel_);
   }
 }
 

@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "kernels/tensor.h"
 
 namespace tessera::trainer {
@@ -55,10 +56,15 @@ class ParamTable {
  public:
   // Returns the parameter's index. REQUIRES: not finalized; name unique.
   int add(ParamDesc desc);
-  // Lays the regions out (dense first) and allocates values and gradients (zeroed); each region's
-  // length is padded up to a multiple of region_multiple[region] (>= 1). Padding stays zero.
+  // Lays the regions out (dense first) and allocates values and gradients (zeroed) on `backend`,
+  // which the table keeps (it must outlive the table); each region's length is padded up to a
+  // multiple of region_multiple[region] (>= 1). Padding stays zero.
   // REQUIRES: called once, after the last add().
-  void finalize(int64_t dense_multiple = 1, int64_t expert_multiple = 1);
+  void finalize(kernels::Backend& backend, int64_t dense_multiple = 1,
+                int64_t expert_multiple = 1);
+  // The backend the buffers live on, and its fp32 ops. REQUIRES finalized.
+  kernels::Backend& backend() const;
+  kernels::BackendOps<float>& ops() const { return backend().ops<float>(); }
 
   const std::vector<ParamDesc>& descs() const { return descs_; }
   int index(const std::string& name) const;  // throws std::out_of_range naming the parameter
@@ -67,7 +73,7 @@ class ParamTable {
   int64_t padded_numel() const { return padded_numel_; }  // length of the flat buffers
   FlatRange region(ParamRegion r) const { return regions_[static_cast<int>(r)]; }
 
-  // Views of one parameter (REQUIRES finalized).
+  // Views of one parameter (REQUIRES finalized), in the backend's memory.
   kernels::Tensor value(int i) const { return view(values_, i); }
   kernels::Tensor grad(int i) const { return view(grads_, i); }
   float* value_ptr(int i) { return values_.data<float>() + descs_[i].offset; }
@@ -77,11 +83,12 @@ class ParamTable {
   kernels::Tensor& values() { return values_; }
   kernels::Tensor& grads() { return grads_; }
 
-  void zero_grads() { grads_.fill_zero(); }
+  void zero_grads();
 
   // Deterministic initialisation: each parameter (each expert row of a stacked expert tensor)
   // draws from its own stream seeded by (seed, name), so values do not depend on which other
-  // parameters or expert slices a rank holds.
+  // parameters or expert slices a rank holds. Values are drawn on the host and copied to the
+  // backend's device when it is not host-accessible.
   void init(uint64_t seed, double std);
 
  private:
@@ -91,6 +98,7 @@ class ParamTable {
   int64_t numel_ = 0, padded_numel_ = 0;
   FlatRange regions_[kParamRegions];
   bool finalized_ = false;
+  kernels::Backend* backend_ = nullptr;
   kernels::Tensor values_, grads_;
 };
 

@@ -91,6 +91,9 @@ const std::vector<Field>& fields() {
           "run.dir", "run directory: metrics.jsonl, checkpoints/, logs/", non_empty()),
       field<&R::run, &RunConfig::cpu_threads>("run.cpu_threads", "BLAS/OpenMP threads per process",
                                               at_least(1)),
+      field<&R::run, &RunConfig::device>(
+          "run.device", "compute device: cpu, or cuda (one GPU per process, by local rank)",
+          one_of({"cpu", "cuda"})),
 
       field<&R::model, &ModelConfig::vocab_size>("model.vocab_size", "vocabulary size",
                                                  at_least(2)),

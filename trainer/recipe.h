@@ -21,6 +21,7 @@ class RecipeError : public std::runtime_error {
 struct RunConfig {
   std::string dir = "runs/default";  // run.dir: metrics.jsonl, checkpoints/, logs/
   int64_t cpu_threads = 1;          // run.cpu_threads: BLAS/OpenMP threads per process, >= 1
+  std::string device = "cpu";       // run.device: cpu | cuda (one GPU per process, by local rank)
 
   friend bool operator==(const RunConfig&, const RunConfig&) = default;
 };

@@ -24,6 +24,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/checkpoint_slices.h"
 #include "trainer/checkpoint_writer.h"
+#include "trainer/device_backend.h"
 #include "trainer/distributed_eval.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
@@ -116,6 +117,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   parallel::Comm& dp = *layout.dp;
   const bool is_root = world.rank() == 0;
   kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
+  const std::unique_ptr<kernels::Backend> backend = make_device_backend(recipe, world);
   const TrainConfig& tc = recipe.train;
   const int64_t micro_batches = recipe.parallel.micro_batches;
   const int64_t mb_rows = tc.global_batch / (dp.size() * micro_batches);
@@ -129,7 +131,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     pinned << recipe_to_yaml(recipe);
   }
 
-  Model model(recipe.model, layout.part, layout.ep.get(), dp.size(), layout.expert_dp->size());
+  Model model(recipe.model, *backend, layout.part, layout.ep.get(), dp.size(),
+              layout.expert_dp->size());
   ParamTable& params = model.params();
   params.init(tc.seed, recipe.model.init_std);
   ZeroOptimizer optimizer(
@@ -139,7 +142,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   const std::unique_ptr<parallel::Comm> eval_pipeline =
       world.split(layout.grid.pp_group(world.rank()), "pp-eval");
   parallel::PipelineExecutor executor(*layout.pp, layout.schedule,
-                                      mb_rows * tc.seq_len * recipe.model.dim);
+                                      mb_rows * tc.seq_len * recipe.model.dim, *backend);
   const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
                         1.0 / static_cast<double>(tc.global_batch)};
   // Gradient buckets are reduce-scattered as soon as the backward finished them.
@@ -159,9 +162,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       layout.schedule.chunks);
   log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters on this rank, "
       << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
-      << micro_batches << " micro-batch(es) per replica, gemm "
-      << kernels::gemm_backend_name(kernels::gemm_backend()) << ", " << recipe.run.cpu_threads
-      << " thread(s) per process\n";
+      << micro_batches << " micro-batch(es) per replica, on " << backend->capabilities().name
+      << "\n";
   log << "tessera: rank " << world.rank() << " of " << world.size() << ": " << layout.grid.describe()
       << "; stage " << layout.coords.pp_rank << ", replica " << layout.coords.dp_rank << ", expert slice "
       << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " (theoretical bubble "

@@ -47,7 +47,8 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& config, ParamTable& params,
           buckets_.push_back({l.buckets[i], l.groups[i], {}, 0, {}, false});
         }
         return l.shards;
-      }()) {
+      }(),
+             params.backend()) {
   buckets_of_param_.resize(params.descs().size());
   for (size_t b = 0; b < buckets_.size(); ++b) {
     for_each_param_piece(params, buckets_[b].range, [&](int p, int64_t, int64_t) {

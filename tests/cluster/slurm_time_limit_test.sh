@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
 # Time limit on the private Slurm: a job with --time=1 (minute) and the warning 50 s before it
 # gets USR1 from Slurm 10-40 s into each start, checkpoints, requeues itself and resumes; it
-# finishes its ~60 s of training over several starts and is never killed by the limit.
+# finishes its ~45 s of training over several starts and is never killed by the limit.
+# The step count is calibrated on this machine first, so that the training takes ~45 s however
+# fast the machine is (a fixed count finished inside one start on a fast machine).
 source "$(dirname "$0")/slurm_lib.sh"
+# Seconds per step: two local runs of different lengths, so start-up cost cancels.
+calibrate() {
+  local n=$1 begin end
+  begin=$(date +%s.%N)
+  "$tessera" train "$recipe" "${tiny[@]}" --set run.dir="$work/calib" --set train.steps="$n" \
+    --set checkpoint.every_steps=0 --set logging.every_steps=1000 >/dev/null 2>&1 ||
+    fail "calibration run of $n steps"
+  end=$(date +%s.%N)
+  rm -rf "$work/calib"
+  /usr/bin/python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 3))" \
+    "$begin" "$end"
+}
+short=$(calibrate 20) long=$(calibrate 120)
+steps=$(/usr/bin/python3 -c "import sys; s, l = map(float, sys.argv[1:]); \
+print(max(200, min(20000, round(45 / max((l - s) / 100, 1e-4)))))" "$short" "$long")
+echo "calibration: 20 steps ${short} s, 120 steps ${long} s -> $steps steps for ~45 s of training"
 t0=$SECONDS
-id=$("$tessera" submit "$recipe" "${tiny[@]}" --set run.dir="$work/run" --set train.steps=500 \
+id=$("$tessera" submit "$recipe" "${tiny[@]}" --set run.dir="$work/run" --set train.steps="$steps" \
      --set checkpoint.every_steps=0 --set logging.every_steps=100 --set slurm.time=1 \
      --set slurm.signal_seconds=50 --set slurm.max_restarts=8) || { fail "submit"; finish time_limit; }
 wait_job "$id" 280 || fail "job $id did not finish"
@@ -18,5 +36,5 @@ echo "$starts starts in $((SECONDS - t0)) s; states: $(job_states "$id" | tr '\n
 grep -q "got SIGUSR1" "$log" || fail "the batch shell never got the warning"
 job_states "$id" | grep -q TIMEOUT && fail "a start hit the time limit"
 [ "$(job_states "$id" | tail -1)" = COMPLETED ] || fail "final state $(job_states "$id" | tail -1)"
-[ "$(metric_by_step loss "$work/run/metrics.jsonl" | wc -l)" = 500 ] || fail "not every step logged"
+[ "$(metric_by_step loss "$work/run/metrics.jsonl" | wc -l)" = "$steps" ] || fail "not every step logged"
 finish "time limit: done over $starts starts ($((SECONDS - t0)) s)"

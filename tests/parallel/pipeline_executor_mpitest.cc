@@ -14,12 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule_generators.h"
-#include "tests/parallel/pipeline_toy.h"
 #include "tests/parallel/mpi_test_harness.h"
+#include "tests/parallel/pipeline_toy.h"
 
 namespace tessera::parallel {
 namespace {
@@ -32,7 +33,8 @@ constexpr int kSteps = 3;
 std::string run_toy(Comm& comm, const Schedule& s) {
   const testing::ToyReference ref =
       testing::toy_serial_reference(s.virtual_stages(), s.micro_batches, kElements);
-  PipelineExecutor exec(comm, s, kElements);
+  kernels::CpuBackend cpu;
+  PipelineExecutor exec(comm, s, kElements, cpu);
   testing::ToyStage toy(s, comm.rank(), kElements);
   std::string f;
   for (int step = 0; step < kSteps; ++step) {

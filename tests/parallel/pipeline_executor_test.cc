@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
 #include "parallel/schedule_generators.h"
 #include "tests/parallel/pipeline_toy.h"
@@ -33,7 +34,8 @@ std::string run_toy(const Schedule& s, int steps = kSteps, int64_t elements = kE
   std::mutex mu;
   std::string failures;
   run_fake_ranks(s.pp, [&](Comm& comm) {
-    PipelineExecutor exec(comm, s, elements);
+    kernels::CpuBackend cpu;
+    PipelineExecutor exec(comm, s, elements, cpu);
     ToyStage toy(s, comm.rank(), elements);
     std::string f;
     size_t pool_after_first = 0;
@@ -158,7 +160,8 @@ TEST(PipelineExecutorTest, FailingStageEndsEveryRank) {
     run_fake_ranks(
         4,
         [&](Comm& comm) {
-          PipelineExecutor exec(comm, s, kElements);
+          kernels::CpuBackend cpu;
+          PipelineExecutor exec(comm, s, kElements, cpu);
           ToyStage toy(s, comm.rank(), kElements);
           if (comm.rank() == 1) toy.fail_at_forward(2);
           try {
@@ -183,7 +186,8 @@ TEST(PipelineExecutorTest, RunsAgainAfterAFailedStep) {
   const Schedule s = interleaved_schedule(1, 3, 2);
   const auto ref = testing::toy_serial_reference(2, 3, kElements);
   run_fake_ranks(1, [&](Comm& comm) {
-    PipelineExecutor exec(comm, s, kElements);
+    kernels::CpuBackend cpu;
+    PipelineExecutor exec(comm, s, kElements, cpu);
     ToyStage toy(s, 0, kElements);
     toy.fail_at_forward(1);
     EXPECT_THROW(exec.run(toy), std::runtime_error);
@@ -197,7 +201,8 @@ TEST(PipelineExecutorTest, RunsAgainAfterAFailedStep) {
 std::string constructor_error(int world, const Schedule& s, int64_t elements = kElements) {
   auto comms = FakeComm::create_world(world);
   try {
-    PipelineExecutor exec(*comms[0], s, elements);
+    kernels::CpuBackend cpu;
+    PipelineExecutor exec(*comms[0], s, elements, cpu);
   } catch (const std::exception& e) {
     return e.what();
   }

@@ -318,5 +318,21 @@ TEST(RankGridTest, RanksPerNodeFromEnvironment) {
                LayoutError);
 }
 
+TEST(RankGridTest, LocalRankFromEnvironment) {
+  // mpirun's variable first, then Slurm's, else the block placement of ranks on nodes.
+  EXPECT_EQ(local_rank_from_env(5, 8, fake_env({{"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                                                {"SLURM_LOCALID", "3"}})),
+            1);
+  EXPECT_EQ(local_rank_from_env(5, 8, fake_env({{"SLURM_LOCALID", "3"}})), 3);
+  EXPECT_EQ(local_rank_from_env(5, 8, fake_env({{"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}})), 1);
+  EXPECT_EQ(local_rank_from_env(5, 8, fake_env({})), 5);  // one node
+  try {
+    local_rank_from_env(0, 2, fake_env({{"SLURM_LOCALID", "-1"}}));
+    FAIL() << "expected LayoutError";
+  } catch (const LayoutError& e) {
+    EXPECT_TRUE(contains(e.what(), "SLURM_LOCALID")) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace tessera::parallel

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
 #include "trainer/hdf5_io.h"
 #include "trainer/model.h"
 #include "trainer/recipe.h"
@@ -46,7 +47,8 @@ int main(int argc, char** argv) {
   const int64_t T = recipe.train.seq_len;
   std::filesystem::create_directories(out_dir);
 
-  Model model(mc);
+  tessera::kernels::CpuBackend cpu;
+  Model model(mc, cpu);
   ParamTable& params = model.params();
   params.init(recipe.train.seed, mc.init_std);
   Rng rng(recipe.train.seed + 17);

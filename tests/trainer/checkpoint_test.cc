@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 
+#include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
 #include "trainer/checkpoint_slices.h"
 #include "trainer/hdf5_io.h"
@@ -61,7 +62,7 @@ fs::path FreshDir(const std::string& name) {
 struct Trainee {
   explicit Trainee(const Recipe& r, uint64_t seed)
       : comms(parallel::FakeComm::create_world(1)),
-        model(r.model),
+        model(r.model, cpu),
         optimizer(r.optimizer, model.params(), *comms[0], *comms[0]),
         tensors(checkpoint_tensors(r.model)),
         slices(tensors, model.params(), optimizer) {
@@ -75,6 +76,7 @@ struct Trainee {
     }
   }
   std::vector<std::unique_ptr<parallel::FakeComm>> comms;
+  kernels::CpuBackend cpu;
   Model model;
   ZeroOptimizer optimizer;
   std::vector<CheckpointTensor> tensors;
@@ -153,7 +155,8 @@ TEST(Checkpoint, SaveReadRoundTripsParametersMomentsAndMeta) {
     }
   }
   // The whole-model reader (eval) sees the same values.
-  Model c(r.model);
+  kernels::CpuBackend cpu;
+  Model c(r.model, cpu);
   EXPECT_EQ(load_checkpoint(step_dir, c.params()), 7);
   EXPECT_EQ(c.params().value(0).data<float>()[3], pa.value(0).data<float>()[3]);
   const CheckpointInfo info = read_checkpoint_info(step_dir);

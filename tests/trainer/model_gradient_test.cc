@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
 #include "trainer/model.h"
 #include "trainer/rng.h"
 
@@ -36,7 +37,7 @@ ModelConfig SmallConfig() {
 }
 
 struct Fixture {
-  explicit Fixture(const ModelConfig& config) : model(config) {
+  explicit Fixture(const ModelConfig& config) : model(config, cpu) {
     model.params().init(11, config.init_std);
     Rng rng(5);
     for (MoeBlock* moe : model.moe_blocks()) {
@@ -57,6 +58,7 @@ struct Fixture {
     }
     return all;
   }
+  kernels::CpuBackend cpu;
   Model model;
   int64_t batch = 2, seq = 9;
   std::vector<int32_t> tokens;

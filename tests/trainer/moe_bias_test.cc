@@ -1,6 +1,7 @@
 // Aux-loss-free balancing: bias_e += gamma * sign(mean_load - load_e) after each step.
 #include <gtest/gtest.h>
 
+#include "kernels/cpu_backend.h"
 #include "trainer/model.h"
 
 namespace tessera::trainer {
@@ -20,7 +21,8 @@ ModelConfig OneMoeLayer(int64_t top_k) {
 }
 
 TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
-  Model model(OneMoeLayer(/*top_k=*/1));
+  kernels::CpuBackend cpu;
+  Model model(OneMoeLayer(/*top_k=*/1), cpu);
   MoeBlock* moe = model.moe_blocks().at(0);
   moe->load_counts() = {6, 2, 0, 0};  // mean 2
   EXPECT_DOUBLE_EQ(moe->update_bias(0.01), 3.0);
@@ -33,7 +35,8 @@ TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
 }
 
 TEST(MoeBias, TrainingForwardCountsEveryRoutedTokenEvalDoesNot) {
-  Model model(OneMoeLayer(/*top_k=*/2));
+  kernels::CpuBackend cpu;
+  Model model(OneMoeLayer(/*top_k=*/2), cpu);
   model.params().init(1, 0.1);
   std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};  // 2 x (4 + 1)
   const LossScale scale{1.0 / 8, 0.5};

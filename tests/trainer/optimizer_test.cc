@@ -5,20 +5,23 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
+
 namespace tessera::trainer {
 namespace {
 
-ParamTable TwoParams() {
+ParamTable TwoParams(kernels::Backend& backend) {
   ParamTable t;
   t.add({"w", {2, 2}});                                         // decayed
   t.add({"norm", {2}, ParamInit::kOnes, /*weight_decay=*/false});
   t.add({"bias", {2}, ParamInit::kZeros, false, /*trainable=*/false});
-  t.finalize();
+  t.finalize(backend);
   return t;
 }
 
 TEST(Optimizer, GradNormCountsTrainableOnlyAndClipScales) {
-  ParamTable t = TwoParams();
+  kernels::CpuBackend cpu;
+  ParamTable t = TwoParams(cpu);
   float* g = t.grads().data<float>();
   for (int i = 0; i < 8; ++i) g[i] = 1.0f;  // w: 4 ones, norm: 2 ones, bias: 2 ones (ignored)
   EXPECT_NEAR(grad_norm(t), std::sqrt(6.0), 1e-12);
@@ -28,7 +31,8 @@ TEST(Optimizer, GradNormCountsTrainableOnlyAndClipScales) {
 }
 
 TEST(Optimizer, AdamWFirstStepDecaysOnlyDecayedParamsAndSkipsFrozen) {
-  ParamTable t = TwoParams();
+  kernels::CpuBackend cpu;
+  ParamTable t = TwoParams(cpu);
   t.init(1, 0.5);
   float* p = t.values().data<float>();
   const float w0 = p[0], n0 = p[4], b0 = p[6];
@@ -56,11 +60,12 @@ TEST(Optimizer, AdamWFirstStepDecaysOnlyDecayedParamsAndSkipsFrozen) {
 TEST(Optimizer, ShardedRangesEqualOneWholeUpdate) {
   OptimizerConfig oc;
   oc.weight_decay = 0.1;
-  ParamTable whole = TwoParams(), sharded = TwoParams();
+  kernels::CpuBackend cpu;
+  ParamTable whole = TwoParams(cpu), sharded = TwoParams(cpu);
   whole.init(2, 0.5);
   sharded.init(2, 0.5);
   AdamW one(oc, whole);
-  AdamW first(oc, {{0, 3}}), second(oc, {{3, 8}});
+  AdamW first(oc, {{0, 3}}, cpu), second(oc, {{3, 8}}, cpu);
   for (int step = 1; step <= 3; ++step) {
     for (ParamTable* t : {&whole, &sharded}) {
       float* g = t->grads().data<float>();

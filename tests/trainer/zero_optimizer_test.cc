@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
 
 namespace tessera::trainer {
@@ -15,13 +16,13 @@ namespace {
 
 // Two dense parameters (one decayed, one frozen) and one expert slice, with odd sizes so the
 // padded regions and the shard boundaries cut through parameters.
-ParamTable MakeTable(int64_t dense_multiple, int64_t expert_multiple) {
+ParamTable MakeTable(kernels::Backend& backend, int64_t dense_multiple, int64_t expert_multiple) {
   ParamTable t;
   t.add({"w", {3, 3}});
   t.add({"frozen", {2}, ParamInit::kZeros, false, /*trainable=*/false});
   t.add({"norm", {5}, ParamInit::kOnes, /*weight_decay=*/false});
   t.add({"experts", {2, 3, 1}, ParamInit::kNormal, true, true, ParamRegion::kExpert, 2, 0});
-  t.finalize(dense_multiple, expert_multiple);
+  t.finalize(backend, dense_multiple, expert_multiple);
   t.init(5, 0.5);
   return t;
 }
@@ -44,7 +45,8 @@ TEST(ZeroOptimizer, EqualsOneAdamWOverSummedGradients) {
   std::vector<ParamTable> ref;
   std::vector<AdamW> ref_opt;
   std::vector<double> ref_sumsq(steps + 1, 0.0);
-  for (int g = 0; g < 2; ++g) ref.push_back(MakeTable(1, 1));
+  kernels::CpuBackend cpu;
+  for (int g = 0; g < 2; ++g) ref.push_back(MakeTable(cpu, 1, 1));
   for (int g = 0; g < 2; ++g) ref_opt.emplace_back(oc, ref[g]);
   for (int step = 1; step <= steps; ++step) {
     for (int g = 0; g < 2; ++g) {
@@ -70,7 +72,8 @@ TEST(ZeroOptimizer, EqualsOneAdamWOverSummedGradients) {
   parallel::run_fake_ranks(4, [&](parallel::Comm& world) {
     const int r = world.rank();
     std::unique_ptr<parallel::Comm> edp = world.split({r % 2, r % 2 + 2}, "expert-dp");
-    ParamTable t = MakeTable(4, 2);
+    kernels::CpuBackend cpu;
+    ParamTable t = MakeTable(cpu, 4, 2);
     // Buckets of 4 elements: shards and reductions cut through parameters everywhere.
     ZeroOptimizer zero(oc, t, world, *edp, /*bucket_elements=*/4);
     ASSERT_GT(zero.buckets(), 4u);

@@ -30,12 +30,12 @@ class AttentionBlock : public Block {
     kernels::Tensor rstd;       // (N)
     kernels::Tensor xn;         // (N, D) normed input
     kernels::Tensor qkv;        // (N, 3D) q|k|v after RoPE
-    kernels::Tensor probs;      // (B, H, T, T)
+    kernels::Tensor saved;      // what the backend's attention keeps for its backward
     kernels::Tensor attn;       // (N, D) attention output before wo
     kernels::Tensor dqkv;       // (N, 3D)
     kernels::Tensor dxn;        // (N, D)
     kernels::Tensor dattn;      // (N, D)
-    kernels::Tensor scratch;    // (T, T)
+    kernels::Tensor scratch;    // the backend's attention backward workspace
   };
   Context& context(int slot);
   void ensure_rope(int64_t seq_len);

@@ -1,8 +1,5 @@
 #include "trainer/layers/dense_ffn_block.h"
 
-#include <cstring>
-
-#include "kernels/rmsnorm.h"
 #include "trainer/layers/buffer.h"
 
 namespace tessera::trainer {
@@ -26,27 +23,30 @@ void DenseFfnBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, 
   c.N = mb.tokens();
   c.x = x;
   const int64_t N = c.N, D = dim_;
-  float* rstd = ensure_floats(c.rstd, N);
-  float* xn = ensure_floats(c.xn, N * D);
-  kernels::rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
-  std::memcpy(y, x, sizeof(float) * N * D);
+  kernels::Backend& be = table_.backend();
+  kernels::BackendOps<float>& ops = table_.ops();
+  float* rstd = ensure_floats(be, c.rstd, N);
+  float* xn = ensure_floats(be, c.xn, N * D);
+  ops.rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+  ops.copy(y, x, N * D);
   mlp_.Forward(slot, xn, y, N, /*accumulate=*/true);
 }
 
 void DenseFfnBlock::BackwardInput(int slot, const float* dy, float* dx) {
   Context& c = contexts_.at(slot);
   const int64_t N = c.N, D = dim_;
-  float* dxn = ensure_floats(c.dxn, N * D);
+  kernels::BackendOps<float>& ops = table_.ops();
+  float* dxn = ensure_floats(table_.backend(), c.dxn, N * D);
   mlp_.BackwardInput(slot, dy, dxn, /*accumulate=*/false);
-  std::memcpy(dx, dy, sizeof(float) * N * D);
-  kernels::rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
+  ops.copy(dx, dy, N * D);
+  ops.rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
                                   /*accumulate=*/true);
 }
 
 void DenseFfnBlock::BackwardWeight(int slot) {
   Context& c = contexts_.at(slot);
   mlp_.BackwardWeight(slot);
-  kernels::rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn.data<float>(), c.x,
+  table_.ops().rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn.data<float>(), c.x,
                                    c.rstd.data<float>(), c.N, dim_);
 }
 

@@ -15,7 +15,7 @@ class EmbeddingLayer {
 
  private:
   ParamTable& table_;
-  int64_t dim_;
+  int64_t dim_, vocab_;
   int weight_;
 };
 

@@ -15,6 +15,7 @@
 
 #include <vector>
 
+#include "kernels/backend.h"
 #include "kernels/router.h"
 #include "parallel/comm.h"
 #include "parallel/expert_dispatch.h"
@@ -61,6 +62,7 @@ class MoeBlock : public Block {
     // Rows the local experts compute, as (local expert, first row, rows) runs of the expert-side
     // buffers: the permuted rows themselves in one process, the received rows under EP.
     std::vector<parallel::ExpertSegment> segments;
+    std::vector<kernels::RowSegment> rows;  // the same runs, as grouped-GEMM segments
     parallel::DispatchPlan plan;  // EP only
     int64_t expert_rows = 0;
     kernels::Tensor rstd, xn, logits, scores, idx, gates, pos_of_slot, slot_of_pos;

@@ -1,0 +1,241 @@
+#include "kernels/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "kernels/adamw.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/permute.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/router.h"
+#include "kernels/swiglu.h"
+#include "kernels/vector_ops.h"
+
+namespace tessera::kernels {
+
+namespace {
+
+class CpuEvent final : public Event {
+ public:
+  bool ready() override { return true; }
+  void synchronize() override {}
+  void* native() override { return nullptr; }
+};
+
+// Every op forwards to the CPU kernel of the same name; the GEMM-shaped ones to kernels::gemm.
+template <typename T>
+class CpuOps final : public BackendOps<T> {
+ public:
+  void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
+                      int64_t I, int64_t O, const LinearOptions& o) override {
+    gemm<T>(Trans::kNo, Trans::kYes, N, O, I, T(1), x, ldx, W, I, o.accumulate ? T(1) : T(0), y,
+            ldy);
+  }
+  void linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
+                             int64_t N, int64_t I, int64_t O, const LinearOptions& o) override {
+    gemm<T>(Trans::kNo, Trans::kNo, N, I, O, T(1), dy, lddy, W, I, o.accumulate ? T(1) : T(0),
+            dx, lddx);
+  }
+  void linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
+                              int64_t N, int64_t I, int64_t O, const Precision) override {
+    gemm<T>(Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
+  }
+
+  void grouped_linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W,
+                              std::span<const RowSegment> segments, int64_t I, int64_t O,
+                              const LinearOptions& o) override {
+    for (const RowSegment& s : segments) {
+      if (s.rows == 0) continue;
+      linear_forward(y + s.offset * ldy, ldy, x + s.offset * ldx, ldx, W + s.group * O * I,
+                     s.rows, I, O, o);
+    }
+  }
+  void grouped_linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
+                                     std::span<const RowSegment> segments, int64_t I, int64_t O,
+                                     const LinearOptions& o) override {
+    for (const RowSegment& s : segments) {
+      if (s.rows == 0) continue;
+      linear_backward_input(dx + s.offset * lddx, lddx, dy + s.offset * lddy, lddy,
+                            W + s.group * O * I, s.rows, I, O, o);
+    }
+  }
+  void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
+                                      std::span<const RowSegment> segments, int64_t I,
+                                      int64_t O) override {
+    for (const RowSegment& s : segments) {
+      if (s.rows == 0) continue;
+      linear_backward_weight(dW + s.group * O * I, dy + s.offset * lddy, lddy,
+                             x + s.offset * ldx, ldx, s.rows, I, O, Precision::kF32);
+    }
+  }
+
+  // The CPU keeps the full causal softmax (B, H, T, T) and a (T, T) scratch.
+  int64_t attention_saved_numel(const AttentionShape& s) const override {
+    return s.batch * s.heads * s.seq_len * s.seq_len;
+  }
+  int64_t attention_scratch_numel(const AttentionShape& s) const override {
+    return s.seq_len * s.seq_len;
+  }
+  void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k, const T* v,
+                         int64_t ld_qkv, const AttentionShape& s) override {
+    kernels::attention_forward(out, ld_out, saved, q, k, v, ld_qkv, s.batch, s.seq_len, s.heads,
+                               s.head_dim);
+  }
+  void attention_backward(T* dq, T* dk, T* dv, int64_t ld_dqkv, T* scratch, const T* dout,
+                          const T* /*out*/, int64_t ld_out, const T* saved, const T* q,
+                          const T* k, const T* v, int64_t ld_qkv,
+                          const AttentionShape& s) override {
+    kernels::attention_backward(dq, dk, dv, ld_dqkv, scratch, dout, ld_out, saved, q, k, v,
+                                ld_qkv, s.batch, s.seq_len, s.heads, s.head_dim);
+  }
+
+  void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t N, int64_t C,
+                       T eps) override {
+    kernels::rmsnorm_forward(y, rstd, x, w, N, C, eps);
+  }
+  void rmsnorm_backward_input(T* dx, const T* dy, const T* x, const T* w, const T* rstd,
+                              int64_t N, int64_t C, bool accumulate) override {
+    kernels::rmsnorm_backward_input(dx, dy, x, w, rstd, N, C, accumulate);
+  }
+  void rmsnorm_backward_weight(T* dw, const T* dy, const T* x, const T* rstd, int64_t N,
+                               int64_t C) override {
+    kernels::rmsnorm_backward_weight(dw, dy, x, rstd, N, C);
+  }
+  void rope_table(T* cos_table, T* sin_table, int64_t T_len, int64_t hd, double theta) override {
+    kernels::rope_table(cos_table, sin_table, T_len, hd, theta);
+  }
+  void rope_forward(T* x, int64_t ld, const T* cos_table, const T* sin_table, int64_t B,
+                    int64_t T_len, int64_t H, int64_t hd) override {
+    kernels::rope_forward(x, ld, cos_table, sin_table, B, T_len, H, hd);
+  }
+  void rope_backward(T* dx, int64_t ld, const T* cos_table, const T* sin_table, int64_t B,
+                     int64_t T_len, int64_t H, int64_t hd) override {
+    kernels::rope_backward(dx, ld, cos_table, sin_table, B, T_len, H, hd);
+  }
+  void swiglu_forward(T* h, const T* a, const T* b, int64_t ld_ab, int64_t N,
+                      int64_t F) override {
+    kernels::swiglu_forward(h, a, b, ld_ab, N, F);
+  }
+  void swiglu_backward(T* da, T* db, const T* dh, const T* a, const T* b, int64_t ld_ab,
+                       int64_t N, int64_t F) override {
+    kernels::swiglu_backward(da, db, dh, a, b, ld_ab, N, F);
+  }
+
+  void router_forward(T* scores, int32_t* expert_idx, T* gates, const T* logits, const T* bias,
+                      int64_t N, const RouterShape& shape) override {
+    kernels::router_forward(scores, expert_idx, gates, logits, bias, N, shape);
+  }
+  void router_backward(T* dlogits, const T* dgates, const T* dscores_extra, const T* scores,
+                       const int32_t* expert_idx, int64_t N, const RouterShape& shape) override {
+    kernels::router_backward(dlogits, dgates, dscores_extra, scores, expert_idx, N, shape);
+  }
+  double seq_balance_loss_forward(const T* scores, const int32_t* expert_idx, int64_t B,
+                                  int64_t T_len, int64_t E, int64_t k, double alpha) override {
+    return kernels::seq_balance_loss_forward(scores, expert_idx, B, T_len, E, k, alpha);
+  }
+  void seq_balance_loss_backward(T* dscores, const T* scores, const int32_t* expert_idx,
+                                 int64_t B, int64_t T_len, int64_t E, int64_t k, double alpha,
+                                 T scale) override {
+    kernels::seq_balance_loss_backward(dscores, scores, expert_idx, B, T_len, E, k, alpha, scale);
+  }
+  void moe_build_permutation(int32_t* pos_of_slot, int32_t* slot_of_pos, int64_t* expert_counts,
+                             const int32_t* expert_idx, int64_t N, int64_t k,
+                             int64_t E) override {
+    kernels::moe_build_permutation(pos_of_slot, slot_of_pos, expert_counts, expert_idx, N, k, E);
+  }
+  void moe_permute(T* xp, const T* x, const int32_t* slot_of_pos, int64_t N, int64_t k,
+                   int64_t C) override {
+    kernels::moe_permute(xp, x, slot_of_pos, N, k, C);
+  }
+  void moe_permute_backward(T* dx, const T* dxp, const int32_t* pos_of_slot, int64_t N,
+                            int64_t k, int64_t C, bool accumulate) override {
+    kernels::moe_permute_backward(dx, dxp, pos_of_slot, N, k, C, accumulate);
+  }
+  void moe_unpermute_combine(T* y, const T* yp, const T* gates, const int32_t* pos_of_slot,
+                             int64_t N, int64_t k, int64_t C, bool accumulate) override {
+    kernels::moe_unpermute_combine(y, yp, gates, pos_of_slot, N, k, C, accumulate);
+  }
+  void moe_unpermute_combine_backward(T* dyp, T* dgates, const T* dy, const T* yp,
+                                      const T* gates, const int32_t* pos_of_slot, int64_t N,
+                                      int64_t k, int64_t C) override {
+    kernels::moe_unpermute_combine_backward(dyp, dgates, dy, yp, gates, pos_of_slot, N, k, C);
+  }
+
+  void embedding_forward(T* out, const int32_t* ids, const T* table, int64_t N, int64_t C,
+                         int64_t /*V: ids are checked by the loader*/) override {
+    kernels::embedding_forward(out, ids, table, N, C);
+  }
+  void embedding_backward_weight(T* dtable, const T* dout, const int32_t* ids, int64_t N,
+                                 int64_t C, int64_t /*V*/) override {
+    kernels::embedding_backward_weight(dtable, dout, ids, N, C);
+  }
+  void cross_entropy_forward(T* losses, T* lse, const T* logits, const int32_t* targets,
+                             int64_t N, int64_t V) override {
+    kernels::cross_entropy_forward(losses, lse, logits, targets, N, V);
+  }
+  void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int32_t* targets,
+                              int64_t N, int64_t V, T scale) override {
+    kernels::cross_entropy_backward(dlogits, logits, lse, targets, N, V, scale);
+  }
+  void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& hp,
+                    bool decay, T grad_scale) override {
+    kernels::adamw_update(param, grad, m, v, n, hp, decay, grad_scale);
+  }
+
+  void copy(T* dst, const T* src, int64_t n) override {
+    if (n > 0 && dst != src) std::memcpy(dst, src, sizeof(T) * n);
+  }
+  void fill(T* x, T value, int64_t n) override { std::fill(x, x + n, value); }
+  void add_inplace(T* y, const T* x, int64_t n) override { kernels::add_inplace(y, x, n); }
+  void scale_inplace(T* x, T s, int64_t n) override { kernels::scale_inplace(x, s, n); }
+  double sum(const T* x, int64_t n) override {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += x[i];
+    return s;
+  }
+  double sum_squares(const T* x, int64_t n) override { return kernels::sum_squares(x, n); }
+};
+
+}  // namespace
+
+CpuBackend::CpuBackend()
+    : f32_(std::make_unique<CpuOps<float>>()), f64_(std::make_unique<CpuOps<double>>()) {
+  capabilities_.device = Device::kCPU;
+  capabilities_.name = std::string("cpu (") + gemm_backend_name(gemm_backend()) + " sgemm, " +
+                       std::to_string(cpu_threads()) + " thread(s))";
+  capabilities_.host_accessible = true;
+  capabilities_.asynchronous = false;
+  capabilities_.f64 = true;
+  capabilities_.memory_bytes = 0;
+}
+
+CpuBackend::~CpuBackend() = default;
+
+Tensor CpuBackend::alloc(Shape shape, DType dtype) {
+  return Tensor::empty(std::move(shape), dtype, Device::kCPU);
+}
+
+Tensor CpuBackend::alloc_host(Shape shape, DType dtype) {
+  return Tensor::empty(std::move(shape), dtype, Device::kCPU);
+}
+
+void CpuBackend::copy_to_host(void* host_dst, const void* device_src, size_t bytes) {
+  if (bytes > 0 && host_dst != device_src) std::memcpy(host_dst, device_src, bytes);
+}
+
+void CpuBackend::copy_from_host(void* device_dst, const void* host_src, size_t bytes) {
+  if (bytes > 0 && device_dst != host_src) std::memcpy(device_dst, host_src, bytes);
+}
+
+void CpuBackend::copy_bytes(void* device_dst, const void* device_src, size_t bytes) {
+  if (bytes > 0 && device_dst != device_src) std::memcpy(device_dst, device_src, bytes);
+}
+
+std::unique_ptr<Event> CpuBackend::record_event() { return std::make_unique<CpuEvent>(); }
+
+}  // namespace tessera::kernels

@@ -1,0 +1,24 @@
+// make_backend: the backend a device name asks for. Lives in its own library
+// (tessera_backends) because it links every backend this build has: the CPU one always, the
+// CUDA one where nvcc was found.
+//
+// Thread-safety: make_backend may be called from any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kernels/backend.h"
+
+namespace tessera::kernels {
+
+// True when this build contains the CUDA backend (nvcc was found when it was configured).
+bool cuda_backend_built();
+
+// "cpu" -> CpuBackend; "cuda" -> CudaBackend on device `cuda_device` (a CUDA device ordinal,
+// e.g. the process's local rank modulo the visible devices). Throws std::runtime_error with one
+// line saying what is missing when "cuda" cannot run here (no CUDA backend in this build, no
+// visible device, ordinal out of range), and std::invalid_argument for an unknown name.
+std::unique_ptr<Backend> make_backend(const std::string& device, int cuda_device = 0);
+
+}  // namespace tessera::kernels

@@ -1,0 +1,55 @@
+#include "trainer/device_backend.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include "kernels/factory/make_backend.h"
+#include "parallel/rank_grid.h"
+
+namespace tessera::trainer {
+
+namespace {
+// The first failing rank's reason, broadcast to all (as int32 words: Comm carries no chars).
+constexpr size_t kMessageBytes = 512;
+}  // namespace
+
+std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe,
+                                                      parallel::Comm& world) {
+  std::unique_ptr<kernels::Backend> backend;
+  std::string error;
+  try {
+    const int local_rank = parallel::local_rank_from_env(world.rank(), world.size());
+    backend = kernels::make_backend(recipe.run.device, local_rank);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  // Every rank learns whether any rank failed, and the first one's reason.
+  int first_failed[1] = {error.empty() ? world.size() : world.rank()};
+  world.all_reduce(std::span<int32_t>(first_failed), {parallel::ReduceOp::kMin}).wait();
+  if (first_failed[0] == world.size()) {
+    require_host_memory(recipe, *backend);  // the same device kind on every rank
+    return backend;
+  }
+  std::array<int32_t, kMessageBytes / 4> text{};
+  if (world.rank() == first_failed[0]) {
+    std::memcpy(text.data(), error.data(), std::min(error.size(), kMessageBytes - 1));
+  }
+  world.broadcast(std::span<int32_t>(text), first_failed[0]).wait();
+  const std::string reason(reinterpret_cast<const char*>(text.data()));
+  throw RecipeError(recipe.source + ": rank " + std::to_string(first_failed[0]) + " of " +
+                    std::to_string(world.size()) + ": " + reason);
+}
+
+void require_host_memory(const Recipe& recipe, const kernels::Backend& backend) {
+  if (backend.capabilities().host_accessible) return;
+  throw RecipeError(recipe.source + ": run.device: " + recipe.run.device + " (" +
+                    backend.capabilities().name +
+                    "): training and evaluation on this device are not implemented yet "
+                    "(the model runs on it; gradient reduction and checkpoints do not); "
+                    "use run.device: cpu");
+}
+
+}  // namespace tessera::trainer

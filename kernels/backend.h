@@ -54,6 +54,13 @@ struct AttentionShape {
   int64_t tokens() const { return batch * seq_len; }
 };
 
+// Elements of the attention forward's saved state and of the backward's scratch on `device`:
+// the CPU keeps the causal softmax (B*H*T*T) and a (T, T) scratch; CUDA's online-softmax kernel
+// keeps one logsumexp per row (B*H*T) and one rowsum(dO * O) per row. Functions of the device
+// kind, so memory can be planned without the device (train --dry-run).
+int64_t attention_saved_numel(Device device, const AttentionShape& shape);
+int64_t attention_scratch_numel(Device device, const AttentionShape& shape);
+
 // What a backend can do; asked, never assumed.
 struct BackendCapabilities {
   Device device = Device::kCPU;
@@ -108,10 +115,8 @@ class BackendOps {
                                               int64_t I, int64_t O) = 0;
 
   // ---- Causal attention, scale 1/sqrt(head_dim). q, k, v: (B, T, H, hd) rows with stride
-  // ld_qkv; out: stride ld_out. What the forward saves for the backward, and the backward's
-  // scratch, are the backend's business: their sizes are asked here (elements of T).
-  virtual int64_t attention_saved_numel(const AttentionShape& shape) const = 0;
-  virtual int64_t attention_scratch_numel(const AttentionShape& shape) const = 0;
+  // ld_qkv; out: stride ld_out. What the forward saves for the backward (`saved`) and the
+  // backward's `scratch` depend on the device: attention_saved_numel / attention_scratch_numel.
   virtual void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k,
                                  const T* v, int64_t ld_qkv, const AttentionShape& shape) = 0;
   // Writes dq, dk, dv (stride ld_dqkv). out is the forward's output.

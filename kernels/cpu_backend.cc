@@ -74,13 +74,7 @@ class CpuOps final : public BackendOps<T> {
     }
   }
 
-  // The CPU keeps the full causal softmax (B, H, T, T) and a (T, T) scratch.
-  int64_t attention_saved_numel(const AttentionShape& s) const override {
-    return s.batch * s.heads * s.seq_len * s.seq_len;
-  }
-  int64_t attention_scratch_numel(const AttentionShape& s) const override {
-    return s.seq_len * s.seq_len;
-  }
+  // saved: the causal softmax (B, H, T, T); scratch: (T, T) (attention_saved_numel).
   void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k, const T* v,
                          int64_t ld_qkv, const AttentionShape& s) override {
     kernels::attention_forward(out, ld_out, saved, q, k, v, ld_qkv, s.batch, s.seq_len, s.heads,

@@ -47,7 +47,8 @@ std::vector<int64_t> times(const std::vector<int64_t>& rows, int64_t width) {
 int64_t DispatchPlan::total_send_rows() const { return sum(send_rows); }
 int64_t DispatchPlan::total_recv_rows() const { return sum(recv_rows); }
 
-DispatchPlan plan_dispatch(Comm& ep, std::span<const int64_t> counts, int64_t n_experts) {
+PendingDispatchPlan post_dispatch_plan(Comm& ep, std::span<const int64_t> counts,
+                                       int64_t n_experts) {
   const int p = ep.size();
   const std::string at = "plan_dispatch " + where(ep) + ": ";
   if (n_experts < 1 || n_experts % p != 0) {
@@ -64,29 +65,42 @@ DispatchPlan plan_dispatch(Comm& ep, std::span<const int64_t> counts, int64_t n_
                                   "] = " + std::to_string(counts[e]) + " is negative");
     }
   }
-  DispatchPlan plan;
-  plan.ep_size = p;
-  plan.ep_rank = ep.rank();
-  plan.n_experts = n_experts;
-  const int64_t epr = n_experts / p;
-  plan.experts_per_rank = epr;
-
+  PendingDispatchPlan pending;
+  pending.ep_size_ = p;
+  pending.ep_rank_ = ep.rank();
+  pending.n_experts_ = n_experts;
+  pending.counts_.assign(counts.begin(), counts.end());
+  pending.from_.assign(static_cast<size_t>(n_experts), 0);
   // Rank j receives counts[j*epr, (j+1)*epr); I receive every source's counts for my experts.
-  std::vector<int64_t> from(static_cast<size_t>(n_experts));
+  const int64_t epr = n_experts / p;
   AllToAllVOptions o;
   o.send_counts.assign(p, epr);
   o.recv_counts.assign(p, epr);
-  ep.all_to_all_v<int64_t>(counts, std::span<int64_t>(from), o).wait();
+  pending.work_ = ep.all_to_all_v<int64_t>(pending.counts_, std::span<int64_t>(pending.from_), o);
+  pending.posted_ = true;
+  return pending;
+}
 
+DispatchPlan PendingDispatchPlan::finish() {
+  if (!posted_) throw std::logic_error("PendingDispatchPlan::finish: nothing was posted");
+  posted_ = false;
+  work_.wait();
+  const int p = ep_size_;
+  const int64_t epr = n_experts_ / p;
+  DispatchPlan plan;
+  plan.ep_size = p;
+  plan.ep_rank = ep_rank_;
+  plan.n_experts = n_experts_;
+  plan.experts_per_rank = epr;
   plan.send_rows.assign(p, 0);
   plan.recv_rows.assign(p, 0);
   plan.local_expert_rows.assign(epr, 0);
-  plan.segments.reserve(static_cast<size_t>(n_experts));
+  plan.segments.reserve(static_cast<size_t>(n_experts_));
   int64_t offset = 0;
   for (int s = 0; s < p; ++s) {
     for (int64_t l = 0; l < epr; ++l) {
-      plan.send_rows[s] += counts[s * epr + l];
-      const int64_t rows = from[s * epr + l];
+      plan.send_rows[s] += counts_[s * epr + l];
+      const int64_t rows = from_[s * epr + l];
       plan.recv_rows[s] += rows;
       plan.local_expert_rows[l] += rows;
       plan.segments.push_back({l, s, offset, rows});
@@ -94,6 +108,10 @@ DispatchPlan plan_dispatch(Comm& ep, std::span<const int64_t> counts, int64_t n_
     }
   }
   return plan;
+}
+
+DispatchPlan plan_dispatch(Comm& ep, std::span<const int64_t> counts, int64_t n_experts) {
+  return post_dispatch_plan(ep, counts, n_experts).finish();
 }
 
 Work dispatch(Comm& ep, const DispatchPlan& plan, std::span<const float> send,

@@ -60,10 +60,33 @@ struct DispatchPlan {
   }
 };
 
-// Collective over `ep`: exchanges the per-expert counts (counts.size() == n_experts, expert-major
-// send layout as above). Blocking: waits for one small all_to_all_v of int64.
+// The count exchange of a plan, posted and not yet waited for: the caller overlaps it with local
+// work (DESIGN.md: the count exchange before a dispatch must not block), then finish()es it.
+// Owns copies of the counts, so the caller's vector may change meanwhile. Move-only.
+class PendingDispatchPlan {
+ public:
+  PendingDispatchPlan() = default;
+  // Waits for the exchange, then lays the plan out. REQUIRES: posted and not finished yet.
+  DispatchPlan finish();
+  const Work& work() const { return work_; }
+  bool posted() const { return posted_; }
+
+ private:
+  friend PendingDispatchPlan post_dispatch_plan(Comm&, std::span<const int64_t>, int64_t);
+  Work work_;
+  bool posted_ = false;
+  int ep_size_ = 1, ep_rank_ = 0;
+  int64_t n_experts_ = 0;
+  std::vector<int64_t> counts_, from_;
+};
+
+// Collective over `ep`: posts the exchange of the per-expert counts (counts.size() == n_experts,
+// expert-major send layout as above): one small all_to_all_v of int64.
 // Throws std::invalid_argument naming the problem if n_experts < 1, n_experts % ep.size() != 0,
 // counts has the wrong size or a count is negative.
+PendingDispatchPlan post_dispatch_plan(Comm& ep, std::span<const int64_t> counts,
+                                       int64_t n_experts);
+// post_dispatch_plan(...).finish(): blocking.
 DispatchPlan plan_dispatch(Comm& ep, std::span<const int64_t> counts, int64_t n_experts);
 
 // Sends rows to their experts' owners. send: (total_send_rows, width), expert-major;

@@ -1,5 +1,7 @@
 #include "parallel/schedule.h"
 
+#include <algorithm>
+
 namespace tessera::parallel {
 
 bool is_compute(Op op) {
@@ -87,6 +89,28 @@ int expected_peer(const Schedule& schedule, int stage, const Instruction& inst) 
       return -1;
   }
   return other < 0 ? -1 : stage_of_virtual(schedule.pp, other);
+}
+
+std::vector<int> peak_in_flight(const Schedule& schedule, int stage) {
+  std::vector<int> live(static_cast<size_t>(schedule.chunks), 0), peak = live;
+  auto start = [&](int chunk) {
+    int& n = live.at(static_cast<size_t>(chunk));
+    peak[static_cast<size_t>(chunk)] = std::max(peak[static_cast<size_t>(chunk)], ++n);
+  };
+  auto end = [&](int chunk) { --live.at(static_cast<size_t>(chunk)); };
+  for (const Instruction& inst : schedule.per_stage.at(static_cast<size_t>(stage))) {
+    switch (inst.op) {
+      case Op::kForward: start(inst.chunk); break;
+      case Op::kBackward:
+      case Op::kBackwardWeight: end(inst.chunk); break;
+      case Op::kForwardBackward:
+        start(inst.chunk);
+        end(inst.chunk_b);
+        break;
+      default: break;
+    }
+  }
+  return peak;
 }
 
 }  // namespace tessera::parallel

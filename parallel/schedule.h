@@ -126,6 +126,12 @@ struct Schedule {
 std::string to_string(const Schedule& schedule);
 
 // Virtual-stage arithmetic (see the header comment).
+// Micro-batches in flight on each chunk of `stage` at the list's peak: a forward starts one, the
+// weight-gradient step (W, or the full backward) ends it; an FB's forward half starts before its
+// backward half ends another. The activation memory a stage needs is this many contexts per
+// chunk. REQUIRES: 0 <= stage < schedule.pp.
+std::vector<int> peak_in_flight(const Schedule& schedule, int stage);
+
 inline int virtual_stage(int pp, int stage, int chunk) { return chunk * pp + stage; }
 inline int stage_of_virtual(int pp, int vs) { return vs % pp; }
 inline int chunk_of_virtual(int pp, int vs) { return vs / pp; }

@@ -1,5 +1,6 @@
 #include "trainer/distributed_eval.h"
 
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -30,6 +31,10 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
   kernels::Tensor out_buffer = model.backend().alloc({elements}, kernels::DType::kF32);
   std::span<float> in(in_buffer.data<float>(), static_cast<size_t>(elements));
   std::span<float> out(out_buffer.data<float>(), static_cast<size_t>(elements));
+  // One context per chunk: a forward-only micro-batch is done with it when the chunk returns.
+  // (Allocated for this evaluation only; training's contexts stay untouched.)
+  std::vector<std::unique_ptr<ChunkContext>> contexts;
+  for (int c = 0; c < chunks; ++c) contexts.push_back(model.NewChunkContext(c, rows, seq_len));
   std::vector<int32_t> tokens;
   double sums[2] = {0, 0};  // cross-entropy sum, tokens
   for (int64_t b = 0; b < n; ++b) {
@@ -49,10 +54,9 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
         parallel::wait_all(sends);
         sends.clear();
       }
-      const MicroBatchLoss loss = model.ChunkForward(chunk, /*slot=*/0, tokens.data(), rows, seq_len,
-                                                     scale, /*training=*/false,
-                                                     first ? nullptr : in.data(),
-                                                     last ? nullptr : out.data());
+      const MicroBatchLoss loss =
+          model.ChunkForward(*contexts[chunk], tokens.data(), scale, /*training=*/false,
+                             first ? nullptr : in.data(), last ? nullptr : out.data());
       sums[0] += loss.ce_sum;
       sums[1] += static_cast<double>(loss.tokens);
       if (!last) {

@@ -3,7 +3,6 @@
 #include <stdexcept>
 
 #include "trainer/layers/attention_block.h"
-#include "trainer/layers/buffer.h"
 #include "trainer/layers/dense_ffn_block.h"
 
 namespace tessera::trainer {
@@ -35,7 +34,7 @@ std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
 
 Model::Model(const ModelConfig& config, kernels::Backend& backend, const ModelPart& part,
              parallel::Comm* ep_comm, int64_t dense_multiple, int64_t expert_multiple)
-    : config_(config), backend_(backend), part_(part) {
+    : config_(config), backend_(&backend), part_(part) {
   if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
   if (part.ep > 1 && (ep_comm == nullptr || ep_comm->size() != part.ep)) {
     throw std::logic_error("Model: expert parallelism needs an EP communicator of size ep");
@@ -43,6 +42,21 @@ Model::Model(const ModelConfig& config, kernels::Backend& backend, const ModelPa
   // Parameters are added in DESIGN.md order within each chunk, chunks in pipeline order.
   for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, part.ep > 1 ? ep_comm : nullptr);
   params_.finalize(backend, dense_multiple, expert_multiple);
+}
+
+Model::Model(const ModelConfig& config, const ModelPart& part, Described)
+    : config_(config), part_(part) {
+  if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
+  for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, nullptr);
+}
+
+std::unique_ptr<Model> Model::Describe(const ModelConfig& config, const ModelPart& part) {
+  return std::unique_ptr<Model>(new Model(config, part, Described{}));
+}
+
+kernels::Backend& Model::backend() {
+  if (!backend_) throw std::logic_error("Model: a described model has no backend");
+  return *backend_;
 }
 
 void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
@@ -76,29 +90,66 @@ void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
   chunks_.push_back(std::move(c));
 }
 
-MicroBatchLoss Model::ChunkForward(int chunk, int slot, const int32_t* tokens, int64_t batch,
-                                   int64_t seq_len, const LossScale& scale, bool training,
-                                   const float* in, float* out) {
-  Chunk& c = chunks_.at(chunk);
-  if (slot >= static_cast<int>(c.slots.size())) c.slots.resize(slot + 1);
-  Slot& s = c.slots[slot];
+void Model::CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena, int64_t batch,
+                       int64_t seq_len, bool training, double sequence_scale) const {
+  const int64_t N = batch * seq_len, D = config_.dim;
+  const int64_t boundaries = static_cast<int64_t>(c.blocks.size()) + 1;
+  ctx.batch = batch;
+  ctx.seq_len = seq_len;
+  ctx.acts = arena.take<float>(boundaries * N * D);
+  ctx.grads = arena.take<float>(boundaries * N * D);
+  if (c.embedding || c.head) {
+    ctx.inputs = arena.take<int32_t>(N);
+    ctx.targets = arena.take<int32_t>(N);
+  }
+  if (c.head) c.head->Carve(ctx.head, arena, N);
+  const MicroBatchInfo mb{batch, seq_len, training, sequence_scale};
+  for (size_t i = 0; i < c.blocks.size(); ++i) c.blocks[i]->Prepare(*ctx.blocks[i], arena, mb);
+}
+
+int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
+                               kernels::Device device) const {
+  const Chunk& c = chunks_.at(chunk);
+  ActivationArena measure(device);
+  ChunkContext ctx(ActivationArena{device});
+  for (const auto& block : c.blocks) ctx.blocks.push_back(block->NewContext());
+  CarveChunk(c, ctx, measure, batch, seq_len, /*training=*/true, 0.0);
+  return static_cast<int64_t>(measure.used());
+}
+
+std::unique_ptr<ChunkContext> Model::NewChunkContext(int chunk, int64_t batch, int64_t seq_len) {
+  kernels::Backend& be = backend();
+  const Chunk& c = chunks_.at(chunk);
+  const int64_t bytes = ChunkArenaBytes(chunk, batch, seq_len, be.device());
+  auto ctx = std::make_unique<ChunkContext>(ActivationArena(be, static_cast<size_t>(bytes)));
+  ctx->chunk = chunk;
+  ctx->batch = batch;
+  ctx->seq_len = seq_len;
+  for (const auto& block : c.blocks) ctx->blocks.push_back(block->NewContext());
+  return ctx;
+}
+
+MicroBatchLoss Model::ChunkForward(ChunkContext& ctx, const int32_t* tokens,
+                                   const LossScale& scale, bool training, const float* in,
+                                   float* out) {
+  kernels::Backend& be = backend();
+  const Chunk& c = chunks_.at(ctx.chunk);
+  const int64_t batch = ctx.batch, seq_len = ctx.seq_len;
   const int64_t N = batch * seq_len, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
-  s.N = N;
-  kernels::BackendOps<float>& ops = backend_.ops<float>();
-  float* acts = ensure_floats(backend_, s.acts, (n_blocks + 1) * N * D);
+  kernels::BackendOps<float>& ops = be.ops<float>();
+  // The arena is sized for exactly this carving: a new micro-batch starts from its beginning.
+  ctx.arena.reset();
+  CarveChunk(c, ctx, ctx.arena, batch, seq_len, training, scale.sequence_scale);
+  float* acts = ctx.acts;
   if (c.embedding || c.head) {
     // Inputs and targets are split on the host, then moved to the device if it is not the host.
-    const bool host = backend_.capabilities().host_accessible;
-    int32_t* inputs = ensure_ints(backend_, s.inputs, N);
-    int32_t* targets = ensure_ints(backend_, s.targets, N);
-    if (!host) {
-      if (!s.host_ids.defined() || s.host_ids.numel() < 2 * N) {
-        s.host_ids = backend_.alloc_host({2 * N}, kernels::DType::kI32);
-      }
+    const bool host = be.capabilities().host_accessible;
+    if (!host && (!ctx.host_ids.defined() || ctx.host_ids.numel() < 2 * N)) {
+      ctx.host_ids = be.alloc_host({2 * N}, kernels::DType::kI32);
     }
-    int32_t* in_ids = host ? inputs : s.host_ids.data<int32_t>();
-    int32_t* tgt_ids = host ? targets : s.host_ids.data<int32_t>() + N;
+    int32_t* in_ids = host ? ctx.inputs : ctx.host_ids.data<int32_t>();
+    int32_t* tgt_ids = host ? ctx.targets : ctx.host_ids.data<int32_t>() + N;
     for (int64_t b = 0; b < batch; ++b) {
       const int32_t* row = tokens + b * (seq_len + 1);
       for (int64_t t = 0; t < seq_len; ++t) {
@@ -107,27 +158,25 @@ MicroBatchLoss Model::ChunkForward(int chunk, int slot, const int32_t* tokens, i
       }
     }
     if (!host) {
-      backend_.copy_from_host(inputs, in_ids, sizeof(int32_t) * N);
-      backend_.copy_from_host(targets, tgt_ids, sizeof(int32_t) * N);
+      be.copy_from_host(ctx.inputs, in_ids, sizeof(int32_t) * N);
+      be.copy_from_host(ctx.targets, tgt_ids, sizeof(int32_t) * N);
     }
   }
   if (c.embedding) {
-    c.embedding->Forward(s.inputs.data<int32_t>(), acts, N);
+    c.embedding->Forward(ctx.inputs, acts, N);
   } else {
     ops.copy(acts, in, N * D);
   }
 
-  MicroBatchInfo mb{batch, seq_len, training, scale.sequence_scale};
   MicroBatchLoss loss;
   for (int64_t i = 0; i < n_blocks; ++i) {
-    c.blocks[i]->Forward(slot, mb, acts + i * N * D, acts + (i + 1) * N * D);
-    loss.aux += c.blocks[i]->aux_loss(slot);
+    c.blocks[i]->Forward(*ctx.blocks[i], acts + i * N * D, acts + (i + 1) * N * D);
+    loss.aux += ctx.blocks[i]->aux_loss;
   }
   double ce = 0;
   if (c.head) {
-    ce = c.head->Forward(slot, acts + n_blocks * N * D, s.targets.data<int32_t>(), N,
-                         scale.token_scale);
-    loss.ce_sum = c.head->ce_sum(slot);
+    ce = c.head->Forward(ctx.head, acts + n_blocks * N * D, ctx.targets, scale.token_scale);
+    loss.ce_sum = ctx.head.ce_sum;
     loss.tokens = N;
   } else {
     ops.copy(out, acts + n_blocks * N * D, N * D);
@@ -136,40 +185,38 @@ MicroBatchLoss Model::ChunkForward(int chunk, int slot, const int32_t* tokens, i
   return loss;
 }
 
-void Model::ChunkBackwardInput(int chunk, int slot, const float* dout, float* din) {
-  Chunk& c = chunks_.at(chunk);
-  Slot& s = c.slots.at(slot);
-  const int64_t N = s.N, D = config_.dim;
+void Model::ChunkBackwardInput(ChunkContext& ctx, const float* dout, float* din) {
+  const Chunk& c = chunks_.at(ctx.chunk);
+  const int64_t N = ctx.batch * ctx.seq_len, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
-  kernels::BackendOps<float>& ops = backend_.ops<float>();
-  float* grads = ensure_floats(backend_, s.grads, (n_blocks + 1) * N * D);
+  kernels::BackendOps<float>& ops = backend().ops<float>();
+  float* grads = ctx.grads;
   if (c.head) {
-    c.head->BackwardInput(slot, grads + n_blocks * N * D);
+    c.head->BackwardInput(ctx.head, grads + n_blocks * N * D);
   } else {
     ops.copy(grads + n_blocks * N * D, dout, N * D);
   }
   for (int64_t i = n_blocks - 1; i >= 0; --i) {
-    c.blocks[i]->BackwardInput(slot, grads + (i + 1) * N * D, grads + i * N * D);
+    c.blocks[i]->BackwardInput(*ctx.blocks[i], grads + (i + 1) * N * D, grads + i * N * D);
   }
   if (!c.embedding) ops.copy(din, grads, N * D);
 }
 
-void Model::ChunkBackwardWeight(int chunk, int slot, const ParamsDone& done) {
-  Chunk& c = chunks_.at(chunk);
-  Slot& s = c.slots.at(slot);
+void Model::ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done) {
+  const Chunk& c = chunks_.at(ctx.chunk);
   auto report = [&](ParamRange r) {
     if (done && r.first < r.end) done(r.first, r.end);
   };
   if (c.head) {
-    c.head->BackwardWeight(slot);
+    c.head->BackwardWeight(ctx.head);
     report(c.head_params);
   }
   for (int i = static_cast<int>(c.blocks.size()) - 1; i >= 0; --i) {
-    c.blocks[i]->BackwardWeight(slot);
+    c.blocks[i]->BackwardWeight(*ctx.blocks[i]);
     report(c.block_params[i]);
   }
   if (c.embedding) {
-    c.embedding->BackwardWeight(s.inputs.data<int32_t>(), s.grads.data<float>(), s.N);
+    c.embedding->BackwardWeight(ctx.inputs, ctx.grads, ctx.batch * ctx.seq_len);
     report(c.embedding_params);
   }
 }
@@ -182,19 +229,37 @@ void require_whole(const std::vector<ModelChunkSpec>& chunks, const char* what) 
 }
 }  // namespace
 
+ChunkContext& Model::WholeModelContext(int64_t batch, int64_t seq_len) {
+  if (!whole_ || whole_->batch != batch || whole_->seq_len != seq_len) {
+    whole_ = NewChunkContext(0, batch, seq_len);
+  }
+  return *whole_;
+}
+
 MicroBatchLoss Model::TrainMicroBatch(const int32_t* tokens, int64_t batch, int64_t seq_len,
                                       const LossScale& scale) {
   require_whole(part_.chunks, "TrainMicroBatch");
-  MicroBatchLoss loss = ChunkForward(0, 0, tokens, batch, seq_len, scale, true, nullptr, nullptr);
-  ChunkBackwardInput(0, 0, nullptr, nullptr);
-  ChunkBackwardWeight(0, 0);
+  ChunkContext& ctx = WholeModelContext(batch, seq_len);
+  MicroBatchLoss loss = ChunkForward(ctx, tokens, scale, true, nullptr, nullptr);
+  ChunkBackwardInput(ctx, nullptr, nullptr);
+  ChunkBackwardWeight(ctx);
   return loss;
 }
 
 MicroBatchLoss Model::EvalMicroBatch(const int32_t* tokens, int64_t batch, int64_t seq_len,
                                      const LossScale& scale) {
   require_whole(part_.chunks, "EvalMicroBatch");
-  return ChunkForward(0, 0, tokens, batch, seq_len, scale, false, nullptr, nullptr);
+  return ChunkForward(WholeModelContext(batch, seq_len), tokens, scale, false, nullptr, nullptr);
+}
+
+const int32_t* Model::routing(int i) const {
+  if (!whole_) throw std::logic_error("Model::routing before any whole-model micro-batch");
+  const MoeBlock* moe = moe_blocks_.at(i);
+  const Chunk& c = chunks_.at(0);
+  for (size_t b = 0; b < c.blocks.size(); ++b) {
+    if (c.blocks[b].get() == moe) return moe->routing(*whole_->blocks[b]);
+  }
+  throw std::logic_error("Model::routing: MoE block not in the whole-model chunk");
 }
 
 }  // namespace tessera::trainer

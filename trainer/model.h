@@ -8,15 +8,22 @@
 // the embedding and the last one the final norm, head and loss; and, with expert parallelism, a
 // slice of every MoE layer's routed experts. The pipeline executor drives the chunk-level calls.
 //
-// Thread-safety: none. One micro-batch at a time per (chunk, slot).
+// A micro-batch in flight on a chunk keeps its state in a ChunkContext owned by the CALLER (the
+// pipeline stage holds one per micro-batch the schedule has in flight at its peak): one arena,
+// sized before the first step, with every activation the chunk's forward saves, every backward
+// workspace, the residual stream at each block boundary and its gradient, and the token ids.
+//
+// Thread-safety: none. One micro-batch at a time per ChunkContext.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "kernels/tensor.h"
 #include "parallel/comm.h"
+#include "trainer/activation_arena.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/embedding_layer.h"
 #include "trainer/layers/moe_block.h"
@@ -63,6 +70,21 @@ struct ModelPart {
   static ModelPart whole(const ModelConfig& config);
 };
 
+// One micro-batch in flight on one model chunk (see above). Made by Model::NewChunkContext.
+struct ChunkContext {
+  explicit ChunkContext(ActivationArena arena_) : arena(std::move(arena_)) {}
+  int chunk = -1;
+  int64_t batch = 0, seq_len = 0;  // the micro-batch shape it was sized for
+  ActivationArena arena;
+  std::vector<std::unique_ptr<BlockContext>> blocks;  // one per block of the chunk
+  OutputHead::Context head;                           // the head chunk's
+  float* acts = nullptr;     // (blocks + 1, N, D) residual stream at each block boundary
+  float* grads = nullptr;    // (blocks + 1, N, D) its gradient
+  int32_t* inputs = nullptr;   // (N) token ids, in the backend's memory
+  int32_t* targets = nullptr;  // (N)
+  kernels::Tensor host_ids;    // (2N) host staging for them, when the device is not the host
+};
+
 class Model {
  public:
   // The whole model in one process. Parameters, gradients and activations live on `backend`
@@ -76,48 +98,55 @@ class Model {
   // The whole model's parameter descriptors (global shapes, DESIGN.md order), without
   // allocating anything.
   static std::vector<ParamDesc> WholeModelParams(const ModelConfig& config);
+  // A part described, not built: parameter descriptors (unallocated) and the blocks, enough to
+  // plan memory (ChunkArenaBytes) without a device. Its compute methods throw.
+  static std::unique_ptr<Model> Describe(const ModelConfig& config, const ModelPart& part);
 
   const ModelConfig& config() const { return config_; }
   const ModelPart& part() const { return part_; }
   ParamTable& params() { return params_; }
-  kernels::Backend& backend() { return backend_; }
+  const ParamTable& params() const { return params_; }
+  kernels::Backend& backend();
   const std::vector<MoeBlock*>& moe_blocks() const { return moe_blocks_; }
   int n_chunks() const { return static_cast<int>(chunks_.size()); }
 
-  // Chunk-level steps. tokens: the micro-batch's (batch, seq_len + 1) ids on the HOST (the embedding chunk
-  // reads inputs [:, :-1], the head chunk targets [:, 1:]); they must stay valid until the
-  // chunk's backward weight step. in: the chunk's input (N, D), nullptr for the embedding chunk;
-  // out: its output (N, D), nullptr for the head chunk; both in the backend's memory. in, out,
-  // dout and din are copied: they need not outlive the call. Returns the chunk's losses (its MoE balance losses; cross-entropy
-  // if it holds the head). Weight gradients ACCUMULATE into params().grads().
-  MicroBatchLoss ChunkForward(int chunk, int slot, const int32_t* tokens, int64_t batch,
-                              int64_t seq_len, const LossScale& scale, bool training,
-                              const float* in, float* out);
+  // Bytes of one ChunkContext's arena for micro-batches of (batch, seq_len) on `device`.
+  int64_t ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len, kernels::Device device) const;
+  // A context for micro-batches of (batch, seq_len) on `chunk`, its arena allocated now.
+  std::unique_ptr<ChunkContext> NewChunkContext(int chunk, int64_t batch, int64_t seq_len);
+
+  // Chunk-level steps on a context made for this chunk and shape. tokens: the micro-batch's
+  // (batch, seq_len + 1) ids on the HOST (the embedding chunk reads inputs [:, :-1], the head
+  // chunk targets [:, 1:]); they are copied. in: the chunk's input (N, D), nullptr for the
+  // embedding chunk; out: its output (N, D), nullptr for the head chunk; both in the backend's
+  // memory. in, out, dout and din are copied: they need not outlive the call. Returns the chunk's
+  // losses (its MoE balance losses; cross-entropy if it holds the head). Weight gradients
+  // ACCUMULATE into params().grads().
+  MicroBatchLoss ChunkForward(ChunkContext& ctx, const int32_t* tokens, const LossScale& scale,
+                              bool training, const float* in, float* out);
   // dout: gradient of the chunk's output, nullptr for the head chunk; din: the gradient of its
   // input, nullptr for the embedding chunk.
-  void ChunkBackwardInput(int chunk, int slot, const float* dout, float* din);
+  void ChunkBackwardInput(ChunkContext& ctx, const float* dout, float* din);
   // Called with a range [first, end) of params().descs() whose weight-gradient step just ran.
   using ParamsDone = std::function<void(int first, int end)>;
   // Weight gradients of the chunk (head first, then blocks from the last, the embedding last);
   // `done`, if set, hears of each layer's parameters as soon as their step ran.
-  void ChunkBackwardWeight(int chunk, int slot, const ParamsDone& done = {});
+  void ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done = {});
 
-  // The whole model in one chunk (REQUIRES a single chunk with embedding and head): forward,
-  // then backward, on slot 0.
+  // The whole model in one chunk (REQUIRES a single chunk with embedding and head), on a context
+  // the model keeps for these two (remade when the shape changes): forward, then backward.
   MicroBatchLoss TrainMicroBatch(const int32_t* tokens, int64_t batch, int64_t seq_len,
                                  const LossScale& scale);
   // Forward only (no load statistics, no gradients).
   MicroBatchLoss EvalMicroBatch(const int32_t* tokens, int64_t batch, int64_t seq_len,
                                 const LossScale& scale);
+  // Experts chosen for each token by the last TrainMicroBatch/EvalMicroBatch in MoE layer
+  // moe_blocks()[i]: (N, top_k) in the backend's memory.
+  const int32_t* routing(int i) const;
 
  private:
-  struct Slot {
-    int64_t N = 0;
-    kernels::Tensor inputs, targets;  // (N) ids, in the backend's memory
-    kernels::Tensor host_ids;         // (2N) host staging for them, when that is elsewhere
-    kernels::Tensor acts;             // (blocks + 1, N, D) residual stream at each boundary
-    kernels::Tensor grads;            // (blocks + 1, N, D) its gradient
-  };
+  struct Described {};
+  Model(const ModelConfig& config, const ModelPart& part, Described);
   // Parameters [first, end) of params().descs() that one layer added.
   struct ParamRange {
     int first = 0, end = 0;
@@ -129,16 +158,21 @@ class Model {
     std::unique_ptr<OutputHead> head;           // null unless spec.head
     ParamRange embedding_params, head_params;
     std::vector<ParamRange> block_params;       // per block
-    std::vector<Slot> slots;
   };
   void AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm);
+  // Carves the chunk's buffers for a micro-batch of (batch, seq_len) into ctx from arena (the
+  // same order measuring and for real).
+  void CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena, int64_t batch,
+                  int64_t seq_len, bool training, double sequence_scale) const;
+  ChunkContext& WholeModelContext(int64_t batch, int64_t seq_len);
 
   ModelConfig config_;
-  kernels::Backend& backend_;
+  kernels::Backend* backend_ = nullptr;  // null for a described model
   ModelPart part_;
   ParamTable params_;
   std::vector<Chunk> chunks_;
   std::vector<MoeBlock*> moe_blocks_;
+  std::unique_ptr<ChunkContext> whole_;  // TrainMicroBatch / EvalMicroBatch
 };
 
 }  // namespace tessera::trainer

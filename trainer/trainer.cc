@@ -146,7 +146,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
                         1.0 / static_cast<double>(tc.global_batch)};
   // Gradient buckets are reduce-scattered as soon as the backward finished them.
-  ModelStage stage(model, scale,
+  ModelStage stage(model, scale, layout.schedule, layout.coords.pp_rank, mb_rows, tc.seq_len,
                    [&optimizer](int first, int end) { optimizer.MarkFinal(first, end); });
   const std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
                                            layout.expert_dp.get()};
@@ -224,7 +224,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
 
     params.zero_grads();
     optimizer.BeginStep();
-    stage.BeginStep(batch.data(), static_cast<int>(micro_batches), mb_rows, tc.seq_len);
+    stage.BeginStep(batch.data(), static_cast<int>(micro_batches));
     const parallel::PipelineStepStats pipe = executor.run(stage);
 
     // Expert loads of the whole global batch (every replica of this stage), the rest of the

@@ -127,12 +127,8 @@ class CudaOps final : public BackendOps<T> {
   }
 
   // Saved: the logsumexp of each score row; scratch: D = rowsum(dO * O) of each row.
-  int64_t attention_saved_numel(const AttentionShape& s) const override {
-    return s.batch * s.heads * s.seq_len;
-  }
-  int64_t attention_scratch_numel(const AttentionShape& s) const override {
-    return s.batch * s.heads * s.seq_len;
-  }
+  // saved: one logsumexp per (b, h, row); scratch: rowsum(dO * O) per (b, h, row)
+  // (kernels::attention_saved_numel / attention_scratch_numel for Device::kCUDA).
   void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k, const T* v,
                          int64_t ld_qkv, const AttentionShape& s) override {
     cuda::attention_forward(out, ld_out, saved, q, k, v, ld_qkv, s.batch, s.seq_len, s.heads,

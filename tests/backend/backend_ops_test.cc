@@ -149,7 +149,7 @@ struct Attention {
     BackendOps<T>& ops = be.ops<T>();
     T* qkv = d.up(in[0]);
     T* out = d.filled(N * C, kNaN);
-    T* saved = d.template alloc<T>(ops.attention_saved_numel(shape));
+    T* saved = d.template alloc<T>(attention_saved_numel(be.device(), shape));
     ops.attention_forward(out, C, saved, qkv, qkv + C, qkv + 2 * C, 3 * C, shape);
     return {d.down(out, N * C)};
   }
@@ -159,8 +159,8 @@ struct Attention {
     BackendOps<T>& ops = be.ops<T>();
     T* qkv = d.up(in[0]);
     T* out = d.filled(N * C, kNaN);
-    T* saved = d.template alloc<T>(ops.attention_saved_numel(shape));
-    T* scratch = d.template alloc<T>(ops.attention_scratch_numel(shape));
+    T* saved = d.template alloc<T>(attention_saved_numel(be.device(), shape));
+    T* scratch = d.template alloc<T>(attention_scratch_numel(be.device(), shape));
     T* dqkv = d.filled(N * 3 * C, kNaN);
     ops.attention_forward(out, C, saved, qkv, qkv + C, qkv + 2 * C, 3 * C, shape);
     ops.attention_backward(dqkv, dqkv + C, dqkv + 2 * C, 3 * C, scratch, d.up(dy[0]), out, C,

@@ -83,9 +83,9 @@ int main(int argc, char** argv) {
     }
     f.write_attr_f64("loss", loss.loss);
     f.write_attr_f64("ce_loss", loss.ce_sum / static_cast<double>(loss.tokens));
-    for (MoeBlock* moe : model.moe_blocks()) {
-      f.write_i32("routing/layers." + std::to_string(moe->layer()), {batch * T, mc.top_k},
-                  moe->routing(0));
+    for (size_t i = 0; i < model.moe_blocks().size(); ++i) {
+      f.write_i32("routing/layers." + std::to_string(model.moe_blocks()[i]->layer()),
+                  {batch * T, mc.top_k}, model.routing(static_cast<int>(i)));
     }
   }
   std::cout << "dump_reference_case: loss " << loss.loss << " -> " << out_dir << "\n";

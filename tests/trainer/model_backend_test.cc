@@ -64,9 +64,9 @@ TrainedRun TrainOnce(kernels::Backend& be, const ModelConfig& config) {
     for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % config.vocab_size);
     const LossScale scale{1.0 / (2 * batch * seq), 1.0 / (2 * batch)};
     run.losses.push_back(model.TrainMicroBatch(tokens.data(), batch, seq, scale).loss);
-    for (MoeBlock* moe : model.moe_blocks()) {
+    for (size_t i = 0; i < model.moe_blocks().size(); ++i) {
       std::vector<int32_t> r(batch * seq * config.top_k);
-      be.copy_to_host(r.data(), moe->routing(0), sizeof(int32_t) * r.size());
+      be.copy_to_host(r.data(), model.routing(static_cast<int>(i)), sizeof(int32_t) * r.size());
       run.routing.insert(run.routing.end(), r.begin(), r.end());
     }
   }

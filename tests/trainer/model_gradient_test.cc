@@ -52,8 +52,8 @@ struct Fixture {
   LossScale Scale() const { return {1.0 / (batch * seq), 1.0 / batch}; }
   std::vector<int32_t> Routing() {
     std::vector<int32_t> all;
-    for (MoeBlock* moe : model.moe_blocks()) {
-      const int32_t* r = moe->routing(0);
+    for (size_t i = 0; i < model.moe_blocks().size(); ++i) {
+      const int32_t* r = model.routing(static_cast<int>(i));
       all.insert(all.end(), r, r + batch * seq * model.config().top_k);
     }
     return all;

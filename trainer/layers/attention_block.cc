@@ -1,7 +1,5 @@
 #include "trainer/layers/attention_block.h"
 
-#include "trainer/layers/buffer.h"
-
 namespace tessera::trainer {
 
 AttentionBlock::AttentionBlock(ParamTable& table, const ModelConfig& config, int layer)
@@ -18,11 +16,40 @@ AttentionBlock::AttentionBlock(ParamTable& table, const ModelConfig& config, int
   table.add({p + "attn.wk.weight", {dim_, dim_}});
   table.add({p + "attn.wv.weight", {dim_, dim_}});
   wo_ = table.add({p + "attn.wo.weight", {dim_, dim_}});
+  auto local = [this](void (AttentionBlock::*fn)(Context&)) {
+    return [this, fn](BlockContext& c) {
+      (this->*fn)(static_cast<Context&>(c));
+      return parallel::Work();
+    };
+  };
+  pieces_.forward = {{"attention", false, local(&AttentionBlock::ForwardPiece)}};
+  pieces_.backward_input = {{"attention", false, local(&AttentionBlock::BackwardInputPiece)}};
+  pieces_.backward_weight = {
+      {"attention weights", false, local(&AttentionBlock::BackwardWeightPiece)}};
 }
 
-AttentionBlock::Context& AttentionBlock::context(int slot) {
-  if (slot >= static_cast<int>(contexts_.size())) contexts_.resize(slot + 1);
-  return contexts_[slot];
+std::unique_ptr<BlockContext> AttentionBlock::NewContext() const {
+  return std::make_unique<Context>();
+}
+
+kernels::AttentionShape AttentionBlock::shape(const MicroBatchInfo& mb) const {
+  return {mb.batch, mb.seq_len, n_heads_, head_dim_};
+}
+
+void AttentionBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
+  Context& c = static_cast<Context&>(ctx);
+  const int64_t N = c.mb.tokens(), D = dim_;
+  c.rstd = arena.take<float>(N);
+  c.xn = arena.take<float>(N * D);
+  c.qkv = arena.take<float>(N * 3 * D);
+  c.saved =
+      arena.take<float>(kernels::attention_saved_numel(arena.device(), shape(c.mb)));
+  c.attn = arena.take<float>(N * D);
+  c.dattn = arena.take<float>(N * D);
+  c.dqkv = arena.take<float>(N * 3 * D);
+  c.dxn = arena.take<float>(N * D);
+  c.scratch =
+      arena.take<float>(kernels::attention_scratch_numel(arena.device(), shape(c.mb)));
 }
 
 void AttentionBlock::ensure_rope(int64_t seq_len) {
@@ -36,75 +63,53 @@ void AttentionBlock::ensure_rope(int64_t seq_len) {
   rope_len_ = seq_len;
 }
 
-void AttentionBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) {
-  Context& c = context(slot);
-  c.mb = mb;
-  c.x = x;
-  const int64_t N = mb.tokens(), D = dim_, B = mb.batch, T = mb.seq_len;
-  const kernels::AttentionShape shape{B, T, n_heads_, head_dim_};
-  kernels::Backend& be = table_.backend();
+void AttentionBlock::ForwardPiece(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, B = c.mb.batch, T = c.mb.seq_len;
   kernels::BackendOps<float>& ops = table_.ops();
   ensure_rope(T);
-  float* rstd = ensure_floats(be, c.rstd, N);
-  float* xn = ensure_floats(be, c.xn, N * D);
-  float* qkv = ensure_floats(be, c.qkv, N * 3 * D);
-  float* saved = ensure_floats(be, c.saved, ops.attention_saved_numel(shape));
-  float* attn = ensure_floats(be, c.attn, N * D);
   const float* cos = rope_cos_.data<float>();
   const float* sin = rope_sin_.data<float>();
-
-  ops.rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+  float* qkv = c.qkv;
+  ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
   // qkv (N, 3D) = xn · [Wq; Wk; Wv]^T
-  ops.linear_forward(qkv, 3 * D, xn, D, table_.value_ptr(wq_), N, D, 3 * D);
+  ops.linear_forward(qkv, 3 * D, c.xn, D, table_.value_ptr(wq_), N, D, 3 * D);
   ops.rope_forward(qkv, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.rope_forward(qkv + D, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
-  ops.attention_forward(attn, D, saved, qkv, qkv + D, qkv + 2 * D, 3 * D, shape);
+  ops.attention_forward(c.attn, D, c.saved, qkv, qkv + D, qkv + 2 * D, 3 * D, shape(c.mb));
   // y = x + attn · Wo^T
-  ops.copy(y, x, N * D);
-  ops.linear_forward(y, D, attn, D, table_.value_ptr(wo_), N, D, D, {.accumulate = true});
+  ops.copy(c.y, c.x, N * D);
+  ops.linear_forward(c.y, D, c.attn, D, table_.value_ptr(wo_), N, D, D, {.accumulate = true});
 }
 
-void AttentionBlock::BackwardInput(int slot, const float* dy, float* dx) {
-  Context& c = contexts_.at(slot);
-  c.dy = dy;
+void AttentionBlock::BackwardInputPiece(Context& c) {
   const int64_t N = c.mb.tokens(), D = dim_, B = c.mb.batch, T = c.mb.seq_len;
-  const kernels::AttentionShape shape{B, T, n_heads_, head_dim_};
-  kernels::Backend& be = table_.backend();
   kernels::BackendOps<float>& ops = table_.ops();
-  float* dattn = ensure_floats(be, c.dattn, N * D);
-  float* dqkv = ensure_floats(be, c.dqkv, N * 3 * D);
-  float* dxn = ensure_floats(be, c.dxn, N * D);
-  float* scratch = ensure_floats(be, c.scratch, ops.attention_scratch_numel(shape));
-  const float* qkv = c.qkv.data<float>();
   const float* cos = rope_cos_.data<float>();
   const float* sin = rope_sin_.data<float>();
-
+  const float* qkv = c.qkv;
+  float* dqkv = c.dqkv;
   // dattn = dy · Wo
-  ops.linear_backward_input(dattn, D, dy, D, table_.value_ptr(wo_), N, D, D);
-  ops.attention_backward(dqkv, dqkv + D, dqkv + 2 * D, 3 * D, scratch, dattn,
-                         c.attn.data<float>(), D, c.saved.data<float>(), qkv, qkv + D,
-                         qkv + 2 * D, 3 * D, shape);
+  ops.linear_backward_input(c.dattn, D, c.dy, D, table_.value_ptr(wo_), N, D, D);
+  ops.attention_backward(dqkv, dqkv + D, dqkv + 2 * D, 3 * D, c.scratch, c.dattn, c.attn, D,
+                         c.saved, qkv, qkv + D, qkv + 2 * D, 3 * D, shape(c.mb));
   ops.rope_backward(dqkv, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.rope_backward(dqkv + D, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   // dxn = dqkv (N, 3D) · [Wq; Wk; Wv] (3D, D)
-  ops.linear_backward_input(dxn, D, dqkv, 3 * D, table_.value_ptr(wq_), N, D, 3 * D);
+  ops.linear_backward_input(c.dxn, D, dqkv, 3 * D, table_.value_ptr(wq_), N, D, 3 * D);
   // dx = dy (residual) + RMSNorm'(dxn)
-  ops.copy(dx, dy, N * D);
-  ops.rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
+  ops.copy(c.dx, c.dy, N * D);
+  ops.rmsnorm_backward_input(c.dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
                              /*accumulate=*/true);
 }
 
-void AttentionBlock::BackwardWeight(int slot) {
-  Context& c = contexts_.at(slot);
+void AttentionBlock::BackwardWeightPiece(Context& c) {
   const int64_t N = c.mb.tokens(), D = dim_;
   kernels::BackendOps<float>& ops = table_.ops();
   // dWo (D, D) += dy^T · attn
-  ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.attn.data<float>(), D, N, D, D);
+  ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.attn, D, N, D, D);
   // d[Wq; Wk; Wv] (3D, D) += dqkv^T · xn
-  ops.linear_backward_weight(table_.grad_ptr(wq_), c.dqkv.data<float>(), 3 * D,
-                             c.xn.data<float>(), D, N, D, 3 * D);
-  ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn.data<float>(), c.x,
-                              c.rstd.data<float>(), N, D);
+  ops.linear_backward_weight(table_.grad_ptr(wq_), c.dqkv, 3 * D, c.xn, D, N, D, 3 * D);
+  ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
 }
 
 }  // namespace tessera::trainer

@@ -1,10 +1,12 @@
 // Attention sub-layer: y = x + Wo · Attn(RoPE(Wq n), RoPE(Wk n), Wv n), n = RMSNorm(x).
 // wq, wk, wv are added to the ParamTable back to back, so they form one fused [3D, D]
-// projection computed by a single GEMM.
+// projection computed by a single GEMM. One local piece per phase ("attention").
 #pragma once
 
-#include <vector>
+#include <memory>
+#include <string>
 
+#include "kernels/backend.h"
 #include "kernels/tensor.h"
 #include "trainer/layers/block.h"
 #include "trainer/param_table.h"
@@ -18,36 +20,36 @@ class AttentionBlock : public Block {
   AttentionBlock(ParamTable& table, const ModelConfig& config, int layer);
 
   const std::string& name() const override { return name_; }
-  void Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) override;
-  void BackwardInput(int slot, const float* dy, float* dx) override;
-  void BackwardWeight(int slot) override;
+  std::unique_ptr<BlockContext> NewContext() const override;
+  void Carve(BlockContext& ctx, ActivationArena& arena) const override;
+  const BlockPieces& pieces() const override { return pieces_; }
 
  private:
-  struct Context {
-    MicroBatchInfo mb;
-    const float* x = nullptr;   // (N, D) input, owned by the caller
-    const float* dy = nullptr;  // (N, D) output grad, owned by the caller
-    kernels::Tensor rstd;       // (N)
-    kernels::Tensor xn;         // (N, D) normed input
-    kernels::Tensor qkv;        // (N, 3D) q|k|v after RoPE
-    kernels::Tensor saved;      // what the backend's attention keeps for its backward
-    kernels::Tensor attn;       // (N, D) attention output before wo
-    kernels::Tensor dqkv;       // (N, 3D)
-    kernels::Tensor dxn;        // (N, D)
-    kernels::Tensor dattn;      // (N, D)
-    kernels::Tensor scratch;    // the backend's attention backward workspace
+  struct Context : BlockContext {
+    float* rstd = nullptr;     // (N)
+    float* xn = nullptr;       // (N, D) normed input
+    float* qkv = nullptr;      // (N, 3D) q|k|v after RoPE
+    float* saved = nullptr;    // what the backend's attention keeps for its backward
+    float* attn = nullptr;     // (N, D) attention output before wo
+    float* dattn = nullptr;    // (N, D)
+    float* dqkv = nullptr;     // (N, 3D)
+    float* dxn = nullptr;      // (N, D)
+    float* scratch = nullptr;  // the backend's attention backward workspace
   };
-  Context& context(int slot);
+  kernels::AttentionShape shape(const MicroBatchInfo& mb) const;
   void ensure_rope(int64_t seq_len);
+  void ForwardPiece(Context& c);
+  void BackwardInputPiece(Context& c);
+  void BackwardWeightPiece(Context& c);
 
   ParamTable& table_;
   std::string name_;
   int64_t dim_, n_heads_, head_dim_;
   double eps_, theta_;
   int norm_, wq_, wo_;  // wk, wv follow wq contiguously
-  std::vector<Context> contexts_;
-  kernels::Tensor rope_cos_, rope_sin_;  // (T, hd/2)
+  kernels::Tensor rope_cos_, rope_sin_;  // (T, hd/2): constants, grown to the longest sequence
   int64_t rope_len_ = 0;
+  BlockPieces pieces_;
 };
 
 }  // namespace tessera::trainer

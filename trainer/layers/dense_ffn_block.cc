@@ -1,7 +1,5 @@
 #include "trainer/layers/dense_ffn_block.h"
 
-#include "trainer/layers/buffer.h"
-
 namespace tessera::trainer {
 
 namespace {
@@ -15,39 +13,52 @@ DenseFfnBlock::DenseFfnBlock(ParamTable& table, const ModelConfig& config, int l
       eps_(config.norm_eps),
       norm_(table.add({layer_prefix(layer) + "ffn_norm.weight", {config.dim}, ParamInit::kOnes,
                        false})),
-      mlp_(table, layer_prefix(layer) + "ffn.", ".weight", config.dim, config.inter_dim) {}
-
-void DenseFfnBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) {
-  if (slot >= static_cast<int>(contexts_.size())) contexts_.resize(slot + 1);
-  Context& c = contexts_[slot];
-  c.N = mb.tokens();
-  c.x = x;
-  const int64_t N = c.N, D = dim_;
-  kernels::Backend& be = table_.backend();
-  kernels::BackendOps<float>& ops = table_.ops();
-  float* rstd = ensure_floats(be, c.rstd, N);
-  float* xn = ensure_floats(be, c.xn, N * D);
-  ops.rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
-  ops.copy(y, x, N * D);
-  mlp_.Forward(slot, xn, y, N, /*accumulate=*/true);
+      mlp_(table, layer_prefix(layer) + "ffn.", ".weight", config.dim, config.inter_dim) {
+  auto local = [this](void (DenseFfnBlock::*fn)(Context&) const) {
+    return [this, fn](BlockContext& c) {
+      (this->*fn)(static_cast<Context&>(c));
+      return parallel::Work();
+    };
+  };
+  pieces_.forward = {{"ffn", false, local(&DenseFfnBlock::ForwardPiece)}};
+  pieces_.backward_input = {{"ffn", false, local(&DenseFfnBlock::BackwardInputPiece)}};
+  pieces_.backward_weight = {{"ffn weights", false, local(&DenseFfnBlock::BackwardWeightPiece)}};
 }
 
-void DenseFfnBlock::BackwardInput(int slot, const float* dy, float* dx) {
-  Context& c = contexts_.at(slot);
-  const int64_t N = c.N, D = dim_;
-  kernels::BackendOps<float>& ops = table_.ops();
-  float* dxn = ensure_floats(table_.backend(), c.dxn, N * D);
-  mlp_.BackwardInput(slot, dy, dxn, /*accumulate=*/false);
-  ops.copy(dx, dy, N * D);
-  ops.rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
-                                  /*accumulate=*/true);
+std::unique_ptr<BlockContext> DenseFfnBlock::NewContext() const {
+  return std::make_unique<Context>();
 }
 
-void DenseFfnBlock::BackwardWeight(int slot) {
-  Context& c = contexts_.at(slot);
-  mlp_.BackwardWeight(slot);
-  table_.ops().rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn.data<float>(), c.x,
-                                   c.rstd.data<float>(), c.N, dim_);
+void DenseFfnBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
+  Context& c = static_cast<Context&>(ctx);
+  const int64_t N = c.mb.tokens(), D = dim_;
+  c.rstd = arena.take<float>(N);
+  c.xn = arena.take<float>(N * D);
+  c.dxn = arena.take<float>(N * D);
+  c.mlp = mlp_.Carve(arena, N);
+}
+
+void DenseFfnBlock::ForwardPiece(Context& c) const {
+  const int64_t N = c.mb.tokens(), D = dim_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+  ops.copy(c.y, c.x, N * D);
+  mlp_.Forward(c.mlp, c.xn, c.y, N, /*accumulate=*/true);
+}
+
+void DenseFfnBlock::BackwardInputPiece(Context& c) const {
+  const int64_t N = c.mb.tokens(), D = dim_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  mlp_.BackwardInput(c.mlp, c.dy, c.dxn, N, /*accumulate=*/false);
+  ops.copy(c.dx, c.dy, N * D);
+  ops.rmsnorm_backward_input(c.dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
+                             /*accumulate=*/true);
+}
+
+void DenseFfnBlock::BackwardWeightPiece(Context& c) const {
+  mlp_.BackwardWeight(c.mlp, c.xn, c.dy, c.mb.tokens());
+  table_.ops().rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd,
+                                       c.mb.tokens(), dim_);
 }
 
 }  // namespace tessera::trainer

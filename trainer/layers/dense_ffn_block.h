@@ -1,9 +1,10 @@
 // Dense FFN sub-layer: y = x + SwiGLU(RMSNorm(x)), for layers i < first_dense_layers.
+// One local piece per phase.
 #pragma once
 
-#include <vector>
+#include <memory>
+#include <string>
 
-#include "kernels/tensor.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/swiglu_mlp.h"
 #include "trainer/param_table.h"
@@ -17,23 +18,28 @@ class DenseFfnBlock : public Block {
   DenseFfnBlock(ParamTable& table, const ModelConfig& config, int layer);
 
   const std::string& name() const override { return name_; }
-  void Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) override;
-  void BackwardInput(int slot, const float* dy, float* dx) override;
-  void BackwardWeight(int slot) override;
+  std::unique_ptr<BlockContext> NewContext() const override;
+  void Carve(BlockContext& ctx, ActivationArena& arena) const override;
+  const BlockPieces& pieces() const override { return pieces_; }
 
  private:
-  struct Context {
-    int64_t N = 0;
-    const float* x = nullptr;
-    kernels::Tensor rstd, xn, dxn;
+  struct Context : BlockContext {
+    float* rstd = nullptr;  // (N)
+    float* xn = nullptr;    // (N, D)
+    float* dxn = nullptr;   // (N, D)
+    SwigluMlp::Buffers mlp;
   };
+  void ForwardPiece(Context& c) const;
+  void BackwardInputPiece(Context& c) const;
+  void BackwardWeightPiece(Context& c) const;
+
   ParamTable& table_;
   std::string name_;
   int64_t dim_;
   double eps_;
   int norm_;
   SwigluMlp mlp_;
-  std::vector<Context> contexts_;
+  BlockPieces pieces_;
 };
 
 }  // namespace tessera::trainer

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <stdexcept>
 #include <vector>
-
-#include "trainer/layers/buffer.h"
 
 namespace tessera::trainer {
 
@@ -13,6 +12,7 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
     : table_(table),
       name_("layers." + std::to_string(layer) + ".moe"),
       layer_(layer),
+      ep_(ep),
       local_experts_(config.n_experts / ep),
       ep_comm_(ep > 1 ? ep_comm : nullptr),
       dim_(config.dim),
@@ -26,7 +26,7 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
   shape_.route_scale = config.route_scale;
   const std::string p = "layers." + std::to_string(layer) + ".";
   const int64_t E = config.n_experts, D = dim_, F = hidden_, El = local_experts_;
-  if (ep < 1 || E % ep != 0 || ep_rank < 0 || ep_rank >= ep || (ep > 1 && !ep_comm)) {
+  if (ep < 1 || E % ep != 0 || ep_rank < 0 || ep_rank >= ep) {
     throw std::logic_error(name_ + ": bad expert slice (ep " + std::to_string(ep) + ", rank " +
                            std::to_string(ep_rank) + ", " + std::to_string(E) + " experts)");
   }
@@ -45,205 +45,260 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
                                           config.n_shared_experts * F);
   }
   load_counts_.assign(E, 0);
+  using Piece = parallel::Work (MoeBlock::*)(Context&);
+  auto piece = [this](const char* name, bool communicates, Piece fn) {
+    return BlockPiece{name, communicates, [this, fn](BlockContext& c) {
+                        return (this->*fn)(static_cast<Context&>(c));
+                      }};
+  };
+  const bool ep_exchange = ep_ > 1;
+  pieces_.forward = {piece("route", ep_exchange, &MoeBlock::Route),
+                     piece("dispatch", ep_exchange, &MoeBlock::Dispatch),
+                     piece("shared experts", false, &MoeBlock::SharedForward),
+                     piece("experts", false, &MoeBlock::ExpertsForward),
+                     piece("combine", ep_exchange, &MoeBlock::Combine),
+                     piece("unpermute", false, &MoeBlock::Unpermute)};
+  pieces_.backward_input = {piece("combine backward", false, &MoeBlock::CombineBackward),
+                            piece("dispatch grads", ep_exchange, &MoeBlock::DispatchGrads),
+                            piece("shared experts and router backward", false,
+                                  &MoeBlock::SharedAndRouterBackward),
+                            piece("experts backward", false, &MoeBlock::ExpertsBackwardInput),
+                            piece("combine grads", ep_exchange, &MoeBlock::CombineGrads),
+                            piece("unpermute backward", false, &MoeBlock::UnpermuteBackward)};
+  pieces_.backward_weight = {
+      piece("experts weights", false, &MoeBlock::ExpertsBackwardWeight),
+      piece("shared experts, router and norm weights", false, &MoeBlock::LocalBackwardWeight)};
 }
 
-parallel::Work MoeBlock::RouteAndDispatch(Context& c) {
-  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
-  kernels::Backend& be = table_.backend();
-  kernels::BackendOps<float>& ops = table_.ops();
-  float* logits = ensure_floats(be, c.logits, N * E);
-  float* scores = ensure_floats(be, c.scores, N * E);
-  int32_t* idx = ensure_ints(be, c.idx, N * K);
-  float* gates = ensure_floats(be, c.gates, N * K);
-  int32_t* pos_of_slot = ensure_ints(be, c.pos_of_slot, N * K);
-  int32_t* slot_of_pos = ensure_ints(be, c.slot_of_pos, N * K);
-  float* xp = ensure_floats(be, c.xp, N * K * D);
-  const float* xn = c.xn.data<float>();
+std::unique_ptr<BlockContext> MoeBlock::NewContext() const {
+  return std::make_unique<Context>();
+}
 
+int64_t MoeBlock::max_expert_rows(int64_t tokens) const {
+  const int64_t K = shape_.top_k;
+  if (ep_ == 1) return tokens * K;
+  // Every EP peer's tokens could all route here, each at most once per local expert.
+  return ep_ * tokens * std::min<int64_t>(K, local_experts_);
+}
+
+void MoeBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
+  Context& c = static_cast<Context&>(ctx);
+  const int64_t N = c.mb.tokens(), D = dim_, F = hidden_, E = shape_.n_experts,
+                K = shape_.top_k, NK = N * K;
+  c.rstd = arena.take<float>(N);
+  c.xn = arena.take<float>(N * D);
+  c.logits = arena.take<float>(N * E);
+  c.scores = arena.take<float>(N * E);
+  c.gates = arena.take<float>(NK);
+  c.idx = arena.take<int32_t>(NK);
+  c.pos_of_slot = arena.take<int32_t>(NK);
+  c.slot_of_pos = arena.take<int32_t>(NK);
+  c.xp = arena.take<float>(NK * D);
+  c.yp = arena.take<float>(NK * D);
+  c.dyp = arena.take<float>(NK * D);
+  c.dxp = arena.take<float>(NK * D);
+  c.dxn = arena.take<float>(N * D);
+  c.dgates = arena.take<float>(NK);
+  c.dscores = seq_aux_alpha_ > 0 ? arena.take<float>(N * E) : nullptr;
+  c.dlogits = arena.take<float>(N * E);
+  const int64_t R = max_expert_rows(N);
+  if (ep_ > 1) {
+    c.xe = arena.take<float>(R * D);
+    c.ye = arena.take<float>(R * D);
+    c.dye = arena.take<float>(R * D);
+    c.dxe = arena.take<float>(R * D);
+  } else {
+    c.xe = c.xp, c.ye = c.yp, c.dye = c.dyp, c.dxe = c.dxp;
+  }
+  c.ab = arena.take<float>(R * 2 * F);
+  c.hp = arena.take<float>(R * F);
+  c.dhp = arena.take<float>(R * F);
+  c.dab = arena.take<float>(R * 2 * F);
+  if (shared_) c.shared = shared_->Carve(arena, N);
+}
+
+const int32_t* MoeBlock::routing(const BlockContext& ctx) const {
+  return static_cast<const Context&>(ctx).idx;
+}
+
+parallel::Work MoeBlock::Route(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
   // logits (N, E) = xn · Wg^T
-  ops.linear_forward(logits, E, xn, D, table_.value_ptr(gate_w_), N, D, E);
-  ops.router_forward(scores, idx, gates, logits, table_.value_ptr(gate_b_), N, shape_);
+  ops.linear_forward(c.logits, E, c.xn, D, table_.value_ptr(gate_w_), N, D, E);
+  ops.router_forward(c.scores, c.idx, c.gates, c.logits, table_.value_ptr(gate_b_), N, shape_);
   c.counts.assign(E, 0);
-  ops.moe_build_permutation(pos_of_slot, slot_of_pos, c.counts.data(), idx, N, K, E);
+  ops.moe_build_permutation(c.pos_of_slot, c.slot_of_pos, c.counts.data(), c.idx, N, K, E);
   // The permutation's per-expert row counts are the routing load.
   if (c.mb.training) {
     for (int64_t e = 0; e < E; ++e) load_counts_[e] += c.counts[e];
   }
-  ops.moe_permute(xp, xn, slot_of_pos, N, K, D);
-
-  // Dispatch: under EP the rows go to their experts' owners; in one process they stay put.
+  ops.moe_permute(c.xp, c.xn, c.slot_of_pos, N, K, D);
   c.segments.clear();
   c.rows.clear();
-  if (!ep_comm_) {
+  if (ep_ == 1) {
+    // In one process the permuted rows are the experts' rows: no exchange.
     int64_t offset = 0;
     for (int64_t e = 0; e < E; ++e) {
       c.segments.push_back({e, 0, offset, c.counts[e]});
+      c.rows.push_back({e, offset, c.counts[e]});
       offset += c.counts[e];
     }
     c.expert_rows = N * K;
-    c.xe_ptr = xp;
-    c.ye_ptr = ensure_floats(be, c.yp, N * K * D);
-  } else {
-    c.plan = parallel::plan_dispatch(*ep_comm_, c.counts, E);
-    c.segments = c.plan.segments;
-    c.expert_rows = c.plan.total_recv_rows();
-    c.xe_ptr = ensure_floats(be, c.xe, c.expert_rows * D);
-    c.ye_ptr = ensure_floats(be, c.ye, c.expert_rows * D);
-    ensure_floats(be, c.yp, N * K * D);
+    return {};
   }
+  if (!ep_comm_) throw std::logic_error(name_ + ": expert parallelism without an EP communicator");
+  c.pending_plan = parallel::post_dispatch_plan(*ep_comm_, c.counts, E);
+  return c.pending_plan.work();
+}
+
+parallel::Work MoeBlock::Dispatch(Context& c) {
+  if (ep_ == 1) return {};
+  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  c.plan = c.pending_plan.finish();
+  c.segments = c.plan.segments;
   for (const parallel::ExpertSegment& s : c.segments) {
     c.rows.push_back({s.local_expert, s.offset, s.rows});
   }
-  if (!ep_comm_) return {};
-  return parallel::dispatch(*ep_comm_, c.plan, {xp, static_cast<size_t>(N * K * D)},
-                            {c.xe_ptr, static_cast<size_t>(c.expert_rows * D)}, D);
+  c.expert_rows = c.plan.total_recv_rows();
+  c.rows_in = parallel::dispatch(*ep_comm_, c.plan, {c.xp, static_cast<size_t>(NK * D)},
+                                 {c.xe, static_cast<size_t>(c.expert_rows * D)}, D);
+  return c.rows_in;
+}
+
+parallel::Work MoeBlock::SharedForward(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.copy(c.y, c.x, N * D);
+  if (shared_) shared_->Forward(c.shared, c.xn, c.y, N, /*accumulate=*/true);
+  c.aux_loss = 0;
+  if (seq_aux_alpha_ > 0) {
+    c.aux_loss = c.mb.sequence_scale * ops.seq_balance_loss_forward(c.scores, c.idx, c.mb.batch,
+                                                                    c.mb.seq_len, E, K,
+                                                                    seq_aux_alpha_);
+  }
+  return {};
 }
 
 parallel::Work MoeBlock::ExpertsForward(Context& c) {
   const int64_t R = c.expert_rows, D = dim_, F = hidden_;
-  kernels::Backend& be = table_.backend();
   kernels::BackendOps<float>& ops = table_.ops();
-  float* ab = ensure_floats(be, c.ab, R * 2 * F);
-  float* hp = ensure_floats(be, c.hp, R * F);
-  const float* xe = c.xe_ptr;
-  float* ye = c.ye_ptr;
+  c.rows_in.wait();
   // ab rows (n, 2F) = xe rows · [W1_e | W3_e]^T, per (source, expert) segment
-  ops.grouped_linear_forward(ab, 2 * F, xe, D, table_.value_ptr(w1_), c.rows, D, F);
-  ops.grouped_linear_forward(ab + F, 2 * F, xe, D, table_.value_ptr(w3_), c.rows, D, F);
-  ops.swiglu_forward(hp, ab, ab + F, 2 * F, R, F);
-  ops.grouped_linear_forward(ye, D, hp, F, table_.value_ptr(w2_), c.rows, F, D);
-  if (!ep_comm_) return {};
-  // combine: the outputs go back to the ranks that routed them
-  const int64_t NK = c.mb.tokens() * shape_.top_k;
-  return parallel::combine(*ep_comm_, c.plan, {ye, static_cast<size_t>(R * D)},
-                           {c.yp.data<float>(), static_cast<size_t>(NK * D)}, D);
+  ops.grouped_linear_forward(c.ab, 2 * F, c.xe, D, table_.value_ptr(w1_), c.rows, D, F);
+  ops.grouped_linear_forward(c.ab + F, 2 * F, c.xe, D, table_.value_ptr(w3_), c.rows, D, F);
+  ops.swiglu_forward(c.hp, c.ab, c.ab + F, 2 * F, R, F);
+  ops.grouped_linear_forward(c.ye, D, c.hp, F, table_.value_ptr(w2_), c.rows, F, D);
+  return {};
 }
 
-void MoeBlock::Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) {
-  if (slot >= static_cast<int>(contexts_.size())) contexts_.resize(slot + 1);
-  Context& c = contexts_[slot];
-  c.mb = mb;
-  c.x = x;
-  const int64_t N = mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
-  kernels::Backend& be = table_.backend();
-  kernels::BackendOps<float>& ops = table_.ops();
-  float* rstd = ensure_floats(be, c.rstd, N);
-  float* xn = ensure_floats(be, c.xn, N * D);
-  ops.rmsnorm_forward(xn, rstd, x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
-
-  // The local work (shared experts, balance loss) runs while the routed rows travel.
-  parallel::Work dispatch = RouteAndDispatch(c);
-  ops.copy(y, x, N * D);
-  if (shared_) shared_->Forward(slot, xn, y, N, /*accumulate=*/true);
-  c.aux_loss = 0;
-  if (seq_aux_alpha_ > 0) {
-    c.aux_loss = mb.sequence_scale * ops.seq_balance_loss_forward(c.scores.data<float>(),
-                                                                  c.idx.data<int32_t>(), mb.batch,
-                                                                  mb.seq_len, E, K,
-                                                                  seq_aux_alpha_);
-  }
-  dispatch.wait();
-  ExpertsForward(c).wait();
-  ops.moe_unpermute_combine(y, c.yp.data<float>(), c.gates.data<float>(),
-                            c.pos_of_slot.data<int32_t>(), N, K, D, /*accumulate=*/true);
+parallel::Work MoeBlock::Combine(Context& c) {
+  if (ep_ == 1) return {};
+  // The outputs go back to the ranks that routed them.
+  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  c.rows_out = parallel::combine(*ep_comm_, c.plan,
+                                 {c.ye, static_cast<size_t>(c.expert_rows * D)},
+                                 {c.yp, static_cast<size_t>(NK * D)}, D);
+  return c.rows_out;
 }
 
-parallel::Work MoeBlock::DispatchOutputGrads(Context& c) {
-  const int64_t NK = c.mb.tokens() * shape_.top_k, R = c.expert_rows, D = dim_;
-  kernels::Backend& be = table_.backend();
-  float* dxp = ensure_floats(be, c.dxp, NK * D);
-  if (!ep_comm_) {
-    c.dye_ptr = c.dyp.data<float>();
-    c.dxe_ptr = dxp;
-    return {};
-  }
+parallel::Work MoeBlock::Unpermute(Context& c) {
+  c.rows_out.wait();
+  table_.ops().moe_unpermute_combine(c.y, c.yp, c.gates, c.pos_of_slot, c.mb.tokens(),
+                                     shape_.top_k, dim_, /*accumulate=*/true);
+  return {};
+}
+
+parallel::Work MoeBlock::CombineBackward(Context& c) {
+  table_.ops().moe_unpermute_combine_backward(c.dyp, c.dgates, c.dy, c.yp, c.gates,
+                                              c.pos_of_slot, c.mb.tokens(), shape_.top_k, dim_);
+  return {};
+}
+
+parallel::Work MoeBlock::DispatchGrads(Context& c) {
+  if (ep_ == 1) return {};
   // The output gradients follow the outputs' path backwards.
-  c.dye_ptr = ensure_floats(be, c.dye, R * D);
-  c.dxe_ptr = ensure_floats(be, c.dxe, R * D);
-  return parallel::dispatch(*ep_comm_, c.plan, {c.dyp.data<float>(), static_cast<size_t>(NK * D)},
-                            {c.dye_ptr, static_cast<size_t>(R * D)}, D);
+  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  c.rows_in = parallel::dispatch(*ep_comm_, c.plan, {c.dyp, static_cast<size_t>(NK * D)},
+                                 {c.dye, static_cast<size_t>(c.expert_rows * D)}, D);
+  return c.rows_in;
 }
 
-parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
-  const int64_t NK = c.mb.tokens() * shape_.top_k, R = c.expert_rows, D = dim_, F = hidden_;
-  kernels::Backend& be = table_.backend();
-  kernels::BackendOps<float>& ops = table_.ops();
-  float* dhp = ensure_floats(be, c.dhp, R * F);
-  float* dab = ensure_floats(be, c.dab, R * 2 * F);
-  const float* dye = c.dye_ptr;
-  float* dxe = c.dxe_ptr;
-  const float* ab = c.ab.data<float>();
-  ops.grouped_linear_backward_input(dhp, F, dye, D, table_.value_ptr(w2_), c.rows, F, D);
-  ops.swiglu_backward(dab, dab + F, dhp, ab, ab + F, 2 * F, R, F);
-  // dxe = dab[:, :F] · W1_e + dab[:, F:] · W3_e
-  ops.grouped_linear_backward_input(dxe, D, dab, 2 * F, table_.value_ptr(w1_), c.rows, D, F);
-  ops.grouped_linear_backward_input(dxe, D, dab + F, 2 * F, table_.value_ptr(w3_), c.rows, D, F,
-                                    {.accumulate = true});
-  if (!ep_comm_) return {};
-  // Input gradients return to the ranks that routed the tokens.
-  return parallel::combine(*ep_comm_, c.plan, {dxe, static_cast<size_t>(R * D)},
-                           {c.dxp.data<float>(), static_cast<size_t>(NK * D)}, D);
-}
-
-void MoeBlock::BackwardInput(int slot, const float* dy, float* dx) {
-  Context& c = contexts_.at(slot);
-  c.dy = dy;
+parallel::Work MoeBlock::SharedAndRouterBackward(Context& c) {
   const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
-  kernels::Backend& be = table_.backend();
   kernels::BackendOps<float>& ops = table_.ops();
-  float* dxn = ensure_floats(be, c.dxn, N * D);
-  float* dyp = ensure_floats(be, c.dyp, N * K * D);
-  float* dgates = ensure_floats(be, c.dgates, N * K);
-  float* dlogits = ensure_floats(be, c.dlogits, N * E);
-  const int32_t* pos_of_slot = c.pos_of_slot.data<int32_t>();
-
-  ops.moe_unpermute_combine_backward(dyp, dgates, dy, c.yp.data<float>(), c.gates.data<float>(),
-                                     pos_of_slot, N, K, D);
-  // The local work (shared experts, router) runs while the output gradients travel.
-  parallel::Work dispatch = DispatchOutputGrads(c);
   if (shared_) {
-    shared_->BackwardInput(slot, dy, dxn, /*accumulate=*/false);
+    shared_->BackwardInput(c.shared, c.dy, c.dxn, N, /*accumulate=*/false);
   } else {
-    ops.fill(dxn, 0.0f, N * D);
+    ops.fill(c.dxn, 0.0f, N * D);
   }
   const float* dscores = nullptr;
   if (seq_aux_alpha_ > 0) {
-    float* ds = ensure_floats(be, c.dscores, N * E);
-    ops.fill(ds, 0.0f, N * E);
-    ops.seq_balance_loss_backward(ds, c.scores.data<float>(), c.idx.data<int32_t>(), c.mb.batch,
-                                  c.mb.seq_len, E, K, seq_aux_alpha_,
-                                  static_cast<float>(c.mb.sequence_scale));
-    dscores = ds;
+    ops.fill(c.dscores, 0.0f, N * E);
+    ops.seq_balance_loss_backward(c.dscores, c.scores, c.idx, c.mb.batch, c.mb.seq_len, E, K,
+                                  seq_aux_alpha_, static_cast<float>(c.mb.sequence_scale));
+    dscores = c.dscores;
   }
-  ops.router_backward(dlogits, dgates, dscores, c.scores.data<float>(), c.idx.data<int32_t>(), N,
-                      shape_);
+  ops.router_backward(c.dlogits, c.dgates, dscores, c.scores, c.idx, N, shape_);
   // dxn += dlogits (N, E) · Wg (E, D)
-  ops.linear_backward_input(dxn, D, dlogits, E, table_.value_ptr(gate_w_), N, D, E,
+  ops.linear_backward_input(c.dxn, D, c.dlogits, E, table_.value_ptr(gate_w_), N, D, E,
                             {.accumulate = true});
-  dispatch.wait();
-  ExpertsBackwardInput(c).wait();
-  ops.moe_permute_backward(dxn, c.dxp.data<float>(), pos_of_slot, N, K, D, /*accumulate=*/true);
-  ops.copy(dx, dy, N * D);
-  ops.rmsnorm_backward_input(dx, dxn, c.x, table_.value_ptr(norm_), c.rstd.data<float>(), N, D,
-                             /*accumulate=*/true);
+  return {};
 }
 
-void MoeBlock::BackwardWeight(int slot) {
-  Context& c = contexts_.at(slot);
-  const int64_t N = c.mb.tokens(), D = dim_, F = hidden_, E = shape_.n_experts;
+parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
+  const int64_t R = c.expert_rows, D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
-  if (shared_) shared_->BackwardWeight(slot);
-  const float* dab = c.dab.data<float>();
-  ops.grouped_linear_backward_weight(table_.grad_ptr(w2_), c.dye_ptr, D, c.hp.data<float>(), F,
-                                     c.rows, F, D);
-  ops.grouped_linear_backward_weight(table_.grad_ptr(w1_), dab, 2 * F, c.xe_ptr, D, c.rows, D, F);
-  ops.grouped_linear_backward_weight(table_.grad_ptr(w3_), dab + F, 2 * F, c.xe_ptr, D, c.rows,
-                                     D, F);
+  c.rows_in.wait();
+  ops.grouped_linear_backward_input(c.dhp, F, c.dye, D, table_.value_ptr(w2_), c.rows, F, D);
+  ops.swiglu_backward(c.dab, c.dab + F, c.dhp, c.ab, c.ab + F, 2 * F, R, F);
+  // dxe = dab[:, :F] · W1_e + dab[:, F:] · W3_e
+  ops.grouped_linear_backward_input(c.dxe, D, c.dab, 2 * F, table_.value_ptr(w1_), c.rows, D, F);
+  ops.grouped_linear_backward_input(c.dxe, D, c.dab + F, 2 * F, table_.value_ptr(w3_), c.rows, D,
+                                    F, {.accumulate = true});
+  return {};
+}
+
+parallel::Work MoeBlock::CombineGrads(Context& c) {
+  if (ep_ == 1) return {};
+  // Input gradients return to the ranks that routed the tokens.
+  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  c.rows_out = parallel::combine(*ep_comm_, c.plan,
+                                 {c.dxe, static_cast<size_t>(c.expert_rows * D)},
+                                 {c.dxp, static_cast<size_t>(NK * D)}, D);
+  return c.rows_out;
+}
+
+parallel::Work MoeBlock::UnpermuteBackward(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, K = shape_.top_k;
+  kernels::BackendOps<float>& ops = table_.ops();
+  c.rows_out.wait();
+  ops.moe_permute_backward(c.dxn, c.dxp, c.pos_of_slot, N, K, D, /*accumulate=*/true);
+  ops.copy(c.dx, c.dy, N * D);
+  ops.rmsnorm_backward_input(c.dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
+                             /*accumulate=*/true);
+  return {};
+}
+
+parallel::Work MoeBlock::ExpertsBackwardWeight(Context& c) {
+  const int64_t D = dim_, F = hidden_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.grouped_linear_backward_weight(table_.grad_ptr(w2_), c.dye, D, c.hp, F, c.rows, F, D);
+  ops.grouped_linear_backward_weight(table_.grad_ptr(w1_), c.dab, 2 * F, c.xe, D, c.rows, D, F);
+  ops.grouped_linear_backward_weight(table_.grad_ptr(w3_), c.dab + F, 2 * F, c.xe, D, c.rows, D,
+                                     F);
+  return {};
+}
+
+parallel::Work MoeBlock::LocalBackwardWeight(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts;
+  kernels::BackendOps<float>& ops = table_.ops();
+  if (shared_) shared_->BackwardWeight(c.shared, c.xn, c.dy, N);
   // dWg (E, D) += dlogits^T · xn
-  ops.linear_backward_weight(table_.grad_ptr(gate_w_), c.dlogits.data<float>(), E,
-                             c.xn.data<float>(), D, N, D, E);
-  ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn.data<float>(), c.x,
-                              c.rstd.data<float>(), N, D);
+  ops.linear_backward_weight(table_.grad_ptr(gate_w_), c.dlogits, E, c.xn, D, N, D, E);
+  ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
+  return {};
 }
 
 double MoeBlock::update_bias(double gamma) {

@@ -2,24 +2,34 @@
 // Routing: sigmoid affinities, group-limited top-k on (scores + gate.bias); gate.bias is not
 // trained by gradients but nudged after each optimizer step towards balanced load
 // (aux-loss-free balancing). The optional sequence-wise balance loss adds its gradient to the
-// router in BackwardInput.
+// router in the backward.
 //
-// The forward is staged as DESIGN.md's overlap needs: route (local) -> dispatch -> experts
-// (local) -> combine. In one process dispatch and combine are the permutation itself. With
-// expert parallelism (ep > 1) this rank holds routed experts [ep_rank*E/ep, (ep_rank+1)*E/ep)
-// and the permuted rows travel to their experts' owners and back by all-to-all over the EP group
-// (parallel/expert_dispatch.h); the backward sends gradients the reverse way. Routing, the shared
-// experts and the router's gradient stay local (the gate weights are replicated) and run while
-// the exchanges are in flight on the communicator's progress thread.
+// With expert parallelism (ep > 1) this rank holds routed experts [ep_rank*E/ep,
+// (ep_rank+1)*E/ep) and the permuted rows travel to their experts' owners and back by all-to-all
+// over the EP group (parallel/expert_dispatch.h); the backward sends gradients the reverse way.
+// In one process dispatch and combine move nothing. The pieces (DESIGN.md's overlap table):
+//   forward          route (posts the count exchange) -> dispatch (posts the rows) ->
+//                    shared experts + balance loss (local, while the rows travel) ->
+//                    experts (local) -> combine (posts the outputs back) -> unpermute (local)
+//   backward_input   combine backward (local) -> dispatch grads (posts) -> shared experts +
+//                    router backward (local, meanwhile) -> experts backward (local) ->
+//                    combine grads (posts) -> unpermute backward + norm (local)
+//   backward_weight  experts weights, then shared experts / router / norm weights (local)
+// A piece that consumes an exchange waits for it; the others never block.
+//
+// Expert-side buffers are sized for the worst case routing, so that a micro-batch's arena is
+// known before the first step: N*k rows in one process; under EP every row of every EP peer
+// that could reach this rank's experts (ep * N * min(k, E/ep)).
 #pragma once
 
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/backend.h"
 #include "kernels/router.h"
 #include "parallel/comm.h"
 #include "parallel/expert_dispatch.h"
-#include "kernels/tensor.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/swiglu_mlp.h"
 #include "trainer/param_table.h"
@@ -31,15 +41,15 @@ class MoeBlock : public Block {
  public:
   // Adds layers.{layer}.ffn_norm.weight, layers.{layer}.moe.gate.{weight,bias},
   // layers.{layer}.moe.experts.{w1,w3,w2} (this rank's slice of the experts) and, with shared
-  // experts, layers.{layer}.moe.shared.*. ep_comm: the EP group (size ep), null when ep == 1.
+  // experts, layers.{layer}.moe.shared.*. ep_comm: the EP group (size ep); it may be null when
+  // the block is only described (parameters, memory), never when it runs with ep > 1.
   MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep = 1, int ep_rank = 0,
            parallel::Comm* ep_comm = nullptr);
 
   const std::string& name() const override { return name_; }
-  void Forward(int slot, const MicroBatchInfo& mb, const float* x, float* y) override;
-  void BackwardInput(int slot, const float* dy, float* dx) override;
-  void BackwardWeight(int slot) override;
-  double aux_loss(int slot) const override { return contexts_.at(slot).aux_loss; }
+  std::unique_ptr<BlockContext> NewContext() const override;
+  void Carve(BlockContext& ctx, ActivationArena& arena) const override;
+  const BlockPieces& pieces() const override { return pieces_; }
 
   int layer() const { return layer_; }
   int64_t n_experts() const { return shape_.n_experts; }
@@ -49,43 +59,56 @@ class MoeBlock : public Block {
   // bias_e += gamma * sign(mean_load - load_e); then clears load_counts. Returns the load's
   // max/mean ratio before the update (1 = perfectly balanced; 0 if nothing was routed).
   double update_bias(double gamma);
-  // Experts chosen by the last Forward of `slot`: (N, k), descending biased score.
-  const int32_t* routing(int slot) const { return contexts_.at(slot).idx.data<int32_t>(); }
+  // Experts chosen by the forward of `ctx`: (N, k) in the backend's memory, descending biased
+  // score.
+  const int32_t* routing(const BlockContext& ctx) const;
 
  private:
-  struct Context {
-    MicroBatchInfo mb;
-    const float* x = nullptr;
-    const float* dy = nullptr;
-    double aux_loss = 0;
+  struct Context : BlockContext {
     std::vector<int64_t> counts;  // (E) rows per global expert in the permuted order
     // Rows the local experts compute, as (local expert, first row, rows) runs of the expert-side
     // buffers: the permuted rows themselves in one process, the received rows under EP.
     std::vector<parallel::ExpertSegment> segments;
     std::vector<kernels::RowSegment> rows;  // the same runs, as grouped-GEMM segments
-    parallel::DispatchPlan plan;  // EP only
+    parallel::PendingDispatchPlan pending_plan;  // EP: the count exchange in flight
+    parallel::DispatchPlan plan;                 // EP only
+    parallel::Work rows_in, rows_out;            // EP: the exchanges the next pieces consume
     int64_t expert_rows = 0;
-    kernels::Tensor rstd, xn, logits, scores, idx, gates, pos_of_slot, slot_of_pos;
-    kernels::Tensor xp, yp, dyp, dxp;  // token side: permuted rows (N*k, D)
-    kernels::Tensor xe, ye, dye, dxe;  // expert side (EP only; else the token-side buffers)
-    kernels::Tensor ab, hp;            // expert side (expert_rows, 2F), (expert_rows, F)
-    kernels::Tensor dxn, dgates, dhp, dab, dscores, dlogits;
-    // Expert-side views: the EP buffers or the token-side ones.
-    float* xe_ptr = nullptr;
-    float* ye_ptr = nullptr;
-    float* dye_ptr = nullptr;
-    float* dxe_ptr = nullptr;
+    // Token side: (N, ...) and the permuted rows (N*k, D).
+    float *rstd = nullptr, *xn = nullptr, *logits = nullptr, *scores = nullptr, *gates = nullptr;
+    float *dxn = nullptr, *dgates = nullptr, *dscores = nullptr, *dlogits = nullptr;
+    int32_t *idx = nullptr, *pos_of_slot = nullptr, *slot_of_pos = nullptr;
+    float *xp = nullptr, *yp = nullptr, *dyp = nullptr, *dxp = nullptr;
+    // Expert side (worst-case rows): the EP receive buffers, or the token-side ones.
+    float *xe = nullptr, *ye = nullptr, *dye = nullptr, *dxe = nullptr;
+    // (rows, 2F), (rows, F), (rows, F), (rows, 2F)
+    float *ab = nullptr, *hp = nullptr, *dhp = nullptr, *dab = nullptr;
+    SwigluMlp::Buffers shared;
   };
-  // Each stage returns the Work of the exchange it posts (empty in one process); the caller
-  // overlaps it with local work before waiting.
-  parallel::Work RouteAndDispatch(Context& c);      // routes; posts the dispatch of the rows
-  parallel::Work ExpertsForward(Context& c);        // runs the experts; posts the combine
-  parallel::Work DispatchOutputGrads(Context& c);   // posts the dispatch of the output gradients
-  parallel::Work ExpertsBackwardInput(Context& c);  // experts' input grads; posts their combine
+  int64_t max_expert_rows(int64_t tokens) const;
+
+  // Forward pieces.
+  parallel::Work Route(Context& c);
+  parallel::Work Dispatch(Context& c);
+  parallel::Work SharedForward(Context& c);
+  parallel::Work ExpertsForward(Context& c);
+  parallel::Work Combine(Context& c);
+  parallel::Work Unpermute(Context& c);
+  // Backward-input pieces.
+  parallel::Work CombineBackward(Context& c);
+  parallel::Work DispatchGrads(Context& c);
+  parallel::Work SharedAndRouterBackward(Context& c);
+  parallel::Work ExpertsBackwardInput(Context& c);
+  parallel::Work CombineGrads(Context& c);
+  parallel::Work UnpermuteBackward(Context& c);
+  // Backward-weight pieces.
+  parallel::Work ExpertsBackwardWeight(Context& c);
+  parallel::Work LocalBackwardWeight(Context& c);
 
   ParamTable& table_;
   std::string name_;
   int layer_;
+  int ep_;
   int64_t local_experts_;
   parallel::Comm* ep_comm_;
   int64_t dim_, hidden_;
@@ -93,8 +116,8 @@ class MoeBlock : public Block {
   kernels::RouterShape shape_;
   int norm_, gate_w_, gate_b_, w1_, w3_, w2_;
   std::unique_ptr<SwigluMlp> shared_;  // null without shared experts
-  std::vector<Context> contexts_;
   std::vector<int64_t> load_counts_;
+  BlockPieces pieces_;
 };
 
 }  // namespace tessera::trainer

@@ -1,11 +1,11 @@
 // SwiGLU MLP: y = W2 (silu(W1 n) * W3 n), without norm or residual. Serves the dense FFN and
 // the MoE shared experts. W1 and W3 are added back to back so [W1; W3] is one [2F, D] GEMM.
+// The owner keeps the per-micro-batch Buffers (carved from its arena) and the input n.
 #pragma once
 
 #include <string>
-#include <vector>
 
-#include "kernels/tensor.h"
+#include "trainer/activation_arena.h"
 #include "trainer/param_table.h"
 
 namespace tessera::trainer {
@@ -16,27 +16,26 @@ class SwigluMlp {
   SwigluMlp(ParamTable& table, const std::string& prefix, const std::string& suffix, int64_t dim,
             int64_t hidden);
 
-  // y (N, D) = MLP(n) when accumulate is false, y += MLP(n) otherwise. n must stay valid until
-  // BackwardWeight(slot).
-  void Forward(int slot, const float* n, float* y, int64_t N, bool accumulate);
-  // dn (N, D) = or += d/dn given dy (N, D); dy must stay valid until BackwardWeight(slot).
-  void BackwardInput(int slot, const float* dy, float* dn, bool accumulate);
-  void BackwardWeight(int slot);
+  struct Buffers {
+    float* ab = nullptr;   // (N, 2F) = W1 n | W3 n
+    float* h = nullptr;    // (N, F)
+    float* dh = nullptr;   // (N, F)
+    float* dab = nullptr;  // (N, 2F)
+  };
+  Buffers Carve(ActivationArena& arena, int64_t N) const;
+
+  // y (N, D) = MLP(n) when accumulate is false, y += MLP(n) otherwise.
+  void Forward(const Buffers& b, const float* n, float* y, int64_t N, bool accumulate) const;
+  // dn (N, D) = or += d/dn given dy (N, D).
+  void BackwardInput(const Buffers& b, const float* dy, float* dn, int64_t N,
+                     bool accumulate) const;
+  // Weight gradients; n and dy as passed to Forward and BackwardInput.
+  void BackwardWeight(const Buffers& b, const float* n, const float* dy, int64_t N) const;
 
  private:
-  struct Context {
-    int64_t N = 0;
-    const float* n = nullptr;
-    const float* dy = nullptr;
-    kernels::Tensor ab;   // (N, 2F) = W1 n | W3 n
-    kernels::Tensor h;    // (N, F)
-    kernels::Tensor dh;   // (N, F)
-    kernels::Tensor dab;  // (N, 2F)
-  };
   ParamTable& table_;
   int64_t dim_, hidden_;
   int w1_, w2_;  // w3 follows w1
-  std::vector<Context> contexts_;
 };
 
 }  // namespace tessera::trainer

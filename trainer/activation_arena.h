@@ -1,0 +1,56 @@
+// ActivationArena: the memory of ONE micro-batch in flight (DESIGN.md "Layers"): every buffer its
+// forward saves for the backward and every backward workspace, carved by a bump pointer from one
+// allocation on the model's backend. Contexts are owned by the caller (the pipeline stage keeps
+// one per micro-batch the schedule has in flight at its peak) and sized before the first step:
+// the blocks carve the same buffers from a MEASURING arena (no memory, take() returns nullptr),
+// which gives the size without allocating, for the real arena and for `train --dry-run`.
+//
+// Thread-safety: none; one micro-batch's arena is used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/backend.h"
+#include "kernels/tensor.h"
+
+namespace tessera::trainer {
+
+class ActivationArena {
+ public:
+  // A measuring arena for buffers on `device`: take() counts bytes and returns nullptr.
+  explicit ActivationArena(kernels::Device device) : device_(device) {}
+  // `bytes` of backend memory, allocated now.
+  ActivationArena(kernels::Backend& backend, size_t bytes);
+
+  // n elements of T, aligned to kAlignment bytes. Throws std::logic_error naming the sizes when
+  // a real arena runs out (a block carved more than it measured: a bug, never silent).
+  template <typename T>
+  T* take(int64_t n) {
+    const size_t at = (used_ + kAlignment - 1) / kAlignment * kAlignment;
+    const size_t bytes = static_cast<size_t>(n < 0 ? 0 : n) * sizeof(T);
+    if (!measuring() && at + bytes > capacity_) overflow(at + bytes);
+    used_ = at + bytes;
+    return measuring() ? nullptr : reinterpret_cast<T*>(base_ + at);
+  }
+  // Starts carving from the beginning again (the next micro-batch of this context).
+  void reset() { used_ = 0; }
+
+  bool measuring() const { return base_ == nullptr; }
+  // The device whose buffers are carved (some sizes depend on it: kernels::attention_*_numel).
+  kernels::Device device() const { return device_; }
+  size_t used() const { return used_; }
+  size_t capacity() const { return capacity_; }
+
+  static constexpr size_t kAlignment = 256;  // cuBLAS and vector loads like aligned rows
+
+ private:
+  [[noreturn]] void overflow(size_t needed) const;
+  kernels::Device device_ = kernels::Device::kCPU;
+  kernels::Tensor memory_;
+  std::byte* base_ = nullptr;
+  size_t capacity_ = 0, used_ = 0;
+};
+
+}  // namespace tessera::trainer

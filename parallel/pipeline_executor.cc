@@ -1,6 +1,7 @@
 #include "parallel/pipeline_executor.h"
 
 #include <chrono>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -252,6 +253,56 @@ PipelineStepStats PipelineExecutor::run(StageCompute& compute) {
   }
   stats.total_s = seconds_since(t0);
   return stats;
+}
+
+int PipelineExecutor::PlannedPoolBuffers(const Schedule& schedule, int stage) {
+  // Messages that hold a buffer (sends keep theirs: see the header), free buffers, the pool.
+  std::set<MessageKey> held;
+  int free = 0, pool = 0;
+  const int last_vs = schedule.virtual_stages() - 1;
+  auto acquire = [&] {
+    if (free == 0) {
+      ++pool;
+    } else {
+      --free;
+    }
+  };
+  auto hold = [&](MessageKey key) {
+    acquire();
+    held.insert(key);
+  };
+  auto release = [&](MessageKey key) {
+    if (held.erase(key)) ++free;
+  };
+  auto forward = [&](int mb, int chunk) {
+    const int vs = virtual_stage(schedule.pp, stage, chunk);
+    if (vs < last_vs) hold({false, mb, vs});
+    if (vs > 0) release({false, mb, vs - 1});
+  };
+  auto backward_input = [&](int mb, int chunk) {
+    const int vs = virtual_stage(schedule.pp, stage, chunk);
+    if (vs > 0) hold({true, mb, vs});
+    if (vs < last_vs) release({true, mb, vs + 1});
+  };
+  for (const Instruction& inst : schedule.per_stage.at(static_cast<size_t>(stage))) {
+    switch (inst.op) {
+      case Op::kForward: forward(inst.micro_batch, inst.chunk); break;
+      case Op::kBackward:
+      case Op::kBackwardInput: backward_input(inst.micro_batch, inst.chunk); break;
+      case Op::kBackwardWeight: break;
+      case Op::kForwardBackward:
+        forward(inst.micro_batch, inst.chunk);
+        backward_input(inst.micro_batch_b, inst.chunk_b);
+        break;
+      case Op::kSendActivation:
+      case Op::kSendGrad:
+        held.erase(*message_key(schedule, stage, inst));  // still allocated, now the send's
+        break;
+      case Op::kRecvActivation:
+      case Op::kRecvGrad: hold(*message_key(schedule, stage, inst)); break;
+    }
+  }
+  return pool;
 }
 
 }  // namespace tessera::parallel

@@ -95,6 +95,10 @@ class PipelineExecutor {
   // Boundary buffers allocated so far (the pool's size); stays constant across steps once the
   // pool reached the high-water mark.
   size_t pool_buffers() const { return pool_.size(); }
+  // An upper bound of the pool's size, without running: run() replayed on `stage`'s list as if
+  // no send completed before the step's end (a send that completes earlier frees its buffer for
+  // reuse, so the real pool is never larger). With pp = 1 (no sends) it is exact.
+  static int PlannedPoolBuffers(const Schedule& schedule, int stage);
 
  private:
   using Buffer = std::shared_ptr<kernels::Tensor>;

@@ -57,6 +57,14 @@ void ParamTable::finalize(kernels::Backend& backend, int64_t dense_multiple,
   zero_grads();
 }
 
+int64_t ParamTable::padded_region_numel(ParamRegion r, int64_t multiple) const {
+  int64_t n = 0;
+  for (const ParamDesc& d : descs_) {
+    if (d.region == r) n += d.numel();
+  }
+  return (n + multiple - 1) / multiple * multiple;
+}
+
 kernels::Backend& ParamTable::backend() const {
   if (!backend_) throw std::logic_error("ParamTable used before finalize");
   return *backend_;

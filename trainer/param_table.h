@@ -70,6 +70,9 @@ class ParamTable {
   int index(const std::string& name) const;  // throws std::out_of_range naming the parameter
   bool contains(const std::string& name) const { return by_name_.count(name) != 0; }
   int64_t numel() const { return numel_; }   // parameters held (without padding)
+  // Elements of region r once padded to `multiple` (what finalize lays out), computable from the
+  // descriptors alone, before finalize.
+  int64_t padded_region_numel(ParamRegion r, int64_t multiple) const;
   int64_t padded_numel() const { return padded_numel_; }  // length of the flat buffers
   FlatRange region(ParamRegion r) const { return regions_[static_cast<int>(r)]; }
 

@@ -5,6 +5,7 @@
 #include "parallel/mpi_env.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
+#include "trainer/memory_plan.h"
 #include "trainer/trainer.h"
 
 namespace tessera::trainer {
@@ -30,7 +31,11 @@ int run_train_command(const std::vector<std::string>& args) {
        "override a recipe key, e.g. --set train.steps=10 (repeatable)")
       ("resume", po::value<std::string>(),
        "continue from a checkpoint: 'auto' = the newest valid one under run.dir/checkpoints "
-       "(a fresh start if there is none), or a step/checkpoints/run directory");
+       "(a fresh start if there is none), or a step/checkpoints/run directory")
+      ("dry-run",
+       "print each rank's planned device memory by kind (parameters, gradients, optimizer "
+       "state, activations = micro-batch contexts x arena, pipeline buffers) for the recipe's "
+       "layout on run.device, then exit; allocates nothing and needs no mpirun");
   po::variables_map vm;
   if (auto status = parse_recipe_command("train", args, visible, vm)) return *status;
 
@@ -38,6 +43,22 @@ int run_train_command(const std::vector<std::string>& args) {
   const bool root = world->rank() == 0;
   const std::optional<Recipe> recipe = load_recipe_from("train", vm, /*print=*/root);
   if (!recipe) return 2;  // every rank sees the same recipe error and exits
+  if (vm.count("dry-run")) {
+    try {
+      const kernels::Device device =
+          recipe->run.device == "cuda" ? kernels::Device::kCUDA : kernels::Device::kCPU;
+      const std::vector<RankMemory> plan = plan_memory(*recipe, device);
+      if (root) {
+        std::cout << "tessera train --dry-run: " << recipe->source << ": " << plan.size()
+                  << " rank(s) on " << recipe->run.device << ", planned memory per rank (MiB):\n"
+                  << format_memory_plan(plan);
+      }
+    } catch (const RecipeError& e) {
+      if (root) std::cerr << "tessera train: " << e.what() << "\n";
+      return 2;
+    }
+    return 0;
+  }
   try {
     TrainOptions options;
     if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();

@@ -168,6 +168,17 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       << "; stage " << layout.coords.pp_rank << ", replica " << layout.coords.dp_rank << ", expert slice "
       << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " (theoretical bubble "
       << format("%.3f", bubble_theory) << ")\n";
+  {
+    std::string contexts;
+    for (int c = 0; c < model.n_chunks(); ++c) {
+      contexts += (c ? ", " : "") + std::to_string(stage.contexts_per_chunk()[c]) + " x " +
+                  format("%.2f", static_cast<double>(stage.context_bytes(c)) / (1 << 20)) + " MiB";
+    }
+    log << "tessera: rank " << world.rank() << " micro-batch contexts per chunk: " << contexts
+        << "; pipeline buffers planned (at most) "
+        << parallel::PipelineExecutor::PlannedPoolBuffers(layout.schedule, layout.coords.pp_rank)
+        << "\n";
+  }
   log.flush();
 
   CheckpointMeta resumed;
@@ -284,6 +295,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
     summary.final_loss = step_loss.loss;
     summary.steps = step;
+    if (step == resumed.step + 1) {
+      log << "tessera: rank " << world.rank() << " pipeline buffers after the first step: "
+          << executor.pool_buffers() << "\n";
+    }
 
     JsonLine line;
     line.add("step", step)

@@ -61,6 +61,13 @@ std::string run_toy(const Schedule& s, int steps = kSteps, int64_t elements = kE
       f += "pool grew to " + std::to_string(exec.pool_buffers()) + " buffers (first step " +
            std::to_string(pool_after_first) + ")\n";
     }
+    // The plan bounds the pool without running, exactly when nothing is sent.
+    const size_t planned =
+        static_cast<size_t>(PipelineExecutor::PlannedPoolBuffers(s, comm.rank()));
+    if (s.pp == 1 ? exec.pool_buffers() != planned : exec.pool_buffers() > planned) {
+      f += "pool of " + std::to_string(exec.pool_buffers()) + " buffers, planned " +
+           std::to_string(planned) + "\n";
+    }
     std::lock_guard<std::mutex> lock(mu);
     failures += f;
   });

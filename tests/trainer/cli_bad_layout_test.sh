@@ -50,6 +50,9 @@ expect_layout_error interleaved_micro_batches 2 "parallel.micro_batches" paralle
   train.global_batch=12
 expect_layout_error dualpipe_not_implemented 2 "dualpipe" parallel.pp=2 parallel.schedule=dualpipe \
   parallel.micro_batches=2
+# No GPU (or no CUDA in this build), or on a GPU machine a device training cannot use yet: one
+# line from rank 0 naming run.device, every rank out.
+expect_layout_error cuda_unavailable 2 "run.device: cuda" parallel.dp=2 run.device=cuda
 
 echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]

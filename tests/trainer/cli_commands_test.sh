@@ -59,5 +59,25 @@ check vocab_too_small_names_shard 1 "shard-" "$tessera" train "$recipe" "${small
 check eval_missing_checkpoint 1 "$work/nowhere" "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/nowhere" --data "$work/bpe"
 check train_missing_dataset 1 "$work/no-data" "$tessera" train "$recipe" "${small[@]}" --set data.path="$work/no-data"
 
+# --dry-run plans every rank's memory without mpirun, a device or a dataset, and writes nothing.
+layout=(--set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=2
+        --set run.dir="$work/dry")
+check dry_run_plans_each_rank 0 "   3     1       1       1 |" "$tessera" train "$recipe" "${layout[@]}" \
+  --set data.path="$work/no-data" --dry-run
+check dry_run_on_cuda_needs_no_gpu 0 "4 rank(s) on cuda" "$tessera" train "$recipe" "${layout[@]}" \
+  --set run.device=cuda --dry-run
+check dry_run_bad_layout_names_key 2 "parallel.ep" "$tessera" train "$recipe" --set parallel.dp=2 \
+  --set parallel.ep=3 --dry-run
+if [ -e "$work/dry" ]; then echo "FAIL dry_run_writes_nothing: $work/dry exists"; failures=$((failures + 1)); fi
+# Contexts x arena: more micro-batches in flight on stage 0 of 1F1B than on the last stage.
+plan=$("$tessera" train "$recipe" "${layout[@]}" --dry-run 2>&1)
+ctx0=$(awk '$1 == "0" && $2 == "0" {print $0}' <<<"$plan" | grep -o '(2x[0-9.]*)')
+ctx3=$(awk '$1 == "3" {print $0}' <<<"$plan" | grep -o '(1x[0-9.]*)')
+if [ -n "$ctx0" ] && [ -n "$ctx3" ]; then
+  echo "ok   dry_run_contexts_follow_the_schedule ($ctx0 on stage 0, $ctx3 on stage 1)"; passed=$((passed + 1))
+else
+  echo "FAIL dry_run_contexts_follow_the_schedule:"; echo "$plan" | sed 's/^/    /'; failures=$((failures + 1))
+fi
+
 echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]

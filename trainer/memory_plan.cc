@@ -1,0 +1,95 @@
+#include "trainer/memory_plan.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "parallel/pipeline_executor.h"
+#include "parallel/rank_grid.h"
+#include "parallel/schedule_generators.h"
+#include "trainer/model.h"
+#include "trainer/parallel_layout.h"
+
+namespace tessera::trainer {
+
+std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device) {
+  const int world = static_cast<int>(recipe.parallel.pp * recipe.parallel.dp);
+  parallel::LayoutSpec spec;
+  spec.world = world;
+  spec.pp = static_cast<int>(recipe.parallel.pp);
+  spec.dp = static_cast<int>(recipe.parallel.dp);
+  spec.ep = static_cast<int>(recipe.parallel.ep);
+  const int micro_batches = static_cast<int>(recipe.parallel.micro_batches);
+  std::vector<RankMemory> ranks;
+  try {
+    parallel::validate_layout(spec, static_cast<int>(recipe.model.n_experts),
+                              static_cast<int>(recipe.model.n_layers),
+                              static_cast<int>(recipe.parallel.virtual_stages));
+    const parallel::Schedule schedule =
+        parallel::make_schedule(recipe.parallel.schedule, spec.pp, micro_batches,
+                                static_cast<int>(recipe.parallel.virtual_stages));
+    const parallel::RankGrid grid(spec);
+    const int expert_dp = spec.dp / spec.ep;
+    const int64_t mb_rows = recipe.train.global_batch / (spec.dp * micro_batches);
+    const int64_t seq_len = recipe.train.seq_len;
+    const int64_t boundary_bytes = mb_rows * seq_len * recipe.model.dim * 4;
+    for (int r = 0; r < world; ++r) {
+      const parallel::RankCoords coords = grid.coords(r);
+      ModelPart part;
+      part.chunks = stage_chunks(recipe, coords.pp_rank);
+      part.ep = spec.ep;
+      part.ep_rank = coords.ep_rank;
+      const std::unique_ptr<Model> model = Model::Describe(recipe.model, part);
+      const ParamTable& params = model->params();
+      const int64_t dense = params.padded_region_numel(ParamRegion::kDense, spec.dp);
+      const int64_t expert = params.padded_region_numel(ParamRegion::kExpert, expert_dp);
+      RankMemory m;
+      m.rank = r;
+      m.stage = coords.pp_rank;
+      m.replica = coords.dp_rank;
+      m.expert_slice = coords.ep_rank;
+      m.parameters = (dense + expert) * 4;
+      m.gradients = m.parameters;
+      m.optimizer = 2 * (dense / spec.dp + expert / expert_dp) * 4;
+      m.contexts = parallel::peak_in_flight(schedule, coords.pp_rank);
+      for (int c = 0; c < model->n_chunks(); ++c) {
+        const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);
+        m.context_bytes.push_back(bytes);
+        m.activations += m.contexts[c] * bytes;
+      }
+      m.communication = static_cast<int64_t>(parallel::PipelineExecutor::PlannedPoolBuffers(
+                            schedule, coords.pp_rank)) *
+                        boundary_bytes;
+      ranks.push_back(std::move(m));
+    }
+  } catch (const parallel::LayoutError& e) {
+    throw RecipeError(recipe.source + ": " + e.what());
+  } catch (const parallel::ScheduleError& e) {
+    throw RecipeError(recipe.source + ": " + e.what());
+  }
+  return ranks;
+}
+
+std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
+  auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
+  std::string out =
+      "rank stage replica experts | parameters gradients optimizer activations (contexts x MiB) "
+      "communication |    total (MiB)\n";
+  char line[256];
+  for (const RankMemory& m : ranks) {
+    std::string contexts;
+    for (size_t c = 0; c < m.contexts.size(); ++c) {
+      std::snprintf(line, sizeof(line), "%s%dx%.1f", c ? "+" : "", m.contexts[c],
+                    mib(m.context_bytes[c]));
+      contexts += line;
+    }
+    std::snprintf(line, sizeof(line),
+                  "%4d %5d %7d %7d | %10.1f %9.1f %9.1f %11.1f %-16s %13.1f | %14.1f\n", m.rank,
+                  m.stage, m.replica, m.expert_slice, mib(m.parameters), mib(m.gradients),
+                  mib(m.optimizer), mib(m.activations), ("(" + contexts + ")").c_str(),
+                  mib(m.communication), mib(m.total()));
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace tessera::trainer

@@ -1,0 +1,41 @@
+// Memory plan: what each rank of a recipe's layout holds on its device, by kind, computed from the
+// recipe alone (no device, no allocation, no other process): `tessera train --dry-run`.
+//   parameters     the values of the parameters this rank holds (its pipeline stage's layers,
+//                  1/ep of the routed experts), padded as the ZeRO-1 regions are
+//   gradients      the same size (fp32 gradient buffer)
+//   optimizer      AdamW's two moments of this rank's ZeRO-1 shards (1/dp of the dense region,
+//                  1/expert-dp of the expert region)
+//   activations    micro-batch contexts (the schedule's peak in flight per chunk) x the arena
+//                  of one: saved activations, backward workspaces, boundary residuals; expert-side
+//                  buffers sized for the worst-case routing
+//   communication  pipeline boundary buffers: an upper bound from the schedule
+//                  (PipelineExecutor::PlannedPoolBuffers)
+// Not counted: the data loader's shard cache, communication libraries' own buffers, the binary.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/tensor.h"
+#include "trainer/recipe.h"
+
+namespace tessera::trainer {
+
+struct RankMemory {
+  int rank = 0;
+  int stage = 0, replica = 0, expert_slice = 0;
+  int64_t parameters = 0, gradients = 0, optimizer = 0, activations = 0, communication = 0;
+  std::vector<int> contexts;            // per chunk: micro-batch contexts
+  std::vector<int64_t> context_bytes;   // per chunk: bytes of one context's arena
+  int64_t total() const { return parameters + gradients + optimizer + activations + communication; }
+};
+
+// Every rank of the recipe's layout (world = parallel.pp x parallel.dp). Throws RecipeError
+// naming the key when the layout is impossible (as training would).
+std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device);
+
+// A table, one line per rank, in MiB.
+std::string format_memory_plan(const std::vector<RankMemory>& ranks);
+
+}  // namespace tessera::trainer

@@ -150,6 +150,15 @@ void validate_slurm_config(const trainer::Recipe& recipe, long long world, bool 
              std::to_string(world));
   }
 
+  // One process per GPU: a cuda run asks Slurm for a GPU per task on every node (each process
+  // then takes GPU local_rank modulo the GPUs it sees).
+  if (recipe.run.device == "cuda" && s.gpus_per_node < s.ntasks_per_node) {
+    fail("gpus_per_node", std::to_string(s.gpus_per_node) + " GPU(s) per node for " +
+                              std::to_string(s.ntasks_per_node) +
+                              " processes per node (slurm.ntasks_per_node) with run.device: cuda; "
+                              "request one GPU per process");
+  }
+
   for (const std::string& option : split_list(s.extra)) {
     static const std::regex kOption(R"(^--([a-z][a-z0-9-]*)(=.*)?$)");
     std::smatch m;

@@ -25,7 +25,7 @@ std::string visible_devices() {
   return value ? std::string("CUDA_VISIBLE_DEVICES=") + value : "CUDA_VISIBLE_DEVICES unset";
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int cuda_device) {
+std::unique_ptr<Backend> make_cuda_backend(int local_rank) {
   const int count = cuda::device_count();
   if (count == 0) {
     // device_count() swallows the runtime's reason (no driver, no device...); ask again for it.
@@ -36,11 +36,7 @@ std::unique_ptr<Backend> make_cuda_backend(int cuda_device) {
                              visible_devices() + "; cudaGetDeviceCount: " +
                              cudaGetErrorName(status) + ")");
   }
-  if (cuda_device < 0 || cuda_device >= count) {
-    throw std::runtime_error("run.device: cuda: device ordinal " + std::to_string(cuda_device) +
-                             " but only " + std::to_string(count) + " visible (" +
-                             visible_devices() + ")");
-  }
+  const int cuda_device = local_rank % count;
   try {
     return std::make_unique<cuda::CudaBackend>(cuda_device);
   } catch (const std::exception& e) {
@@ -60,13 +56,15 @@ bool cuda_backend_built() {
 #endif
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, int cuda_device) {
+std::unique_ptr<Backend> make_backend(const std::string& device, int local_rank) {
+  if (local_rank < 0) {
+    throw std::invalid_argument("make_backend: negative local rank " + std::to_string(local_rank));
+  }
   if (device == "cpu") return std::make_unique<CpuBackend>();
   if (device == "cuda") {
 #if TESSERA_HAVE_CUDA_BACKEND
-    return make_cuda_backend(cuda_device);
+    return make_cuda_backend(local_rank);
 #else
-    (void)cuda_device;
     throw std::runtime_error(
         "run.device: cuda: this build of tessera has no CUDA backend (nvcc was not found when "
         "it was configured)");

@@ -15,10 +15,11 @@ namespace tessera::kernels {
 // True when this build contains the CUDA backend (nvcc was found when it was configured).
 bool cuda_backend_built();
 
-// "cpu" -> CpuBackend; "cuda" -> CudaBackend on device `cuda_device` (a CUDA device ordinal,
-// e.g. the process's local rank modulo the visible devices). Throws std::runtime_error with one
-// line saying what is missing when "cuda" cannot run here (no CUDA backend in this build, no
-// visible device, ordinal out of range), and std::invalid_argument for an unknown name.
-std::unique_ptr<Backend> make_backend(const std::string& device, int cuda_device = 0);
+// "cpu" -> CpuBackend; "cuda" -> CudaBackend on CUDA device local_rank modulo the devices this
+// process sees (one process per GPU; when the launcher gives each process only its own GPU, that
+// is device 0). Throws std::runtime_error with one line saying what is missing when "cuda" cannot
+// run here (no CUDA backend in this build, no visible device), and std::invalid_argument for an
+// unknown name or a negative local_rank.
+std::unique_ptr<Backend> make_backend(const std::string& device, int local_rank = 0);
 
 }  // namespace tessera::kernels

@@ -58,5 +58,23 @@ TEST(SlurmConfig, ValidationNamesTheKey) {
   EXPECT_EQ(message(with_slurm("slurm.ntasks_per_node", "4"), 4), "no error");
 }
 
+// run.device: cuda asks for a GPU per process; the job script requests them.
+TEST(SlurmConfig, CudaRunsRequestOneGpuPerProcess) {
+  auto recipe = [](const std::string& gpus) {
+    return trainer::parse_recipe("data:\n  path: d\n", "r.yaml",
+                                 {"run.device=cuda", "slurm.ntasks_per_node=8",
+                                  "slurm.gpus_per_node=" + gpus});
+  };
+  try {
+    validate_slurm_config(recipe("4"), 8, true);
+    FAIL() << "expected RecipeError";
+  } catch (const trainer::RecipeError& e) {
+    EXPECT_NE(std::string(e.what()).find("r.yaml: slurm.gpus_per_node: 4 GPU(s) per node for 8"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(validate_slurm_config(recipe("8"), 8, true));
+}
+
 }  // namespace
 }  // namespace tessera::cluster

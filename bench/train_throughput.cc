@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
     const double norm = grad_norm(params);
     optimizer.Step(params, recipe.optimizer.lr, clip_scale(norm, recipe.optimizer.grad_clip));
     for (MoeBlock* moe : model.moe_blocks()) moe->update_bias(mc.bias_update_gamma);
+    backend->synchronize();  // a device's step is over when its stream is
     if (s >= warmup) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());

@@ -6,7 +6,12 @@
 namespace tessera::trainer {
 
 CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
-                                   ParamTable& params, ZeroOptimizer& optimizer) {
+                                   ParamTable& params, ZeroOptimizer& optimizer)
+    : CheckpointSlices(tensors, params, optimizer, model_buffers(params, optimizer)) {}
+
+CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
+                                   ParamTable& params, ZeroOptimizer& optimizer,
+                                   const CheckpointBuffers& buffers) {
   std::unordered_map<std::string, int> index;
   for (size_t i = 0; i < tensors.size(); ++i) index[tensors[i].name] = static_cast<int>(i);
   auto tensor = [&](const std::string& name) {
@@ -14,7 +19,7 @@ CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
     if (it == index.end()) throw std::logic_error("checkpoint has no tensor " + name);
     return it->second;
   };
-  float* values = params.values().data<float>();
+  float* values = buffers.values;
   // Global element of local flat-buffer element `local` of parameter d.
   auto global = [](const ParamDesc& d, int64_t local) {
     return (local - d.offset) + d.dim0_offset * (d.numel() / d.shape[0]);
@@ -26,8 +31,8 @@ CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
   const std::vector<FlatRange>& shards = optimizer.shards();
   for (size_t k = 0; k < shards.size(); ++k) {
     const FlatRange shard = shards[k];
-    float* m = optimizer.exp_avg(k).data();
-    float* v = optimizer.exp_avg_sq(k).data();
+    float* m = buffers.exp_avg.at(k);
+    float* v = buffers.exp_avg_sq.at(k);
     for_each_param_piece(params, shard, [&](int i, int64_t b, int64_t e) {
       const ParamDesc& d = params.descs()[i];
       const int64_t gb = global(d, b), ge = global(d, e);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "trainer/checkpoint.h"
+#include "trainer/checkpoint_staging.h"
 #include "trainer/param_table.h"
 #include "trainer/zero_optimizer.h"
 
@@ -21,8 +22,12 @@ namespace tessera::trainer {
 class CheckpointSlices {
  public:
   // REQUIRES: every parameter of `params` is in `tensors` (checkpoint_tensors of the same model).
+  // The slices point into the model's own buffers (host memory)...
   CheckpointSlices(const std::vector<CheckpointTensor>& tensors, ParamTable& params,
                    ZeroOptimizer& optimizer);
+  // ... or into `buffers` laid out like them (CheckpointStaging's host mirrors of device memory).
+  CheckpointSlices(const std::vector<CheckpointTensor>& tensors, ParamTable& params,
+                   ZeroOptimizer& optimizer, const CheckpointBuffers& buffers);
   const std::vector<TensorSlice>& owned() const { return owned_; }
   const std::vector<TensorSlice>& reads() const { return reads_; }
 

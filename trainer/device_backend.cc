@@ -30,7 +30,10 @@ std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe,
   int first_failed[1] = {error.empty() ? world.size() : world.rank()};
   world.all_reduce(std::span<int32_t>(first_failed), {parallel::ReduceOp::kMin}).wait();
   if (first_failed[0] == world.size()) {
-    require_host_memory(recipe, *backend);  // the same device kind on every rank
+    // The same device kind on every rank, so every rank decides alike.
+    require_device_support(recipe, *backend,
+                           "training on " + std::to_string(world.size()) + " processes",
+                           world.size() == 1);
     return backend;
   }
   std::array<int32_t, kMessageBytes / 4> text{};
@@ -43,13 +46,13 @@ std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe,
                     std::to_string(world.size()) + ": " + reason);
 }
 
-void require_host_memory(const Recipe& recipe, const kernels::Backend& backend) {
-  if (backend.capabilities().host_accessible) return;
+void require_device_support(const Recipe& recipe, const kernels::Backend& backend,
+                            const std::string& what, bool supported_there) {
+  if (backend.capabilities().host_accessible || supported_there) return;
   throw RecipeError(recipe.source + ": run.device: " + recipe.run.device + " (" +
-                    backend.capabilities().name +
-                    "): training and evaluation on this device are not implemented yet "
-                    "(the model runs on it; gradient reduction and checkpoints do not); "
-                    "use run.device: cpu");
+                    backend.capabilities().name + "): " + what +
+                    " is not implemented on this device yet (one process trains on it); use "
+                    "run.device: cpu");
 }
 
 }  // namespace tessera::trainer

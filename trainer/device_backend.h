@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "kernels/backend.h"
 #include "parallel/comm.h"
@@ -15,13 +16,16 @@ namespace tessera::trainer {
 // Collective over `world`. Returns this rank's backend for recipe.run.device ("cuda": device
 // local_rank modulo the visible GPUs). Throws RecipeError on every rank, naming run.device, the
 // first rank that failed and why, when any rank cannot create it (no CUDA in this build, no
-// visible GPU, ...), and (require_host_memory) when the device cannot train yet.
+// visible GPU, ...), and (require_device_support) when training on it is not supported yet.
 std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe, parallel::Comm& world);
 
-// The model runs on any backend, but gradient reduction (MPI), checkpoints (HDF5) and the
-// pipeline still take host pointers: until the NCCL communicator and device staging are wired
-// in, a device whose memory the host cannot address is refused here (RecipeError naming
-// run.device) instead of crashing later.
-void require_host_memory(const Recipe& recipe, const kernels::Backend& backend);
+// What runs on a device whose memory the host cannot address (a GPU): training in ONE process
+// (model, optimizer and kernels on the device, checkpoints staged through host mirrors). Not yet:
+// several processes (gradients, expert rows and pipeline activations would need the NCCL
+// communicator in place of MPI's host buffers) and `tessera eval` (it loads checkpoints into host
+// memory). `what` is "training on N processes" or "evaluation"; throws RecipeError naming
+// run.device instead of crashing later.
+void require_device_support(const Recipe& recipe, const kernels::Backend& backend,
+                            const std::string& what, bool supported_there);
 
 }  // namespace tessera::trainer

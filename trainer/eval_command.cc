@@ -50,7 +50,7 @@ int run_eval_command(const std::vector<std::string>& args) {
   try {
     kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
     const std::unique_ptr<kernels::Backend> backend = kernels::make_backend(recipe.run.device);
-    require_host_memory(recipe, *backend);
+    require_device_support(recipe, *backend, "evaluation", /*supported_there=*/false);
     Model model(recipe.model, *backend);
     const std::string dir = resolve_checkpoint(vm["checkpoint"].as<std::string>());
     const int64_t step = load_checkpoint(dir, model.params());

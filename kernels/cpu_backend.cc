@@ -13,6 +13,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/router.h"
+#include "kernels/segment_loop_ops.h"
 #include "kernels/swiglu.h"
 #include "kernels/vector_ops.h"
 
@@ -29,7 +30,7 @@ class CpuEvent final : public Event {
 
 // Every op forwards to the CPU kernel of the same name; the GEMM-shaped ones to kernels::gemm.
 template <typename T>
-class CpuOps final : public BackendOps<T> {
+class CpuOps final : public SegmentLoopOps<T> {
  public:
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
@@ -44,34 +45,6 @@ class CpuOps final : public BackendOps<T> {
   void linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
                               int64_t N, int64_t I, int64_t O, const Precision) override {
     gemm<T>(Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
-  }
-
-  void grouped_linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W,
-                              std::span<const RowSegment> segments, int64_t I, int64_t O,
-                              const LinearOptions& o) override {
-    for (const RowSegment& s : segments) {
-      if (s.rows == 0) continue;
-      linear_forward(y + s.offset * ldy, ldy, x + s.offset * ldx, ldx, W + s.group * O * I,
-                     s.rows, I, O, o);
-    }
-  }
-  void grouped_linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
-                                     std::span<const RowSegment> segments, int64_t I, int64_t O,
-                                     const LinearOptions& o) override {
-    for (const RowSegment& s : segments) {
-      if (s.rows == 0) continue;
-      linear_backward_input(dx + s.offset * lddx, lddx, dy + s.offset * lddy, lddy,
-                            W + s.group * O * I, s.rows, I, O, o);
-    }
-  }
-  void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
-                                      std::span<const RowSegment> segments, int64_t I,
-                                      int64_t O) override {
-    for (const RowSegment& s : segments) {
-      if (s.rows == 0) continue;
-      linear_backward_weight(dW + s.group * O * I, dy + s.offset * lddy, lddy,
-                             x + s.offset * ldx, ldx, s.rows, I, O, Precision::kF32);
-    }
   }
 
   // saved: the causal softmax (B, H, T, T); scratch: (T, T) (attention_saved_numel).

@@ -21,6 +21,7 @@
 #include "kernels/permute.h"
 #include "kernels/rope.h"
 #include "kernels/router.h"
+#include "kernels/segment_loop_ops.h"
 
 namespace tessera::kernels::cuda {
 
@@ -75,7 +76,7 @@ void check_non_negative(const char* op, std::initializer_list<int64_t> sizes) {
 // Every op makes the device current (enter()) and enqueues on the compute stream; the linear
 // maps go to cuBLAS with exactly the GEMMs of CpuOps (kernels/cpu_backend.cc).
 template <typename T>
-class CudaOps final : public BackendOps<T> {
+class CudaOps final : public SegmentLoopOps<T> {
  public:
   CudaOps(CudaBackend& backend, cublasHandle_t cublas) : backend_(backend), cublas_(cublas) {}
 
@@ -97,37 +98,7 @@ class CudaOps final : public BackendOps<T> {
     gemm<T>(cublas_, Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
   }
 
-  // One GEMM per non-empty segment, on the same stream (grouped cuBLAS calls may come later).
-  void grouped_linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W,
-                              std::span<const RowSegment> segments, int64_t I, int64_t O,
-                              const LinearOptions& o) override {
-    for (const RowSegment& s : segments) {
-      if (s.rows == 0) continue;
-      linear_forward(y + s.offset * ldy, ldy, x + s.offset * ldx, ldx, W + s.group * O * I,
-                     s.rows, I, O, o);
-    }
-  }
-  void grouped_linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
-                                     std::span<const RowSegment> segments, int64_t I, int64_t O,
-                                     const LinearOptions& o) override {
-    for (const RowSegment& s : segments) {
-      if (s.rows == 0) continue;
-      linear_backward_input(dx + s.offset * lddx, lddx, dy + s.offset * lddy, lddy,
-                            W + s.group * O * I, s.rows, I, O, o);
-    }
-  }
-  void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
-                                      std::span<const RowSegment> segments, int64_t I,
-                                      int64_t O) override {
-    for (const RowSegment& s : segments) {
-      if (s.rows == 0) continue;
-      linear_backward_weight(dW + s.group * O * I, dy + s.offset * lddy, lddy,
-                             x + s.offset * ldx, ldx, s.rows, I, O, Precision::kF32);
-    }
-  }
-
-  // Saved: the logsumexp of each score row; scratch: D = rowsum(dO * O) of each row.
-  // saved: one logsumexp per (b, h, row); scratch: rowsum(dO * O) per (b, h, row)
+  // saved: one logsumexp per (b, h, row); scratch: D = rowsum(dO * O) per (b, h, row)
   // (kernels::attention_saved_numel / attention_scratch_numel for Device::kCUDA).
   void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k, const T* v,
                          int64_t ld_qkv, const AttentionShape& s) override {

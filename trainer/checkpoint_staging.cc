@@ -31,6 +31,9 @@ CheckpointStaging::CheckpointStaging(ParamTable& params, ZeroOptimizer& optimize
     moments_.push_back(be.alloc_host({n}, kernels::DType::kF32));
     buffers_.exp_avg_sq.push_back(moments_.back().data<float>());
   }
+  // A resume reads only the tensors' elements: region padding and frozen parameters' moment
+  // slots keep what the device holds (zeros) when to_device() copies everything back.
+  to_host();
 }
 
 void CheckpointStaging::to_host() {

@@ -196,7 +196,7 @@ const std::vector<Field>& fields() {
       field<&R::checkpoint, &CheckpointConfig::keep_last>("checkpoint.keep_last",
                                                           "complete checkpoints kept", at_least(1)),
       field<&R::checkpoint, &CheckpointConfig::async>(
-          "checkpoint.async", "asynchronous saving (not implemented yet: false)"),
+          "checkpoint.async", "write checkpoints on a background thread while training goes on"),
 
       field<&R::logging, &LoggingConfig::every_steps>("logging.every_steps",
                                                       "stdout line every N steps", at_least(1)),

@@ -114,7 +114,7 @@ struct PrecisionConfig {
 struct CheckpointConfig {
   int64_t every_steps = 0;  // 0 = only at the end
   int64_t keep_last = 2;    // >= 1
-  bool async = false;       // async saving is not implemented yet: true is an error
+  bool async = false;       // write on a background thread (checkpoint_stall_s: what the loop waited)
 
   friend bool operator==(const CheckpointConfig&, const CheckpointConfig&) = default;
 };

@@ -192,11 +192,14 @@ const std::vector<Field>& fields() {
                                                       one_of({"fp32"}, {"bf16", "fp8"})),
 
       field<&R::checkpoint, &CheckpointConfig::every_steps>(
-          "checkpoint.every_steps", "save every N steps (0 = only at the end)", at_least(0)),
+          "checkpoint.every_steps", "save every N steps (0 = only at the end, if final)",
+          at_least(0)),
       field<&R::checkpoint, &CheckpointConfig::keep_last>("checkpoint.keep_last",
                                                           "complete checkpoints kept", at_least(1)),
       field<&R::checkpoint, &CheckpointConfig::async>(
           "checkpoint.async", "write checkpoints on a background thread while training goes on"),
+      field<&R::checkpoint, &CheckpointConfig::final>(
+          "checkpoint.final", "also save after the last step (false: only every_steps saves)"),
 
       field<&R::logging, &LoggingConfig::every_steps>("logging.every_steps",
                                                       "stdout line every N steps", at_least(1)),

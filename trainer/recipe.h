@@ -112,9 +112,10 @@ struct PrecisionConfig {
 };
 
 struct CheckpointConfig {
-  int64_t every_steps = 0;  // 0 = only at the end
+  int64_t every_steps = 0;  // 0 = only at the end (if final)
   int64_t keep_last = 2;    // >= 1
   bool async = false;       // write on a background thread (checkpoint_stall_s: what the loop waited)
+  bool final = true;        // also save after the last step
 
   friend bool operator==(const CheckpointConfig&, const CheckpointConfig&) = default;
 };

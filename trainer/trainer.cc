@@ -114,7 +114,13 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   // Layout first: a bad one fails identically on every rank before anything is allocated.
   ParallelLayout layout = make_parallel_layout(recipe, world);
   auto* mpi_world = dynamic_cast<parallel::MpiComm*>(&world);
-  if (!mpi_world) throw std::logic_error("train: checkpoints need an MPI world communicator");
+  const bool checkpointing =
+      recipe.checkpoint.every_steps > 0 || recipe.checkpoint.final || !options.resume.empty();
+  if (!mpi_world && checkpointing) {
+    throw std::logic_error(
+        "train: checkpoints (checkpoint.every_steps, checkpoint.final, --resume) need an MPI "
+        "world communicator");
+  }
   parallel::Comm& dp = *layout.dp;
   const bool is_root = world.rank() == 0;
   kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
@@ -155,8 +161,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   // HDF5 reads and writes host memory: device values and moments go through host mirrors.
   CheckpointStaging staging(params, optimizer);
   const CheckpointSlices slices(tensors, params, optimizer, staging.buffers());
-  CheckpointWriter checkpoints(mpi_world->handle(), tensors, recipe.checkpoint.async);
-  const StopSignal stop_signal;
+  std::optional<CheckpointWriter> checkpoints;
+  if (mpi_world) checkpoints.emplace(mpi_world->handle(), tensors, recipe.checkpoint.async);
+  std::optional<StopSignal> own_stop_signal;
+  const StopSignal& stop_signal =
+      options.stop_signal ? *options.stop_signal : own_stop_signal.emplace();
 
   RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
   std::ostream& log = rank_log.stream();
@@ -334,15 +343,16 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const bool save_now = stop_now ||
                           (recipe.checkpoint.every_steps > 0 &&
                            step % recipe.checkpoint.every_steps == 0) ||
-                          step == tc.steps;
+                          (step == tc.steps && recipe.checkpoint.final);
     if (save_now) {
+      if (!checkpoints) throw std::logic_error("train: a checkpoint is due without MPI-IO");
       const data::LoaderState ls = loader.state();
       const CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor, optimizer.steps_taken(),
                                 world.size()};
       const auto staged_at = Clock::now();
       staging.to_host();
       const double stall = seconds_since(staged_at) +
-                           checkpoints.Save(slices.owned(), meta, recipe,
+                           checkpoints->Save(slices.owned(), meta, recipe,
                                             (run_dir / "checkpoints").string(),
                                             recipe.checkpoint.keep_last);
       line.add("checkpoint_stall_s", stall);
@@ -363,11 +373,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       log.flush();
     }
     if (save_now && !recipe.checkpoint.async) {
-      summary.last_checkpoint = checkpoints.Wait();
+      if (checkpoints) summary.last_checkpoint = checkpoints->Wait();
       log << "tessera: saved " << summary.last_checkpoint << "\n";
     }
     if (stop_now) {
-      summary.last_checkpoint = checkpoints.Wait();
+      if (checkpoints) summary.last_checkpoint = checkpoints->Wait();
       summary.stop_reason = signal ? StopSignal::name(signal) : "a stop signal on another rank";
       log << "tessera: stopping after step " << step << " (" << summary.stop_reason << "): saved "
           << summary.last_checkpoint << "\n";
@@ -375,7 +385,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       return summary;
     }
   }
-  summary.last_checkpoint = checkpoints.Wait();
+  if (checkpoints) summary.last_checkpoint = checkpoints->Wait();
   if (recipe.checkpoint.async && !summary.last_checkpoint.empty()) {
     log << "tessera: saved " << summary.last_checkpoint << "\n";
   }

@@ -7,6 +7,7 @@
 
 #include "parallel/comm.h"
 #include "trainer/recipe.h"
+#include "trainer/stop_signal.h"
 
 namespace tessera::trainer {
 
@@ -22,6 +23,9 @@ struct TrainOptions {
   // "" = start fresh; "auto" = continue from run.dir/checkpoints (the newest valid checkpoint; a
   // fresh start if there is none); else a checkpoint path (step, checkpoints or run directory).
   std::string resume;
+  // The process's stop-signal watcher (one per process: ranks run as threads share it); null:
+  // train() installs its own for the run.
+  const StopSignal* stop_signal = nullptr;
 };
 
 // Runs the whole job on the processes of `world` (every rank calls it), laid out as the recipe's
@@ -33,12 +37,14 @@ struct TrainOptions {
 // Every rank writes its progress lines to run.dir/logs/rank-<R>.log; world rank 0 also to `out`,
 // and it alone writes metrics. Evaluation runs distributed, like training (distributed_eval.h).
 // Checkpoints: every rank writes its own slices collectively (checkpoint.h), every
-// checkpoint.every_steps steps, at the end, and when SIGUSR1 or SIGTERM reaches any rank: then
-// every rank finishes the step, saves and returns (stop_reason says why). After the last step,
-// run.dir/DONE is written. Resuming on the same layout continues bit for bit; on another layout
-// each rank reads its slices of the global tensors.
+// checkpoint.every_steps steps, at the end (checkpoint.final), and when SIGUSR1 or SIGTERM
+// reaches any rank: then every rank finishes the step, saves and returns (stop_reason says why).
+// After the last step, run.dir/DONE is written. Resuming on the same layout continues bit for
+// bit; on another layout each rank reads its slices of the global tensors.
 // Throws on any error (bad layout, bad data, NaN loss, I/O, a damaged checkpoint to resume).
-// REQUIRES: world is an MPI communicator (parallel::MpiComm); checkpoints use MPI-IO.
+// Checkpoints use MPI-IO: without them (checkpoint.every_steps 0, checkpoint.final false, no
+// resume) any Comm will do, e.g. the fake communicator's threads; else world must be an
+// MpiComm (std::logic_error otherwise).
 TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out,
                    const TrainOptions& options = {});
 

@@ -624,7 +624,7 @@ TEST_F(RecipeTest, ValidateRecipeBuiltInCode) {
 // Every key set away from its default, to values that are still valid.
 Recipe odd_recipe() {
   Recipe r;
-  r.run = {"runs/odd dir: \"x\"", 2};
+  r.run = {"runs/odd dir: \"x\"", 2, "cuda"};
   r.model.vocab_size = 300;
   r.model.dim = 96;
   r.model.n_layers = 5;
@@ -650,7 +650,7 @@ Recipe odd_recipe() {
   r.optimizer = {"adamw", 6e-4, 0.85, 0.999, 1e-10, 0.0, 0.5};
   r.schedule = {13, "constant", 1.0};
   r.precision = {"fp32"};
-  r.checkpoint = {9, 4, false};
+  r.checkpoint = {9, 4, false, false};
   r.logging = {11};
   r.slurm = {"odd-job", "gpu",  "acct",  "high",  4,           2,  16, 8, "2-00:00:00",
              "mpirun",  600,    7,       "--exclusive;--mem=0", "A=1;B=two words", "cuda/12"};

@@ -1,0 +1,129 @@
+// The whole training step without mpirun: train() on 4 ranks that are threads of this process
+// (the fake communicator), pp 2 x dp 2 with the experts split over ep 2 and 2 micro-batches, must
+// log the same losses and gradient norms as train() on 1 rank, to 1e-8 relative (the layout
+// equivalence the mpirun test checks, here at unit-test cost). Checkpoints need MPI-IO, so these
+// runs save none (checkpoint.final false).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "data/prepare_synthetic.h"
+#include "parallel/fake_comm.h"
+#include "trainer/recipe.h"
+#include "trainer/stop_signal.h"
+#include "trainer/trainer.h"
+
+namespace tessera::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Step {
+  double loss = 0, grad_norm = 0;
+};
+
+std::vector<Step> Metrics(const fs::path& run_dir) {
+  std::vector<Step> steps;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto number = [&](const std::string& key) {
+      const size_t at = line.find("\"" + key + "\":");
+      return at == std::string::npos ? NAN : std::stod(line.substr(at + key.size() + 3));
+    };
+    steps.push_back({number("loss"), number("grad_norm")});
+  }
+  return steps;
+}
+
+std::string LayoutRecipe() {  // beside this file
+  return (fs::path(__FILE__).parent_path() / "layout_recipe.yaml").string();
+}
+
+class TrainOnFakeRanks : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) / "train_fake_ranks";
+    fs::remove_all(root_);
+    data::PrepareSyntheticOptions o;
+    o.chain.vocab = 64;
+    o.chain.order = 1;
+    o.chain.seed = 3;
+    o.tokens = 20000;
+    o.out_dir = (root_ / "data").string();
+    data::prepare_synthetic(o);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // train() of tests/trainer/layout_recipe.yaml on `world` fake ranks.
+  std::vector<Step> Train(int world, const std::vector<std::string>& layout) {
+    const fs::path run = root_ / ("run-" + std::to_string(world));
+    std::vector<std::string> sets = {"data.path=" + (root_ / "data").string(),
+                                     "run.dir=" + run.string(), "train.steps=3",
+                                     "train.eval_every=0", "checkpoint.every_steps=0",
+                                     "checkpoint.final=false"};
+    sets.insert(sets.end(), layout.begin(), layout.end());
+    const Recipe recipe =
+        load_recipe(LayoutRecipe(), sets);
+    const StopSignal stop_signal;  // one per process, shared by the rank threads
+    TrainOptions options;
+    options.stop_signal = &stop_signal;
+    std::mutex mu;
+    std::string errors;
+    parallel::run_fake_ranks(world, [&](parallel::Comm& comm) {
+      std::ostringstream out;
+      try {
+        train(recipe, comm, out, options);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        errors += "rank " + std::to_string(comm.rank()) + ": " + e.what() + "\n";
+        throw;
+      }
+    });
+    EXPECT_EQ(errors, "");
+    EXPECT_TRUE(fs::exists(run / "DONE"));
+    EXPECT_FALSE(fs::exists(run / "checkpoints" / "latest"));
+    return Metrics(run);
+  }
+
+  fs::path root_;
+};
+
+TEST_F(TrainOnFakeRanks, PipelineExpertAndDataParallelEqualOneRank) {
+  const std::vector<Step> one = Train(1, {"parallel.micro_batches=4"});
+  const std::vector<Step> four =
+      Train(4, {"parallel.pp=2", "parallel.dp=2", "parallel.ep=2", "parallel.micro_batches=2",
+                "parallel.schedule=1f1b"});
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(four.size(), one.size());
+  for (size_t s = 0; s < one.size(); ++s) {
+    EXPECT_NEAR(four[s].loss, one[s].loss, 1e-8 * std::abs(one[s].loss)) << "step " << s + 1;
+    EXPECT_NEAR(four[s].grad_norm, one[s].grad_norm, 1e-8 * std::abs(one[s].grad_norm))
+        << "step " << s + 1;
+  }
+  EXPECT_GT(one[0].loss, one[2].loss);  // it trains
+}
+
+TEST_F(TrainOnFakeRanks, CheckpointsWithoutMpiAreAClearError) {
+  const Recipe recipe = load_recipe(
+      LayoutRecipe(),
+      {"data.path=" + (root_ / "data").string(), "run.dir=" + (root_ / "ckpt").string()});
+  std::string error;
+  parallel::run_fake_ranks(1, [&](parallel::Comm& comm) {
+    std::ostringstream out;
+    try {
+      train(recipe, comm, out, {});
+    } catch (const std::logic_error& e) {
+      error = e.what();
+    }
+  });
+  EXPECT_NE(error.find("checkpoint.final"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace tessera::trainer

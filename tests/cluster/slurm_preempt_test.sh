@@ -35,8 +35,18 @@ grep -E "^tessera job|stopping after|resum" "$log"
 [ -e "$work/preempted/DONE" ] || fail "no DONE"
 grep -q "^tessera job $id: .* start 3 (SLURM_RESTART_COUNT=2" "$log" || fail "no third start"
 grep -q "stopping after step [0-9]* (SIGUSR1)" "$log" || fail "no checkpoint on SIGUSR1"
-# Rank 0 names SIGTERM, or "a stop signal on another rank" when a peer got it first.
-[ "$(grep -c "stopping after step [0-9]* (" "$log")" = 2 ] || fail "not two checkpoints on a stop signal"
+# Rank 0 names SIGTERM, or "a stop signal on another rank" when a peer got it first. Under
+# `scontrol requeue` Slurm also cancels the step, and on a fast machine its PMIx server can go
+# before the ranks finish that checkpoint (Open MPI then aborts them: "Error handler invoked");
+# the requeued job resumes from the USR1 checkpoint instead, which the loss check below covers.
+stops=$(grep -c "stopping after step [0-9]* (" "$log")
+if [ "$stops" != 2 ]; then
+  if [ "$stops" = 1 ] && grep -q "pmix.*Error handler invoked" "$log"; then
+    echo "note: the SIGTERM checkpoint was cut short by Slurm tearing the step down (PMIx)"
+  else
+    fail "not two checkpoints on a stop signal ($stops)"
+  fi
+fi
 grep -q "got SIGTERM" "$log" || fail "the batch shell never saw scontrol requeue's SIGTERM"
 grep -q "requeueing, restart 1" "$log" || fail "the job did not requeue itself after USR1"
 [ "$(job_states "$id" | tail -1)" = COMPLETED ] || fail "job states: $(job_states "$id" | tr '\n' ' ')"

@@ -14,7 +14,7 @@
 // in elements, weights [out, in], weight gradients ACCUMULATE, activation gradients are written
 // unless `accumulate` says otherwise. Ops are templated on the scalar through BackendOps<T>:
 // float for training, double where the backend offers it (capabilities().f64) for gradient
-// checks. make_backend() (kernels/backends.h) builds one from a device name.
+// checks. make_backend() (kernels/factory/make_backend.h) builds one from a device name.
 //
 // Thread-safety: one thread drives a backend's ops (its compute stream is a queue); alloc and
 // the copy functions may be called from any thread.

@@ -69,6 +69,7 @@ struct BackendCapabilities {
   bool asynchronous = false;     // ops may return before their work is done (streams)
   bool f64 = true;               // BackendOps<double> is available
   int64_t memory_bytes = 0;      // device memory; 0 = host memory, bounded by the machine
+  int device_index = -1;         // the CUDA device ordinal; -1 on the CPU
 };
 
 // A point on the compute stream: everything enqueued before record_event() is done once the

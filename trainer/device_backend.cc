@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/factory/make_backend.h"
+#include "parallel/device_comm/make_device_comm.h"
 #include "parallel/rank_grid.h"
 
 namespace tessera::trainer {
@@ -32,8 +33,9 @@ std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe,
   if (first_failed[0] == world.size()) {
     // The same device kind on every rank, so every rank decides alike.
     require_device_support(recipe, *backend,
-                           "training on " + std::to_string(world.size()) + " processes",
-                           world.size() == 1);
+                           "training on " + std::to_string(world.size()) +
+                               " processes (this build has no NCCL communicator)",
+                           world.size() == 1 || parallel::nccl_comm_built());
     return backend;
   }
   std::array<int32_t, kMessageBytes / 4> text{};
@@ -51,8 +53,7 @@ void require_device_support(const Recipe& recipe, const kernels::Backend& backen
   if (backend.capabilities().host_accessible || supported_there) return;
   throw RecipeError(recipe.source + ": run.device: " + recipe.run.device + " (" +
                     backend.capabilities().name + "): " + what +
-                    " is not implemented on this device yet (one process trains on it); use "
-                    "run.device: cpu");
+                    " is not supported on this device; use run.device: cpu");
 }
 
 }  // namespace tessera::trainer

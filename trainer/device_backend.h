@@ -19,12 +19,11 @@ namespace tessera::trainer {
 // visible GPU, ...), and (require_device_support) when training on it is not supported yet.
 std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe, parallel::Comm& world);
 
-// What runs on a device whose memory the host cannot address (a GPU): training in ONE process
-// (model, optimizer and kernels on the device, checkpoints staged through host mirrors). Not yet:
-// several processes (gradients, expert rows and pipeline activations would need the NCCL
-// communicator in place of MPI's host buffers) and `tessera eval` (it loads checkpoints into host
-// memory). `what` is "training on N processes" or "evaluation"; throws RecipeError naming
-// run.device instead of crashing later.
+// What runs on a device whose memory the host cannot address (a GPU): training (model, optimizer
+// and kernels on the device, checkpoints staged through host mirrors; with several processes the
+// build needs the NCCL communicator). Not yet: `tessera eval` (it loads checkpoints into host
+// memory). `what` names the refused use; throws RecipeError naming run.device instead of
+// crashing later.
 void require_device_support(const Recipe& recipe, const kernels::Backend& backend,
                             const std::string& what, bool supported_there);
 

@@ -33,21 +33,24 @@ std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
 }
 
 Model::Model(const ModelConfig& config, kernels::Backend& backend, const ModelPart& part,
-             parallel::Comm* ep_comm, int64_t dense_multiple, int64_t expert_multiple)
+             parallel::Comm* ep_comm, int64_t dense_multiple, int64_t expert_multiple,
+             parallel::Comm* ep_host_comm)
     : config_(config), backend_(&backend), part_(part) {
   if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
   if (part.ep > 1 && (ep_comm == nullptr || ep_comm->size() != part.ep)) {
     throw std::logic_error("Model: expert parallelism needs an EP communicator of size ep");
   }
   // Parameters are added in DESIGN.md order within each chunk, chunks in pipeline order.
-  for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, part.ep > 1 ? ep_comm : nullptr);
+  for (const ModelChunkSpec& spec : part.chunks) {
+    AddChunk(spec, part.ep > 1 ? ep_comm : nullptr, part.ep > 1 ? ep_host_comm : nullptr);
+  }
   params_.finalize(backend, dense_multiple, expert_multiple);
 }
 
 Model::Model(const ModelConfig& config, const ModelPart& part, Described)
     : config_(config), part_(part) {
   if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
-  for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, nullptr);
+  for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, nullptr, nullptr);
 }
 
 std::unique_ptr<Model> Model::Describe(const ModelConfig& config, const ModelPart& part) {
@@ -59,7 +62,8 @@ kernels::Backend& Model::backend() {
   return *backend_;
 }
 
-void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
+void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm,
+                     parallel::Comm* ep_host_comm) {
   Chunk c;
   c.spec = spec;
   auto added = [&](auto&& add) {  // the parameter range one layer's constructor adds
@@ -78,7 +82,8 @@ void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm) {
       if (i < config_.first_dense_layers) {
         c.blocks.push_back(std::make_unique<DenseFfnBlock>(params_, config_, i));
       } else {
-        auto moe = std::make_unique<MoeBlock>(params_, config_, i, part_.ep, part_.ep_rank, ep_comm);
+        auto moe = std::make_unique<MoeBlock>(params_, config_, i, part_.ep, part_.ep_rank, ep_comm,
+                                              ep_host_comm);
         moe_blocks_.push_back(moe.get());
         c.blocks.push_back(std::move(moe));
       }

@@ -91,9 +91,12 @@ class Model {
   // (which must outlive the model), and every op runs there.
   Model(const ModelConfig& config, kernels::Backend& backend);
   // A part of the model. ep_comm: the expert-parallel group (size part.ep; may be null when
-  // part.ep == 1). The parameter regions are padded to the given multiples (ZeRO-1 group sizes).
+  // part.ep == 1) carrying expert rows in the backend's memory; ep_host_comm: the same ranks for
+  // host-side counts (null: ep_comm). The parameter regions are padded to the given multiples
+  // (ZeRO-1 group sizes).
   Model(const ModelConfig& config, kernels::Backend& backend, const ModelPart& part,
-        parallel::Comm* ep_comm, int64_t dense_multiple = 1, int64_t expert_multiple = 1);
+        parallel::Comm* ep_comm, int64_t dense_multiple = 1, int64_t expert_multiple = 1,
+        parallel::Comm* ep_host_comm = nullptr);
 
   // The whole model's parameter descriptors (global shapes, DESIGN.md order), without
   // allocating anything.
@@ -159,7 +162,7 @@ class Model {
     ParamRange embedding_params, head_params;
     std::vector<ParamRange> block_params;       // per block
   };
-  void AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm);
+  void AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm, parallel::Comm* ep_host_comm);
   // Carves the chunk's buffers for a micro-batch of (batch, seq_len) into ctx from arena (the
   // same order measuring and for real).
   void CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena, int64_t batch,

@@ -26,6 +26,7 @@
 #include "trainer/checkpoint_staging.h"
 #include "trainer/checkpoint_writer.h"
 #include "trainer/device_backend.h"
+#include "trainer/device_groups.h"
 #include "trainer/distributed_eval.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
@@ -138,25 +139,28 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     pinned << recipe_to_yaml(recipe);
   }
 
-  Model model(recipe.model, *backend, layout.part, layout.ep.get(), dp.size(),
-              layout.expert_dp->size());
-  ParamTable& params = model.params();
-  params.init(tc.seed, recipe.model.init_std);
-  ZeroOptimizer optimizer(
-      recipe.optimizer, params, dp, *layout.expert_dp,
-      std::max<int64_t>(1, static_cast<int64_t>(recipe.parallel.grad_bucket_mb * (1 << 20) / 4)));
   // Evaluation passes activations along the pipeline on a communicator of its own.
   const std::unique_ptr<parallel::Comm> eval_pipeline =
       world.split(layout.grid.pp_group(world.rank()), "pp-eval");
-  parallel::PipelineExecutor executor(*layout.pp, layout.schedule,
+  // Tensors in the backend's memory travel on these (MPI on the CPU, NCCL on a GPU).
+  const DeviceGroups groups(layout, *eval_pipeline, *backend);
+  Model model(recipe.model, *backend, layout.part, groups.ep(), dp.size(),
+              layout.expert_dp->size(), layout.ep.get());
+  ParamTable& params = model.params();
+  params.init(tc.seed, recipe.model.init_std);
+  ZeroOptimizer optimizer(
+      recipe.optimizer, params, groups.dp(), groups.expert_dp(),
+      std::max<int64_t>(1, static_cast<int64_t>(recipe.parallel.grad_bucket_mb * (1 << 20) / 4)));
+  parallel::PipelineExecutor executor(groups.pp(), layout.schedule,
                                       mb_rows * tc.seq_len * recipe.model.dim, *backend);
   const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
                         1.0 / static_cast<double>(tc.global_batch)};
   // Gradient buckets are reduce-scattered as soon as the backward finished them.
   ModelStage stage(model, scale, layout.schedule, layout.coords.pp_rank, mb_rows, tc.seq_len,
                    [&optimizer](int first, int end) { optimizer.MarkFinal(first, end); });
-  const std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
-                                           layout.expert_dp.get()};
+  std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
+                                     layout.expert_dp.get()};
+  for (parallel::Comm* c : groups.owned()) comms.push_back(c);
   const std::vector<CheckpointTensor> tensors = checkpoint_tensors(recipe.model);
   // HDF5 reads and writes host memory: device values and moments go through host mirrors.
   CheckpointStaging staging(params, optimizer);
@@ -334,7 +338,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         !stop_now && ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps);
     if (eval_now) {
       const EvalResult ev = evaluate_distributed(
-          model, layout, world, *eval_pipeline, recipe.data.path, tc.seq_len,
+          model, layout, world, groups.eval_pipeline(), recipe.data.path, tc.seq_len,
           tc.global_batch / micro_batches, tc.eval_batches * micro_batches);
       line.add("val_loss", ev.loss).add("val_tokens", ev.tokens);
       summary.final_val_loss = ev.loss;

@@ -284,6 +284,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   char memory[32];
   std::snprintf(memory, sizeof(memory), "%.0f GiB", gib);
   capabilities_.device = Device::kCUDA;
+  capabilities_.device_index = device;
   capabilities_.name = "cuda:" + std::to_string(device) + " " + prop.name + " (sm_" +
                        std::to_string(prop.major) + std::to_string(prop.minor) + ", " + memory +
                        ")";

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu_backend.h"
+#include "parallel/device_comm/make_device_comm.h"
 #include "parallel/fake_comm.h"
 #include "trainer/checkpoint_staging.h"
 #include "trainer/model.h"
@@ -147,6 +149,22 @@ TEST(DeviceStaging, HostBackendCheckpointsItsOwnBuffers) {
   EXPECT_FALSE(staging.staged());
   EXPECT_EQ(staging.buffers().values, model.params().values().data<float>());
   EXPECT_EQ(staging.buffers().exp_avg.at(0), optimizer.exp_avg(0).data());
+}
+
+// Tensors of a host backend travel on the group itself; device memory needs NCCL, which is
+// bootstrapped over MPI: asking for it over another communicator is an error naming the group.
+TEST(DeviceStaging, DeviceCommunicatorsOnlyWhereTheHostCannotReach) {
+  auto comms = parallel::FakeComm::create_world(1);
+  kernels::CpuBackend cpu;
+  StagedCpuBackend staged;
+  EXPECT_EQ(parallel::make_device_comm(*comms[0], cpu), nullptr);
+  try {
+    parallel::make_device_comm(*comms[0], staged);
+    FAIL() << "expected std::runtime_error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + comms[0]->name() + "'"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -8,13 +8,14 @@
 namespace tessera::trainer {
 
 MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep, int ep_rank,
-                   parallel::Comm* ep_comm)
+                   parallel::Comm* ep_comm, parallel::Comm* ep_host_comm)
     : table_(table),
       name_("layers." + std::to_string(layer) + ".moe"),
       layer_(layer),
       ep_(ep),
       local_experts_(config.n_experts / ep),
       ep_comm_(ep > 1 ? ep_comm : nullptr),
+      ep_host_comm_(ep > 1 ? (ep_host_comm ? ep_host_comm : ep_comm) : nullptr),
       dim_(config.dim),
       hidden_(config.moe_inter_dim),
       eps_(config.norm_eps),
@@ -149,7 +150,7 @@ parallel::Work MoeBlock::Route(Context& c) {
     return {};
   }
   if (!ep_comm_) throw std::logic_error(name_ + ": expert parallelism without an EP communicator");
-  c.pending_plan = parallel::post_dispatch_plan(*ep_comm_, c.counts, E);
+  c.pending_plan = parallel::post_dispatch_plan(*ep_host_comm_, c.counts, E);
   return c.pending_plan.work();
 }
 

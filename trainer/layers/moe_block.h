@@ -41,10 +41,12 @@ class MoeBlock : public Block {
  public:
   // Adds layers.{layer}.ffn_norm.weight, layers.{layer}.moe.gate.{weight,bias},
   // layers.{layer}.moe.experts.{w1,w3,w2} (this rank's slice of the experts) and, with shared
-  // experts, layers.{layer}.moe.shared.*. ep_comm: the EP group (size ep); it may be null when
-  // the block is only described (parameters, memory), never when it runs with ep > 1.
+  // experts, layers.{layer}.moe.shared.*. ep_comm: the EP group (size ep) carrying the rows (the
+  // backend's memory); ep_host_comm: the same ranks for the per-expert counts (host memory; null:
+  // ep_comm carries both, as MPI on the CPU does). Null when the block is only described
+  // (parameters, memory), never when it runs with ep > 1.
   MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep = 1, int ep_rank = 0,
-           parallel::Comm* ep_comm = nullptr);
+           parallel::Comm* ep_comm = nullptr, parallel::Comm* ep_host_comm = nullptr);
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;
@@ -111,6 +113,7 @@ class MoeBlock : public Block {
   int ep_;
   int64_t local_experts_;
   parallel::Comm* ep_comm_;
+  parallel::Comm* ep_host_comm_;
   int64_t dim_, hidden_;
   double eps_, seq_aux_alpha_;
   kernels::RouterShape shape_;

@@ -24,6 +24,14 @@ std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe,
   try {
     const int local_rank = parallel::local_rank_from_env(world.rank(), world.size());
     backend = kernels::make_backend(recipe.run.device, local_rank);
+    // NCCL refuses two ranks of one communicator on one GPU: say so before it does.
+    const int per_node = parallel::ranks_per_node_from_env(world.size());
+    const int gpus = kernels::visible_cuda_devices();
+    if (!backend->capabilities().host_accessible && world.size() > 1 && per_node > gpus) {
+      error = "run.device: cuda: " + std::to_string(per_node) + " processes per node but " +
+              std::to_string(gpus) +
+              " visible GPU(s): one GPU per process (NCCL cannot put two ranks on one GPU)";
+    }
   } catch (const std::exception& e) {
     error = e.what();
   }

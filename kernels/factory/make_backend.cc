@@ -56,6 +56,14 @@ bool cuda_backend_built() {
 #endif
 }
 
+int visible_cuda_devices() {
+#if TESSERA_HAVE_CUDA_BACKEND
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, int local_rank) {
   if (local_rank < 0) {
     throw std::invalid_argument("make_backend: negative local rank " + std::to_string(local_rank));

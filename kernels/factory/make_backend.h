@@ -14,6 +14,8 @@ namespace tessera::kernels {
 
 // True when this build contains the CUDA backend (nvcc was found when it was configured).
 bool cuda_backend_built();
+// CUDA devices this process sees; 0 without the CUDA backend, a driver or a device.
+int visible_cuda_devices();
 
 // "cpu" -> CpuBackend; "cuda" -> CudaBackend on CUDA device local_rank modulo the devices this
 // process sees (one process per GPU; when the launcher gives each process only its own GPU, that

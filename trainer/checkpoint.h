@@ -121,7 +121,8 @@ std::string resolve_checkpoint(const std::string& path);
 // the one `latest` names first, then the others, newest first. Empty if there are none.
 std::vector<std::string> resume_candidates(const std::string& checkpoints_dir);
 
-// Loads the whole model's parameter values from a step directory, in one process (evaluation).
+// Loads the whole model's parameter values from a step directory, in one process (evaluation),
+// through a host copy when the model lives on a device.
 // A missing tensor or a shape mismatch is an error naming the tensor. Returns the checkpoint's
 // step.
 int64_t load_checkpoint(const std::string& step_dir, ParamTable& params);

@@ -20,10 +20,9 @@ namespace tessera::trainer {
 std::unique_ptr<kernels::Backend> make_device_backend(const Recipe& recipe, parallel::Comm& world);
 
 // What runs on a device whose memory the host cannot address (a GPU): training (model, optimizer
-// and kernels on the device, checkpoints staged through host mirrors; with several processes the
-// build needs the NCCL communicator). Not yet: `tessera eval` (it loads checkpoints into host
-// memory). `what` names the refused use; throws RecipeError naming run.device instead of
-// crashing later.
+// and kernels on the device, checkpoints staged through host mirrors); with several processes
+// the build needs the NCCL communicator. `what` names the refused use (supported_there false);
+// throws RecipeError naming run.device instead of crashing later.
 void require_device_support(const Recipe& recipe, const kernels::Backend& backend,
                             const std::string& what, bool supported_there);
 

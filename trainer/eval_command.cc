@@ -6,7 +6,6 @@
 #include "trainer/checkpoint.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
-#include "trainer/device_backend.h"
 #include "trainer/evaluate.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -50,7 +49,6 @@ int run_eval_command(const std::vector<std::string>& args) {
   try {
     kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
     const std::unique_ptr<kernels::Backend> backend = kernels::make_backend(recipe.run.device);
-    require_device_support(recipe, *backend, "evaluation", /*supported_there=*/false);
     Model model(recipe.model, *backend);
     const std::string dir = resolve_checkpoint(vm["checkpoint"].as<std::string>());
     const int64_t step = load_checkpoint(dir, model.params());

@@ -15,6 +15,7 @@
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
+#include "tests/trainer/staged_cpu_backend.h"
 #include "trainer/checkpoint_slices.h"
 #include "trainer/hdf5_io.h"
 #include "trainer/model.h"
@@ -255,6 +256,24 @@ TEST(Checkpoint, RetentionAndResumeCandidates) {
   EXPECT_FALSE(fs::exists(dir / "step-00000003"));
   EXPECT_TRUE(fs::exists(dir / "step-00000002"));
   EXPECT_THROW(resolve_checkpoint(FreshDir("none").string()), std::runtime_error);
+}
+
+// tessera eval's load on a device: the values arrive through a host copy, equal to the host path.
+TEST(Checkpoint, LoadIntoADeviceModelGoesThroughTheHost) {
+  const Recipe r = SmallRecipe();
+  Trainee saved(r, 3);
+  const fs::path dir = FreshDir("load-device");
+  const std::string step_dir = Save(saved, r, dir, 5);
+  kernels::CpuBackend cpu;
+  testing::StagedCpuBackend staged;
+  Model on_host(r.model, cpu), on_device(r.model, staged);
+  EXPECT_EQ(load_checkpoint(step_dir, on_host.params()), 5);
+  EXPECT_EQ(load_checkpoint(step_dir, on_device.params()), 5);
+  EXPECT_GT(staged.from_host, 0);
+  const int64_t n = on_host.params().padded_numel();
+  const float* a = on_host.params().values().data<float>();
+  const float* b = on_device.params().values().data<float>();
+  EXPECT_EQ(std::vector<float>(a, a + n), std::vector<float>(b, b + n));
 }
 
 }  // namespace

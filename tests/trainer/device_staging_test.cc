@@ -12,49 +12,14 @@
 #include "parallel/device_comm/make_device_comm.h"
 #include "parallel/fake_comm.h"
 #include "trainer/checkpoint_staging.h"
+#include "tests/trainer/staged_cpu_backend.h"
 #include "trainer/model.h"
 #include "trainer/zero_optimizer.h"
 
 namespace tessera::trainer {
 namespace {
 
-// CPU memory and ops, presented as a device the host cannot address (as CUDA's is): callers
-// must go through copy_to_host / copy_from_host / alloc_host. Counts the copies.
-class StagedCpuBackend final : public kernels::Backend {
- public:
-  StagedCpuBackend() : caps_(cpu_.capabilities()) {
-    caps_.host_accessible = false;
-    caps_.name = "staged " + caps_.name;
-  }
-  const kernels::BackendCapabilities& capabilities() const override { return caps_; }
-  kernels::Tensor alloc(kernels::Shape s, kernels::DType t) override { return cpu_.alloc(s, t); }
-  kernels::Tensor alloc_host(kernels::Shape s, kernels::DType t) override {
-    return cpu_.alloc_host(s, t);
-  }
-  void copy_to_host(void* dst, const void* src, size_t bytes) override {
-    ++to_host;
-    cpu_.copy_to_host(dst, src, bytes);
-  }
-  void copy_from_host(void* dst, const void* src, size_t bytes) override {
-    ++from_host;
-    cpu_.copy_from_host(dst, src, bytes);
-  }
-  void copy_bytes(void* dst, const void* src, size_t bytes) override {
-    cpu_.copy_bytes(dst, src, bytes);
-  }
-  std::unique_ptr<kernels::Event> record_event() override { return cpu_.record_event(); }
-  void synchronize() override {}
-  void* native_stream() override { return nullptr; }
-  int to_host = 0, from_host = 0;
-
- protected:
-  kernels::BackendOps<float>& ops_f32() override { return cpu_.ops<float>(); }
-  kernels::BackendOps<double>& ops_f64() override { return cpu_.ops<double>(); }
-
- private:
-  kernels::CpuBackend cpu_;
-  kernels::BackendCapabilities caps_;
-};
+using testing::StagedCpuBackend;
 
 ModelConfig Config() {
   ModelConfig c;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "parallel/mpi_env.h"
+#include "parallel/mpi_group_split.h"
 
 namespace tessera::parallel {
 
@@ -492,30 +493,8 @@ std::unique_ptr<Comm> MpiComm::split(const std::vector<int>& ranks, std::string 
   }
   if (name.empty()) name = default_split_name(ranks);
   const std::string what = describe("split", next_collective_seq(), "group " + name);
-  const int color = *std::min_element(ranks.begin(), ranks.end());
-  const int key = static_cast<int>(std::find(ranks.begin(), ranks.end(), rank_) - ranks.begin());
-  MPI_Comm sub = MPI_COMM_NULL;
-  check_mpi(MPI_Comm_split(comm_, color, key, &sub), what + ": MPI_Comm_split");
-  check_mpi(MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN), what + ": MPI_Comm_set_errhandler");
-  // Every member must have named the same group; check on all ranks of the parent so that
-  // every rank throws, not only those whose list was wrong.
-  int sub_size = 0;
-  MPI_Comm_size(sub, &sub_size);
-  std::vector<int> members(sub_size);
-  check_mpi(MPI_Allgather(&rank_, 1, MPI_INT, members.data(), 1, MPI_INT, sub),
-            what + ": MPI_Allgather");
-  const int ok = members == ranks ? 1 : 0;
-  int all_ok = 0;
-  check_mpi(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm_), what + ": MPI_Allreduce");
-  if (!all_ok) {
-    MPI_Comm_free(&sub);
-    std::string got = "{";
-    for (size_t i = 0; i < members.size(); ++i) got += (i ? "," : "") + std::to_string(members[i]);
-    got += "}";
-    throw std::runtime_error(what + ": the ranks' groups disagree (this rank asked for " + name +
-                             ", its members by their own lists form " + got + ")");
-  }
-  return std::unique_ptr<Comm>(new MpiComm(sub, engine_, std::move(name), timeout_s()));
+  const MpiGroupSplit sub = split_mpi_group(comm_, rank_, ranks, name, what);
+  return std::unique_ptr<Comm>(new MpiComm(sub.comm, engine_, std::move(name), timeout_s()));
 }
 
 }  // namespace tessera::parallel

@@ -383,19 +383,10 @@ std::vector<std::string> resume_candidates(const std::string& checkpoints_dir) {
 
 int64_t load_checkpoint(const std::string& step_dir, ParamTable& params) {
   H5File file((fs::path(step_dir) / "model.h5").string(), H5File::Mode::kReadOnly);
-  // HDF5 reads into host memory: a device's values go through a host copy (padding included).
-  kernels::Backend& be = params.backend();
-  const bool host = be.capabilities().host_accessible;
-  const size_t bytes = sizeof(float) * static_cast<size_t>(params.padded_numel());
-  kernels::Tensor staging;
-  float* values = params.values().data<float>();
-  if (!host) {
-    staging = be.alloc_host({params.padded_numel()}, kernels::DType::kF32);
-    be.copy_to_host(staging.data<float>(), values, bytes);
-    values = staging.data<float>();
-  }
-  for (const ParamDesc& d : params.descs()) file.read_f32(d.name, d.shape, values + d.offset);
-  if (!host) be.copy_from_host(params.values().data<float>(), values, bytes);
+  // HDF5 reads into host memory: a device's values go through a host copy.
+  params.update_values_on_host([&](float* values) {
+    for (const ParamDesc& d : params.descs()) file.read_f32(d.name, d.shape, values + d.offset);
+  });
   return file.read_attr_i64("step");
 }
 

@@ -84,16 +84,24 @@ kernels::Tensor ParamTable::view(const kernels::Tensor& flat, int i) const {
   return flat.view(d.offset, d.shape);
 }
 
-void ParamTable::init(uint64_t seed, double std) {
+void ParamTable::update_values_on_host(const std::function<void(float* values)>& fn) {
   kernels::Backend& be = backend();
-  // Drawn in place when the host can write the backend's memory, else into a host copy.
-  const bool in_place = be.capabilities().host_accessible;
-  kernels::Tensor staging;
-  if (!in_place) {
-    staging = be.alloc_host({padded_numel_}, kernels::DType::kF32);
-    be.copy_to_host(staging.data<float>(), values_.data<float>(), sizeof(float) * padded_numel_);
+  if (be.capabilities().host_accessible) {
+    fn(values_.data<float>());
+    return;
   }
-  float* base = in_place ? values_.data<float>() : staging.data<float>();
+  const size_t bytes = sizeof(float) * static_cast<size_t>(padded_numel_);
+  kernels::Tensor staging = be.alloc_host({padded_numel_}, kernels::DType::kF32);
+  be.copy_to_host(staging.data<float>(), values_.data<float>(), bytes);
+  fn(staging.data<float>());
+  be.copy_from_host(values_.data<float>(), staging.data<float>(), bytes);
+}
+
+void ParamTable::init(uint64_t seed, double std) {
+  update_values_on_host([&](float* base) { init_values(base, seed, std); });
+}
+
+void ParamTable::init_values(float* base, uint64_t seed, double std) const {
   for (size_t i = 0; i < descs_.size(); ++i) {
     const ParamDesc& d = descs_[i];
     float* p = base + d.offset;
@@ -118,9 +126,6 @@ void ParamTable::init(uint64_t seed, double std) {
         break;
       }
     }
-  }
-  if (!in_place) {
-    be.copy_from_host(values_.data<float>(), staging.data<float>(), sizeof(float) * padded_numel_);
   }
 }
 

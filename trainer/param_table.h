@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -90,12 +91,17 @@ class ParamTable {
 
   // Deterministic initialisation: each parameter (each expert row of a stacked expert tensor)
   // draws from its own stream seeded by (seed, name), so values do not depend on which other
-  // parameters or expert slices a rank holds. Values are drawn on the host and copied to the
-  // backend's device when it is not host-accessible.
+  // parameters or expert slices a rank holds. Values are drawn on the host (see below).
   void init(uint64_t seed, double std);
+
+  // Lets the host write the flat values buffer (padded_numel() floats, descriptor offsets):
+  // fn gets the buffer itself when the host can address the backend's memory, else a host copy
+  // of it that is copied back afterwards (padding and untouched elements keep their values).
+  void update_values_on_host(const std::function<void(float* values)>& fn);
 
  private:
   kernels::Tensor view(const kernels::Tensor& flat, int i) const;
+  void init_values(float* base, uint64_t seed, double std) const;  // into a host buffer
   std::vector<ParamDesc> descs_;
   std::unordered_map<std::string, int> by_name_;
   int64_t numel_ = 0, padded_numel_ = 0;

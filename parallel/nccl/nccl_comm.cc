@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/device.h"
 #include "parallel/mpi_env.h"
+#include "parallel/mpi_group_split.h"
 #include "parallel/nccl/device_guard.h"
 #include "parallel/nccl/nccl_engine.h"
 
@@ -353,41 +354,19 @@ std::unique_ptr<Comm> NcclComm::split(const std::vector<int>& ranks, std::string
   }
   if (name.empty()) name = default_split_name(ranks);
   const std::string what = describe("split", next_collective_seq(), "group " + name);
-  const int color = *std::min_element(ranks.begin(), ranks.end());
-  const int key = static_cast<int>(std::find(ranks.begin(), ranks.end(), rank_) - ranks.begin());
-  MPI_Comm sub = MPI_COMM_NULL;
-  check_mpi(MPI_Comm_split(mpi_comm_, color, key, &sub), what + ": MPI_Comm_split");
+  const MpiGroupSplit sub = split_mpi_group(mpi_comm_, rank_, ranks, name, what);
   try {
-    check_mpi(MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN), what + ": MPI_Comm_set_errhandler");
-    // Every member must have named the same group; agreed on the parent so that every rank
-    // throws, before NCCL is involved.
-    int sub_size = 0;
-    MPI_Comm_size(sub, &sub_size);
-    std::vector<int> members(sub_size);
-    check_mpi(MPI_Allgather(&rank_, 1, MPI_INT, members.data(), 1, MPI_INT, sub),
-              what + ": MPI_Allgather");
-    const int ok = members == ranks ? 1 : 0;
-    int all_ok = 0;
-    check_mpi(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, mpi_comm_),
-              what + ": MPI_Allreduce");
-    if (!all_ok) {
-      std::string got = "{";
-      for (size_t i = 0; i < members.size(); ++i) {
-        got += (i ? "," : "") + std::to_string(members[i]);
-      }
-      throw std::runtime_error(what + ": the ranks' groups disagree (this rank asked for " + name +
-                               ", its members by their own lists form " + got + "})");
-    }
     // NCCL orders the new ranks by key, as MPI did: the ranks agree.
-    ncclComm_t nccl_sub = engine_->split(color, key, what);
+    ncclComm_t nccl_sub = engine_->split(sub.color, sub.key, what);
     Engine::Settings settings = engine_->settings();
     settings.timeout_s = engine_->timeout_s();
     settings.compute_stream = engine_->compute_stream();
     settings.comm_name = name;
     std::shared_ptr<Engine> engine = Engine::start(nccl_sub, settings);
-    return std::unique_ptr<Comm>(new NcclComm(sub, std::move(engine), std::move(name)));
+    return std::unique_ptr<Comm>(new NcclComm(sub.comm, std::move(engine), std::move(name)));
   } catch (...) {
-    MPI_Comm_free(&sub);
+    MPI_Comm comm = sub.comm;
+    MPI_Comm_free(&comm);
     throw;
   }
 }

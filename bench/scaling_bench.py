@@ -11,7 +11,8 @@ output lines; the script then goes on and exits non-zero at the end.
 Contract with `tessera train`: run.dir/metrics.jsonl holds one JSON object per step with
 tokens_per_s, step_s, exposed_comm_s, comm_s (per rank, averaged over the ranks) and
 bubble_fraction, and
-run.dir/logs/rank-0.log says "schedule <name> (theoretical bubble X)"."""
+run.dir/logs/rank-0.log says "schedule <name> (theoretical bubble X)" (closed form) or
+"schedule <name> (simulated bubble X)" (the registry's simulation, e.g. dualpipev)."""
 import argparse
 import json
 import os
@@ -24,8 +25,9 @@ import time
 
 kWarmupSteps = 2  # first steps pay for allocation and oneDNN primitive creation
 kTailLines = 30   # output lines shown for a failed run
-kLayoutRe = re.compile(r"^pp(\d+)_dp(\d+)_ep(\d+)_mb(\d+)_(gpipe|1f1b|interleaved|zb1p)(?:_v(\d+))?$")
-kTheoryRe = re.compile(r"schedule (\S+) \(theoretical bubble ([0-9.eE+-]+)\)")
+kLayoutRe = re.compile(
+    r"^pp(\d+)_dp(\d+)_ep(\d+)_mb(\d+)_(gpipe|1f1b|interleaved|zb1p|dualpipev|dualpipe)(?:_v(\d+))?$")
+kTheoryRe = re.compile(r"schedule (\S+) \((?:theoretical|simulated) bubble ([0-9.eE+-]+)\)")
 
 
 def layout_name(pp, dp, ep, mb, schedule="1f1b", v=1):
@@ -51,7 +53,7 @@ def parse_layout(name):
     m = kLayoutRe.match(name)
     if not m:
         raise ValueError(f"bad layout name '{name}': expected pp<P>_dp<D>_ep<E>_mb<M>_<gpipe|1f1b|"
-                         f"interleaved|zb1p>[_v<V>], e.g. pp2_dp2_ep1_mb4_zb1p")
+                         f"interleaved|zb1p|dualpipev|dualpipe>[_v<V>], e.g. pp2_dp2_ep1_mb4_zb1p")
     pp, dp, ep, mb = (int(m.group(i)) for i in range(1, 5))
     return {"name": name, "pp": pp, "dp": dp, "ep": ep, "mb": mb, "schedule": m.group(5),
             "v": int(m.group(6) or 1), "ranks": pp * dp}
@@ -102,7 +104,7 @@ def summarize(lay, runs, log):
     steady = [r for rep in per_repeat for r in rep]
     m = kTheoryRe.search(log)
     if not m:
-        raise RuntimeError("rank-0.log lacks 'schedule <name> (theoretical bubble X)'")
+        raise RuntimeError("rank-0.log lacks 'schedule <name> (theoretical|simulated bubble X)'")
     exposed = statistics.mean(r["exposed_comm_s"] for r in steady)
     total = statistics.mean(r["comm_s"] for r in steady)
     return {

@@ -11,5 +11,7 @@ namespace tessera::cluster {
 int run_submit_command(const std::vector<std::string>& args);
 // tessera sweep SWEEP.yaml [--local] [--dry-run] ... | tessera sweep report DIR ...
 int run_sweep_command(const std::vector<std::string>& args);
+// tessera trace plot RUN_DIR [--out FILE.png] [--width PX]
+int run_trace_command(const std::vector<std::string>& args);
 
 }  // namespace tessera::cluster

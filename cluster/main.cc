@@ -21,7 +21,8 @@ constexpr const char* kUsage =
     "  prepare text|synthetic ...             write an HDF5 token dataset\n"
     "  submit RECIPE [--set k=v]... [--dry-run]  train RECIPE as a Slurm job (sbatch)\n"
     "  sweep SWEEP.yaml [--local] [--dry-run]    a grid of recipes as a Slurm job array\n"
-    "  sweep report DIR                       a sweep's results as CSV and PNG plots\n\n"
+    "  sweep report DIR                       a sweep's results as CSV and PNG plots\n"
+    "  trace plot RUN_DIR [--out FILE.png]    a PNG timeline of a run's traced steps\n\n"
     "Run `tessera <command> --help` for a command's options.\n";
 
 }  // namespace
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   if (command == "prepare") return run_prepare_command(args);
   if (command == "submit") return tessera::cluster::run_submit_command(args);
   if (command == "sweep") return tessera::cluster::run_sweep_command(args);
+  if (command == "trace") return tessera::cluster::run_trace_command(args);
   std::cerr << "tessera: unknown command '" << command << "'\n\n" << kUsage;
   return 2;
 }

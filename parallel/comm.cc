@@ -63,6 +63,15 @@ void Comm::reset_stats() {
   counters_->op_ns = 0;
 }
 
+void Comm::set_trace(std::shared_ptr<TraceRecorder> recorder) {
+  trace_lane_ = recorder ? recorder->lane("comm:" + name_) : 0;
+  trace_ = std::move(recorder);
+}
+
+int64_t Comm::sum(const std::vector<int64_t>& counts) {
+  return std::accumulate(counts.begin(), counts.end(), int64_t{0});
+}
+
 std::string Comm::where() const {
   return "on comm '" + name_ + "' (rank " + std::to_string(rank()) + " of " +
          std::to_string(size()) + ")";

@@ -31,6 +31,7 @@
 #include <atomic>
 #include <concepts>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "kernels/tensor.h"
+#include "parallel/trace_recorder.h"
 #include "parallel/work.h"
 
 namespace tessera::parallel {
@@ -96,32 +98,38 @@ class Comm {
   template <CommElement T>
   Work all_reduce(InSpan<T> in, std::span<T> out, const AllReduceOptions& options = {}) {
     check_all_reduce(in.data(), in.size(), out.data(), out.size(), sizeof(T));
-    return post_all_reduce(in.data(), out.data(), static_cast<int64_t>(out.size()),
-                           kernels::dtype_of<T>(), options.op);
+    return traced(post_all_reduce(in.data(), out.data(), static_cast<int64_t>(out.size()),
+                                  kernels::dtype_of<T>(), options.op),
+                  {{"bytes", bytes<T>(out.size())}});
   }
 
   // in holds size() slices of out.size() elements; rank r receives the reduction of slice r.
   template <CommElement T>
   Work reduce_scatter(InSpan<T> in, std::span<T> out, const ReduceScatterOptions& options = {}) {
     check_reduce_scatter(in.data(), in.size(), out.data(), out.size(), sizeof(T));
-    return post_reduce_scatter(in.data(), out.data(), static_cast<int64_t>(out.size()),
-                               kernels::dtype_of<T>(), options.op);
+    return traced(post_reduce_scatter(in.data(), out.data(), static_cast<int64_t>(out.size()),
+                                      kernels::dtype_of<T>(), options.op),
+                  {{"bytes", bytes<T>(in.size())}});
   }
 
   // out holds size() slices of in.size() elements; slice r is rank r's input.
   template <CommElement T>
   Work all_gather(InSpan<T> in, std::span<T> out) {
     check_all_gather(in.data(), in.size(), out.data(), out.size(), sizeof(T));
-    return post_all_gather(in.data(), out.data(), static_cast<int64_t>(in.size()),
-                           kernels::dtype_of<T>());
+    return traced(post_all_gather(in.data(), out.data(), static_cast<int64_t>(in.size()),
+                                  kernels::dtype_of<T>()),
+                  {{"bytes", bytes<T>(out.size())}});
   }
 
   template <CommElement T>
   Work all_to_all_v(InSpan<T> in, std::span<T> out, const AllToAllVOptions& options) {
     AllToAllVOptions packed =
         check_all_to_all_v(in.data(), in.size(), out.data(), out.size(), sizeof(T), options);
-    return post_all_to_all_v(in.data(), static_cast<int64_t>(in.size()), out.data(),
-                             kernels::dtype_of<T>(), packed);
+    Work work = post_all_to_all_v(in.data(), static_cast<int64_t>(in.size()), out.data(),
+                                  kernels::dtype_of<T>(), packed);
+    if (!tracing()) return work;  // skips the sums below
+    return traced(std::move(work), {{"bytes", bytes<T>(sum(packed.send_counts))},
+                                    {"recv_bytes", bytes<T>(sum(packed.recv_counts))}});
   }
 
   // Point-to-point. REQUIRES: 0 <= tag <= kMaxTag; the matching recv has the same count.
@@ -129,25 +137,28 @@ class Comm {
   template <CommElement T>
   Work send(InSpan<T> data, int dst, int tag = 0) {
     check_peer("send", dst, tag);
-    return post_send(data.data(), static_cast<int64_t>(data.size()), kernels::dtype_of<T>(), dst,
-                     tag);
+    return traced(post_send(data.data(), static_cast<int64_t>(data.size()),
+                            kernels::dtype_of<T>(), dst, tag),
+                  {{"bytes", bytes<T>(data.size())}, {"peer", dst}, {"tag", tag}});
   }
   template <CommElement T>
   Work recv(std::span<T> data, int src, int tag = 0) {
     check_peer("recv", src, tag);
-    return post_recv(data.data(), static_cast<int64_t>(data.size()), kernels::dtype_of<T>(), src,
-                     tag);
+    return traced(post_recv(data.data(), static_cast<int64_t>(data.size()),
+                            kernels::dtype_of<T>(), src, tag),
+                  {{"bytes", bytes<T>(data.size())}, {"peer", src}, {"tag", tag}});
   }
 
   // Root's data is copied into every rank's `data` (same count on every rank).
   template <CommElement T>
   Work broadcast(std::span<T> data, int root) {
     check_peer("broadcast", root, 0);
-    return post_broadcast(data.data(), static_cast<int64_t>(data.size()), kernels::dtype_of<T>(),
-                          root);
+    return traced(post_broadcast(data.data(), static_cast<int64_t>(data.size()),
+                                 kernels::dtype_of<T>(), root),
+                  {{"bytes", bytes<T>(data.size())}, {"root", root}});
   }
 
-  Work barrier() { return post_barrier(); }
+  Work barrier() { return traced(post_barrier(), {}); }
 
   // Sub-communicator factory. Every rank of this communicator calls split (a collective),
   // each passing the group it belongs to, as ranks of THIS communicator; the groups must
@@ -159,6 +170,14 @@ class Comm {
 
   CommStats stats() const;
   void reset_stats();
+
+  // Records every operation posted from now on, from post to completion, on the lane
+  // "comm:<name()>" of `recorder` while it is enabled: named after the operation ("all_reduce",
+  // "all_to_all_v", "send", ...; the description's first word) with args "bytes" (this rank's
+  // payload: the reduced/gathered/sent/received buffer; all_to_all_v adds "recv_bytes"), and
+  // "peer" and "tag" for send/recv, "root" for broadcast. null stops recording. Communicators
+  // made by split() do not inherit it. REQUIRES: no thread is posting on this Comm meanwhile.
+  void set_trace(std::shared_ptr<TraceRecorder> recorder);
 
  protected:
   explicit Comm(std::string name);
@@ -202,10 +221,26 @@ class Comm {
   void check_peer(const char* op, int peer, int tag) const;
   std::string where() const;  // "on comm 'dp' (rank 1 of 4)"
 
+  // One relaxed atomic load when tracing is off.
+  bool tracing() const { return trace_ && trace_->enabled(); }
+  Work traced(Work work, std::initializer_list<TraceArg> args) {
+    if (tracing() && work.state_) {
+      work.state_->trace_to(trace_, trace_lane_, std::vector<TraceArg>(args));
+    }
+    return work;
+  }
+  template <typename T, typename Count>
+  static int64_t bytes(Count count) {
+    return static_cast<int64_t>(count) * static_cast<int64_t>(sizeof(T));
+  }
+  static int64_t sum(const std::vector<int64_t>& counts);
+
   std::string name_;
   std::shared_ptr<CommCounters> counters_;
   std::atomic<int64_t> collective_seq_{0};
   std::atomic<int64_t> p2p_seq_{0};
+  std::shared_ptr<TraceRecorder> trace_;
+  int trace_lane_ = 0;
 };
 
 }  // namespace tessera::parallel

@@ -18,9 +18,9 @@ double seconds_since(Clock::time_point t0) {
 }
 
 std::string schedule_label(const Schedule& s) {
-  return "parallel.schedule=" + s.name + " (parallel.pp=" + std::to_string(s.pp) +
-         ", parallel.micro_batches=" + std::to_string(s.micro_batches) +
-         ", parallel.virtual_stages=" + std::to_string(s.chunks) + ")";
+  return "parallel.schedule=" + s.name + " (parallel.pp=" + std::to_string(s.pp()) +
+         ", parallel.micro_batches=" + std::to_string(s.micro_batches) + ", " +
+         std::to_string(s.chunks()) + " chunk(s) per stage)";
 }
 
 }  // namespace
@@ -35,15 +35,14 @@ PipelineExecutor::PipelineExecutor(Comm& pp, Schedule schedule, int64_t boundary
       backend_(backend),
       schedule_(std::move(schedule)),
       elements_(boundary_elements),
-      stage_(pp.rank()),
-      last_vs_(schedule_.virtual_stages() - 1) {
+      stage_(pp.rank()) {
   if (elements_ < 1) {
     throw std::invalid_argument("PipelineExecutor: boundary_elements=" +
                                 std::to_string(elements_) + " must be >= 1");
   }
-  if (comm_.size() != schedule_.pp) {
+  if (comm_.size() != schedule_.pp()) {
     throw ScheduleError(schedule_label(schedule_) + ": parallel.pp=" +
-                        std::to_string(schedule_.pp) + " but the pipeline communicator '" +
+                        std::to_string(schedule_.pp()) + " but the pipeline communicator '" +
                         comm_.name() + "' has " + std::to_string(comm_.size()) + " ranks");
   }
   const CheckResult check = check_schedule(schedule_);
@@ -54,11 +53,11 @@ PipelineExecutor::PipelineExecutor(Comm& pp, Schedule schedule, int64_t boundary
   const int64_t messages = 2 * static_cast<int64_t>(schedule_.micro_batches) *
                            static_cast<int64_t>(schedule_.virtual_stages());
   // With pp = 1 nothing is sent, so no tag is needed.
-  if (schedule_.pp > 1 && messages - 1 > Comm::kMaxTag) {
+  if (schedule_.pp() > 1 && messages - 1 > Comm::kMaxTag) {
     throw ScheduleError(schedule_label(schedule_) + ": 2 x parallel.micro_batches=" +
                         std::to_string(schedule_.micro_batches) + " x " +
                         std::to_string(schedule_.virtual_stages()) +
-                        " virtual stages (parallel.pp x parallel.virtual_stages) = " +
+                        " virtual stages = " +
                         std::to_string(messages) + " message tags exceed Comm::kMaxTag + 1 = " +
                         std::to_string(Comm::kMaxTag + 1) +
                         "; use fewer micro-batches or virtual stages");
@@ -165,28 +164,60 @@ void PipelineExecutor::post_recv(const Instruction& inst) {
   recv_of_message_[message] = std::move(w);
 }
 
+PipelineExecutor::Boundary PipelineExecutor::forward_boundary(int mb, int chunk,
+                                                              PipelineStepStats& stats) {
+  const Placement& p = schedule_.placement;
+  const int vs = p.virtual_stage(stage_, chunk);
+  Boundary b;
+  if (const int prev = p.prev(vs); prev >= 0) {
+    b.consumed = message_index(false, mb, prev);
+    b.in = consume(b.consumed, stats);
+  }
+  if (!p.last(vs)) b.out = produce(message_index(false, mb, vs));
+  return b;
+}
+
+PipelineExecutor::Boundary PipelineExecutor::backward_boundary(int mb, int chunk,
+                                                               PipelineStepStats& stats) {
+  const Placement& p = schedule_.placement;
+  const int vs = p.virtual_stage(stage_, chunk);
+  Boundary b;
+  if (const int next = p.next(vs); next >= 0) {
+    b.consumed = message_index(true, mb, next);
+    b.in = consume(b.consumed, stats);
+  }
+  if (!p.first(vs)) b.out = produce(message_index(true, mb, vs));
+  return b;
+}
+
 void PipelineExecutor::forward(StageCompute& compute, int mb, int chunk,
                                PipelineStepStats& stats) {
-  const int vs = virtual_stage(schedule_.pp, stage_, chunk);
-  const int in_message = vs > 0 ? message_index(false, mb, vs - 1) : -1;
-  const float* in = vs > 0 ? consume(in_message, stats) : nullptr;
-  float* out = vs < last_vs_ ? produce(message_index(false, mb, vs)) : nullptr;
+  const Boundary b = forward_boundary(mb, chunk, stats);
   const auto t0 = Clock::now();
-  compute.Forward(mb, chunk, in, out);
+  compute.Forward(mb, chunk, b.in, b.out);
   stats.compute_s += seconds_since(t0);
-  if (in_message >= 0) release(in_message);
+  if (b.consumed >= 0) release(b.consumed);
 }
 
 void PipelineExecutor::backward_input(StageCompute& compute, int mb, int chunk,
                                       PipelineStepStats& stats) {
-  const int vs = virtual_stage(schedule_.pp, stage_, chunk);
-  const int dout_message = vs < last_vs_ ? message_index(true, mb, vs + 1) : -1;
-  const float* dout = vs < last_vs_ ? consume(dout_message, stats) : nullptr;
-  float* din = vs > 0 ? produce(message_index(true, mb, vs)) : nullptr;
+  const Boundary b = backward_boundary(mb, chunk, stats);
   const auto t0 = Clock::now();
-  compute.BackwardInput(mb, chunk, dout, din);
+  compute.BackwardInput(mb, chunk, b.in, b.out);
   stats.compute_s += seconds_since(t0);
-  if (dout_message >= 0) release(dout_message);
+  if (b.consumed >= 0) release(b.consumed);
+}
+
+void PipelineExecutor::forward_backward(StageCompute& compute, const Instruction& inst,
+                                        PipelineStepStats& stats) {
+  const Boundary f = forward_boundary(inst.micro_batch, inst.chunk, stats);
+  const Boundary b = backward_boundary(inst.micro_batch_b, inst.chunk_b, stats);
+  const auto t0 = Clock::now();
+  compute.ForwardBackward(inst.micro_batch, inst.chunk, f.in, f.out, inst.micro_batch_b,
+                          inst.chunk_b, b.in, b.out);
+  stats.compute_s += seconds_since(t0);
+  if (f.consumed >= 0) release(f.consumed);
+  if (b.consumed >= 0) release(b.consumed);
 }
 
 void PipelineExecutor::backward_weight(StageCompute& compute, int mb, int chunk,
@@ -224,10 +255,8 @@ PipelineStepStats PipelineExecutor::run(StageCompute& compute) {
         case Op::kBackwardWeight:
           backward_weight(compute, inst.micro_batch, inst.chunk, stats);
           break;
-        case Op::kForwardBackward:  // not overlapped yet: forward, then the full backward
-          forward(compute, inst.micro_batch, inst.chunk, stats);
-          backward_input(compute, inst.micro_batch_b, inst.chunk_b, stats);
-          backward_weight(compute, inst.micro_batch_b, inst.chunk_b, stats);
+        case Op::kForwardBackward:
+          forward_backward(compute, inst, stats);
           break;
         case Op::kSendActivation:
         case Op::kSendGrad:
@@ -259,7 +288,7 @@ int PipelineExecutor::PlannedPoolBuffers(const Schedule& schedule, int stage) {
   // Messages that hold a buffer (sends keep theirs: see the header), free buffers, the pool.
   std::set<MessageKey> held;
   int free = 0, pool = 0;
-  const int last_vs = schedule.virtual_stages() - 1;
+  const Placement& p = schedule.placement;
   auto acquire = [&] {
     if (free == 0) {
       ++pool;
@@ -275,14 +304,14 @@ int PipelineExecutor::PlannedPoolBuffers(const Schedule& schedule, int stage) {
     if (held.erase(key)) ++free;
   };
   auto forward = [&](int mb, int chunk) {
-    const int vs = virtual_stage(schedule.pp, stage, chunk);
-    if (vs < last_vs) hold({false, mb, vs});
-    if (vs > 0) release({false, mb, vs - 1});
+    const int vs = p.virtual_stage(stage, chunk);
+    if (!p.last(vs)) hold({false, mb, vs});
+    if (!p.first(vs)) release({false, mb, p.prev(vs)});
   };
   auto backward_input = [&](int mb, int chunk) {
-    const int vs = virtual_stage(schedule.pp, stage, chunk);
-    if (vs > 0) hold({true, mb, vs});
-    if (vs < last_vs) release({true, mb, vs + 1});
+    const int vs = p.virtual_stage(stage, chunk);
+    if (!p.first(vs)) hold({true, mb, vs});
+    if (!p.last(vs)) release({true, mb, p.next(vs)});
   };
   for (const Instruction& inst : schedule.per_stage.at(static_cast<size_t>(stage))) {
     switch (inst.op) {

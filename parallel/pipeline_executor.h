@@ -6,14 +6,14 @@
 //   F    Forward.
 //   BW   BackwardInput then BackwardWeight.
 //   B, W BackwardInput, BackwardWeight.
-//   FB   Forward of (mb, chunk), then BackwardInput and BackwardWeight of (mb_b, chunk_b),
-//        sequentially: the overlap of their pieces (DESIGN.md "Overlap of expert all-to-all with
-//        compute") is not implemented yet.
+//   FB   StageCompute::ForwardBackward: the forward of (mb, chunk) overlapped with the full
+//        backward of (mb_b, chunk_b) (the stage interleaves their pieces; DESIGN.md's table).
 //   SA / SG  post a send of the buffer the producing compute instruction wrote, and move on;
 //   RA / RG  post a receive into the consumer's buffer as soon as the instruction is reached;
 //            the consuming compute instruction waits for it (the latest possible wait).
-// Data between virtual stages held by this stage (pp = 1 with several chunks) has no
-// instruction: the producer's buffer is handed to the consumer locally.
+// Data between virtual stages held by this stage (pp = 1 with several chunks, DualPipeV's tip)
+// has no instruction: the producer's buffer is handed to the consumer locally. Which virtual
+// stage a chunk holds and where its data goes is the schedule's Placement.
 //
 // Messages: every boundary buffer holds boundary_elements floats. A message's tag is
 // ((grad ? 1 : 0) * micro_batches + micro_batch) * virtual_stages + from_vs (schedule.h's
@@ -58,6 +58,16 @@ class StageCompute {
   // virtual stage.
   virtual void BackwardInput(int mb, int chunk, const float* dout, float* din) = 0;
   virtual void BackwardWeight(int mb, int chunk) = 0;
+  // The FB instruction: Forward(mb_f, chunk_f, in, out) and the full backward of (mb_b, chunk_b)
+  // (BackwardInput then BackwardWeight), their pieces interleaved however the implementation
+  // overlaps them best; the results must equal the sequential order bit for bit. By default it
+  // is that sequential order.
+  virtual void ForwardBackward(int mb_f, int chunk_f, const float* in, float* out, int mb_b,
+                               int chunk_b, const float* dout, float* din) {
+    Forward(mb_f, chunk_f, in, out);
+    BackwardInput(mb_b, chunk_b, dout, din);
+    BackwardWeight(mb_b, chunk_b);
+  }
 };
 
 struct PipelineStepStats {
@@ -107,6 +117,14 @@ class PipelineExecutor {
     int slot;
   };
 
+  // A compute instruction's boundary buffers: its input (received or local; nullptr at a path's
+  // end) and the message it consumes (-1: none), and where it writes its output.
+  struct Boundary {
+    const float* in = nullptr;
+    float* out = nullptr;
+    int consumed = -1;
+  };
+
   int message_index(bool grad, int micro_batch, int from_vs) const;
   int acquire();              // a free pool slot, reclaiming completed sends first
   void reclaim_sends(bool wait, PipelineStepStats& stats);
@@ -118,6 +136,9 @@ class PipelineExecutor {
   void forward(StageCompute& compute, int mb, int chunk, PipelineStepStats& stats);
   void backward_input(StageCompute& compute, int mb, int chunk, PipelineStepStats& stats);
   void backward_weight(StageCompute& compute, int mb, int chunk, PipelineStepStats& stats);
+  void forward_backward(StageCompute& compute, const Instruction& inst, PipelineStepStats& stats);
+  Boundary forward_boundary(int mb, int chunk, PipelineStepStats& stats);
+  Boundary backward_boundary(int mb, int chunk, PipelineStepStats& stats);
   void abandon_step();
 
   Comm& comm_;
@@ -125,7 +146,6 @@ class PipelineExecutor {
   const Schedule schedule_;
   const int64_t elements_;
   const int stage_;
-  const int last_vs_;
 
   std::vector<Buffer> pool_;
   std::vector<int> free_;                 // pool slots not in use

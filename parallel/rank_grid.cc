@@ -42,6 +42,10 @@ std::vector<std::string> structural_problems(const LayoutSpec& s) {
     p.push_back("parallel.ep=" + std::to_string(s.ep) + " does not divide parallel.dp=" +
                 std::to_string(s.dp) + " (expert parallelism is carved out of data parallelism)");
   }
+  if (s.mirrored && s.pp % 2 != 0) {
+    p.push_back("parallel.pp=" + std::to_string(s.pp) +
+                " must be even for parallel.schedule=dualpipe (stage k mirrors stage pp-1-k)");
+  }
   return p;
 }
 
@@ -83,6 +87,12 @@ RankGrid::RankGrid(const LayoutSpec& spec) : spec_(spec) {
   ranks_per_node_ = spec.ranks_per_node == 0 ? spec.world : spec.ranks_per_node;
 }
 
+std::vector<int> RankGrid::mirror_pair(int pp_rank) const {
+  const int other = mirror_stage(pp_rank);
+  if (other == pp_rank) return {pp_rank};
+  return {std::min(pp_rank, other), std::max(pp_rank, other)};
+}
+
 void RankGrid::check_rank(int rank) const {
   if (rank < 0 || rank >= spec_.world) {
     throw std::out_of_range("rank " + std::to_string(rank) + " is outside the world of " +
@@ -116,11 +126,13 @@ int RankGrid::rank_of(int pp_rank, int dp_rank) const {
 }
 
 int RankGrid::n_groups(GroupKind kind) const {
+  // A mirrored pair of stages shares its data and expert-data groups.
+  const int stage_groups = spec_.mirrored ? spec_.pp / 2 : spec_.pp;
   switch (kind) {
     case GroupKind::kPipeline: return spec_.dp;
-    case GroupKind::kData: return spec_.pp;
+    case GroupKind::kData: return stage_groups;
     case GroupKind::kExpert: return spec_.pp * expert_dp();
-    case GroupKind::kExpertData: return spec_.pp * spec_.ep;
+    case GroupKind::kExpertData: return stage_groups * spec_.ep;
     case GroupKind::kWorld: return 1;
   }
   return 0;
@@ -130,11 +142,13 @@ int RankGrid::group_size(GroupKind kind) const { return spec_.world / n_groups(k
 
 int RankGrid::group_id(GroupKind kind, int rank) const {
   const RankCoords c = coords(rank);
+  // Mirrored: pair k = {k, pp-1-k} for k < pp/2.
+  const int stage_group = std::min(c.pp_rank, mirror_stage(c.pp_rank));
   switch (kind) {
     case GroupKind::kPipeline: return c.dp_rank;
-    case GroupKind::kData: return c.pp_rank;
+    case GroupKind::kData: return stage_group;
     case GroupKind::kExpert: return c.pp_rank * expert_dp() + c.expert_dp_rank;
-    case GroupKind::kExpertData: return c.pp_rank * spec_.ep + c.ep_rank;
+    case GroupKind::kExpertData: return stage_group * spec_.ep + c.ep_rank;
     case GroupKind::kWorld: return 0;
   }
   return 0;
@@ -142,6 +156,10 @@ int RankGrid::group_id(GroupKind kind, int rank) const {
 
 int RankGrid::rank_in_group(GroupKind kind, int rank) const {
   const RankCoords c = coords(rank);
+  if (spec_.mirrored && (kind == GroupKind::kData || kind == GroupKind::kExpertData)) {
+    const std::vector<int> g = group(kind, rank);
+    return static_cast<int>(std::find(g.begin(), g.end(), rank) - g.begin());
+  }
   switch (kind) {
     case GroupKind::kPipeline: return c.pp_rank;
     case GroupKind::kData: return c.dp_rank;
@@ -161,7 +179,9 @@ std::vector<int> RankGrid::group(GroupKind kind, int rank) const {
       for (int s = 0; s < spec_.pp; ++s) g.push_back(rank_of(s, c.dp_rank));
       break;
     case GroupKind::kData:
-      for (int d = 0; d < spec_.dp; ++d) g.push_back(rank_of(c.pp_rank, d));
+      for (int s : mirror_pair(c.pp_rank)) {
+        for (int d = 0; d < spec_.dp; ++d) g.push_back(rank_of(s, d));
+      }
       break;
     case GroupKind::kExpert:
       for (int e = 0; e < spec_.ep; ++e) {
@@ -169,20 +189,23 @@ std::vector<int> RankGrid::group(GroupKind kind, int rank) const {
       }
       break;
     case GroupKind::kExpertData:
-      for (int x = 0; x < expert_dp(); ++x) g.push_back(rank_of(c.pp_rank, x * spec_.ep + c.ep_rank));
+      for (int s : mirror_pair(c.pp_rank)) {
+        for (int x = 0; x < expert_dp(); ++x) g.push_back(rank_of(s, x * spec_.ep + c.ep_rank));
+      }
       break;
     case GroupKind::kWorld:
       for (int r = 0; r < spec_.world; ++r) g.push_back(r);
       break;
   }
+  std::sort(g.begin(), g.end());  // a mirrored pair's two stages interleave when replica-major
   return g;
 }
 
 std::vector<std::vector<int>> RankGrid::all_groups(GroupKind kind) const {
   std::vector<std::vector<int>> groups(n_groups(kind));
   for (auto& g : groups) g.reserve(group_size(kind));
-  // Ascending ranks land in ascending order inside each group (rank is monotone in every
-  // coordinate), so one pass builds every group sorted.
+  // Ascending ranks land in ascending order inside each group, so one pass builds every group
+  // sorted.
   for (int r = 0; r < spec_.world; ++r) groups[group_id(kind, r)].push_back(r);
   return groups;
 }
@@ -206,6 +229,7 @@ std::string RankGrid::describe() const {
   os << "world=" << spec_.world << " pp=" << spec_.pp << " dp=" << spec_.dp
      << " ep=" << spec_.ep << " expert-dp=" << expert_dp() << " ranks/node=" << ranks_per_node_
      << " order=" << (spec_.order == RankOrder::kStageMajor ? "stage-major" : "replica-major");
+  if (spec_.mirrored) os << " mirrored (stages k and pp-1-k share their dp groups)";
   if (ep_groups_cross_nodes()) os << " (EP groups cross nodes)";
   return os.str();
 }
@@ -230,8 +254,10 @@ void validate_layout(const LayoutSpec& spec, int n_experts, int n_layers, int vi
       p.push_back("parallel.pp=" + std::to_string(spec.pp) + " exceeds model.n_layers=" +
                   std::to_string(n_layers) + " (every stage needs at least one layer)");
     } else {
-      p.push_back("parallel.pp=" + std::to_string(spec.pp) + " x parallel.virtual_stages=" +
-                  std::to_string(virtual_stages) + " model chunks exceed model.n_layers=" +
+      p.push_back("parallel.pp=" + std::to_string(spec.pp) + " x " +
+                  std::to_string(virtual_stages) +
+                  " model chunks per stage (parallel.virtual_stages, or the V of "
+                  "parallel.schedule=dualpipev) exceed model.n_layers=" +
                   std::to_string(n_layers) + " (every chunk needs at least one layer)");
     }
   }

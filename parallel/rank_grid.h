@@ -20,6 +20,11 @@
 //   expert-data: the dp / ep ranks of one stage with the same ep_rank (holders of the same expert
 //                slice, whose expert gradients are reduced together), indexed by expert_dp_rank;
 //   world:       every rank.
+// Mirrored stages (LayoutSpec::mirrored, DualPipe): stage k and stage pp-1-k hold the same
+// parameters, so their gradients are summed and their optimizer state sharded over both: the data
+// group is the 2 dp ranks of the stage pair {k, pp-1-k} and the expert-data group the 2 dp / ep
+// ranks of the pair with the same ep_rank. Indexed by position in ascending rank order (pp = 2:
+// stage-major {0, 1, 2, 3} for dp = 2; replica-major the same ranks, interleaved by stage).
 //
 // Nodes: ranks are assumed placed on nodes in blocks of ranks_per_node consecutive ranks (mpirun's
 // and Slurm's default block mapping), node = rank / ranks_per_node. The node size never changes
@@ -58,6 +63,8 @@ struct LayoutSpec {
   int ep = 1;              // parallel.ep: expert-parallel ranks; divides dp
   int ranks_per_node = 0;  // ranks on each node (ranks_per_node_from_env()); 0 = all on one node
   RankOrder order = RankOrder::kStageMajor;
+  // Stages k and pp-1-k hold the same parameters (parallel.schedule=dualpipe); REQUIRES pp even.
+  bool mirrored = false;
 };
 
 struct RankCoords {
@@ -73,7 +80,8 @@ const char* group_kind_name(GroupKind kind);  // "pp", "dp", "ep", "expert-dp", 
 
 class RankGrid {
  public:
-  // Throws LayoutError if pp × dp != world, ep does not divide dp, or a degree is < 1.
+  // Throws LayoutError if pp × dp != world, ep does not divide dp, a degree is < 1, or the stages
+  // are mirrored and pp is odd.
   explicit RankGrid(const LayoutSpec& spec);
 
   const LayoutSpec& spec() const { return spec_; }
@@ -81,7 +89,10 @@ class RankGrid {
   int pp() const { return spec_.pp; }
   int dp() const { return spec_.dp; }
   int ep() const { return spec_.ep; }
-  int expert_dp() const { return spec_.dp / spec_.ep; }
+  int expert_dp() const { return spec_.dp / spec_.ep; }  // replicas of an expert slice per stage
+  bool mirrored() const { return spec_.mirrored; }
+  // The stage holding the same parameters as `pp_rank`: pp-1-pp_rank when mirrored, else itself.
+  int mirror_stage(int pp_rank) const { return spec_.mirrored ? spec_.pp - 1 - pp_rank : pp_rank; }
   int ranks_per_node() const { return ranks_per_node_; }  // spec's, or world when it was 0
 
   // REQUIRES: 0 <= rank < world (else std::out_of_range).
@@ -93,7 +104,7 @@ class RankGrid {
   std::vector<int> group(GroupKind kind, int rank) const;
   // Which group of `kind` holds `rank`: 0..n_groups(kind)-1 (the colour for MPI_Comm_split).
   int group_id(GroupKind kind, int rank) const;
-  // `rank`'s index inside its group of `kind` (the key for MPI_Comm_split).
+  // `rank`'s index inside its group of `kind` (its position in group(kind, rank)).
   int rank_in_group(GroupKind kind, int rank) const;
   int n_groups(GroupKind kind) const;
   int group_size(GroupKind kind) const;
@@ -121,6 +132,8 @@ class RankGrid {
 
  private:
   void check_rank(int rank) const;
+  // The stages whose ranks form `pp_rank`'s data groups: {pp_rank}, or the mirrored pair ascending.
+  std::vector<int> mirror_pair(int pp_rank) const;
 
   LayoutSpec spec_;
   int ranks_per_node_;
@@ -131,7 +144,8 @@ class RankGrid {
 // model.n_experts, model.n_layers) and their values:
 //   degrees >= 1; pp × dp = world; ep divides dp; n_experts divisible by ep (a dense model,
 //   n_experts = 0, needs ep = 1); every model chunk gets at least one layer:
-//   pp × virtual_stages <= n_layers.
+//   pp × virtual_stages <= n_layers, where virtual_stages counts the DISTINCT model chunks per
+//   stage (Placement::blocks() / pp: 2 for dualpipev, 1 for dualpipe, whose two chunks mirror).
 void validate_layout(const LayoutSpec& spec, int n_experts, int n_layers, int virtual_stages = 1);
 
 // Layers per pipeline part (a stage, or with virtual stages a model chunk: part c*pp + s is chunk

@@ -44,7 +44,7 @@ std::string to_string(const Schedule& schedule) {
   for (size_t s = 0; s < schedule.per_stage.size(); ++s) {
     out += "stage " + std::to_string(s) + ":";
     for (const Instruction& inst : schedule.per_stage[s]) {
-      out += " " + to_string(inst, schedule.chunks > 1);
+      out += " " + to_string(inst, schedule.chunks() > 1);
     }
     out += "\n";
   }
@@ -52,47 +52,47 @@ std::string to_string(const Schedule& schedule) {
 }
 
 std::optional<MessageKey> message_key(const Schedule& schedule, int stage, const Instruction& inst) {
-  const int vs = virtual_stage(schedule.pp, stage, inst.chunk);
-  const int last = schedule.virtual_stages() - 1;
+  const Placement& p = schedule.placement;
+  const int vs = p.virtual_stage(stage, inst.chunk);
   switch (inst.op) {
-    case Op::kSendActivation:  // produced here, consumed at vs + 1
-      if (vs >= last) return std::nullopt;
+    case Op::kSendActivation:  // produced here, consumed at next(vs)
+      if (p.last(vs)) return std::nullopt;
       return MessageKey{false, inst.micro_batch, vs};
-    case Op::kRecvActivation:  // produced at vs - 1
-      if (vs <= 0) return std::nullopt;
-      return MessageKey{false, inst.micro_batch, vs - 1};
-    case Op::kSendGrad:  // produced here, consumed at vs - 1
-      if (vs <= 0) return std::nullopt;
+    case Op::kRecvActivation:  // produced at prev(vs)
+      if (p.first(vs)) return std::nullopt;
+      return MessageKey{false, inst.micro_batch, p.prev(vs)};
+    case Op::kSendGrad:  // produced here, consumed at prev(vs)
+      if (p.first(vs)) return std::nullopt;
       return MessageKey{true, inst.micro_batch, vs};
-    case Op::kRecvGrad:  // produced at vs + 1
-      if (vs >= last) return std::nullopt;
-      return MessageKey{true, inst.micro_batch, vs + 1};
+    case Op::kRecvGrad:  // produced at next(vs)
+      if (p.last(vs)) return std::nullopt;
+      return MessageKey{true, inst.micro_batch, p.next(vs)};
     default:
       return std::nullopt;
   }
 }
 
 int expected_peer(const Schedule& schedule, int stage, const Instruction& inst) {
-  const int vs = virtual_stage(schedule.pp, stage, inst.chunk);
-  const int last = schedule.virtual_stages() - 1;
+  const Placement& p = schedule.placement;
+  const int vs = p.virtual_stage(stage, inst.chunk);
   int other = -1;
   switch (inst.op) {
     case Op::kSendActivation:
     case Op::kRecvGrad:
-      other = vs < last ? vs + 1 : -1;
+      other = p.next(vs);
       break;
     case Op::kRecvActivation:
     case Op::kSendGrad:
-      other = vs > 0 ? vs - 1 : -1;
+      other = p.prev(vs);
       break;
     default:
       return -1;
   }
-  return other < 0 ? -1 : stage_of_virtual(schedule.pp, other);
+  return other < 0 ? -1 : p.stage_of(other);
 }
 
 std::vector<int> peak_in_flight(const Schedule& schedule, int stage) {
-  std::vector<int> live(static_cast<size_t>(schedule.chunks), 0), peak = live;
+  std::vector<int> live(static_cast<size_t>(schedule.chunks()), 0), peak = live;
   auto start = [&](int chunk) {
     int& n = live.at(static_cast<size_t>(chunk));
     peak[static_cast<size_t>(chunk)] = std::max(peak[static_cast<size_t>(chunk)], ++n);

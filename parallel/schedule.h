@@ -3,10 +3,10 @@
 // (schedule_checker.h) proves them sound, the cost model (schedule_cost.h) prices them, and the
 // executor follows a list without ever deciding the order itself.
 //
-// Model chunks (virtual stages): each stage holds `chunks` model chunks; chunk c of stage s is
-// virtual stage vs = c * pp + s and holds layer block vs (Megatron's interleaved convention), so
-// data flows vs -> vs + 1 in the forward pass: from stage s to s + 1 within a chunk, and from the
-// last stage's chunk c to stage 0's chunk c + 1. Without virtual stages chunks = 1 and vs = s.
+// Model chunks (virtual stages): each stage holds `chunks` model chunks; the schedule's Placement
+// (placement.h) says which virtual stage each (stage, chunk) holds, which model block it computes
+// and where its data comes from and goes: Megatron's looped order (vs = chunk * pp + stage), the
+// V of DualPipeV, or DualPipe's two directions.
 //
 // Compute instructions (all on this stage's own chunk `chunk` of micro-batch `micro_batch`):
 //   F   kForward         forward.
@@ -16,17 +16,19 @@
 //   W   kBackwardWeight  weight gradients of a (micro-batch, chunk) whose B has run; frees its
 //                        activations. Deferred W fills bubbles.
 //   FB  kForwardBackward F of (micro_batch, chunk) overlapped with a full backward of
-//                        (micro_batch_b, chunk_b) (DualPipe's overlapped pair; no generator yet).
+//                        (micro_batch_b, chunk_b) (DualPipe's overlapped pair).
 // Activations of a (micro-batch, chunk) live from its F until its W (or BW).
 //
 // Communication instructions name the (micro_batch, chunk) of the compute instruction on THIS
 // stage that produces (send) or consumes (receive) the data, and the peer stage:
-//   SA  kSendActivation  output of F(mb, chunk) to the stage holding virtual stage vs + 1;
-//   RA  kRecvActivation  input of F(mb, chunk) from the stage holding vs - 1;
-//   SG  kSendGrad        input gradient made by the backward of (mb, chunk) to the holder of vs - 1;
+//   SA  kSendActivation  output of F(mb, chunk) to the stage holding the next virtual stage;
+//   RA  kRecvActivation  input of F(mb, chunk) from the stage holding the previous one;
+//   SG  kSendGrad        input gradient made by the backward of (mb, chunk) to the holder of the
+//                        previous virtual stage;
 //   RG  kRecvGrad        output gradient needed by the backward of (mb, chunk) from the holder of
-//                        vs + 1.
-// Data that stays on one stage (pp = 1 with several chunks) needs no instruction.
+//                        the next one.
+// Data that stays on one stage (pp = 1 with several chunks, the tip of DualPipeV's V) needs no
+// instruction.
 //
 // Communication semantics every executor must provide and the checker assumes:
 //   - a stage runs its list in order;
@@ -46,6 +48,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "parallel/placement.h"
 
 namespace tessera::parallel {
 
@@ -113,31 +117,28 @@ std::string to_string(const Instruction& inst, bool show_chunk = true);
 
 struct Schedule {
   std::string name;  // generator name ("1f1b", ...) or anything for hand-made lists
-  int pp = 1;
   int micro_batches = 1;
-  int chunks = 1;  // model chunks per stage (virtual stages)
+  Placement placement;  // stages, chunks per stage and the data flow between them
+  bool forward_only = false;  // evaluation: F (and its communication) only, no backward
   std::vector<std::vector<Instruction>> per_stage;  // [stage] -> its instructions in order
 
-  int virtual_stages() const { return pp * chunks; }
+  int pp() const { return placement.pp(); }
+  int chunks() const { return placement.chunks(); }  // model chunks per stage
+  int virtual_stages() const { return placement.virtual_stages(); }
   size_t size() const;  // instructions over all stages
 };
 
 // One line per stage: "stage 0: F0 SA0>1 F1 SA1>1 RG0<1 BW0 ...".
 std::string to_string(const Schedule& schedule);
 
-// Virtual-stage arithmetic (see the header comment).
 // Micro-batches in flight on each chunk of `stage` at the list's peak: a forward starts one, the
 // weight-gradient step (W, or the full backward) ends it; an FB's forward half starts before its
 // backward half ends another. The activation memory a stage needs is this many contexts per
-// chunk. REQUIRES: 0 <= stage < schedule.pp.
+// chunk. REQUIRES: 0 <= stage < schedule.pp().
 std::vector<int> peak_in_flight(const Schedule& schedule, int stage);
 
-inline int virtual_stage(int pp, int stage, int chunk) { return chunk * pp + stage; }
-inline int stage_of_virtual(int pp, int vs) { return vs % pp; }
-inline int chunk_of_virtual(int pp, int vs) { return vs / pp; }
-
-// A message between stages, identified by what it carries: activations flow vs -> vs + 1,
-// gradients vs -> vs - 1; `from_vs` is the virtual stage that produced it.
+// A message between stages, identified by what it carries: activations flow vs -> next(vs),
+// gradients vs -> prev(vs); `from_vs` is the virtual stage that produced it.
 struct MessageKey {
   bool grad = false;
   int micro_batch = 0;

@@ -56,52 +56,65 @@ class Checker {
  private:
   std::string at(int stage, int index) const {
     return "stage " + std::to_string(stage) + " #" + std::to_string(index) + " " +
-           to_string(s_.per_stage[stage][index], s_.chunks > 1);
+           to_string(s_.per_stage[stage][index], s_.chunks() > 1);
   }
   std::string unit(int mb, int chunk) const {
     std::string u = std::to_string(mb);
-    if (s_.chunks > 1) u += "c" + std::to_string(chunk);
+    if (s_.chunks() > 1) u += "c" + std::to_string(chunk);
     return u;
   }
-  size_t slot(int mb, int chunk) const { return static_cast<size_t>(mb) * s_.chunks + chunk; }
+  size_t slot(int mb, int chunk) const { return static_cast<size_t>(mb) * s_.chunks() + chunk; }
+  // Whether micro-batch mb passes through chunk c of stage st (DualPipe: one direction each).
+  bool visits(int st, int mb, int c) const {
+    return s_.placement.visits(mb, s_.placement.virtual_stage(st, c));
+  }
 
   // Fields in range; returns false when the replay cannot run safely.
   bool check_shape() {
-    if (s_.pp < 1 || s_.micro_batches < 1 || s_.chunks < 1) {
-      errors_.add("schedule '" + s_.name + "': pp=" + std::to_string(s_.pp) + ", micro_batches=" +
-                  std::to_string(s_.micro_batches) + ", chunks=" + std::to_string(s_.chunks) +
-                  " must all be >= 1");
+    if (s_.micro_batches < 1) {
+      errors_.add("schedule '" + s_.name + "': micro_batches=" + std::to_string(s_.micro_batches) +
+                  " must be >= 1");
       return false;
     }
-    if (static_cast<int>(s_.per_stage.size()) != s_.pp) {
+    if (static_cast<int>(s_.per_stage.size()) != s_.pp()) {
       errors_.add("schedule '" + s_.name + "' has " + std::to_string(s_.per_stage.size()) +
-                  " stage lists but pp=" + std::to_string(s_.pp));
+                  " stage lists but pp=" + std::to_string(s_.pp()));
       return false;
     }
     bool ok = true;
     auto in_range = [&](int stage, int index, int mb, int chunk) {
-      if (mb < 0 || mb >= s_.micro_batches || chunk < 0 || chunk >= s_.chunks) {
+      if (mb < 0 || mb >= s_.micro_batches || chunk < 0 || chunk >= s_.chunks()) {
         errors_.add(at(stage, index) + ": micro-batch or chunk out of range (micro_batches=" +
-                    std::to_string(s_.micro_batches) + ", chunks=" + std::to_string(s_.chunks) +
+                    std::to_string(s_.micro_batches) + ", chunks=" + std::to_string(s_.chunks()) +
                     ")");
+        ok = false;
+      } else if (!visits(stage, mb, chunk)) {
+        errors_.add(at(stage, index) + ": micro-batch " + std::to_string(mb) +
+                    " does not pass through chunk " + std::to_string(chunk) + " of stage " +
+                    std::to_string(stage) + " (" + s_.placement.kind_name() + " placement)");
         ok = false;
       }
     };
-    for (int st = 0; st < s_.pp; ++st) {
+    for (int st = 0; st < s_.pp(); ++st) {
       for (int i = 0; i < static_cast<int>(s_.per_stage[st].size()); ++i) {
         const Instruction& inst = s_.per_stage[st][i];
         in_range(st, i, inst.micro_batch, inst.chunk);
         if (inst.op == Op::kForwardBackward) in_range(st, i, inst.micro_batch_b, inst.chunk_b);
+        if (s_.forward_only && inst.op != Op::kForward && inst.op != Op::kSendActivation &&
+            inst.op != Op::kRecvActivation) {
+          errors_.add(at(st, i) + ": a forward-only schedule runs no backward");
+          ok = false;
+        }
         if (is_compute(inst.op)) continue;
         const int want = expected_peer(s_, st, inst);
-        if (inst.peer < 0 || inst.peer >= s_.pp) {
-          errors_.add(at(st, i) + ": peer stage out of range 0.." + std::to_string(s_.pp - 1));
+        if (inst.peer < 0 || inst.peer >= s_.pp()) {
+          errors_.add(at(st, i) + ": peer stage out of range 0.." + std::to_string(s_.pp() - 1));
           ok = false;
         } else if (want < 0) {
           errors_.add(at(st, i) + (inst.op == Op::kSendActivation || inst.op == Op::kRecvGrad
                                        ? ": the last virtual stage has no next stage"
                                        : ": the first virtual stage has no previous stage"));
-        } else if (inst.peer == st) {
+        } else if (want == st) {
           errors_.add(at(st, i) + ": data between chunks of one stage stays local; no message");
         } else if (inst.peer != want) {
           errors_.add(at(st, i) + ": the peer must be stage " + std::to_string(want));
@@ -115,7 +128,7 @@ class Checker {
   void check_messages() {
     std::map<MessageKey, std::vector<Location>> sends;
     std::map<MessageKey, std::vector<Location>> recvs;
-    for (int st = 0; st < s_.pp; ++st) {
+    for (int st = 0; st < s_.pp(); ++st) {
       for (int i = 0; i < static_cast<int>(s_.per_stage[st].size()); ++i) {
         const Instruction& inst = s_.per_stage[st][i];
         if (is_compute(inst.op)) continue;
@@ -155,7 +168,7 @@ class Checker {
     using Channel = std::tuple<int, int, bool>;
     std::map<Channel, std::vector<std::pair<MessageKey, Location>>> sent;
     std::map<Channel, std::vector<std::pair<MessageKey, Location>>> received;
-    for (int st = 0; st < s_.pp; ++st) {
+    for (int st = 0; st < s_.pp(); ++st) {
       for (int i = 0; i < static_cast<int>(s_.per_stage[st].size()); ++i) {
         const Instruction& inst = s_.per_stage[st][i];
         if (is_compute(inst.op)) continue;
@@ -186,22 +199,22 @@ class Checker {
   }
 
   void replay(CheckResult& result) {
-    const size_t units = static_cast<size_t>(s_.micro_batches) * s_.chunks;
-    auto table = [&] { return std::vector<std::vector<int>>(s_.pp, std::vector<int>(units, 0)); };
+    const size_t units = static_cast<size_t>(s_.micro_batches) * s_.chunks();
+    auto table = [&] { return std::vector<std::vector<int>>(s_.pp(), std::vector<int>(units, 0)); };
     f_ = table();
     b_ = table();
     w_ = table();
     act_in_ = table();
     grad_in_ = table();
-    live_.assign(s_.pp, 0);
-    result.peak_activations.assign(s_.pp, 0);
+    live_.assign(s_.pp(), 0);
+    result.peak_activations.assign(s_.pp(), 0);
     peak_ = &result.peak_activations;
 
     const ReplayResult r = replay_schedule(s_, [&](int st, int i) { visit(st, i); });
     if (!r.completed) {
       std::string msg = "deadlock:";
       std::string finished;
-      for (int st = 0; st < s_.pp; ++st) {
+      for (int st = 0; st < s_.pp(); ++st) {
         const int i = r.blocked_at[st];
         if (i < 0) {
           finished += (finished.empty() ? "" : ", ") + std::to_string(st);
@@ -214,11 +227,13 @@ class Checker {
       errors_.add(msg);
       return;
     }
-    for (int st = 0; st < s_.pp; ++st) {
+    for (int st = 0; st < s_.pp(); ++st) {
       for (int mb = 0; mb < s_.micro_batches; ++mb) {
-        for (int c = 0; c < s_.chunks; ++c) {
+        for (int c = 0; c < s_.chunks(); ++c) {
+          if (!visits(st, mb, c)) continue;
           const std::string where = "stage " + std::to_string(st) + " never runs ";
           if (f_[st][slot(mb, c)] == 0) errors_.add(where + "F" + unit(mb, c));
+          if (s_.forward_only) continue;
           if (b_[st][slot(mb, c)] == 0) errors_.add(where + "the backward (BW or B) of " + unit(mb, c));
           if (w_[st][slot(mb, c)] == 0) errors_.add(where + "W" + unit(mb, c) + " (weight gradients)");
         }
@@ -270,12 +285,14 @@ class Checker {
   }
 
   void forward(int st, int i, int mb, int c) {
-    const int vs = virtual_stage(s_.pp, st, c);
+    const Placement& p = s_.placement;
+    const int vs = p.virtual_stage(st, c);
     if (f_[st][slot(mb, c)]++ > 0) errors_.add(at(st, i) + ": F" + unit(mb, c) + " runs twice");
-    if (vs > 0) {
-      if (stage_of_virtual(s_.pp, vs - 1) == st) {
-        if (f_[st][slot(mb, c - 1)] == 0) {
-          errors_.add(at(st, i) + ": runs before F" + unit(mb, c - 1) + ", which makes its input");
+    if (const int prev = p.prev(vs); prev >= 0) {
+      if (p.stage_of(prev) == st) {
+        const int pc = p.chunk_of(prev);
+        if (f_[st][slot(mb, pc)] == 0) {
+          errors_.add(at(st, i) + ": runs before F" + unit(mb, pc) + ", which makes its input");
         }
       } else if (act_in_[st][slot(mb, c)] == 0) {
         errors_.add(at(st, i) + ": runs before its input activation arrived (no earlier RA" +
@@ -286,17 +303,19 @@ class Checker {
   }
 
   void backward_input(int st, int i, int mb, int c) {
-    const int vs = virtual_stage(s_.pp, st, c);
+    const Placement& p = s_.placement;
+    const int vs = p.virtual_stage(st, c);
     if (f_[st][slot(mb, c)] == 0) {
       errors_.add(at(st, i) + ": the backward of " + unit(mb, c) + " runs before F" + unit(mb, c));
     }
     if (b_[st][slot(mb, c)]++ > 0) {
       errors_.add(at(st, i) + ": the backward of " + unit(mb, c) + " runs twice");
     }
-    if (vs < s_.virtual_stages() - 1) {
-      if (stage_of_virtual(s_.pp, vs + 1) == st) {
-        if (b_[st][slot(mb, c + 1)] == 0) {
-          errors_.add(at(st, i) + ": runs before the backward of " + unit(mb, c + 1) +
+    if (const int next = p.next(vs); next >= 0) {
+      if (p.stage_of(next) == st) {
+        const int nc = p.chunk_of(next);
+        if (b_[st][slot(mb, nc)] == 0) {
+          errors_.add(at(st, i) + ": runs before the backward of " + unit(mb, nc) +
                       ", which makes its output gradient");
         }
       } else if (grad_in_[st][slot(mb, c)] == 0) {

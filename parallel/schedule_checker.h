@@ -3,7 +3,7 @@
 // the wrong thing. Rules, for every stage s, micro-batch mb and chunk c (virtual stage vs):
 //   - shape: per_stage has pp lists; micro-batch, chunk and peer fields are in range;
 //   - communication: every send and receive names the stage holding the neighbouring virtual
-//     stage as its peer, never itself, and carries data that exists (no activation out of the
+//     stage (the schedule's Placement) as its peer, never itself, and carries data that exists (no activation out of the
 //     last virtual stage, no gradient out of the first); every message is sent exactly once and
 //     received exactly once;
 //   - deadlock: replaying all lists (receives wait for their send) runs every list to its end;
@@ -17,6 +17,8 @@
 //   - SA(mb, c) runs after F(mb, c); SG(mb, c) after the backward of (mb, c);
 //   - optionally (fifo_channels) every channel (source stage, destination stage, activation or
 //     gradient) delivers in the order it was sent, as untagged NCCL point-to-point requires.
+//   - a forward_only schedule (evaluation) holds only F, RA and SA, and needs no backward;
+//   - every micro-batch runs only on the chunks of its path (DualPipe: one direction each).
 // Also measured: the most (mb, chunk) activations alive at once on each stage (from F to W).
 #pragma once
 

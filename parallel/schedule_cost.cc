@@ -15,7 +15,7 @@ double compute_cost(const Instruction& inst, const OpCosts& c) {
     case Op::kBackward: return c.backward_input + c.backward_weight;
     case Op::kBackwardInput: return c.backward_input;
     case Op::kBackwardWeight: return c.backward_weight;
-    case Op::kForwardBackward: return c.forward + c.backward_input + c.backward_weight;
+    case Op::kForwardBackward: return c.pair();
     default: return 0.0;
   }
 }
@@ -58,27 +58,6 @@ SimulatedRun simulate_schedule(const Schedule& schedule, const OpCosts& costs) {
   return run;
 }
 
-double theoretical_bubble(const std::string& name, int pp, int micro_batches, int virtual_stages,
-                          const OpCosts& costs) {
-  if (pp < 1 || micro_batches < 1 || virtual_stages < 1) {
-    throw ScheduleError("theoretical_bubble: parallel.pp=" + std::to_string(pp) +
-                        ", parallel.micro_batches=" + std::to_string(micro_batches) +
-                        ", parallel.virtual_stages=" + std::to_string(virtual_stages) +
-                        " must all be >= 1");
-  }
-  const double p1 = pp - 1;
-  const double m = micro_batches;
-  if (name == "gpipe" || name == "1f1b") return p1 / (m + p1);
-  if (name == "interleaved") return p1 / (virtual_stages * m + p1);
-  if (name == "zb1p") {
-    const double f = costs.forward, b = costs.backward_input, w = costs.backward_weight;
-    const double idle = p1 * std::max({f, b, f + b - w});
-    const double total = idle + m * (f + b + w);
-    return total > 0.0 ? idle / total : 0.0;
-  }
-  throw ScheduleError("theoretical_bubble: no closed form for parallel.schedule='" + name + "'");
-}
-
 std::string timeline_ascii(const Schedule& schedule, const OpCosts& costs) {
   const SimulatedRun run = simulate_schedule(schedule, costs);
   double quantum = 0.0;
@@ -94,7 +73,7 @@ std::string timeline_ascii(const Schedule& schedule, const OpCosts& costs) {
       const Instruction& inst = schedule.per_stage[s][i];
       if (!is_compute(inst.op)) continue;
       const int cells = std::max(1, cell(run.spans[s][i].second) - cell(run.spans[s][i].first));
-      const int len = static_cast<int>(to_string(inst, schedule.chunks > 1).size()) + 1;
+      const int len = static_cast<int>(to_string(inst, schedule.chunks() > 1).size()) + 1;
       width = std::max(width, (len + cells - 1) / cells);
     }
   }
@@ -108,7 +87,7 @@ std::string timeline_ascii(const Schedule& schedule, const OpCosts& costs) {
       const size_t begin = static_cast<size_t>(cell(run.spans[s][i].first)) * width;
       const size_t end = std::min(row.size(), static_cast<size_t>(cell(run.spans[s][i].second)) * width);
       if (begin >= end) continue;
-      const std::string label = to_string(inst, schedule.chunks > 1);
+      const std::string label = to_string(inst, schedule.chunks() > 1);
       for (size_t k = begin; k < end; ++k) {
         row[k] = k - begin < label.size() ? label[k - begin] : ' ';
       }

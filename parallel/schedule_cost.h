@@ -3,7 +3,7 @@
 // executor measures.
 //
 // Timing rules: every stage starts at 0 and runs its list in order; a compute instruction takes
-// its cost (BW = B + W; FB = F + B + W); a send takes no time on its stage (it is posted
+// its cost (BW = B + W; FB = OpCosts::pair()); a send takes no time on its stage (it is posted
 // asynchronously) and its data is usable `comm` later; a receive ends at the later of its stage
 // being there and the data arriving. Bubble fraction = 1 - (compute summed over stages) /
 // (pp × makespan): the share of stage-time spent idle, waiting for data, including exposed
@@ -24,6 +24,12 @@ struct OpCosts {
   double backward_input = 1.0;   // B
   double backward_weight = 1.0;  // W
   double comm = 0.0;             // latency from a send being posted to its data being usable
+  // FB: an overlapped pair, F of one micro-batch with the full backward (B + W) of another.
+  // <= 0: no overlap, F + B + W.
+  double forward_backward = 0.0;
+  double pair() const {
+    return forward_backward > 0.0 ? forward_backward : forward + backward_input + backward_weight;
+  }
 };
 
 struct SimulatedRun {
@@ -37,18 +43,7 @@ struct SimulatedRun {
 // Throws ScheduleError if the schedule deadlocks (check it with check_schedule() for details).
 SimulatedRun simulate_schedule(const Schedule& schedule, const OpCosts& costs = {});
 
-// Closed-form bubble fraction with zero communication cost, for pp stages, m micro-batches and
-// v chunks per stage:
-//   gpipe, 1f1b:  (pp-1) / (m + pp-1)                 (any costs: the bubble is (pp-1)(F+B+W))
-//   interleaved:  (pp-1) / (v m + pp-1)               (the bubble shrinks by v)
-//   zb1p:         I / (I + m(F+B+W)) with idle time I = (pp-1) max(F, B, F+B-W), for m >= pp:
-//                 the longest of three waits: the last stage for its first activation ((pp-1)F),
-//                 stage 0 for its first gradient ((pp-1)B), and the steady state, where a W no
-//                 longer covers an F+B hop ((pp-1)(F+B-W), ZB-H1's bubble in the paper, which
-//                 assumes W <= F, B).
-// Throws ScheduleError for other names.
-double theoretical_bubble(const std::string& schedule_name, int pp, int micro_batches,
-                          int virtual_stages = 1, const OpCosts& costs = {});
+// Closed-form bubbles and the bubble a schedule name predicts: schedule_registry.h.
 
 // ASCII timeline of the simulated run, one row per stage, one cell per `quantum` of time (the
 // smallest compute cost); each compute instruction prints its name padded with spaces over its

@@ -26,14 +26,36 @@ bool WorkState::complete(std::exception_ptr error) {
     error_ = std::move(error);
     completed_at_ = at;
     release.swap(owners_);
-    // Counted before the lock is released, so a waiter that returns sees its op counted.
+    // Counted (and traced) before the lock is released, so a waiter that returns sees its op
+    // counted (and its event recorded).
     if (options_.counters) {
       options_.counters->completed.fetch_add(1, std::memory_order_relaxed);
       options_.counters->op_ns.fetch_add(ns_between(posted_at_, at), std::memory_order_relaxed);
     }
+    if (trace_.recorder) {
+      emit_trace(trace_, at);
+      trace_ = {};
+    }
   }
   cv_.notify_all();
   return true;
+}
+
+void WorkState::trace_to(std::shared_ptr<TraceRecorder> recorder, int lane,
+                         std::vector<TraceArg> args) {
+  TraceTarget target{std::move(recorder), lane, std::move(args)};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (done_) {
+    emit_trace(target, completed_at_);
+  } else {
+    trace_ = std::move(target);  // complete() records it
+  }
+}
+
+void WorkState::emit_trace(const TraceTarget& target, Clock::time_point completed_at) const {
+  const std::string& d = options_.description;
+  target.recorder->record(target.lane, std::string_view(d).substr(0, d.find(' ')), posted_at_,
+                          completed_at, target.args);
 }
 
 void WorkState::keep_alive(std::shared_ptr<const void> owner) {

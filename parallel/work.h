@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "parallel/trace_recorder.h"
+
 namespace tessera::parallel {
 
 // Counters a communicator shares with the Works it creates; lock-free.
@@ -79,10 +81,21 @@ class WorkState {
   const std::string& description() const { return options_.description; }
   // Post -> completion time. REQUIRES: done().
   double elapsed_seconds() const;
+  // Records post -> completion on `lane` of `recorder` (if enabled then), named after the
+  // description's first word ("all_to_all_v"), once the operation completes, or at once if it
+  // already has. Arg keys must be string literals. Comm calls it right after posting.
+  void trace_to(std::shared_ptr<TraceRecorder> recorder, int lane, std::vector<TraceArg> args);
 
  private:
   using Clock = std::chrono::steady_clock;
+  struct TraceTarget {
+    std::shared_ptr<TraceRecorder> recorder;  // null: not traced
+    int lane = 0;
+    std::vector<TraceArg> args;
+  };
   void fire_timeout();
+  // REQUIRES: mu_ held (the recorder's own lock nests inside it; it never calls back).
+  void emit_trace(const TraceTarget& target, Clock::time_point completed_at) const;
 
   const Options options_;
   const Clock::time_point posted_at_;
@@ -92,6 +105,7 @@ class WorkState {
   std::exception_ptr error_;
   Clock::time_point completed_at_;
   std::vector<std::shared_ptr<const void>> owners_;
+  TraceTarget trace_;
 };
 
 class Work {
@@ -114,6 +128,7 @@ class Work {
   bool defined() const { return state_ != nullptr; }
 
  private:
+  friend class Comm;  // attaches the communicator's trace recorder after posting
   std::shared_ptr<WorkState> state_;
 };
 

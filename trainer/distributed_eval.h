@@ -1,6 +1,7 @@
 // Validation loss of a model spread over a parallel layout, without gathering it anywhere: every
-// data replica reads its rows of each validation batch (as training does), each pipeline stage
-// runs the forward of its model chunks in virtual-stage order, passing activations on, MoE layers
+// data replica reads its rows of each validation batch (as training does), the pipeline executor
+// runs a forward-only list over the training schedule's placement (each stage's chunks in the
+// order of the data flow, activations passed on by the same executor as training), MoE layers
 // exchange tokens over their EP groups, and the cross-entropy sums of the last stage are added up
 // over the world. Gives what trainer/evaluate.h's single-process evaluate() gives for the whole
 // model (the same samples, sums in another order).

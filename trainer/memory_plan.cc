@@ -5,7 +5,7 @@
 
 #include "parallel/pipeline_executor.h"
 #include "parallel/rank_grid.h"
-#include "parallel/schedule_generators.h"
+#include "parallel/schedule_registry.h"
 #include "trainer/model.h"
 #include "trainer/parallel_layout.h"
 
@@ -21,14 +21,18 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
   const int micro_batches = static_cast<int>(recipe.parallel.micro_batches);
   std::vector<RankMemory> ranks;
   try {
+    const parallel::Placement placement = recipe_placement(recipe);
+    spec.mirrored = placement.mirrored();
     parallel::validate_layout(spec, static_cast<int>(recipe.model.n_experts),
                               static_cast<int>(recipe.model.n_layers),
-                              static_cast<int>(recipe.parallel.virtual_stages));
+                              placement.blocks() / spec.pp);
     const parallel::Schedule schedule =
         parallel::make_schedule(recipe.parallel.schedule, spec.pp, micro_batches,
                                 static_cast<int>(recipe.parallel.virtual_stages));
     const parallel::RankGrid grid(spec);
-    const int expert_dp = spec.dp / spec.ep;
+    // ZeRO-1 shards are cut over the groups training uses (a mirrored stage pair's under dualpipe).
+    const int dense_dp = grid.group_size(parallel::GroupKind::kData);
+    const int expert_dp = grid.group_size(parallel::GroupKind::kExpertData);
     const int64_t mb_rows = recipe.train.global_batch / (spec.dp * micro_batches);
     const int64_t seq_len = recipe.train.seq_len;
     const int64_t boundary_bytes = mb_rows * seq_len * recipe.model.dim * 4;
@@ -40,7 +44,7 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
       part.ep_rank = coords.ep_rank;
       const std::unique_ptr<Model> model = Model::Describe(recipe.model, part);
       const ParamTable& params = model->params();
-      const int64_t dense = params.padded_region_numel(ParamRegion::kDense, spec.dp);
+      const int64_t dense = params.padded_region_numel(ParamRegion::kDense, dense_dp);
       const int64_t expert = params.padded_region_numel(ParamRegion::kExpert, expert_dp);
       RankMemory m;
       m.rank = r;
@@ -49,7 +53,7 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
       m.expert_slice = coords.ep_rank;
       m.parameters = (dense + expert) * 4;
       m.gradients = m.parameters;
-      m.optimizer = 2 * (dense / spec.dp + expert / expert_dp) * 4;
+      m.optimizer = 2 * (dense / dense_dp + expert / expert_dp) * 4;
       m.contexts = parallel::peak_in_flight(schedule, coords.pp_rank);
       for (int c = 0; c < model->n_chunks(); ++c) {
         const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);

@@ -4,7 +4,8 @@
 //                  1/ep of the routed experts), padded as the ZeRO-1 regions are
 //   gradients      the same size (fp32 gradient buffer)
 //   optimizer      AdamW's two moments of this rank's ZeRO-1 shards (1/dp of the dense region,
-//                  1/expert-dp of the expert region)
+//                  1/expert-dp of the expert region; 1/(2 dp) and 1/(2 expert-dp) under dualpipe,
+//                  whose mirrored stage pairs share their shards)
 //   activations    micro-batch contexts (the schedule's peak in flight per chunk) x the arena
 //                  of one: saved activations, backward workspaces, boundary residuals; expert-side
 //                  buffers sized for the worst-case routing

@@ -1,6 +1,10 @@
 #include "trainer/model.h"
 
+#include <algorithm>
+#include <charconv>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 #include "trainer/layers/attention_block.h"
 #include "trainer/layers/dense_ffn_block.h"
@@ -40,17 +44,14 @@ Model::Model(const ModelConfig& config, kernels::Backend& backend, const ModelPa
   if (part.ep > 1 && (ep_comm == nullptr || ep_comm->size() != part.ep)) {
     throw std::logic_error("Model: expert parallelism needs an EP communicator of size ep");
   }
-  // Parameters are added in DESIGN.md order within each chunk, chunks in pipeline order.
-  for (const ModelChunkSpec& spec : part.chunks) {
-    AddChunk(spec, part.ep > 1 ? ep_comm : nullptr, part.ep > 1 ? ep_host_comm : nullptr);
-  }
+  AddChunks(part.ep > 1 ? ep_comm : nullptr, part.ep > 1 ? ep_host_comm : nullptr);
   params_.finalize(backend, dense_multiple, expert_multiple);
 }
 
 Model::Model(const ModelConfig& config, const ModelPart& part, Described)
     : config_(config), part_(part) {
   if (part.chunks.empty()) throw std::logic_error("Model: a model part needs at least one chunk");
-  for (const ModelChunkSpec& spec : part.chunks) AddChunk(spec, nullptr, nullptr);
+  AddChunks(nullptr, nullptr);
 }
 
 std::unique_ptr<Model> Model::Describe(const ModelConfig& config, const ModelPart& part) {
@@ -62,8 +63,23 @@ kernels::Backend& Model::backend() {
   return *backend_;
 }
 
-void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm,
-                     parallel::Comm* ep_host_comm) {
+void Model::AddChunks(parallel::Comm* ep_comm, parallel::Comm* ep_host_comm) {
+  // Parameters (and MoE blocks) are added in layer order, whatever the chunks' pipeline order:
+  // the two holders of a mirrored block (DualPipe: stages k and pp-1-k, whose chunks hold the
+  // same two blocks in swapped order) then have identical tables, as the ZeRO-1 shards over the
+  // pair, its reduce-scatters and its load sums need. chunks_ keeps the pipeline's chunk indices.
+  const int n = static_cast<int>(part_.chunks.size());
+  std::vector<int> order(n);
+  for (int c = 0; c < n; ++c) order[c] = c;
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return part_.chunks[a].first_layer < part_.chunks[b].first_layer;
+  });
+  chunks_.resize(n);
+  for (int c : order) chunks_[c] = MakeChunk(part_.chunks[c], ep_comm, ep_host_comm);
+}
+
+Model::Chunk Model::MakeChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm,
+                              parallel::Comm* ep_host_comm) {
   Chunk c;
   c.spec = spec;
   auto added = [&](auto&& add) {  // the parameter range one layer's constructor adds
@@ -92,7 +108,7 @@ void Model::AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm,
   if (spec.head) {
     c.head_params = added([&] { c.head = std::make_unique<OutputHead>(params_, config_); });
   }
-  chunks_.push_back(std::move(c));
+  return c;
 }
 
 void Model::CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena, int64_t batch,
@@ -134,96 +150,194 @@ std::unique_ptr<ChunkContext> Model::NewChunkContext(int chunk, int64_t batch, i
   return ctx;
 }
 
-MicroBatchLoss Model::ChunkForward(ChunkContext& ctx, const int32_t* tokens,
-                                   const LossScale& scale, bool training, const float* in,
-                                   float* out) {
-  kernels::Backend& be = backend();
-  const Chunk& c = chunks_.at(ctx.chunk);
-  const int64_t batch = ctx.batch, seq_len = ctx.seq_len;
-  const int64_t N = batch * seq_len, D = config_.dim;
-  const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
-  kernels::BackendOps<float>& ops = be.ops<float>();
-  // The arena is sized for exactly this carving: a new micro-batch starts from its beginning.
-  ctx.arena.reset();
-  CarveChunk(c, ctx, ctx.arena, batch, seq_len, training, scale.sequence_scale);
-  float* acts = ctx.acts;
-  if (c.embedding || c.head) {
-    // Inputs and targets are split on the host, then moved to the device if it is not the host.
-    const bool host = be.capabilities().host_accessible;
-    if (!host && (!ctx.host_ids.defined() || ctx.host_ids.numel() < 2 * N)) {
-      ctx.host_ids = be.alloc_host({2 * N}, kernels::DType::kI32);
-    }
-    int32_t* in_ids = host ? ctx.inputs : ctx.host_ids.data<int32_t>();
-    int32_t* tgt_ids = host ? ctx.targets : ctx.host_ids.data<int32_t>() + N;
-    for (int64_t b = 0; b < batch; ++b) {
-      const int32_t* row = tokens + b * (seq_len + 1);
-      for (int64_t t = 0; t < seq_len; ++t) {
-        in_ids[b * seq_len + t] = row[t];
-        tgt_ids[b * seq_len + t] = row[t + 1];
-      }
-    }
-    if (!host) {
-      be.copy_from_host(ctx.inputs, in_ids, sizeof(int32_t) * N);
-      be.copy_from_host(ctx.targets, tgt_ids, sizeof(int32_t) * N);
-    }
-  }
-  if (c.embedding) {
-    c.embedding->Forward(ctx.inputs, acts, N);
-  } else {
-    ops.copy(acts, in, N * D);
-  }
-
-  MicroBatchLoss loss;
-  for (int64_t i = 0; i < n_blocks; ++i) {
-    c.blocks[i]->Forward(*ctx.blocks[i], acts + i * N * D, acts + (i + 1) * N * D);
-    loss.aux += ctx.blocks[i]->aux_loss;
-  }
-  double ce = 0;
-  if (c.head) {
-    ce = c.head->Forward(ctx.head, acts + n_blocks * N * D, ctx.targets, scale.token_scale);
-    loss.ce_sum = ctx.head.ce_sum;
-    loss.tokens = N;
-  } else {
-    ops.copy(out, acts + n_blocks * N * D, N * D);
-  }
-  loss.loss = ce + loss.aux;
-  return loss;
+namespace {
+// The layer of a block named "layers.{i}....", for traces; -1 otherwise.
+int layer_of(const Block& block) {
+  const std::string& name = block.name();
+  constexpr std::string_view kPrefix = "layers.";
+  if (name.compare(0, kPrefix.size(), kPrefix) != 0) return -1;
+  int layer = 0;
+  const char* first = name.data() + kPrefix.size();
+  const auto [end, ec] = std::from_chars(first, name.data() + name.size(), layer);
+  return ec == std::errc() && end != first ? layer : -1;
 }
+}  // namespace
 
-void Model::ChunkBackwardInput(ChunkContext& ctx, const float* dout, float* din) {
+ChunkSteps Model::ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const LossScale& scale,
+                               bool training, const float* in, float* out,
+                               MicroBatchLoss& loss) {
+  kernels::Backend& be = backend();
   const Chunk& c = chunks_.at(ctx.chunk);
   const int64_t N = ctx.batch * ctx.seq_len, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
-  kernels::BackendOps<float>& ops = backend().ops<float>();
-  float* grads = ctx.grads;
-  if (c.head) {
-    c.head->BackwardInput(ctx.head, grads + n_blocks * N * D);
-  } else {
-    ops.copy(grads + n_blocks * N * D, dout, N * D);
+  ChunkSteps steps;
+  // Glue before the blocks: carve the arena, stage the token ids, embed (or take the input).
+  steps.push_back({"input", nullptr, false, [this, &be, &c, &ctx, tokens, scale, training, in, N,
+                                              D] {
+    // The arena is sized for exactly this carving: a new micro-batch starts from its beginning.
+    ctx.arena.reset();
+    CarveChunk(c, ctx, ctx.arena, ctx.batch, ctx.seq_len, training, scale.sequence_scale);
+    if (c.embedding || c.head) {
+      // Inputs and targets are split on the host, then moved to the device if it is not the host.
+      const bool host = be.capabilities().host_accessible;
+      if (!host && (!ctx.host_ids.defined() || ctx.host_ids.numel() < 2 * N)) {
+        ctx.host_ids = be.alloc_host({2 * N}, kernels::DType::kI32);
+      }
+      int32_t* in_ids = host ? ctx.inputs : ctx.host_ids.data<int32_t>();
+      int32_t* tgt_ids = host ? ctx.targets : ctx.host_ids.data<int32_t>() + N;
+      for (int64_t b = 0; b < ctx.batch; ++b) {
+        const int32_t* row = tokens + b * (ctx.seq_len + 1);
+        for (int64_t t = 0; t < ctx.seq_len; ++t) {
+          in_ids[b * ctx.seq_len + t] = row[t];
+          tgt_ids[b * ctx.seq_len + t] = row[t + 1];
+        }
+      }
+      if (!host) {
+        be.copy_from_host(ctx.inputs, in_ids, sizeof(int32_t) * N);
+        be.copy_from_host(ctx.targets, tgt_ids, sizeof(int32_t) * N);
+      }
+    }
+    if (c.embedding) {
+      c.embedding->Forward(ctx.inputs, ctx.acts, N);
+    } else {
+      be.ops<float>().copy(ctx.acts, in, N * D);
+    }
+  }});
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    const Block& block = *c.blocks[i];
+    const int layer = layer_of(block);
+    steps.push_back({"begin", &block.name(), false, [&block, &ctx, i, N, D] {
+      block.BeginForward(*ctx.blocks[i], ctx.acts + i * N * D, ctx.acts + (i + 1) * N * D);
+    }, 'F', layer});
+    for (const BlockPiece& piece : block.pieces().forward) {
+      steps.push_back({piece.name, &block.name(), piece.communicates,
+                       [&piece, &ctx, i] { piece.run(*ctx.blocks[i]); }, 'F', layer,
+                       piece.waits});
+    }
+    steps.push_back({"end", &block.name(), false,
+                     [&ctx, &loss, i] { loss.aux += ctx.blocks[i]->aux_loss; }, 'F', layer});
   }
-  for (int64_t i = n_blocks - 1; i >= 0; --i) {
-    c.blocks[i]->BackwardInput(*ctx.blocks[i], grads + (i + 1) * N * D, grads + i * N * D);
-  }
-  if (!c.embedding) ops.copy(din, grads, N * D);
+  steps.push_back({"output", nullptr, false, [&be, &c, &ctx, &loss, scale, out, n_blocks, N, D] {
+    double ce = 0;
+    if (c.head) {
+      ce = c.head->Forward(ctx.head, ctx.acts + n_blocks * N * D, ctx.targets, scale.token_scale);
+      loss.ce_sum += ctx.head.ce_sum;
+      loss.tokens += N;
+    } else {
+      be.ops<float>().copy(out, ctx.acts + n_blocks * N * D, N * D);
+    }
+    loss.loss += ce + loss.aux;
+  }});
+  return steps;
 }
 
-void Model::ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done) {
+void Model::AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din,
+                                bool with_weights, const ParamsDone& done, ChunkSteps& steps) {
+  kernels::Backend& be = backend();
   const Chunk& c = chunks_.at(ctx.chunk);
-  auto report = [&](ParamRange r) {
-    if (done && r.first < r.end) done(r.first, r.end);
-  };
-  if (c.head) {
+  const int64_t N = ctx.batch * ctx.seq_len, D = config_.dim;
+  const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
+  steps.push_back({"output", nullptr, false, [&be, &c, &ctx, dout, n_blocks, N, D] {
+    if (c.head) {
+      c.head->BackwardInput(ctx.head, ctx.grads + n_blocks * N * D);
+    } else {
+      be.ops<float>().copy(ctx.grads + n_blocks * N * D, dout, N * D);
+    }
+  }, 'B'});
+  if (with_weights && c.head) AppendHeadWeightSteps(c, ctx, done, steps);
+  for (int64_t i = n_blocks - 1; i >= 0; --i) {
+    const Block& block = *c.blocks[i];
+    const int layer = layer_of(block);
+    steps.push_back({"begin", &block.name(), false, [&block, &ctx, i, N, D] {
+      block.BeginBackward(*ctx.blocks[i], ctx.grads + (i + 1) * N * D, ctx.grads + i * N * D);
+    }, 'B', layer});
+    for (const BlockPiece& piece : block.pieces().backward_input) {
+      steps.push_back({piece.name, &block.name(), piece.communicates,
+                       [&piece, &ctx, i] { piece.run(*ctx.blocks[i]); }, 'B', layer,
+                       piece.waits});
+    }
+    if (with_weights) AppendBlockWeightSteps(c, ctx, static_cast<int>(i), done, steps);
+  }
+  steps.push_back({"input", nullptr, false, [&be, &c, &ctx, din, N, D] {
+    if (!c.embedding) be.ops<float>().copy(din, ctx.grads, N * D);
+  }, 'B'});
+  if (with_weights && c.embedding) AppendEmbeddingWeightSteps(c, ctx, done, steps);
+}
+
+void Model::AppendHeadWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
+                                  ChunkSteps& steps) {
+  steps.push_back({"head weights", nullptr, false, [&c, &ctx, done] {
     c.head->BackwardWeight(ctx.head);
-    report(c.head_params);
+    if (done && c.head_params.first < c.head_params.end) {
+      done(c.head_params.first, c.head_params.end);
+    }
+  }, 'W'});
+}
+
+void Model::AppendBlockWeightSteps(const Chunk& c, ChunkContext& ctx, int i, const ParamsDone& done,
+                                   ChunkSteps& steps) {
+  const Block& block = *c.blocks[i];
+  const int layer = layer_of(block);
+  for (const BlockPiece& piece : block.pieces().backward_weight) {
+    steps.push_back({piece.name, &block.name(), piece.communicates,
+                     [&piece, &ctx, i] { piece.run(*ctx.blocks[i]); }, 'W', layer,
+                     piece.waits});
   }
-  for (int i = static_cast<int>(c.blocks.size()) - 1; i >= 0; --i) {
-    c.blocks[i]->BackwardWeight(*ctx.blocks[i]);
-    report(c.block_params[i]);
+  const ParamRange r = c.block_params[i];
+  if (done && r.first < r.end) {
+    steps.push_back(
+        {"weights done", &block.name(), false, [done, r] { done(r.first, r.end); }, 'W', layer});
   }
-  if (c.embedding) {
+}
+
+void Model::AppendEmbeddingWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
+                                       ChunkSteps& steps) {
+  steps.push_back({"embedding weights", nullptr, false, [&c, &ctx, done] {
     c.embedding->BackwardWeight(ctx.inputs, ctx.grads, ctx.batch * ctx.seq_len);
-    report(c.embedding_params);
+    if (done && c.embedding_params.first < c.embedding_params.end) {
+      done(c.embedding_params.first, c.embedding_params.end);
+    }
+  }, 'W'});
+}
+
+MicroBatchLoss Model::ChunkForward(ChunkContext& ctx, const int32_t* tokens,
+                                   const LossScale& scale, bool training, const float* in,
+                                   float* out, const StepObserver& observer) {
+  MicroBatchLoss loss;
+  run_steps(ForwardSteps(ctx, tokens, scale, training, in, out, loss), observer);
+  return loss;
+}
+
+void Model::ChunkBackwardInput(ChunkContext& ctx, const float* dout, float* din,
+                               const StepObserver& observer) {
+  ChunkSteps steps;
+  AppendBackwardSteps(ctx, dout, din, /*with_weights=*/false, {}, steps);
+  run_steps(steps, observer);
+}
+
+void Model::ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done,
+                                const StepObserver& observer) {
+  const Chunk& c = chunks_.at(ctx.chunk);
+  ChunkSteps steps;
+  if (c.head) AppendHeadWeightSteps(c, ctx, done, steps);
+  for (int i = static_cast<int>(c.blocks.size()) - 1; i >= 0; --i) {
+    AppendBlockWeightSteps(c, ctx, i, done, steps);
   }
+  if (c.embedding) AppendEmbeddingWeightSteps(c, ctx, done, steps);
+  run_steps(steps, observer);
+}
+
+MicroBatchLoss Model::ChunkForwardBackward(ChunkContext& f, const int32_t* tokens,
+                                           const LossScale& scale, const float* in, float* out,
+                                           ChunkContext& b, const float* dout, float* din,
+                                           const ParamsDone& done, const StepObserver& observer) {
+  if (&f == &b) throw std::logic_error("Model::ChunkForwardBackward: one context for both halves");
+  MicroBatchLoss loss;
+  const ChunkSteps forward = ForwardSteps(f, tokens, scale, /*training=*/true, in, out, loss);
+  ChunkSteps backward;
+  AppendBackwardSteps(b, dout, din, /*with_weights=*/true, done, backward);
+  run_overlapped(backward, forward, observer);
+  return loss;
 }
 
 namespace {

@@ -24,6 +24,7 @@
 #include "kernels/tensor.h"
 #include "parallel/comm.h"
 #include "trainer/activation_arena.h"
+#include "trainer/chunk_steps.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/embedding_layer.h"
 #include "trainer/layers/moe_block.h"
@@ -107,10 +108,12 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const ModelPart& part() const { return part_; }
+  // The part's parameters in layer order (DESIGN.md order restricted to the part, whatever the
+  // order of its chunks), so two parts holding the same layers have the same table.
   ParamTable& params() { return params_; }
   const ParamTable& params() const { return params_; }
   kernels::Backend& backend();
-  const std::vector<MoeBlock*>& moe_blocks() const { return moe_blocks_; }
+  const std::vector<MoeBlock*>& moe_blocks() const { return moe_blocks_; }  // in layer order
   int n_chunks() const { return static_cast<int>(chunks_.size()); }
 
   // Bytes of one ChunkContext's arena for micro-batches of (batch, seq_len) on `device`.
@@ -125,16 +128,30 @@ class Model {
   // memory. in, out, dout and din are copied: they need not outlive the call. Returns the chunk's
   // losses (its MoE balance losses; cross-entropy if it holds the head). Weight gradients
   // ACCUMULATE into params().grads().
+  // `observer` (optional) hears of every step (chunk_steps.h), for traces.
   MicroBatchLoss ChunkForward(ChunkContext& ctx, const int32_t* tokens, const LossScale& scale,
-                              bool training, const float* in, float* out);
+                              bool training, const float* in, float* out,
+                              const StepObserver& observer = {});
   // dout: gradient of the chunk's output, nullptr for the head chunk; din: the gradient of its
   // input, nullptr for the embedding chunk.
-  void ChunkBackwardInput(ChunkContext& ctx, const float* dout, float* din);
+  void ChunkBackwardInput(ChunkContext& ctx, const float* dout, float* din,
+                          const StepObserver& observer = {});
   // Called with a range [first, end) of params().descs() whose weight-gradient step just ran.
   using ParamsDone = std::function<void(int first, int end)>;
   // Weight gradients of the chunk (head first, then blocks from the last, the embedding last);
   // `done`, if set, hears of each layer's parameters as soon as their step ran.
-  void ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done = {});
+  void ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done = {},
+                           const StepObserver& observer = {});
+  // The overlapped FB pair (chunk_steps.h's run_overlapped): the training forward of context
+  // `f` (as ChunkForward) interleaved with the full backward of context `b` (each block's
+  // weight step right after its input-gradient step; `done` as for ChunkBackwardWeight). The
+  // two contexts may belong to different chunks and must differ. Equals ChunkForward, then
+  // ChunkBackwardInput and ChunkBackwardWeight, bit for bit. Returns the forward's losses.
+  MicroBatchLoss ChunkForwardBackward(ChunkContext& f, const int32_t* tokens,
+                                      const LossScale& scale, const float* in, float* out,
+                                      ChunkContext& b, const float* dout, float* din,
+                                      const ParamsDone& done = {},
+                                      const StepObserver& observer = {});
 
   // The whole model in one chunk (REQUIRES a single chunk with embedding and head), on a context
   // the model keeps for these two (remade when the shape changes): forward, then backward.
@@ -162,12 +179,28 @@ class Model {
     ParamRange embedding_params, head_params;
     std::vector<ParamRange> block_params;       // per block
   };
-  void AddChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm, parallel::Comm* ep_host_comm);
+  // Builds chunks_ (one per part_.chunks entry, same index), adding parameters in layer order.
+  void AddChunks(parallel::Comm* ep_comm, parallel::Comm* ep_host_comm);
+  Chunk MakeChunk(const ModelChunkSpec& spec, parallel::Comm* ep_comm,
+                  parallel::Comm* ep_host_comm);
   // Carves the chunk's buffers for a micro-batch of (batch, seq_len) into ctx from arena (the
   // same order measuring and for real).
   void CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena, int64_t batch,
                   int64_t seq_len, bool training, double sequence_scale) const;
   ChunkContext& WholeModelContext(int64_t batch, int64_t seq_len);
+  // The chunk phases as steps (chunk_steps.h). Steps read the context's buffers when they run
+  // (the first forward step carves them). `loss` must outlive the forward steps.
+  ChunkSteps ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const LossScale& scale,
+                          bool training, const float* in, float* out, MicroBatchLoss& loss);
+  // Input-gradient steps, each block's weight steps right after its own when with_weights.
+  void AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din, bool with_weights,
+                           const ParamsDone& done, ChunkSteps& steps);
+  void AppendHeadWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
+                             ChunkSteps& steps);
+  void AppendBlockWeightSteps(const Chunk& c, ChunkContext& ctx, int block, const ParamsDone& done,
+                              ChunkSteps& steps);
+  void AppendEmbeddingWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
+                                  ChunkSteps& steps);
 
   ModelConfig config_;
   kernels::Backend* backend_ = nullptr;  // null for a described model

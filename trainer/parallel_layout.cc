@@ -3,20 +3,59 @@
 #include <algorithm>
 #include <string>
 
-#include "parallel/schedule_generators.h"
+#include "parallel/schedule_registry.h"
 
 namespace tessera::trainer {
 
 namespace {
 
-parallel::LayoutSpec layout_spec(const Recipe& recipe, int world) {
+parallel::LayoutSpec layout_spec(const Recipe& recipe, int world,
+                                 const parallel::Placement& placement) {
   parallel::LayoutSpec spec;
+  // DualPipe's mirrored stages share their data groups (rank_grid.h).
+  spec.mirrored = placement.mirrored();
   spec.world = world;
   spec.pp = static_cast<int>(recipe.parallel.pp);
   spec.dp = static_cast<int>(recipe.parallel.dp);
   spec.ep = static_cast<int>(recipe.parallel.ep);
-  spec.ranks_per_node = parallel::ranks_per_node_from_env(world);
+  // parallel.ranks_per_node > 0 overrides the launcher (one machine playing several nodes).
+  const int64_t forced = std::min<int64_t>(recipe.parallel.ranks_per_node, world);
+  spec.ranks_per_node =
+      forced > 0 ? static_cast<int>(forced) : parallel::ranks_per_node_from_env(world);
   return spec;
+}
+
+// Node-limited routing (DESIGN.md "Model"): an EP group spanning N > 1 nodes holds expert group g
+// on node g, so model.n_group must be N and every node an equal, contiguous share of the group.
+// Every rank checks every group: all fail alike. Returns the EP ranks per node of `rank`'s group.
+int check_node_limited(const Recipe& recipe, const parallel::RankGrid& grid, int rank) {
+  const auto s = [](auto v) { return std::to_string(v); };
+  const std::string per_node =
+      recipe.parallel.ranks_per_node > 0
+          ? "parallel.ranks_per_node=" + s(grid.ranks_per_node())
+          : s(grid.ranks_per_node()) + " ranks per node (from the launcher)";
+  for (const std::vector<int>& group : grid.all_ep_groups()) {
+    const parallel::EpNodeSpan span = parallel::ep_node_span(grid, group);
+    if (span.nodes <= 1) continue;
+    if (!span.regular) {
+      throw parallel::LayoutError(
+          "the EP group of ranks " + s(group.front()) + ".." + s(group.back()) +
+          " (parallel.ep=" + s(grid.ep()) + ") spans " + s(span.nodes) + " nodes unevenly with " +
+          per_node + ": node-limited routing needs an equal, contiguous share of every EP group "
+          "on each node and model.n_group = its nodes (model.n_group=" +
+          s(recipe.model.n_group) + "); make parallel.ep a multiple or a divisor of the ranks per "
+          "node");
+    }
+    if (recipe.model.n_group != span.nodes) {
+      throw parallel::LayoutError(
+          "model.n_group=" + s(recipe.model.n_group) + " but each EP group (parallel.ep=" +
+          s(grid.ep()) + ") spans " + s(span.nodes) + " nodes with " + per_node +
+          ": node-limited routing places expert group g on node g of the group, so "
+          "model.n_group must be " + s(span.nodes));
+    }
+  }
+  const parallel::EpNodeSpan mine = parallel::ep_node_span(grid, grid.ep_group(rank));
+  return mine.nodes > 1 ? mine.ranks_per_node : grid.ep();
 }
 
 // "5,3" -> {5, 3}; "" -> {} (balanced).
@@ -45,28 +84,34 @@ std::vector<int> parse_stage_layers(const std::string& text) {
 
 }  // namespace
 
+parallel::Placement recipe_placement(const Recipe& recipe) {
+  return parallel::schedule_placement(recipe.parallel.schedule, static_cast<int>(recipe.parallel.pp),
+                                      static_cast<int>(recipe.parallel.micro_batches),
+                                      static_cast<int>(recipe.parallel.virtual_stages));
+}
+
 std::vector<ModelChunkSpec> stage_chunks(const Recipe& recipe, int stage) {
-  const int pp = static_cast<int>(recipe.parallel.pp);
-  const int v = static_cast<int>(recipe.parallel.virtual_stages);
-  const int parts = pp * v;
+  const parallel::Placement placement = recipe_placement(recipe);
+  const int blocks = placement.blocks();
   const std::vector<int> split = parallel::split_layers(
-      static_cast<int>(recipe.model.n_layers), parts,
+      static_cast<int>(recipe.model.n_layers), blocks,
       parse_stage_layers(recipe.parallel.stage_layers));
   std::vector<ModelChunkSpec> chunks;
-  for (int c = 0; c < v; ++c) {
-    const int vs = parallel::virtual_stage(pp, stage, c);
-    const auto [first, end] = parallel::layer_range(split, vs);
-    chunks.push_back({first, end, vs == 0, vs == parts - 1});
+  for (int c = 0; c < placement.chunks(); ++c) {
+    const int block = placement.block(placement.virtual_stage(stage, c));
+    const auto [first, end] = parallel::layer_range(split, block);
+    chunks.push_back({first, end, block == 0, block == blocks - 1});
   }
   return chunks;
 }
 
 ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world) {
-  const parallel::LayoutSpec spec = layout_spec(recipe, world.size());
   try {
+    const parallel::Placement placement = recipe_placement(recipe);
+    const parallel::LayoutSpec spec = layout_spec(recipe, world.size(), placement);
     parallel::validate_layout(spec, static_cast<int>(recipe.model.n_experts),
                               static_cast<int>(recipe.model.n_layers),
-                              static_cast<int>(recipe.parallel.virtual_stages));
+                              placement.blocks() / spec.pp);
     parallel::Schedule schedule = parallel::make_schedule(
         recipe.parallel.schedule, spec.pp, static_cast<int>(recipe.parallel.micro_batches),
         static_cast<int>(recipe.parallel.virtual_stages));
@@ -76,7 +121,12 @@ ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world)
     part.chunks = stage_chunks(recipe, coords.pp_rank);
     part.ep = spec.ep;
     part.ep_rank = coords.ep_rank;
+    const int ep_per_node = check_node_limited(recipe, grid, world.rank());
     ParallelLayout layout{grid, coords, nullptr, nullptr, nullptr, nullptr, part, std::move(schedule)};
+    layout.ep_ranks_per_node = ep_per_node;
+    const std::string& mode = recipe.parallel.node_aware_dispatch;
+    layout.node_aware_dispatch =
+        spec.ep > 1 && (mode == "on" || (mode == "auto" && ep_per_node < spec.ep));
     // Every rank splits every kind, in the same order (split is a collective over world).
     const int r = world.rank();
     layout.pp = world.split(grid.pp_group(r), "pp");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "parallel/comm.h"
+#include "parallel/placement.h"
 #include "parallel/rank_grid.h"
 #include "parallel/schedule.h"
 #include "trainer/model.h"
@@ -18,19 +19,40 @@ namespace tessera::trainer {
 struct ParallelLayout {
   parallel::RankGrid grid;
   parallel::RankCoords coords;
-  std::unique_ptr<parallel::Comm> pp, dp, ep, expert_dp;  // this rank's groups
+  // This rank's groups. With parallel.schedule=dualpipe, dp and expert_dp span the mirrored stage
+  // pair {k, pp-1-k} (twice grid.dp() and grid.expert_dp() ranks): both hold the same layers, so
+  // gradients are summed and ZeRO-1 shards cut over the pair. The data replica is coords.dp_rank
+  // of grid.dp(), never the dp communicator's rank.
+  std::unique_ptr<parallel::Comm> pp, dp, ep, expert_dp;
   ModelPart part;                                         // what this rank holds
   parallel::Schedule schedule;                            // this pipeline's instruction lists
-  bool holds_head() const { return part.chunks.back().head; }
+  // Node-aware expert dispatch (parallel.node_aware_dispatch, parallel.ranks_per_node): this
+  // rank's EP group has ep_ranks_per_node consecutive members per node (ep when on one node).
+  int ep_ranks_per_node = 1;
+  bool node_aware_dispatch = false;
+  bool holds_head() const {  // DualPipe's last stage holds the head on its first chunk
+    for (const ModelChunkSpec& c : part.chunks) {
+      if (c.head) return true;
+    }
+    return false;
+  }
 };
 
-// Throws RecipeError (naming recipe keys) when the layout cannot run on world.size() ranks.
+// Throws RecipeError (naming recipe keys) when the layout cannot run on world.size() ranks,
+// including node-limited routing's rule: an EP group spanning N > 1 nodes needs model.n_group = N
+// and an equal, contiguous share of the group on each node (expert group g lives on node g).
 // Collective over `world` (the groups are split from it).
 ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world);
 
-// The model chunks of pipeline stage `stage`: chunk c is virtual stage c * pp + stage, holding
-// its share of the layers (split_layers over pp * virtual_stages parts, explicit when
-// parallel.stage_layers is set); the first virtual stage adds the embedding, the last the head.
+// The placement of the recipe's schedule (parallel.schedule, pp, micro_batches, virtual_stages);
+// ScheduleError naming the keys when they do not fit the schedule.
+parallel::Placement recipe_placement(const Recipe& recipe);
+
+// The model chunks of pipeline stage `stage`: chunk c holds the model block of the virtual stage
+// the placement gives it (looped: c * pp + stage; DualPipeV: stage and 2pp-1-stage; DualPipe:
+// stage and pp-1-stage, the mirror stage holding the same two on swapped chunks), its share
+// of the layers (split_layers over the placement's blocks, explicit when parallel.stage_layers is
+// set); block 0 adds the embedding, the last block the head.
 std::vector<ModelChunkSpec> stage_chunks(const Recipe& recipe, int stage);
 
 }  // namespace tessera::trainer

@@ -1,5 +1,6 @@
 #include "trainer/pipeline_stage.h"
 
+#include <array>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -18,6 +19,13 @@ ModelStage::ModelStage(Model& model, const LossScale& scale, const parallel::Sch
     throw std::logic_error("ModelStage: the schedule has " + std::to_string(peak_.size()) +
                            " chunks per stage, the model part " +
                            std::to_string(model.n_chunks()));
+  }
+  mb_per_chunk_.assign(peak_.size(), 0);
+  for (size_t c = 0; c < peak_.size(); ++c) {
+    const int vs = schedule.placement.virtual_stage(stage, static_cast<int>(c));
+    for (int mb = 0; mb < schedule.micro_batches; ++mb) {
+      mb_per_chunk_[c] += schedule.placement.visits(mb, vs) ? 1 : 0;
+    }
   }
   contexts_.resize(peak_.size());
   context_of_mb_.resize(peak_.size());
@@ -50,7 +58,7 @@ ChunkContext& ModelStage::ContextOf(int mb, int chunk) {
   return *contexts_[chunk][i];
 }
 
-void ModelStage::Forward(int mb, int chunk, const float* in, float* out) {
+ChunkContext& ModelStage::Acquire(int mb, int chunk) {
   std::vector<int>& of = context_of_mb_.at(chunk);
   std::vector<bool>& busy = busy_.at(chunk);
   if (mb >= static_cast<int>(of.size())) of.resize(mb + 1, -1);
@@ -67,20 +75,65 @@ void ModelStage::Forward(int mb, int chunk, const float* in, float* out) {
   }
   busy[i] = true;
   of[mb] = i;
-  const int32_t* tokens = batch_ + mb * mb_rows_ * (seq_len_ + 1);
-  loss_ += model_.ChunkForward(*contexts_[chunk][i], tokens, scale_, /*training=*/true, in, out);
+  return *contexts_[chunk][i];
+}
+
+void ModelStage::Release(int mb, int chunk) {
+  busy_[chunk][context_of_mb_[chunk][mb]] = false;
+  context_of_mb_[chunk][mb] = -1;
+}
+
+Model::ParamsDone ModelStage::CountWeightStep(int chunk) {
+  const bool last = ++weight_steps_.at(chunk) == mb_per_chunk_.at(chunk);
+  return last ? grads_final_ : Model::ParamsDone();
+}
+
+StepObserver ModelStage::TraceObserver(std::pair<int, int> list0, std::pair<int, int> list1) {
+  if (trace_ == nullptr || !trace_->enabled()) return {};
+  using Clock = parallel::TraceRecorder::Clock;
+  // Steps of one list never nest, so one start time per list.
+  return [this, units = std::array{list0, list1}, started = std::array<Clock::time_point, 2>{}](
+             int list, const ChunkStep& step, bool begin) mutable {
+    if (begin) {
+      started[list] = Clock::now();
+      return;
+    }
+    const std::string name = std::string(1, step.phase) + " " + step.name;
+    trace_->record(parallel::TraceRecorder::kComputeLane, name, started[list], Clock::now(),
+                   {{"micro_batch", units[list].first},
+                    {"chunk", units[list].second},
+                    {"layer", step.layer}});
+  };
+}
+
+void ModelStage::Forward(int mb, int chunk, const float* in, float* out) {
+  ChunkContext& ctx = Acquire(mb, chunk);
+  loss_ += model_.ChunkForward(ctx, TokensOf(mb), scale_, /*training=*/true, in, out,
+                               TraceObserver({mb, chunk}));
 }
 
 void ModelStage::BackwardInput(int mb, int chunk, const float* dout, float* din) {
-  model_.ChunkBackwardInput(ContextOf(mb, chunk), dout, din);
+  model_.ChunkBackwardInput(ContextOf(mb, chunk), dout, din, TraceObserver({mb, chunk}));
 }
 
 void ModelStage::BackwardWeight(int mb, int chunk) {
-  ChunkContext& ctx = ContextOf(mb, chunk);
-  const bool last = ++weight_steps_.at(chunk) == micro_batches_;
-  model_.ChunkBackwardWeight(ctx, last ? grads_final_ : Model::ParamsDone());
-  busy_[chunk][context_of_mb_[chunk][mb]] = false;
-  context_of_mb_[chunk][mb] = -1;
+  model_.ChunkBackwardWeight(ContextOf(mb, chunk), CountWeightStep(chunk),
+                             TraceObserver({mb, chunk}));
+  Release(mb, chunk);
+}
+
+void ModelStage::ForwardBackward(int mb_f, int chunk_f, const float* in, float* out, int mb_b,
+                                 int chunk_b, const float* dout, float* din) {
+  if (!overlap_) {
+    parallel::StageCompute::ForwardBackward(mb_f, chunk_f, in, out, mb_b, chunk_b, dout, din);
+    return;
+  }
+  ChunkContext& b = ContextOf(mb_b, chunk_b);
+  ChunkContext& f = Acquire(mb_f, chunk_f);
+  loss_ += model_.ChunkForwardBackward(f, TokensOf(mb_f), scale_, in, out, b, dout, din,
+                                       CountWeightStep(chunk_b),
+                                       TraceObserver({mb_b, chunk_b}, {mb_f, chunk_f}));
+  Release(mb_b, chunk_b);
 }
 
 }  // namespace tessera::trainer

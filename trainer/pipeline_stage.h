@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule.h"
+#include "parallel/trace_recorder.h"
 #include "trainer/model.h"
 
 namespace tessera::trainer {
@@ -25,7 +27,7 @@ class ModelStage final : public parallel::StageCompute {
              int64_t mb_rows, int64_t seq_len, Model::ParamsDone grads_final = {});
 
   // The step's batch: micro-batch m is rows [m * mb_rows, (m + 1) * mb_rows) of `batch`, each row
-  // seq_len + 1 tokens, micro_batches of them; `batch` must stay valid until the step's run()
+  // seq_len + 1 tokens, micro_batches of them (the schedule's); `batch` must stay valid until the step's run()
   // returned. Clears loss().
   void BeginStep(const int32_t* batch, int micro_batches);
   // Sum of the losses of this step's forwards on this rank (CE only where the head lives).
@@ -37,9 +39,27 @@ class ModelStage final : public parallel::StageCompute {
   void Forward(int mb, int chunk, const float* in, float* out) override;
   void BackwardInput(int mb, int chunk, const float* dout, float* din) override;
   void BackwardWeight(int mb, int chunk) override;
+  // FB: the two micro-batches' pieces interleaved (Model::ChunkForwardBackward), unless the
+  // stage was made with overlap off (then Forward, BackwardInput, BackwardWeight in turn).
+  void ForwardBackward(int mb_f, int chunk_f, const float* in, float* out, int mb_b, int chunk_b,
+                       const float* dout, float* din) override;
+  // false: FB runs F then B then W (to compare, and for parallel.overlap: off).
+  void set_overlap(bool on) { overlap_ = on; }
+  // Where every step of the chunks' phases is recorded while the recorder is enabled: an event
+  // "F <piece>", "B <piece>" or "W <piece>" with micro_batch, chunk and layer. Null: none.
+  void set_trace(parallel::TraceRecorder* recorder) { trace_ = recorder; }
 
  private:
   ChunkContext& ContextOf(int mb, int chunk);
+  ChunkContext& Acquire(int mb, int chunk);  // a free context for a new forward
+  void Release(int mb, int chunk);           // after its weight step
+  // The grads_final callback when this weight step of `chunk` is its last of the step.
+  Model::ParamsDone CountWeightStep(int chunk);
+  const int32_t* TokensOf(int mb) const { return batch_ + mb * mb_rows_ * (seq_len_ + 1); }
+  // A step observer recording into trace_ (empty when tracing is off). list_units[l]: the
+  // (micro-batch, chunk) of step list l (0: the only list, or the FB pair's backward; 1: its
+  // forward).
+  StepObserver TraceObserver(std::pair<int, int> list0, std::pair<int, int> list1 = {-1, -1});
 
   Model& model_;
   LossScale scale_;
@@ -50,6 +70,9 @@ class ModelStage final : public parallel::StageCompute {
   const int32_t* batch_ = nullptr;
   int micro_batches_ = 0;
   std::vector<int> weight_steps_;  // per chunk: weight-gradient steps run this step
+  std::vector<int> mb_per_chunk_;  // per chunk: micro-batches passing through it per step
+  bool overlap_ = true;
+  parallel::TraceRecorder* trace_ = nullptr;
   MicroBatchLoss loss_;
   // Per chunk: the contexts, the one each micro-batch occupies (-1: none) and which are in use.
   std::vector<std::vector<std::unique_ptr<ChunkContext>>> contexts_;

@@ -20,6 +20,9 @@
 #include <utility>
 #include <variant>
 
+#include "parallel/schedule_registry.h"
+#include "trainer/step_range.h"
+
 namespace tessera::trainer {
 namespace {
 
@@ -63,6 +66,21 @@ Constraint non_empty() {
   Constraint c;
   c.non_empty = true;
   return c;
+}
+
+// parallel.schedule's choices and help, from the schedule registry (immutable statics: a Field
+// keeps views).
+const std::vector<std::string_view>& schedule_choices() {
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> v;
+    for (const parallel::ScheduleInfo& row : parallel::schedule_registry()) v.push_back(row.name);
+    return v;
+  }();
+  return names;
+}
+std::string_view schedule_doc() {
+  static const std::string doc = parallel::schedule_names_joined(" | ");
+  return doc;
 }
 
 struct Field {
@@ -148,8 +166,10 @@ const std::vector<Field>& fields() {
       field<&R::parallel, &ParallelConfig::ep>(
           "parallel.ep", "expert-parallel degree; divides dp and n_experts", at_least(1)),
       field<&R::parallel, &ParallelConfig::schedule>(
-          "parallel.schedule", "gpipe | 1f1b | interleaved | zb1p | dualpipe | dualpipev",
-          one_of({"gpipe", "1f1b", "interleaved", "zb1p", "dualpipe", "dualpipev"})),
+          "parallel.schedule", schedule_doc(), one_of(schedule_choices())),
+      field<&R::parallel, &ParallelConfig::overlap>(
+          "parallel.overlap",
+          "FB pairs interleave the two micro-batches' pieces (false: F then B; same results)"),
       field<&R::parallel, &ParallelConfig::micro_batches>(
           "parallel.micro_batches", "micro-batches per replica per step", at_least(1)),
       field<&R::parallel, &ParallelConfig::virtual_stages>(
@@ -162,6 +182,15 @@ const std::vector<Field>& fields() {
           "parallel.grad_bucket_mb",
           "MB of gradients per reduce-scatter bucket (sent as soon as the backward fills it)",
           above(0)),
+      // ---- node-aware expert dispatch
+      field<&R::parallel, &ParallelConfig::node_aware_dispatch>(
+          "parallel.node_aware_dispatch",
+          "auto | on | off: tokens cross to a node once, fan out inside it (auto: EP spans nodes)",
+          one_of({"auto", "on", "off"})),
+      field<&R::parallel, &ParallelConfig::ranks_per_node>(
+          "parallel.ranks_per_node", "ranks per node; 0 = from the launcher (mpirun, Slurm)",
+          at_least(0)),
+      // ---- end node-aware expert dispatch
 
       field<&R::data, &DataConfig::path>(
           "data.path", "dataset directory written by `tessera prepare`", non_empty()),
@@ -203,6 +232,9 @@ const std::vector<Field>& fields() {
 
       field<&R::logging, &LoggingConfig::every_steps>("logging.every_steps",
                                                       "stdout line every N steps", at_least(1)),
+      field<&R::logging, &LoggingConfig::trace_steps>(
+          "logging.trace_steps",
+          "Chrome trace of these steps: \"7\" or \"5-6\" (inclusive); empty = off"),
 
       // Formats are checked by cluster::validate_slurm_config when a job is rendered.
       field<&R::slurm, &SlurmConfig::job_name>("slurm.job_name", "Slurm job name", non_empty()),
@@ -751,9 +783,25 @@ class Checker {
                " is not divisible by parallel.dp * parallel.micro_batches (" + s(p.dp) + " * " +
                s(p.micro_batches) + " = " + s(p.dp * p.micro_batches) + ")");
     }
-    if (p.virtual_stages > 1 && p.schedule != "interleaved") {
-      fail({"parallel.virtual_stages", "parallel.schedule"},
-           s(p.virtual_stages) + " needs parallel.schedule interleaved, got " + p.schedule);
+    try {  // the schedule registry's constraints (dualpipe: even pp, micro-batches >= 2 pp, ...)
+      parallel::schedule_info(p.schedule).validate(static_cast<int>(p.pp),
+                                                   static_cast<int>(p.micro_batches),
+                                                   static_cast<int>(p.virtual_stages));
+    } catch (const parallel::ScheduleError& e) {
+      fail({"parallel.schedule", "parallel.pp", "parallel.micro_batches", "parallel.virtual_stages"},
+           std::string("does not fit: ") + e.what());
+    }
+
+    std::optional<StepRange> traced;
+    try {
+      traced = parse_step_range(r_.logging.trace_steps);
+    } catch (const std::invalid_argument& e) {
+      fail({"logging.trace_steps"}, "'" + r_.logging.trace_steps + "': " + e.what());
+    }
+    if (traced && traced->last > r_.train.steps) {
+      fail({"logging.trace_steps", "train.steps"},
+           "'" + r_.logging.trace_steps + "' goes past the last step, train.steps = " +
+               s(r_.train.steps));
     }
   }
 

@@ -65,7 +65,7 @@ struct ParallelConfig {
   int64_t pp = 1;
   int64_t dp = 1;
   int64_t ep = 1;
-  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb1p | dualpipe | dualpipev
+  std::string schedule = "1f1b";  // parallel/schedule_registry.h's names
   int64_t micro_batches = 1;      // global_batch % (dp * micro_batches) == 0
   int64_t virtual_stages = 1;
   // Layers per pipeline part (stage, or model chunk with virtual stages), comma-separated, e.g.
@@ -74,6 +74,16 @@ struct ParallelConfig {
   // Gradients are reduce-scattered in buckets of about this size, each as soon as the backward
   // finished it (overlapping the rest of the backward).
   double grad_bucket_mb = 16.0;
+  // ---- Node-aware expert dispatch (parallel/node_dispatch.h).
+  // auto | on | off: across nodes each routed token travels once per destination node and fans
+  // out inside it; auto = on when an EP group spans several nodes.
+  std::string node_aware_dispatch = "auto";
+  // Ranks per node; 0 = from the launcher (OMPI_COMM_WORLD_LOCAL_SIZE, Slurm). Set it to
+  // pretend one machine is several nodes (tests) or to override a launcher that cannot tell.
+  int64_t ranks_per_node = 0;
+  // ---- end node-aware expert dispatch
+  // FB pairs interleave the two micro-batches' pieces (false: F then B; bitwise the same results).
+  bool overlap = true;
 
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };
@@ -122,6 +132,9 @@ struct CheckpointConfig {
 
 struct LoggingConfig {
   int64_t every_steps = 1;  // stdout line every N steps (metrics.jsonl gets every step)
+  // Chrome trace of these optimizer steps: "7" or "5-6" (inclusive); "" = off. Written to
+  // run.dir/trace.json (all ranks) and run.dir/trace/rank-NNNNN.json (trainer/step_tracer.h).
+  std::string trace_steps;
 
   friend bool operator==(const LoggingConfig&, const LoggingConfig&) = default;
 };

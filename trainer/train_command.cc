@@ -3,6 +3,7 @@
 
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
+#include "parallel/schedule_registry.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/memory_plan.h"
@@ -12,9 +13,24 @@ namespace tessera::trainer {
 
 namespace po = boost::program_options;
 
+namespace {
+
+// parallel.schedule's choices, from the schedule registry.
+std::string schedules_help() {
+  std::string out = "Pipeline schedules (parallel.schedule; constraints are checked before anything runs):\n";
+  for (const parallel::ScheduleInfo& row : parallel::schedule_registry()) {
+    out += "  " + row.name + std::string(row.name.size() < 12 ? 12 - row.name.size() : 1, ' ') +
+           row.summary + (row.constraints == "-" ? "" : "; needs " + row.constraints) + "\n";
+  }
+  return out + "parallel.overlap (default true): FB pairs interleave their pieces; false runs them "
+               "as F then B\n(identical results).\n\n";
+}
+
+}  // namespace
+
 int run_train_command(const std::vector<std::string>& args) {
   po::options_description visible(
-      "Usage: tessera train RECIPE [--set key.path=value]...\n"
+      std::string("Usage: tessera train RECIPE [--set key.path=value]...\n"
       "       mpirun -np N tessera train RECIPE --set parallel.pp=P --set parallel.dp=N/P "
       "[--set parallel.ep=E] ...\n\n"
       "Trains the model of RECIPE (YAML). Writes under run.dir: metrics.jsonl (one JSON object per\n"
@@ -23,8 +39,8 @@ int run_train_command(const std::vector<std::string>& args) {
       "`tessera prepare`. Under mpirun the processes form parallel.pp pipeline stages (schedule\n"
       "parallel.schedule over parallel.micro_batches) times parallel.dp data replicas (ZeRO-1), and\n"
       "parallel.ep of the replicas split the routed experts; pp x dp must equal the number of\n"
-      "processes and ep must divide dp and model.n_experts. Any layout trains the same model.\n\n"
-      "Options");
+      "processes and ep must divide dp and model.n_experts. Any layout trains the same model.\n\n") +
+      schedules_help() + "Options");
   visible.add_options()
       ("help,h", "show this help")
       ("set", po::value<std::vector<std::string>>()->composing(),

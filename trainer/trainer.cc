@@ -20,7 +20,7 @@
 #include "kernels/gemm.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/pipeline_executor.h"
-#include "parallel/schedule_cost.h"
+#include "parallel/schedule_registry.h"
 #include "trainer/checkpoint.h"
 #include "trainer/checkpoint_slices.h"
 #include "trainer/checkpoint_staging.h"
@@ -35,6 +35,7 @@
 #include "trainer/parallel_layout.h"
 #include "trainer/pipeline_stage.h"
 #include "trainer/rank_log.h"
+#include "trainer/step_tracer.h"
 #include "trainer/stop_signal.h"
 #include "trainer/zero_optimizer.h"
 
@@ -128,7 +129,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   const std::unique_ptr<kernels::Backend> backend = make_device_backend(recipe, world);
   const TrainConfig& tc = recipe.train;
   const int64_t micro_batches = recipe.parallel.micro_batches;
-  const int64_t mb_rows = tc.global_batch / (dp.size() * micro_batches);
+  // Data replicas: the grid's (with dualpipe the dp group spans a mirrored stage pair).
+  const int64_t mb_rows = tc.global_batch / (layout.grid.dp() * micro_batches);
   const int64_t tokens_per_step = tc.global_batch * tc.seq_len;
 
   const fs::path run_dir(recipe.run.dir);
@@ -146,6 +148,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   const DeviceGroups groups(layout, *eval_pipeline, *backend);
   Model model(recipe.model, *backend, layout.part, groups.ep(), dp.size(),
               layout.expert_dp->size(), layout.ep.get());
+  // ---- node-aware expert dispatch: where the EP group sits and which path the rows take.
+  for (MoeBlock* moe : model.moe_blocks()) {
+    moe->set_nodes(layout.ep_ranks_per_node, layout.node_aware_dispatch);
+  }
+  // ---- end node-aware expert dispatch
   ParamTable& params = model.params();
   params.init(tc.seed, recipe.model.init_std);
   ZeroOptimizer optimizer(
@@ -158,9 +165,23 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   // Gradient buckets are reduce-scattered as soon as the backward finished them.
   ModelStage stage(model, scale, layout.schedule, layout.coords.pp_rank, mb_rows, tc.seq_len,
                    [&optimizer](int first, int end) { optimizer.MarkFinal(first, end); });
+  stage.set_overlap(recipe.parallel.overlap);
   std::vector<parallel::Comm*> comms{&world, layout.pp.get(), &dp, layout.ep.get(),
                                      layout.expert_dp.get()};
   for (parallel::Comm* c : groups.owned()) comms.push_back(c);
+  // The expert exchanges' communicators (rows and counts; one object on the CPU): their share of
+  // the communication and of its exposure is what the FB overlap hides.
+  std::vector<parallel::Comm*> expert_comms;
+  for (parallel::Comm* c : {groups.ep(), layout.ep.get()}) {
+    if (c && std::find(expert_comms.begin(), expert_comms.end(), c) == expert_comms.end()) {
+      expert_comms.push_back(c);
+    }
+  }
+  // -- trace: Chrome trace of logging.trace_steps (trainer/step_tracer.h); hand
+  // tracer.recorder() to compute code for parallel::TraceSpan events --
+  StepTracer tracer(parse_step_range(recipe.logging.trace_steps), world, comms, layout.coords,
+                    recipe.run.dir);
+  stage.set_trace(tracer.recorder());  // every piece of F, B, W and FB
   const std::vector<CheckpointTensor> tensors = checkpoint_tensors(recipe.model);
   // HDF5 reads and writes host memory: device values and moments go through host mirrors.
   CheckpointStaging staging(params, optimizer);
@@ -173,17 +194,18 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
 
   RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
   std::ostream& log = rank_log.stream();
-  const double bubble_theory = parallel::theoretical_bubble(
-      layout.schedule.name, layout.schedule.pp, layout.schedule.micro_batches,
-      layout.schedule.chunks);
+  const parallel::PredictedBubble bubble_theory = parallel::predicted_bubble(
+      recipe.parallel.schedule, layout.schedule.pp(), layout.schedule.micro_batches,
+      static_cast<int>(recipe.parallel.virtual_stages));
   log << "tessera: training " << recipe.source << ": " << params.numel() << " parameters on this rank, "
       << tc.steps << " steps of " << tc.global_batch << " x " << tc.seq_len << " tokens, "
       << micro_batches << " micro-batch(es) per replica, on " << backend->capabilities().name
       << "\n";
   log << "tessera: rank " << world.rank() << " of " << world.size() << ": " << layout.grid.describe()
       << "; stage " << layout.coords.pp_rank << ", replica " << layout.coords.dp_rank << ", expert slice "
-      << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " (theoretical bubble "
-      << format("%.3f", bubble_theory) << ")\n";
+      << layout.coords.ep_rank << "; schedule " << layout.schedule.name << " ("
+      << (bubble_theory.closed_form ? "theoretical" : "simulated") << " bubble "
+      << format("%.3f", bubble_theory.fraction) << ")\n";
   {
     std::string contexts;
     for (int c = 0; c < model.n_chunks(); ++c) {
@@ -211,8 +233,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   lo.split = "train";
   lo.seq_len = tc.seq_len;
   lo.global_batch = tc.global_batch;
-  lo.replica = dp.rank();
-  lo.n_replicas = dp.size();
+  lo.replica = layout.coords.dp_rank;
+  lo.n_replicas = layout.grid.dp();
   lo.vocab_size = recipe.model.vocab_size;
   lo.seed = tc.seed;
   lo.shuffle = true;
@@ -243,8 +265,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   int64_t tokens_seen = resumed.tokens_seen;
   double input_wait_total = 0, step_time_total = 0;
   for (int64_t step = resumed.step + 1; step <= tc.steps; ++step) {
+    tracer.begin_step(step);  // -- trace --
     const auto t0 = Clock::now();
     const CommTime comm_before = comm_time(comms);
+    const CommTime expert_before = comm_time(expert_comms);
     const double wait_before = loader.wait_seconds();
     loader.next(batch);
     const double input_wait = loader.wait_seconds() - wait_before;
@@ -299,8 +323,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const double step_s = seconds_since(t0);
     const CommTime comm_after = comm_time(comms);
     // Averaged over the ranks (this all-reduce itself is not counted).
+    const CommTime expert_after = comm_time(expert_comms);
     double comm_per_rank[] = {comm_after.exposed - comm_before.exposed,
-                              comm_after.total - comm_before.total};
+                              comm_after.total - comm_before.total,
+                              expert_after.exposed - expert_before.exposed,
+                              expert_after.total - expert_before.total};
     double peak_rss_mib = peak_rss_bytes() / double(1 << 20);
     if (world.size() > 1) {
       world.all_reduce(std::span<double>(comm_per_rank)).wait();
@@ -308,6 +335,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     }
     const double exposed_comm = comm_per_rank[0] / world.size();
     const double comm_s = comm_per_rank[1] / world.size();
+    const double expert_exposed_comm = comm_per_rank[2] / world.size();
+    const double expert_comm_s = comm_per_rank[3] / world.size();
     step_time_total += step_s;
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
     summary.final_loss = step_loss.loss;
@@ -315,6 +344,13 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     if (step == resumed.step + 1) {
       log << "tessera: rank " << world.rank() << " pipeline buffers after the first step: "
           << executor.pool_buffers() << "\n";
+    }
+
+    // -- trace: after the last traced step, write the trace (before evaluation and checkpoints) --
+    if (const std::string trace = tracer.end_step(step, stop_now || step == tc.steps);
+        !trace.empty()) {
+      log << "tessera: trace of steps " << recipe.logging.trace_steps << " written to " << trace
+          << " (plot: tessera trace plot " << recipe.run.dir << ")\n";
     }
 
     JsonLine line;
@@ -329,10 +365,19 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         .add("input_wait_s", input_wait)
         .add("exposed_comm_s", exposed_comm)
         .add("comm_s", comm_s)
+        .add("expert_exposed_comm_s", expert_exposed_comm)
+        .add("expert_comm_s", expert_comm_s)
         .add("bubble_fraction", bubble)
+        .add("bubble_predicted", bubble_theory.fraction)
         .add("peak_rss_mib", peak_rss_mib)
         .add("expert_load_max_over_mean", load_ratio)
         .add("tokens_seen", tokens_seen);
+    {  // ---- node-aware expert dispatch: bytes the expert exchanges sent off-node, all ranks
+      int64_t cross_node = 0;
+      for (MoeBlock* moe : model.moe_blocks()) cross_node += moe->take_cross_node_bytes();
+      if (world.size() > 1) world.all_reduce(std::span<int64_t>(&cross_node, 1)).wait();
+      line.add("expert_cross_node_bytes", cross_node);
+    }  // ---- end node-aware expert dispatch
 
     const bool eval_now =
         !stop_now && ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps);

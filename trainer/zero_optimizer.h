@@ -13,7 +13,10 @@
 //
 // Posting order: ranks of a group call MarkFinal for the same parameters in the same order (they
 // run the same schedule on the same model part), so buckets are posted in the same order on every
-// rank of the group, as Comm requires.
+// rank of the group, as Comm requires. Under DualPipe a group spans the mirrored stages k and
+// pp-1-k: their lists are each other's with the two chunks swapped, so both finish the same block
+// at the same point (tests/parallel/dualpipe_schedules_test.cc checks that symmetry), and their
+// parameter tables are identical (Model adds parameters in layer order).
 #pragma once
 
 #include <span>

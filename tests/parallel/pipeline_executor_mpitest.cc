@@ -19,6 +19,7 @@
 #include "parallel/mpi_env.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule_generators.h"
+#include "parallel/schedule_registry.h"
 #include "tests/parallel/mpi_test_harness.h"
 #include "tests/parallel/pipeline_toy.h"
 
@@ -32,7 +33,7 @@ constexpr int kSteps = 3;
 
 std::string run_toy(Comm& comm, const Schedule& s) {
   const testing::ToyReference ref =
-      testing::toy_serial_reference(s.virtual_stages(), s.micro_batches, kElements);
+      testing::toy_serial_reference(s.placement, s.micro_batches, kElements);
   kernels::CpuBackend cpu;
   PipelineExecutor exec(comm, s, kElements, cpu);
   testing::ToyStage toy(s, comm.rank(), kElements);
@@ -62,6 +63,16 @@ int run(int argc, char** argv) {
       const Schedule s = make_schedule(name, pp, m);
       h.run(std::string(name) + " pp=" + std::to_string(pp) + " m=" + std::to_string(m),
             [&] { return run_toy(*world, s); });
+    }
+  }
+  for (int m : {2 * pp, 2 * pp + 2}) {
+    const Schedule v = make_schedule("dualpipev", pp, m);
+    h.run("dualpipev pp=" + std::to_string(pp) + " m=" + std::to_string(m),
+          [&] { return run_toy(*world, v); });
+    if (pp % 2 == 0) {
+      const Schedule d = make_schedule("dualpipe", pp, m);
+      h.run("dualpipe pp=" + std::to_string(pp) + " m=" + std::to_string(m),
+            [&] { return run_toy(*world, d); });
     }
   }
   for (int m : {pp, 2 * pp}) {

@@ -17,6 +17,7 @@
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
 #include "parallel/schedule_generators.h"
+#include "parallel/schedule_registry.h"
 #include "tests/parallel/pipeline_toy.h"
 
 namespace tessera::parallel {
@@ -30,10 +31,10 @@ constexpr int kSteps = 3;
 // Runs `steps` steps of s on pp fake ranks; returns every failure ("" when all matched).
 std::string run_toy(const Schedule& s, int steps = kSteps, int64_t elements = kElements) {
   const testing::ToyReference ref =
-      testing::toy_serial_reference(s.virtual_stages(), s.micro_batches, elements);
+      testing::toy_serial_reference(s.placement, s.micro_batches, elements);
   std::mutex mu;
   std::string failures;
-  run_fake_ranks(s.pp, [&](Comm& comm) {
+  run_fake_ranks(s.pp(), [&](Comm& comm) {
     kernels::CpuBackend cpu;
     PipelineExecutor exec(comm, s, elements, cpu);
     ToyStage toy(s, comm.rank(), elements);
@@ -56,15 +57,15 @@ std::string run_toy(const Schedule& s, int steps = kSteps, int64_t elements = kE
     }
     // No communication: the pool is exactly the first step's high-water mark. With it, buffers
     // whose send completed late may add a few, never more than the messages of one step.
-    const size_t bound = 2 * static_cast<size_t>(s.micro_batches) * s.chunks;
-    if (s.pp == 1 ? exec.pool_buffers() != pool_after_first : exec.pool_buffers() > bound) {
+    const size_t bound = 2 * static_cast<size_t>(s.micro_batches) * s.chunks();
+    if (s.pp() == 1 ? exec.pool_buffers() != pool_after_first : exec.pool_buffers() > bound) {
       f += "pool grew to " + std::to_string(exec.pool_buffers()) + " buffers (first step " +
            std::to_string(pool_after_first) + ")\n";
     }
     // The plan bounds the pool without running, exactly when nothing is sent.
     const size_t planned =
         static_cast<size_t>(PipelineExecutor::PlannedPoolBuffers(s, comm.rank()));
-    if (s.pp == 1 ? exec.pool_buffers() != planned : exec.pool_buffers() > planned) {
+    if (s.pp() == 1 ? exec.pool_buffers() != planned : exec.pool_buffers() > planned) {
       f += "pool of " + std::to_string(exec.pool_buffers()) + " buffers, planned " +
            std::to_string(planned) + "\n";
     }
@@ -100,11 +101,26 @@ TEST(PipelineExecutorTest, MatchesSerialInterleaved) {
   ASSERT_EQ(run_toy(interleaved_schedule(1, 3, 4)), "");
 }
 
+TEST(PipelineExecutorTest, MatchesSerialDualPipe) {
+  // DualPipeV's V (local hand-over at the tip) and DualPipe's two directions: each mirrored
+  // block's holders sum their own direction's gradients.
+  for (int pp = 1; pp <= 4; ++pp) {
+    for (int m : {2 * pp, 2 * pp + 1, 4 * pp}) {
+      const Schedule v = dualpipev_schedule(pp, m);
+      ASSERT_EQ(run_toy(v), "") << to_string(v);
+      if (pp % 2 == 0 && m % 2 == 0) {
+        const Schedule d = dualpipe_schedule(pp, m);
+        ASSERT_EQ(run_toy(d), "") << to_string(d);
+      }
+    }
+  }
+}
+
 // 1F1B with each steady-state (F, BW) pair fused into one FB instruction.
 Schedule fused_1f1b(int pp, int m) {
   Schedule s;
   s.name = "fb-1f1b";
-  s.pp = pp;
+  s.placement = Placement::looped(pp, 1);
   s.micro_batches = m;
   s.per_stage.resize(pp);
   for (int st = 0; st < pp; ++st) {
@@ -191,7 +207,7 @@ TEST(PipelineExecutorTest, FailingStageEndsEveryRank) {
 
 TEST(PipelineExecutorTest, RunsAgainAfterAFailedStep) {
   const Schedule s = interleaved_schedule(1, 3, 2);
-  const auto ref = testing::toy_serial_reference(2, 3, kElements);
+  const auto ref = testing::toy_serial_reference(s.placement, 3, kElements);
   run_fake_ranks(1, [&](Comm& comm) {
     kernels::CpuBackend cpu;
     PipelineExecutor exec(comm, s, kElements, cpu);

@@ -1,10 +1,11 @@
 // A toy pipelined model for the executor tests, shared by the fake-comm unit tests
 // (pipeline_executor_test.cc) and the MPI test (pipeline_executor_mpitest.cc).
 //
-// Virtual stage vs is the elementwise affine map y = a_vs * x + b_vs on vectors of `elements`
-// floats. The first virtual stage's input is toy_input(mb, i); the last one's loss is
-// sum_i w_mb[i] * y[i]. Backward: din = a_vs * dout, and the weight gradients accumulate
-// da_vs += sum(dout * x), db_vs += sum(dout). Activations travel as floats computed by the same
+// Model block k (the block of a virtual stage under the schedule's Placement) is the elementwise
+// affine map y = a_k * x + b_k on vectors of `elements` floats. A path's first virtual stage's
+// input is toy_input(mb, i); its last one's loss is sum_i w_mb[i] * y[i]. Backward: din = a_vs * dout, and the weight gradients accumulate
+// da_k += sum(dout * x), db_k += sum(dout) (over the micro-batches of the holder's path: a
+// mirrored block's two holders each sum their own direction's). Activations travel as floats computed by the same
 // expressions as the serial reference, so losses must match it bitwise; weight gradients are sums
 // over micro-batches in the schedule's W order and match to rounding.
 #pragma once
@@ -89,8 +90,8 @@ inline std::vector<std::string> expected_calls(const Schedule& s, int stage) {
 class ToyStage final : public StageCompute {
  public:
   ToyStage(const Schedule& s, int stage, int64_t elements)
-      : pp_(s.pp), chunks_(s.chunks), micro_batches_(s.micro_batches), stage_(stage),
-        elements_(elements), last_vs_(s.virtual_stages() - 1) {
+      : placement_(s.placement), chunks_(s.chunks()), micro_batches_(s.micro_batches),
+        stage_(stage), elements_(elements) {
     begin_step();
   }
 
@@ -113,16 +114,17 @@ class ToyStage final : public StageCompute {
       throw std::runtime_error("injected failure on stage " + std::to_string(stage_) + " at F" +
                                std::to_string(mb));
     }
-    const int vs = chunk * pp_ + stage_;
-    expect_pointer(in, vs > 0, "Forward in", mb, chunk);
-    expect_pointer(out, vs < last_vs_, "Forward out", mb, chunk);
+    const int vs = placement_.virtual_stage(stage_, chunk);
+    const int k = placement_.block(vs);
+    expect_pointer(in, !placement_.first(vs), "Forward in", mb, chunk);
+    expect_pointer(out, !placement_.last(vs), "Forward out", mb, chunk);
     std::vector<float>& x = x_[unit(mb, chunk)];
     if (!x.empty()) throw std::logic_error("toy: F" + std::to_string(mb) + " ran twice");
     x.resize(elements_);
     std::vector<float> y(elements_);
     for (int64_t i = 0; i < elements_; ++i) {
       x[i] = in ? in[i] : toy_input(mb, i);
-      y[i] = toy_affine(toy_a(vs), x[i], toy_b(vs));
+      y[i] = toy_affine(toy_a(k), x[i], toy_b(k));
     }
     if (out) {
       for (int64_t i = 0; i < elements_; ++i) out[i] = y[i];
@@ -133,15 +135,15 @@ class ToyStage final : public StageCompute {
 
   void BackwardInput(int mb, int chunk, const float* dout, float* din) override {
     calls_.push_back(call_name("B", mb, chunk));
-    const int vs = chunk * pp_ + stage_;
-    expect_pointer(dout, vs < last_vs_, "BackwardInput dout", mb, chunk);
-    expect_pointer(din, vs > 0, "BackwardInput din", mb, chunk);
+    const int vs = placement_.virtual_stage(stage_, chunk);
+    expect_pointer(dout, !placement_.last(vs), "BackwardInput dout", mb, chunk);
+    expect_pointer(din, !placement_.first(vs), "BackwardInput din", mb, chunk);
     if (x_[unit(mb, chunk)].empty()) throw std::logic_error("toy: B before F");
     std::vector<float>& g = g_[unit(mb, chunk)];
     g.resize(elements_);
     for (int64_t i = 0; i < elements_; ++i) {
       g[i] = dout ? dout[i] : toy_loss_weight(mb, i);
-      if (din) din[i] = toy_a(vs) * g[i];
+      if (din) din[i] = toy_a(placement_.block(vs)) * g[i];
     }
   }
 
@@ -171,9 +173,9 @@ class ToyStage final : public StageCompute {
     }
   }
 
-  int pp_, chunks_, micro_batches_, stage_;
+  Placement placement_;
+  int chunks_, micro_batches_, stage_;
   int64_t elements_;
-  int last_vs_;
   int fail_mb_ = -1;
   std::vector<std::vector<float>> x_, g_;  // [unit]: saved input and output gradient
   std::vector<double> losses_, da_, db_;
@@ -181,30 +183,33 @@ class ToyStage final : public StageCompute {
 };
 
 struct ToyReference {
-  std::vector<double> losses;  // [mb]
-  std::vector<double> da, db;  // [vs]
+  std::vector<double> losses;               // [mb]
+  std::vector<std::vector<double>> da, db;  // [path][block]: sums over the path's micro-batches
 };
 
 // The whole model on one process, micro-batch after micro-batch.
-inline ToyReference toy_serial_reference(int virtual_stages, int micro_batches, int64_t elements) {
+inline ToyReference toy_serial_reference(const Placement& placement, int micro_batches,
+                                         int64_t elements) {
+  const int blocks = placement.blocks();
   ToyReference ref;
-  ref.da.assign(virtual_stages, 0.0);
-  ref.db.assign(virtual_stages, 0.0);
+  ref.da.assign(placement.paths(), std::vector<double>(blocks, 0.0));
+  ref.db = ref.da;
   for (int mb = 0; mb < micro_batches; ++mb) {
-    std::vector<std::vector<float>> xs(virtual_stages, std::vector<float>(elements));
+    const int path = placement.path_of(mb);
+    std::vector<std::vector<float>> xs(blocks, std::vector<float>(elements));
     std::vector<float> y(elements);
     for (int64_t i = 0; i < elements; ++i) y[i] = toy_input(mb, i);
-    for (int vs = 0; vs < virtual_stages; ++vs) {
-      xs[vs] = y;
-      for (int64_t i = 0; i < elements; ++i) y[i] = toy_affine(toy_a(vs), xs[vs][i], toy_b(vs));
+    for (int k = 0; k < blocks; ++k) {
+      xs[k] = y;
+      for (int64_t i = 0; i < elements; ++i) y[i] = toy_affine(toy_a(k), xs[k][i], toy_b(k));
     }
     ref.losses.push_back(toy_loss(mb, y));
     std::vector<float> g(elements);
     for (int64_t i = 0; i < elements; ++i) g[i] = toy_loss_weight(mb, i);
-    for (int vs = virtual_stages - 1; vs >= 0; --vs) {
-      ref.da[vs] += dot(g, xs[vs]);
-      ref.db[vs] += sum(g);
-      for (int64_t i = 0; i < elements; ++i) g[i] = toy_a(vs) * g[i];
+    for (int k = blocks - 1; k >= 0; --k) {
+      ref.da[path][k] += dot(g, xs[k]);
+      ref.db[path][k] += sum(g);
+      for (int64_t i = 0; i < elements; ++i) g[i] = toy_a(k) * g[i];
     }
   }
   return ref;
@@ -216,11 +221,14 @@ inline std::string check_toy_stage(const Schedule& s, const ToyStage& toy,
   std::ostringstream f;
   f.precision(17);
   const int st = toy.stage();
-  const std::string where = s.name + " pp=" + std::to_string(s.pp) + " m=" +
-                            std::to_string(s.micro_batches) + " v=" + std::to_string(s.chunks) +
+  const std::string where = s.name + " pp=" + std::to_string(s.pp()) + " m=" +
+                            std::to_string(s.micro_batches) + " v=" + std::to_string(s.chunks()) +
                             " stage " + std::to_string(st) + ": ";
-  const bool holds_loss = stage_of_virtual(s.pp, s.virtual_stages() - 1) == st;
+  const Placement& p = s.placement;
   for (int mb = 0; mb < s.micro_batches; ++mb) {
+    // The last virtual stage of the micro-batch's path computes its loss.
+    const int last_vs = (p.path_of(mb) + 1) * p.blocks() - 1;
+    const bool holds_loss = p.stage_of(last_vs) == st;
     const double got = toy.losses()[mb];
     if (holds_loss ? got != ref.losses[mb] : !std::isnan(got)) {
       f << where << "loss[" << mb << "] = " << got << ", expected "
@@ -230,13 +238,15 @@ inline std::string check_toy_stage(const Schedule& s, const ToyStage& toy,
   auto close = [](double got, double want) {
     return std::abs(got - want) <= 1e-12 * std::max(1.0, std::abs(want));
   };
-  for (int c = 0; c < s.chunks; ++c) {
-    const int vs = virtual_stage(s.pp, st, c);
-    if (!close(toy.da()[c], ref.da[vs])) {
-      f << where << "da[vs " << vs << "] = " << toy.da()[c] << ", expected " << ref.da[vs] << "\n";
+  for (int c = 0; c < s.chunks(); ++c) {
+    const int vs = p.virtual_stage(st, c);
+    const double da = ref.da[p.path_of_virtual(vs)][p.block(vs)];
+    const double db = ref.db[p.path_of_virtual(vs)][p.block(vs)];
+    if (!close(toy.da()[c], da)) {
+      f << where << "da[vs " << vs << "] = " << toy.da()[c] << ", expected " << da << "\n";
     }
-    if (!close(toy.db()[c], ref.db[vs])) {
-      f << where << "db[vs " << vs << "] = " << toy.db()[c] << ", expected " << ref.db[vs] << "\n";
+    if (!close(toy.db()[c], db)) {
+      f << where << "db[vs " << vs << "] = " << toy.db()[c] << ", expected " << db << "\n";
     }
   }
   const std::vector<std::string> want = expected_calls(s, st);

@@ -74,6 +74,42 @@ TEST(RankGridTest, GoldenReplicaMajorOrder) {
   EXPECT_TRUE(small_nodes.ep_groups_cross_nodes());
 }
 
+TEST(RankGridTest, GoldenMirroredStagePairs) {
+  // DualPipe, pp = 4: stages 0 and 3, 1 and 2 hold the same layers; their data and expert-data
+  // groups span the pair, the pipeline and EP groups stay as they are.
+  const RankGrid g(LayoutSpec{.world = 16, .pp = 4, .dp = 4, .ep = 2, .mirrored = true});
+  EXPECT_EQ(g.all_pp_groups(),
+            (Groups{{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}}));
+  EXPECT_EQ(g.all_dp_groups(),
+            (Groups{{0, 1, 2, 3, 12, 13, 14, 15}, {4, 5, 6, 7, 8, 9, 10, 11}}));
+  EXPECT_EQ(g.all_ep_groups(), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11},
+                                       {12, 13}, {14, 15}}));
+  EXPECT_EQ(g.all_expert_dp_groups(),
+            (Groups{{0, 2, 12, 14}, {1, 3, 13, 15}, {4, 6, 8, 10}, {5, 7, 9, 11}}));
+  EXPECT_EQ(g.dp_group(13), (std::vector<int>{0, 1, 2, 3, 12, 13, 14, 15}));
+  EXPECT_EQ(g.group_id(GroupKind::kData, 13), 0);
+  EXPECT_EQ(g.rank_in_group(GroupKind::kData, 13), 5);
+  EXPECT_EQ(g.group_id(GroupKind::kExpertData, 9), 3);
+  EXPECT_EQ(g.rank_in_group(GroupKind::kExpertData, 9), 2);
+  EXPECT_EQ(g.group_size(GroupKind::kData), 8);
+  EXPECT_EQ(g.group_size(GroupKind::kExpertData), 4);
+  EXPECT_EQ(g.expert_dp(), 2);  // replicas of an expert slice per stage: unchanged
+  EXPECT_EQ(g.mirror_stage(1), 2);
+  EXPECT_EQ(g.coords(13), (RankCoords{.pp_rank = 3, .dp_rank = 1, .ep_rank = 1, .expert_dp_rank = 0}));
+  EXPECT_NE(g.describe().find("mirrored"), std::string::npos);
+  // Replica-major: the pair's ranks interleave; groups stay sorted.
+  const RankGrid r(LayoutSpec{.world = 4, .pp = 2, .dp = 2, .ep = 2,
+                              .order = RankOrder::kReplicaMajor, .mirrored = true});
+  EXPECT_EQ(r.all_dp_groups(), (Groups{{0, 1, 2, 3}}));
+  EXPECT_EQ(r.all_expert_dp_groups(), (Groups{{0, 1}, {2, 3}}));
+  EXPECT_EQ(r.all_ep_groups(), (Groups{{0, 2}, {1, 3}}));
+  // pp = 2, dp = 1 (the smallest DualPipe): the two ranks form one data group.
+  const RankGrid two(LayoutSpec{.world = 2, .pp = 2, .dp = 1, .ep = 1, .mirrored = true});
+  EXPECT_EQ(two.all_dp_groups(), (Groups{{0, 1}}));
+  EXPECT_EQ(two.all_expert_dp_groups(), (Groups{{0, 1}}));
+  EXPECT_EQ(two.all_pp_groups(), (Groups{{0, 1}}));
+}
+
 TEST(RankGridTest, EpGroupsCrossingANodeBoundaryAreAllowedAndReported) {
   // 6 ranks per node, EP groups of 4: {4,5,6,7} straddles nodes 0 and 1.
   const RankGrid crossing(LayoutSpec{.world = 12, .pp = 1, .dp = 12, .ep = 4, .ranks_per_node = 6});
@@ -99,22 +135,31 @@ void check_properties(const RankGrid& g) {
     ASSERT_EQ(coords[r].dp_rank, coords[r].expert_dp_rank * g.ep() + coords[r].ep_rank);
   }
   // Same group <=> same values of the coordinates that define it; index = the free coordinate.
+  // Mirrored: the data groups are defined by the stage pair {k, pp-1-k} and indexed by position
+  // (index -1: not checked against a coordinate).
   struct Def {
     GroupKind kind;
     std::function<std::pair<int, int>(const RankCoords&)> fixed;  // defining coordinates
     std::function<int(const RankCoords&)> index;
     int size;
   };
+  const bool mirrored = g.spec().mirrored;
+  const int pp = g.pp();
+  const auto pair_of = [mirrored, pp](const RankCoords& c) {
+    return mirrored ? std::min(c.pp_rank, pp - 1 - c.pp_rank) : c.pp_rank;
+  };
+  const int stages_per_group = mirrored ? 2 : 1;
   const std::vector<Def> defs = {
       {GroupKind::kPipeline, [](const RankCoords& c) { return std::pair{c.dp_rank, 0}; },
        [](const RankCoords& c) { return c.pp_rank; }, g.pp()},
-      {GroupKind::kData, [](const RankCoords& c) { return std::pair{c.pp_rank, 0}; },
-       [](const RankCoords& c) { return c.dp_rank; }, g.dp()},
+      {GroupKind::kData, [&](const RankCoords& c) { return std::pair{pair_of(c), 0}; },
+       [&](const RankCoords& c) { return mirrored ? -1 : c.dp_rank; }, stages_per_group * g.dp()},
       {GroupKind::kExpert,
        [](const RankCoords& c) { return std::pair{c.pp_rank, c.expert_dp_rank}; },
        [](const RankCoords& c) { return c.ep_rank; }, g.ep()},
-      {GroupKind::kExpertData, [](const RankCoords& c) { return std::pair{c.pp_rank, c.ep_rank}; },
-       [](const RankCoords& c) { return c.expert_dp_rank; }, g.dp() / g.ep()},
+      {GroupKind::kExpertData, [&](const RankCoords& c) { return std::pair{pair_of(c), c.ep_rank}; },
+       [&](const RankCoords& c) { return mirrored ? -1 : c.expert_dp_rank; },
+       stages_per_group * g.dp() / g.ep()},
       {GroupKind::kWorld, [](const RankCoords&) { return std::pair{0, 0}; },
        [](const RankCoords&) { return 0; }, world},
   };
@@ -136,7 +181,7 @@ void check_properties(const RankGrid& g) {
         const int r = members[k];
         ++seen[r];
         ASSERT_EQ(d.fixed(coords[r]), key);
-        if (d.kind != GroupKind::kWorld) {
+        if (d.kind != GroupKind::kWorld && d.index(coords[r]) >= 0) {
           ASSERT_EQ(d.index(coords[r]), static_cast<int>(k));
         }
         ASSERT_EQ(g.group_id(d.kind, r), static_cast<int>(gi));
@@ -173,6 +218,11 @@ TEST(RankGridTest, PropertiesHoldForLayoutsUpTo1024Ranks) {
             check_properties(RankGrid(LayoutSpec{world, pp, dp, ep, rpn, order}));
             if (HasFatalFailure()) return;
             ++layouts;
+            if (pp % 2 == 0) {  // DualPipe's mirrored stage pairs
+              check_properties(RankGrid(LayoutSpec{world, pp, dp, ep, rpn, order, true}));
+              if (HasFatalFailure()) return;
+              ++layouts;
+            }
           }
         }
       }
@@ -223,7 +273,7 @@ TEST(RankGridTest, ValidateLayoutNamesTheKeysAndValues) {
   EXPECT_TRUE(contains(e, "parallel.pp=8 exceeds model.n_layers=4")) << e;
 
   e = layout_error({.world = 4, .pp = 4, .dp = 1, .ep = 1}, 8, /*n_layers=*/6, /*v=*/2);
-  EXPECT_TRUE(contains(e, "parallel.virtual_stages=2")) << e;
+  EXPECT_TRUE(contains(e, "parallel.pp=4 x 2 model chunks per stage (parallel.virtual_stages")) << e;
   EXPECT_TRUE(contains(e, "model.n_layers=6")) << e;
 
   e = layout_error({.world = 8, .pp = 0, .dp = 4, .ep = 1});
@@ -235,6 +285,11 @@ TEST(RankGridTest, ValidateLayoutNamesTheKeysAndValues) {
   EXPECT_TRUE(contains(e, "parallel.ep=3 does not divide")) << e;
   EXPECT_TRUE(contains(e, "model.n_experts=8 is not divisible by parallel.ep=3")) << e;
   EXPECT_TRUE(contains(e, "exceeds model.n_layers=2")) << e;
+
+  // Mirrored stages pair k with pp-1-k: pp must be even.
+  e = layout_error({.world = 3, .pp = 3, .dp = 1, .ep = 1, .mirrored = true});
+  EXPECT_TRUE(contains(e, "parallel.pp=3 must be even for parallel.schedule=dualpipe")) << e;
+  EXPECT_EQ(layout_error({.world = 4, .pp = 4, .dp = 1, .ep = 1, .mirrored = true}), "");
 
   // The constructor enforces the structural rules, and LayoutError is an invalid_argument.
   EXPECT_THROW(RankGrid(LayoutSpec{.world = 8, .pp = 2, .dp = 4, .ep = 3}), std::invalid_argument);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "parallel/schedule_generators.h"
+#include "parallel/schedule_registry.h"
 
 namespace tessera::parallel {
 namespace {
@@ -181,7 +182,7 @@ TEST(ScheduleCheckerTest, FifoChannelsAreOptional) {
 TEST(ScheduleCheckerTest, ForwardBackwardPairIsAForwardAndAFullBackward) {
   Schedule s;
   s.name = "hand-made FB";
-  s.pp = 1;
+  s.placement = Placement::looped(1, 1);
   s.micro_batches = 2;
   s.per_stage = {{Instruction::forward(0), Instruction::forward_backward(1, 0, 0, 0),
                   Instruction::backward(1)}};

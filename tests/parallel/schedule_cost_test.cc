@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "parallel/schedule_generators.h"
+#include "parallel/schedule_registry.h"
 
 namespace tessera::parallel {
 namespace {
@@ -26,8 +27,8 @@ TEST(ScheduleCostTest, OneFOneBAndGpipeMatchTheClosedForm) {
         EXPECT_NEAR(simulate_schedule(gpipe_schedule(pp, m), c).bubble_fraction, expected, 1e-12)
             << "pp=" << pp << " m=" << m;
       }
-      EXPECT_DOUBLE_EQ(theoretical_bubble("1f1b", pp, m), expected);
-      EXPECT_DOUBLE_EQ(theoretical_bubble("gpipe", pp, m), expected);
+      EXPECT_DOUBLE_EQ(predicted_bubble("1f1b", pp, m).fraction, expected);
+      EXPECT_DOUBLE_EQ(predicted_bubble("gpipe", pp, m).fraction, expected);
     }
   }
   // Makespan with uniform costs: (m + pp - 1)(F + B + W).
@@ -44,7 +45,7 @@ TEST(ScheduleCostTest, InterleavedMatchesTheClosedForm) {
                       expected, 1e-12)
               << "pp=" << pp << " m=" << m << " v=" << v;
         }
-        EXPECT_DOUBLE_EQ(theoretical_bubble("interleaved", pp, m, v), expected);
+        EXPECT_DOUBLE_EQ(predicted_bubble("interleaved", pp, m, v).fraction, expected);
       }
     }
   }
@@ -60,7 +61,8 @@ TEST(ScheduleCostTest, Zb1pMatchesTheClosedFormAndBeats1f1b) {
         const double simulated = simulate_schedule(zb1p_schedule(pp, m), c).bubble_fraction;
         EXPECT_NEAR(simulated, expected, 1e-12) << "pp=" << pp << " m=" << m << " F=" << f
                                                 << " B=" << b << " W=" << w;
-        EXPECT_NEAR(theoretical_bubble("zb1p", pp, m, 1, c), expected, 1e-12);
+        EXPECT_NEAR(predicted_bubble("zb1p", pp, m, 1, c).fraction, expected, 1e-12);
+        EXPECT_TRUE(predicted_bubble("zb1p", pp, m, 1, c).closed_form);
         if (pp > 1) {
           EXPECT_LT(simulated, simulate_schedule(one_f_one_b_schedule(pp, m), c).bubble_fraction);
         }
@@ -93,8 +95,8 @@ TEST(ScheduleCostTest, DeadlockAndUnknownNamesThrow) {
   Schedule s = one_f_one_b_schedule(2, 1);
   std::swap(s.per_stage[0][1], s.per_stage[0][2]);  // RG0 before SA0: both stages wait
   EXPECT_THROW(simulate_schedule(s), ScheduleError);
-  EXPECT_THROW(theoretical_bubble("dualpipe", 4, 8), ScheduleError);
-  EXPECT_THROW(theoretical_bubble("1f1b", 0, 8), ScheduleError);
+  EXPECT_THROW(predicted_bubble("pipedream", 4, 8), ScheduleError);
+  EXPECT_THROW(predicted_bubble("1f1b", 0, 8), ScheduleError);
 }
 
 TEST(ScheduleCostTest, AsciiTimeline) {

@@ -48,8 +48,20 @@ expect_layout_error stage_layers_text 2 "parallel.stage_layers" parallel.pp=2 pa
 expect_layout_error interleaved_micro_batches 2 "parallel.micro_batches" parallel.pp=2 \
   parallel.schedule=interleaved parallel.virtual_stages=2 model.n_layers=4 parallel.micro_batches=3 \
   train.global_batch=12
-expect_layout_error dualpipe_not_implemented 2 "dualpipe" parallel.pp=2 parallel.schedule=dualpipe \
-  parallel.micro_batches=2
+expect_layout_error dualpipe_micro_batches 2 "dualpipe needs an even parallel.micro_batches >= 2 x parallel.pp" \
+  parallel.pp=2 parallel.schedule=dualpipe parallel.micro_batches=2
+expect_layout_error dualpipe_odd_pp 3 "dualpipe needs an even parallel.pp" \
+  parallel.pp=3 parallel.schedule=dualpipe parallel.micro_batches=6 model.n_layers=4 \
+  train.global_batch=12
+expect_layout_error dualpipev_micro_batches 2 "dualpipev needs parallel.micro_batches >= 2 x parallel.pp = 4, got 3" \
+  parallel.pp=2 parallel.schedule=dualpipev parallel.micro_batches=3 model.n_layers=4 \
+  train.global_batch=12
+# Node-limited routing: an EP group spanning 2 nodes (parallel.ranks_per_node=2 plays the nodes)
+# needs model.n_group=2; an EP group split 3 + 1 over two nodes is refused whatever n_group.
+expect_layout_error node_limited_n_group 4 "model.n_group=1 but each EP group (parallel.ep=4) spans 2 nodes" \
+  parallel.dp=4 parallel.ep=4 parallel.ranks_per_node=2 model.n_group=1
+expect_layout_error node_limited_uneven 4 "spans 2 nodes unevenly with parallel.ranks_per_node=3" \
+  parallel.dp=4 parallel.ep=4 parallel.ranks_per_node=3 model.n_group=2
 # No GPU (or no CUDA in this build), or on a GPU machine a device training cannot use yet: one
 # line from rank 0 naming run.device, every rank out.
 expect_layout_error cuda_unavailable 2 "run.device: cuda" parallel.dp=2 run.device=cuda

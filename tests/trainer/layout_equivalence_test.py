@@ -3,7 +3,12 @@
 layout below (pipeline stages with each schedule, data-parallel replicas with ZeRO-1, expert
 parallelism, gradient-accumulation micro-batches) gives the single-process run's per-step losses
 and gradient norms, final validation loss (evaluated distributed) and final parameters (the
-checkpoint every rank wrote its part of) within 1e-5 relative."""
+checkpoint every rank wrote its part of) within 1e-5 relative. FB pairs overlapped (the default)
+and run F then B (parallel.overlap=false) must agree bit for bit.
+
+Node-limited layouts (NODE_LAYOUTS) pretend one machine is several nodes
+(parallel.ranks_per_node) and route with model.n_group = the nodes an EP group spans; they are
+compared with a single-process run of that same model (same n_group and topk_group)."""
 import argparse
 import json
 import os
@@ -39,6 +44,41 @@ LAYOUTS = [
     layout(2, 2, 1, 2, "zb1p"),
     layout(2, 1, 1, 4, "gpipe"),
     layout(4, 1, 1, 4, "zb1p"),
+    # DualPipeV: rank r holds layer blocks r and 2P-1-r; P = 1 keeps the whole V on one rank
+    layout(1, 2, 2, 2, "dualpipev"),
+    layout(2, 2, 2, 4, "dualpipev"),
+    layout(4, 1, 1, 8, "dualpipev"),
+    # DualPipe: stages k and pp-1-k both hold blocks k and pp-1-k (mirrored); their dp and
+    # expert-dp groups span the pair, which sums the gradients and shards the optimizer state
+    layout(2, 1, 1, 4, "dualpipe"),
+    layout(4, 1, 1, 8, "dualpipe"),
+    layout(2, 2, 2, 4, "dualpipe"),
+    # small buckets: each pair posts its reduce-scatters during the backward, in the same order
+    (lambda l: (l[0] + "_buckets", l[1], l[2] + ["parallel.grad_bucket_mb=0.01"]))(
+        layout(2, 2, 2, 4, "dualpipe")),
+    # the same FB pairs run F then B: must equal the overlapped run bit for bit (BITWISE_PAIRS)
+    (lambda l: (l[0] + "_no_overlap", l[1], l[2] + ["parallel.overlap=false"]))(
+        layout(2, 2, 2, 4, "dualpipev")),
+]
+
+# Layouts whose results must be identical, not only within TOL: FB pairs overlapped or not.
+BITWISE_PAIRS = [("pp2_dp2_ep2_mb4_dualpipev", "pp2_dp2_ep2_mb4_dualpipev_no_overlap")]
+
+# Node-limited routing with node-aware dispatch: 2 ranks per node, the EP group of 4 spans 2
+# nodes, expert group g on node g (model.n_group=2); (name, procs, overrides, model overrides).
+def node_layout(pp, dp, ep, mb, topk_group, dispatch="on", per_node=2):
+    name, procs, overrides = layout(pp, dp, ep, mb)
+    model = ["model.n_group=2", f"model.topk_group={topk_group}"]
+    return (f"{name}_{per_node}pernode_tg{topk_group}_{dispatch}", procs,
+            overrides + [f"parallel.ranks_per_node={per_node}", f"parallel.node_aware_dispatch={dispatch}"],
+            model)
+
+
+NODE_LAYOUTS = [
+    node_layout(1, 4, 4, 1, 1),
+    node_layout(1, 4, 4, 2, 2),
+    node_layout(1, 4, 4, 1, 2, "off"),
+    node_layout(2, 2, 2, 2, 1, "auto", per_node=1),  # each stage's EP pair spans 2 nodes
 ]
 
 
@@ -73,6 +113,10 @@ def train(args, name, procs, overrides, data):
     for r in records:
         if not 0 <= r["bubble_fraction"] < 1 or r["exposed_comm_s"] < 0:
             sys.exit(f"FAIL: layout {name}: implausible bubble/exposed comm in {r}")
+        # A layout whose EP group spans nodes moves expert rows between them.
+        if "nodes" in name or "pernode" in name:
+            if not r.get("expert_cross_node_bytes", 0) > 0:
+                sys.exit(f"FAIL: layout {name}: no expert bytes crossed nodes in {r}")
     params = {}
     with h5py.File(os.path.join(run_dir, "checkpoints", "step-00000003", "model.h5"), "r") as f:
         for name_, ds in f.items():
@@ -87,16 +131,26 @@ def main():
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--mpirun", default="mpirun")
+    ap.add_argument("--only", default="", help="run only the layouts whose name contains this")
     args = ap.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
     data = os.path.join(args.work, "markov")
     subprocess.run([args.tessera, "prepare", "synthetic", "--vocab", "64", "--order", "1", "--tokens",
                     "200000", "--seed", "3", "--out", data, "--quiet"], check=True)
-    ref_losses, ref_params = train(args, "single", 1, [], data)
+    references = {}  # model overrides -> the single-process run of that model
+    ran = {}  # layout name -> (losses, params)
     problems = []
-    for name, procs, overrides in LAYOUTS:
-        losses, params = train(args, name, procs, overrides, data)
+    cases = [l + ([],) for l in LAYOUTS] + NODE_LAYOUTS
+    for name, procs, overrides, model in cases:
+        if args.only not in name:
+            continue
+        if tuple(model) not in references:
+            ref_name = "single" + "".join("_" + m.split(".")[1].replace("=", "") for m in model)
+            references[tuple(model)] = train(args, ref_name, 1, model, data)
+        ref_losses, ref_params = references[tuple(model)]
+        losses, params = train(args, name, procs, overrides + model, data)
+        ran[name] = (losses, params)
         for step, (ref, got) in enumerate(zip(ref_losses, losses), 1):
             for what, a, b in (("loss", ref[0], got[0]), ("grad_norm", ref[1], got[1]),
                                ("val_loss", ref[2], got[2])):
@@ -113,6 +167,16 @@ def main():
         print(f"{name}: (loss, grad_norm, val_loss) per step {losses}; worst parameter rel diff {worst[0]:.2e} ({worst[1]})")
         if worst[0] > TOL:
             problems.append(f"{name}: parameter {worst[1]} differs by {worst[0]:.2e} (> {TOL})")
+    for a, b in BITWISE_PAIRS:
+        if a not in ran or b not in ran:
+            continue
+        (losses_a, params_a), (losses_b, params_b) = ran[a], ran[b]
+        if losses_a != losses_b:
+            problems.append(f"{b}: losses {losses_b} differ from {a}'s {losses_a} (must be bitwise equal)")
+        differing = [k for k in params_a if not np.array_equal(params_a[k], params_b.get(k))]
+        if differing:
+            problems.append(f"{b}: parameters {differing[:5]} differ from {a}'s (must be bitwise equal)")
+        print(f"{a} vs {b}: bitwise {'equal' if losses_a == losses_b and not differing else 'DIFFERENT'}")
     for p in problems:
         print("FAIL:", p)
     print("layout equivalence:", "PASS" if not problems else f"FAIL ({len(problems)} problems)")

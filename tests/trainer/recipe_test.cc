@@ -416,7 +416,9 @@ INSTANTIATE_TEST_SUITE_P(
              "parallel.micro_batches (2 * 4 = 8)"}},
         BadValue{"VirtualStagesNeedInterleaved",
                  {{"parallel.virtual_stages", "2"}, {"parallel.schedule", "zb1p"}},
-                 {"parallel.virtual_stages: 2 needs parallel.schedule interleaved, got zb1p"}}),
+                 {"parallel.schedule: does not fit: parallel.schedule=zb1p runs one chunk per "
+                  "stage (virtual stages need parallel.schedule=interleaved) but "
+                  "parallel.virtual_stages=2"}}),
     [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(
@@ -480,8 +482,35 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"KeepLast", {{"checkpoint.keep_last", "0"}}, {"checkpoint.keep_last", ">= 1"}},
         BadValue{"LoggingEvery",
                  {{"logging.every_steps", "0"}},
-                 {"logging.every_steps", ">= 1, got 0"}}),
+                 {"logging.every_steps", ">= 1, got 0"}},
+        BadValue{"TraceStepsNotANumber",
+                 {{"logging.trace_steps", "five"}},
+                 {"logging.trace_steps", "'five'", "not a step number"}},
+        BadValue{"TraceStepsBackwards",
+                 {{"logging.trace_steps", "6-5"}},
+                 {"logging.trace_steps", "'6-5'", "first step 6 is after the last 5"}},
+        BadValue{"TraceStepsZero",
+                 {{"logging.trace_steps", "0-2"}},
+                 {"logging.trace_steps", "'0-2'", "steps count from 1"}},
+        BadValue{"TraceStepsTrailing",
+                 {{"logging.trace_steps", "5-6x"}},
+                 {"logging.trace_steps", "'5-6x'", "not a step number"}},
+        BadValue{"TraceStepsPastTheEnd",
+                 {{"logging.trace_steps", "9-12"}, {"train.steps", "10"}},
+                 {"logging.trace_steps", "'9-12'", "train.steps = 10"}}),
     [](const auto& info) { return info.param.name; });
+
+TEST_F(RecipeTest, TraceStepsAcceptsOneStepOrARange) {
+  EXPECT_EQ(load_recipe(write_recipe({})).logging.trace_steps, "");
+  EXPECT_EQ(load_recipe(write_recipe({{"logging.trace_steps", "7"}})).logging.trace_steps, "7");
+  const Recipe r = load_recipe(write_recipe({{"train.steps", "6"}}),
+                               {"logging.trace_steps=5-6"});
+  EXPECT_EQ(r.logging.trace_steps, "5-6");
+  // The error names the --set it came from.
+  const std::string msg = load_error(write_recipe({}), {"logging.trace_steps=3-"});
+  EXPECT_CONTAINS(msg, "--set logging.trace_steps=3-");
+  EXPECT_CONTAINS(msg, "logging.trace_steps: '3-'");
+}
 
 // The limits themselves are allowed: the checks are not stricter than the rules.
 TEST_F(RecipeTest, BoundaryValuesAreAccepted) {
@@ -499,8 +528,8 @@ TEST_F(RecipeTest, BoundaryValuesAreAccepted) {
       {"parallel.pp", "3"},
       {"parallel.dp", "4"},
       {"parallel.ep", "4"},
-      {"parallel.micro_batches", "2"},
-      {"train.global_batch", "8"},
+      {"parallel.micro_batches", "3"},  // interleaved: a multiple of pp
+      {"train.global_batch", "12"},
       {"train.eval_every", "0"},
       {"parallel.schedule", "interleaved"},
       {"parallel.virtual_stages", "2"},
@@ -644,14 +673,17 @@ Recipe odd_recipe() {
   r.model.init_std = 1.0 / 3.0;
   r.model.bias_update_gamma = 0.1 + 0.2;
   r.model.seq_aux_alpha = 1e-300;
-  r.train = {7, 33, 24, 18446744073709551615ull, 3, 2};
-  r.parallel = {5, 4, 2, "interleaved", 3, 2, "2,1,3", 0.25};
+  r.train = {7, 33, 40, 18446744073709551615ull, 3, 2};
+  r.parallel = {5, 4, 2, "interleaved", 5, 2, "2,1,3", 0.25};
+  r.parallel.node_aware_dispatch = "off";  // node-aware expert dispatch keys
+  r.parallel.ranks_per_node = 3;
+  r.parallel.overlap = false;
   r.data = {"/abs/data with space", 0};
   r.optimizer = {"adamw", 6e-4, 0.85, 0.999, 1e-10, 0.0, 0.5};
   r.schedule = {13, "constant", 1.0};
   r.precision = {"fp32"};
   r.checkpoint = {9, 4, false, false};
-  r.logging = {11};
+  r.logging = {11, "4-5"};
   r.slurm = {"odd-job", "gpu",  "acct",  "high",  4,           2,  16, 8, "2-00:00:00",
              "mpirun",  600,    7,       "--exclusive;--mem=0", "A=1;B=two words", "cuda/12"};
   return r;

@@ -7,8 +7,9 @@
              falls back to the previous complete checkpoint and ends bit-identical
   signal     SIGUSR1 to mpirun: every rank finishes its step, saves, exits 0; resume is identical
   async      checkpoint.async writes the same bytes as a synchronous save
-  reshard    a (pp, dp, ep) = (2,2,2) checkpoint resumed under (1,1,1), (1,4,4), (4,2,1), (2,4,2):
-             the next steps' losses within 1e-5 of the uninterrupted run
+  reshard    a (pp, dp, ep) = (2,2,2) checkpoint resumed under (1,1,1), (1,4,4), (4,2,1), (2,4,2)
+             and (2,2,2) with DualPipe (mirrored stages): the next steps' losses within 1e-5 of the
+             uninterrupted run; the DualPipe run's own checkpoint resumed under (1,1,1) likewise
   damage     one flipped byte: `tessera checkpoint verify` names the dataset, --resume auto falls
              back to the previous checkpoint and says so
 """
@@ -31,8 +32,9 @@ STEPS = 8
 BASE = (2, 2, 2, 2)  # pp, dp, ep, micro_batches
 
 
-def layout_sets(pp, dp, ep, mb):
-    return [f"parallel.pp={pp}", f"parallel.dp={dp}", f"parallel.ep={ep}", f"parallel.micro_batches={mb}"]
+def layout_sets(pp, dp, ep, mb, schedule=None):
+    sets = [f"parallel.pp={pp}", f"parallel.dp={dp}", f"parallel.ep={ep}", f"parallel.micro_batches={mb}"]
+    return sets + ([f"parallel.schedule={schedule}"] if schedule else [])
 
 
 def launcher_failed(output):
@@ -246,7 +248,7 @@ def main():
 
     # Reshard: resume the step-4 checkpoint under other layouts.
     want = dict(losses(ref))
-    for layout in ((1, 1, 1, 1), (1, 4, 4, 1), (4, 2, 1, 4), (2, 4, 2, 2)):
+    for layout in ((1, 1, 1, 1), (1, 4, 4, 1), (4, 2, 1, 4), (2, 4, 2, 2), (2, 2, 2, 4, "dualpipe")):
         run_dir = w("reshard_" + "_".join(map(str, layout)))
         os.makedirs(os.path.join(run_dir, "checkpoints"))
         shutil.copytree(os.path.join(ref, "checkpoints", "step-00000004"),
@@ -257,7 +259,20 @@ def main():
         got = losses(run_dir)
         worst = max(abs(l - want[s]) / abs(want[s]) for s, l in got if s > 4)
         c.expect([s for s, _ in got] == list(range(5, STEPS + 1)) and worst <= 1e-5,
-                 f"reshard (2,2,2) -> {layout[:3]}: steps 5..{STEPS} within {worst:.1e} of the (2,2,2) run")
+                 f"reshard (2,2,2) -> {layout[:3]}{' ' + layout[4] if len(layout) > 4 else ''}: steps 5..{STEPS} within {worst:.1e} of the (2,2,2) run")
+
+    # What DualPipe's mirrored pairs wrote (each tensor once, over the pair's shards) resumes elsewhere.
+    dual_step6 = os.path.join(w("reshard_2_2_2_4_dualpipe"), "checkpoints", "step-00000006")
+    run_dir = w("reshard_dualpipe_to_1_1_1")
+    os.makedirs(os.path.join(run_dir, "checkpoints"))
+    shutil.copytree(dual_step6, os.path.join(run_dir, "checkpoints", "step-00000006"))
+    with open(os.path.join(run_dir, "checkpoints", "latest"), "w") as f:
+        f.write("step-00000006\n")
+    r.run(run_dir, layout=(1, 1, 1, 1), resume="auto")
+    got = losses(run_dir)
+    worst = max(abs(l - want[s]) / abs(want[s]) for s, l in got if s > 6)
+    c.expect([s for s, _ in got] == list(range(7, STEPS + 1)) and worst <= 1e-5,
+             f"reshard dualpipe (2,2,2) step 6 -> (1,1,1): steps 7..{STEPS} within {worst:.1e} of the (2,2,2) run")
 
     # Damage: flip one byte of a dataset in the newest checkpoint.
     run_dir = w("damage")

@@ -53,6 +53,7 @@ struct BlockPiece {
   std::string name;       // "attention", "route", "dispatch", "experts", "combine", ...
   bool communicates;      // posts an exchange and returns its Work; else local, returns {}
   std::function<parallel::Work(BlockContext&)> run;
+  bool waits = false;     // first waits for an exchange an earlier piece posted (its consumer)
 };
 
 struct BlockPieces {

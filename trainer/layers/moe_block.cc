@@ -13,6 +13,8 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
       name_("layers." + std::to_string(layer) + ".moe"),
       layer_(layer),
       ep_(ep),
+      ep_rank_(ep_rank),
+      ep_ranks_per_node_(ep),
       local_experts_(config.n_experts / ep),
       ep_comm_(ep > 1 ? ep_comm : nullptr),
       ep_host_comm_(ep > 1 ? (ep_host_comm ? ep_host_comm : ep_comm) : nullptr),
@@ -46,29 +48,92 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
                                           config.n_shared_experts * F);
   }
   load_counts_.assign(E, 0);
+  BuildPieces();
+}
+
+void MoeBlock::BuildPieces() {
   using Piece = parallel::Work (MoeBlock::*)(Context&);
-  auto piece = [this](const char* name, bool communicates, Piece fn) {
-    return BlockPiece{name, communicates, [this, fn](BlockContext& c) {
-                        return (this->*fn)(static_cast<Context&>(c));
-                      }};
+  // waits: the piece consumes an earlier piece's exchange (the FB overlap runs the other
+  // micro-batch's steps before it; trainer/chunk_steps.h).
+  auto piece = [this](const char* name, bool communicates, Piece fn, bool waits = false) {
+    return BlockPiece{name, communicates,
+                      [this, fn](BlockContext& c) { return (this->*fn)(static_cast<Context&>(c)); },
+                      waits};
   };
   const bool ep_exchange = ep_ > 1;
+  pieces_ = {};
+  if (node_aware_) {
+    pieces_.forward = {piece("route", true, &MoeBlock::Route),
+                       piece("dispatch", true, &MoeBlock::Dispatch, true),
+                       piece("dispatch routes", true, &MoeBlock::DispatchRoutes),
+                       piece("shared experts", false, &MoeBlock::SharedForward),
+                       piece("forward within node", false, &MoeBlock::ForwardWithinNode, true),
+                       piece("dispatch within node", true, &MoeBlock::DispatchWithinNode),
+                       piece("experts", false, &MoeBlock::ExpertsForward, ep_exchange),
+                       piece("combine within node", true, &MoeBlock::CombineWithinNode),
+                       piece("reduce within node", false, &MoeBlock::ReduceWithinNode, true),
+                       piece("combine", true, &MoeBlock::Combine),
+                       piece("unpermute", false, &MoeBlock::Unpermute, ep_exchange)};
+    pieces_.backward_input = {
+        piece("combine backward", false, &MoeBlock::CombineBackward),
+        piece("dispatch grads", true, &MoeBlock::DispatchGrads),
+        piece("shared experts backward", false, &MoeBlock::SharedBackward),
+        piece("combine backward within node", false, &MoeBlock::CombineBackwardWithinNode, true),
+        piece("dispatch grads within node", true, &MoeBlock::DispatchGradsWithinNode),
+        piece("return gate grads", true, &MoeBlock::ReturnGateGrads),
+        piece("experts backward", false, &MoeBlock::ExpertsBackwardInput, ep_exchange),
+        piece("combine grads within node", true, &MoeBlock::CombineGradsWithinNode),
+        piece("router backward", false, &MoeBlock::RouterBackward, true),
+        piece("reduce grads within node", false, &MoeBlock::ReduceGradsWithinNode, true),
+        piece("combine grads", true, &MoeBlock::CombineGrads),
+        piece("unpermute backward", false, &MoeBlock::UnpermuteBackward, ep_exchange)};
+    pieces_.backward_weight = {
+        piece("experts weights", false, &MoeBlock::ExpertsBackwardWeight),
+        piece("shared experts, router and norm weights", false, &MoeBlock::LocalBackwardWeight)};
+    return;
+  }
   pieces_.forward = {piece("route", ep_exchange, &MoeBlock::Route),
-                     piece("dispatch", ep_exchange, &MoeBlock::Dispatch),
+                     piece("dispatch", ep_exchange, &MoeBlock::Dispatch, ep_exchange),
                      piece("shared experts", false, &MoeBlock::SharedForward),
-                     piece("experts", false, &MoeBlock::ExpertsForward),
+                     piece("experts", false, &MoeBlock::ExpertsForward, ep_exchange),
                      piece("combine", ep_exchange, &MoeBlock::Combine),
-                     piece("unpermute", false, &MoeBlock::Unpermute)};
+                     piece("unpermute", false, &MoeBlock::Unpermute, ep_exchange)};
   pieces_.backward_input = {piece("combine backward", false, &MoeBlock::CombineBackward),
                             piece("dispatch grads", ep_exchange, &MoeBlock::DispatchGrads),
                             piece("shared experts and router backward", false,
                                   &MoeBlock::SharedAndRouterBackward),
-                            piece("experts backward", false, &MoeBlock::ExpertsBackwardInput),
+                            piece("experts backward", false, &MoeBlock::ExpertsBackwardInput, ep_exchange),
                             piece("combine grads", ep_exchange, &MoeBlock::CombineGrads),
-                            piece("unpermute backward", false, &MoeBlock::UnpermuteBackward)};
+                            piece("unpermute backward", false, &MoeBlock::UnpermuteBackward, ep_exchange)};
   pieces_.backward_weight = {
       piece("experts weights", false, &MoeBlock::ExpertsBackwardWeight),
       piece("shared experts, router and norm weights", false, &MoeBlock::LocalBackwardWeight)};
+}
+
+void MoeBlock::set_nodes(int ep_ranks_per_node, bool node_aware) {
+  if (ep_ranks_per_node < 1 || ep_ % ep_ranks_per_node != 0 || (node_aware && ep_ < 2)) {
+    throw std::logic_error(name_ + ": set_nodes(" + std::to_string(ep_ranks_per_node) + ", " +
+                           (node_aware ? "node-aware" : "flat") + ") with ep " +
+                           std::to_string(ep_));
+  }
+  ep_ranks_per_node_ = ep_ranks_per_node;
+  node_aware_ = node_aware;
+  if (node_aware_) parallel::check_node_geometry(geometry(ep_rank_), name_.c_str());
+  BuildPieces();
+}
+
+int64_t MoeBlock::take_cross_node_bytes() {
+  const int64_t b = cross_node_bytes_;
+  cross_node_bytes_ = 0;
+  return b;
+}
+
+void MoeBlock::CountCrossNode(const Context& c, int64_t bytes) {
+  if (c.mb.training) cross_node_bytes_ += bytes;
+}
+
+parallel::NodeGeometry MoeBlock::geometry(int ep_rank) const {
+  return {ep_, ep_rank, ep_ranks_per_node_, shape_.n_experts, shape_.top_k};
 }
 
 std::unique_ptr<BlockContext> MoeBlock::NewContext() const {
@@ -92,12 +157,33 @@ void MoeBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   c.scores = arena.take<float>(N * E);
   c.gates = arena.take<float>(NK);
   c.idx = arena.take<int32_t>(NK);
-  c.pos_of_slot = arena.take<int32_t>(NK);
-  c.slot_of_pos = arena.take<int32_t>(NK);
-  c.xp = arena.take<float>(NK * D);
-  c.yp = arena.take<float>(NK * D);
-  c.dyp = arena.take<float>(NK * D);
-  c.dxp = arena.take<float>(NK * D);
+  if (node_aware_) {
+    // Worst cases: a token crosses to min(nodes, k) nodes; a forwarder receives every token of
+    // its rail (one origin per node), each forwarded to at most min(k, experts per node) experts.
+    const int64_t M = nodes(), S = N * std::min<int64_t>(M, K), Rw = M * N,
+                  T = Rw * std::min<int64_t>(K, E / M);
+    c.tok_of_row = arena.take<int32_t>(S);
+    c.row_of_tn = arena.take<int32_t>(N * M);
+    c.row_of_pos = arena.take<int32_t>(T);
+    c.pos_of_entry = arena.take<int32_t>(Rw * K);
+    c.gates2 = arena.take<float>(Rw * K);
+    c.dgates2 = arena.take<float>(Rw * K);
+    // The backward reuses the forward's rows once they are consumed: dy rows in xs1 / xr1 / xs2,
+    // input gradients in ys1 / yr1 / ys2 (ys2's outputs are read before its reuse).
+    c.xs1 = arena.take<float>(S * D);
+    c.ys1 = arena.take<float>((S + 1) * D);
+    c.xr1 = arena.take<float>(Rw * D);
+    c.yr1 = arena.take<float>(Rw * D);
+    c.xs2 = arena.take<float>((T + 1) * D);
+    c.ys2 = arena.take<float>((T + 1) * D);
+  } else {
+    c.pos_of_slot = arena.take<int32_t>(NK);
+    c.slot_of_pos = arena.take<int32_t>(NK);
+    c.xp = arena.take<float>(NK * D);
+    c.yp = arena.take<float>(NK * D);
+    c.dyp = arena.take<float>(NK * D);
+    c.dxp = arena.take<float>(NK * D);
+  }
   c.dxn = arena.take<float>(N * D);
   c.dgates = arena.take<float>(NK);
   c.dscores = seq_aux_alpha_ > 0 ? arena.take<float>(N * E) : nullptr;
@@ -129,6 +215,31 @@ parallel::Work MoeBlock::Route(Context& c) {
   // logits (N, E) = xn · Wg^T
   ops.linear_forward(c.logits, E, c.xn, D, table_.value_ptr(gate_w_), N, D, E);
   ops.router_forward(c.scores, c.idx, c.gates, c.logits, table_.value_ptr(gate_b_), N, shape_);
+  if (node_aware_) {
+    // The stage-1 layout needs only this rank's routing: planned on the host, rows gathered.
+    kernels::Backend& be = table_.backend();
+    c.idx_host.resize(N * K);
+    c.gates_host.resize(N * K);
+    be.copy_to_host(c.idx_host.data(), c.idx, sizeof(int32_t) * N * K);
+    be.copy_to_host(c.gates_host.data(), c.gates, sizeof(float) * N * K);
+    c.node_send = parallel::plan_node_send(geometry(ep_rank_), c.idx_host, c.gates_host, N);
+    c.counts = c.node_send.expert_counts;
+    if (c.mb.training) {
+      for (int64_t e = 0; e < E; ++e) load_counts_[e] += c.counts[e];
+    }
+    const int64_t S = c.node_send.total_rows();
+    be.copy_from_host(c.tok_of_row, c.node_send.token_of_row.data(), sizeof(int32_t) * S);
+    be.copy_from_host(c.row_of_tn, c.node_send.row_of_token_node.data(),
+                      sizeof(int32_t) * N * nodes());
+    ops.moe_permute(c.xs1, c.xn, c.tok_of_row, S, 1, D);
+    c.segments.clear();
+    c.rows.clear();
+    c.pending_node = parallel::post_node_plan(*ep_host_comm_, geometry(ep_rank_), c.node_send);
+    // What the count message sends to ranks of other nodes.
+    CountCrossNode(c, static_cast<int64_t>(sizeof(int64_t)) * (E / ep_ + 1) *
+                          (ep_ - ep_ranks_per_node_));
+    return c.pending_node.work();
+  }
   c.counts.assign(E, 0);
   ops.moe_build_permutation(c.pos_of_slot, c.slot_of_pos, c.counts.data(), c.idx, N, K, E);
   // The permutation's per-expert row counts are the routing load.
@@ -151,12 +262,25 @@ parallel::Work MoeBlock::Route(Context& c) {
   }
   if (!ep_comm_) throw std::logic_error(name_ + ": expert parallelism without an EP communicator");
   c.pending_plan = parallel::post_dispatch_plan(*ep_host_comm_, c.counts, E);
+  CountCrossNode(c, static_cast<int64_t>(sizeof(int64_t)) * (E / ep_) *
+                        (ep_ - ep_ranks_per_node_));
   return c.pending_plan.work();
 }
 
 parallel::Work MoeBlock::Dispatch(Context& c) {
   if (ep_ == 1) return {};
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  if (node_aware_) {
+    c.node_plan = c.pending_node.finish();
+    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
+    c.rows_in = parallel::dispatch_across(*ep_comm_, c.node_plan,
+                                          {c.xs1, static_cast<size_t>(S * D)},
+                                          {c.xr1, static_cast<size_t>(R * D)}, D);
+    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_send_rows, ep_rank_,
+                                                     ep_ranks_per_node_));
+    return c.rows_in;
+  }
   c.plan = c.pending_plan.finish();
   c.segments = c.plan.segments;
   for (const parallel::ExpertSegment& s : c.segments) {
@@ -165,6 +289,8 @@ parallel::Work MoeBlock::Dispatch(Context& c) {
   c.expert_rows = c.plan.total_recv_rows();
   c.rows_in = parallel::dispatch(*ep_comm_, c.plan, {c.xp, static_cast<size_t>(NK * D)},
                                  {c.xe, static_cast<size_t>(c.expert_rows * D)}, D);
+  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.send_rows, ep_rank_,
+                                                   ep_ranks_per_node_));
   return c.rows_in;
 }
 
@@ -198,20 +324,45 @@ parallel::Work MoeBlock::Combine(Context& c) {
   if (ep_ == 1) return {};
   // The outputs go back to the ranks that routed them.
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  if (node_aware_) {  // each token's per-node partial sum crosses back once
+    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
+    c.rows_out = parallel::combine_across(*ep_comm_, c.node_plan,
+                                          {c.yr1, static_cast<size_t>(R * D)},
+                                          {c.ys1, static_cast<size_t>(S * D)}, D);
+    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
+                                                     ep_ranks_per_node_));
+    return c.rows_out;
+  }
   c.rows_out = parallel::combine(*ep_comm_, c.plan,
                                  {c.ye, static_cast<size_t>(c.expert_rows * D)},
                                  {c.yp, static_cast<size_t>(NK * D)}, D);
+  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.recv_rows, ep_rank_,
+                                                   ep_ranks_per_node_));
   return c.rows_out;
 }
 
 parallel::Work MoeBlock::Unpermute(Context& c) {
   c.rows_out.wait();
+  if (node_aware_) {
+    // y[t] += sum over nodes of the token's partials (row S: zeros for nodes it skipped).
+    const int64_t S = c.node_plan.total_across_send(), D = dim_;
+    kernels::BackendOps<float>& ops = table_.ops();
+    ops.fill(c.ys1 + S * D, 0.0f, D);
+    ops.moe_permute_backward(c.y, c.ys1, c.row_of_tn, c.mb.tokens(), nodes(), D,
+                             /*accumulate=*/true);
+    return {};
+  }
   table_.ops().moe_unpermute_combine(c.y, c.yp, c.gates, c.pos_of_slot, c.mb.tokens(),
                                      shape_.top_k, dim_, /*accumulate=*/true);
   return {};
 }
 
 parallel::Work MoeBlock::CombineBackward(Context& c) {
+  if (node_aware_) {  // dy rows in the stage-1 layout; the gates are applied by the forwarders
+    table_.ops().moe_permute(c.xs1, c.dy, c.tok_of_row, c.node_send.total_rows(), 1, dim_);
+    return {};
+  }
   table_.ops().moe_unpermute_combine_backward(c.dyp, c.dgates, c.dy, c.yp, c.gates,
                                               c.pos_of_slot, c.mb.tokens(), shape_.top_k, dim_);
   return {};
@@ -221,18 +372,56 @@ parallel::Work MoeBlock::DispatchGrads(Context& c) {
   if (ep_ == 1) return {};
   // The output gradients follow the outputs' path backwards.
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  if (node_aware_) {
+    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
+    c.rows_in = parallel::dispatch_across(*ep_comm_, c.node_plan,
+                                          {c.xs1, static_cast<size_t>(S * D)},
+                                          {c.xr1, static_cast<size_t>(R * D)}, D);
+    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_send_rows, ep_rank_,
+                                                     ep_ranks_per_node_));
+    return c.rows_in;
+  }
   c.rows_in = parallel::dispatch(*ep_comm_, c.plan, {c.dyp, static_cast<size_t>(NK * D)},
                                  {c.dye, static_cast<size_t>(c.expert_rows * D)}, D);
+  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.send_rows, ep_rank_,
+                                                   ep_ranks_per_node_));
   return c.rows_in;
 }
 
 parallel::Work MoeBlock::SharedAndRouterBackward(Context& c) {
-  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
-  kernels::BackendOps<float>& ops = table_.ops();
+  SharedBackward(c);
+  return RouterBackward(c);
+}
+
+parallel::Work MoeBlock::SharedBackward(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_;
   if (shared_) {
     shared_->BackwardInput(c.shared, c.dy, c.dxn, N, /*accumulate=*/false);
   } else {
-    ops.fill(c.dxn, 0.0f, N * D);
+    table_.ops().fill(c.dxn, 0.0f, N * D);
+  }
+  return {};
+}
+
+parallel::Work MoeBlock::RouterBackward(Context& c) {
+  const int64_t N = c.mb.tokens(), D = dim_, E = shape_.n_experts, K = shape_.top_k;
+  kernels::BackendOps<float>& ops = table_.ops();
+  if (node_aware_) {
+    // Gate gradients came back per (stage-1 row, slot): slot j of token t from the row that
+    // carried t to the node of its j-th expert.
+    c.gates_back.wait();
+    const parallel::NodeGeometry g = geometry(ep_rank_);
+    const int M = nodes();
+    c.dgates_host.resize(N * K);
+    for (int64_t t = 0; t < N; ++t) {
+      for (int64_t j = 0; j < K; ++j) {
+        const int32_t row = c.node_send.row_of_token_node[t * M +
+                                                          g.node_of_expert(c.idx_host[t * K + j])];
+        c.dgates_host[t * K + j] = c.dgates_back[row * K + j];
+      }
+    }
+    table_.backend().copy_from_host(c.dgates, c.dgates_host.data(), sizeof(float) * N * K);
   }
   const float* dscores = nullptr;
   if (seq_aux_alpha_ > 0) {
@@ -265,9 +454,21 @@ parallel::Work MoeBlock::CombineGrads(Context& c) {
   if (ep_ == 1) return {};
   // Input gradients return to the ranks that routed the tokens.
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  if (node_aware_) {
+    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
+    c.rows_out = parallel::combine_across(*ep_comm_, c.node_plan,
+                                          {c.yr1, static_cast<size_t>(R * D)},
+                                          {c.ys1, static_cast<size_t>(S * D)}, D);
+    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
+                                                     ep_ranks_per_node_));
+    return c.rows_out;
+  }
   c.rows_out = parallel::combine(*ep_comm_, c.plan,
                                  {c.dxe, static_cast<size_t>(c.expert_rows * D)},
                                  {c.dxp, static_cast<size_t>(NK * D)}, D);
+  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.recv_rows, ep_rank_,
+                                                   ep_ranks_per_node_));
   return c.rows_out;
 }
 
@@ -275,7 +476,13 @@ parallel::Work MoeBlock::UnpermuteBackward(Context& c) {
   const int64_t N = c.mb.tokens(), D = dim_, K = shape_.top_k;
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_out.wait();
-  ops.moe_permute_backward(c.dxn, c.dxp, c.pos_of_slot, N, K, D, /*accumulate=*/true);
+  if (node_aware_) {  // the per-node partial input gradients (row S: zeros)
+    const int64_t S = c.node_plan.total_across_send();
+    ops.fill(c.ys1 + S * D, 0.0f, D);
+    ops.moe_permute_backward(c.dxn, c.ys1, c.row_of_tn, N, nodes(), D, /*accumulate=*/true);
+  } else {
+    ops.moe_permute_backward(c.dxn, c.dxp, c.pos_of_slot, N, K, D, /*accumulate=*/true);
+  }
   ops.copy(c.dx, c.dy, N * D);
   ops.rmsnorm_backward_input(c.dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
                              /*accumulate=*/true);
@@ -299,6 +506,117 @@ parallel::Work MoeBlock::LocalBackwardWeight(Context& c) {
   // dWg (E, D) += dlogits^T · xn
   ops.linear_backward_weight(table_.grad_ptr(gate_w_), c.dlogits, E, c.xn, D, N, D, E);
   ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
+  return {};
+}
+
+// ---- Node-aware dispatch: the forwarder's pieces and the extra exchanges.
+
+parallel::Work MoeBlock::DispatchRoutes(Context& c) {
+  const int64_t R = c.node_plan.total_across_recv(), K = shape_.top_k;
+  c.entries_in.resize(R * 2 * K);
+  c.routes_in = parallel::dispatch_route_entries(*ep_host_comm_, c.node_plan, c.node_send.entries,
+                                                 c.entries_in);
+  CountCrossNode(c, static_cast<int64_t>(sizeof(int32_t)) * 2 * K *
+                        parallel::off_node(c.node_plan.across_send_rows, ep_rank_,
+                                           ep_ranks_per_node_));
+  return c.routes_in;
+}
+
+parallel::Work MoeBlock::ForwardWithinNode(Context& c) {
+  const int64_t D = dim_, K = shape_.top_k, R = c.node_plan.total_across_recv();
+  c.routes_in.wait();
+  c.rows_in.wait();
+  c.node_forward = parallel::plan_node_forward(c.node_plan, c.entries_in);
+  const int64_t T = c.node_forward.total_send_rows();
+  kernels::Backend& be = table_.backend();
+  be.copy_from_host(c.row_of_pos, c.node_forward.row_of_pos.data(), sizeof(int32_t) * T);
+  be.copy_from_host(c.pos_of_entry, c.node_forward.pos_of_entry.data(), sizeof(int32_t) * R * K);
+  be.copy_from_host(c.gates2, c.node_forward.gates.data(), sizeof(float) * R * K);
+  table_.ops().moe_permute(c.xs2, c.xr1, c.row_of_pos, T, 1, D);
+  c.segments = c.node_plan.segments;
+  c.rows.clear();
+  for (const parallel::ExpertSegment& s : c.segments) {
+    c.rows.push_back({s.local_expert, s.offset, s.rows});
+  }
+  c.expert_rows = c.node_plan.total_within_recv();
+  return {};
+}
+
+parallel::Work MoeBlock::DispatchWithinNode(Context& c) {
+  const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  c.rows_in = parallel::dispatch_within(*ep_comm_, c.node_plan, c.node_forward,
+                                        {c.xs2, static_cast<size_t>(T * D)},
+                                        {c.xe, static_cast<size_t>(c.expert_rows * D)}, D);
+  return c.rows_in;
+}
+
+parallel::Work MoeBlock::CombineWithinNode(Context& c) {
+  const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  c.rows_out = parallel::combine_within(*ep_comm_, c.node_plan, c.node_forward,
+                                        {c.ye, static_cast<size_t>(c.expert_rows * D)},
+                                        {c.ys2, static_cast<size_t>(T * D)}, D);
+  return c.rows_out;
+}
+
+parallel::Work MoeBlock::ReduceWithinNode(Context& c) {
+  const int64_t D = dim_, K = shape_.top_k, R = c.node_plan.total_across_recv(),
+                T = c.node_forward.total_send_rows();
+  kernels::BackendOps<float>& ops = table_.ops();
+  c.rows_out.wait();
+  // partial[row] = sum of the row's slots on this node of gate * output (row T: zeros).
+  ops.fill(c.ys2 + T * D, 0.0f, D);
+  ops.moe_unpermute_combine(c.yr1, c.ys2, c.gates2, c.pos_of_entry, R, K, D,
+                            /*accumulate=*/false);
+  return {};
+}
+
+parallel::Work MoeBlock::CombineBackwardWithinNode(Context& c) {
+  const int64_t D = dim_, K = shape_.top_k, R = c.node_plan.total_across_recv();
+  c.rows_in.wait();
+  // Per expert row gate * dy (into xs2), per slot <dy, output> (the forward's outputs in ys2).
+  table_.ops().moe_unpermute_combine_backward(c.xs2, c.dgates2, c.xr1, c.ys2, c.gates2,
+                                              c.pos_of_entry, R, K, D);
+  c.dgates_rows.resize(R * K);
+  table_.backend().copy_to_host(c.dgates_rows.data(), c.dgates2, sizeof(float) * R * K);
+  return {};
+}
+
+parallel::Work MoeBlock::DispatchGradsWithinNode(Context& c) {
+  const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  c.rows_in = parallel::dispatch_within(*ep_comm_, c.node_plan, c.node_forward,
+                                        {c.xs2, static_cast<size_t>(T * D)},
+                                        {c.dye, static_cast<size_t>(c.expert_rows * D)}, D);
+  return c.rows_in;
+}
+
+parallel::Work MoeBlock::ReturnGateGrads(Context& c) {
+  const int64_t K = shape_.top_k;
+  c.dgates_back.resize(c.node_plan.total_across_send() * K);
+  c.gates_back = parallel::return_gate_grads(*ep_host_comm_, c.node_plan, c.dgates_rows,
+                                             c.dgates_back);
+  CountCrossNode(c, static_cast<int64_t>(sizeof(float)) * K *
+                        parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
+                                           ep_ranks_per_node_));
+  return c.gates_back;
+}
+
+parallel::Work MoeBlock::CombineGradsWithinNode(Context& c) {
+  const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  c.rows_out = parallel::combine_within(*ep_comm_, c.node_plan, c.node_forward,
+                                        {c.dxe, static_cast<size_t>(c.expert_rows * D)},
+                                        {c.ys2, static_cast<size_t>(T * D)}, D);
+  return c.rows_out;
+}
+
+parallel::Work MoeBlock::ReduceGradsWithinNode(Context& c) {
+  const int64_t D = dim_, K = shape_.top_k, R = c.node_plan.total_across_recv(),
+                T = c.node_forward.total_send_rows();
+  kernels::BackendOps<float>& ops = table_.ops();
+  c.rows_out.wait();
+  // The input gradient of a row: the plain sum over its slots on this node (gates were applied
+  // to dy). Row T: zeros.
+  ops.fill(c.ys2 + T * D, 0.0f, D);
+  ops.moe_permute_backward(c.yr1, c.ys2, c.pos_of_entry, R, K, D, /*accumulate=*/false);
   return {};
 }
 

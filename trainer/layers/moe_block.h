@@ -20,6 +20,22 @@
 // Expert-side buffers are sized for the worst case routing, so that a micro-batch's arena is
 // known before the first step: N*k rows in one process; under EP every row of every EP peer
 // that could reach this rank's experts (ep * N * min(k, E/ep)).
+//
+// Node-aware dispatch (set_nodes(..., node_aware = true); parallel/node_dispatch.h): rows cross
+// nodes once per (token, node) to the rail peer there, which fans them out inside its node and
+// sums the node's gated expert outputs before they cross back. Its pieces (each exchange its own
+// piece; "a" = across nodes, "w" = within a node):
+//   forward          route (counts) -> dispatch (rows, a) -> dispatch routes (expert ids and
+//                    gates, a) -> shared experts -> forward within node (local) -> dispatch
+//                    within node (w) -> experts -> combine within node (w) -> reduce within node
+//                    (local: gated sum) -> combine (a) -> unpermute (local: sum over nodes)
+//   backward_input   combine backward (local) -> dispatch grads (a) -> shared experts backward
+//                    -> combine backward within node (local: gate * dy, gate grads) -> dispatch
+//                    grads within node (w) -> return gate grads (a) -> experts backward ->
+//                    combine grads within node (w) -> router backward (local) -> reduce grads
+//                    within node (local) -> combine grads (a) -> unpermute backward
+// The result equals the flat path's up to the order of float sums (a token's outputs are summed
+// per node first).
 #pragma once
 
 #include <memory>
@@ -30,6 +46,7 @@
 #include "kernels/router.h"
 #include "parallel/comm.h"
 #include "parallel/expert_dispatch.h"
+#include "parallel/node_dispatch.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/swiglu_mlp.h"
 #include "trainer/param_table.h"
@@ -65,6 +82,16 @@ class MoeBlock : public Block {
   // score.
   const int32_t* routing(const BlockContext& ctx) const;
 
+  // Where the EP group's ranks sit: ep_ranks_per_node consecutive EP ranks per node (ep when
+  // the group is on one node); node_aware picks node-aware dispatch (needs ep > 1). Counts the
+  // bytes the expert exchanges send off the node either way. REQUIRES: before any context is
+  // carved (it changes the pieces and the arena); ep_ranks_per_node divides ep.
+  void set_nodes(int ep_ranks_per_node, bool node_aware);
+  bool node_aware() const { return node_aware_; }
+  // Bytes this rank's expert exchanges (rows, counts, route entries, gate gradients) of training
+  // micro-batches sent to ranks on other nodes since the last call; resets the count.
+  int64_t take_cross_node_bytes();
+
  private:
   struct Context : BlockContext {
     std::vector<int64_t> counts;  // (E) rows per global expert in the permuted order
@@ -86,6 +113,22 @@ class MoeBlock : public Block {
     // (rows, 2F), (rows, F), (rows, F), (rows, 2F)
     float *ab = nullptr, *hp = nullptr, *dhp = nullptr, *dab = nullptr;
     SwigluMlp::Buffers shared;
+    // Node-aware dispatch only. Host: the routing, the plans, the route entries and gate grads.
+    std::vector<int32_t> idx_host, entries_in;
+    std::vector<float> gates_host, dgates_rows, dgates_back, dgates_host;
+    parallel::NodeSendPlan node_send;
+    parallel::PendingNodePlan pending_node;
+    parallel::NodePlan node_plan;
+    parallel::NodeForwardPlan node_forward;
+    parallel::Work routes_in, gates_back;
+    // Device: index arrays of the local gathers and sums, and the rows of both stages.
+    // Stage 1 origin side xs1 (S, D) / ys1 (S+1, D), forwarder side xr1 / yr1 (R, D); stage 2
+    // forwarder side xs2 / ys2 (T+1, D). The extra row is zero: where a slot has nothing.
+    int32_t *tok_of_row = nullptr, *row_of_tn = nullptr, *row_of_pos = nullptr,
+            *pos_of_entry = nullptr;
+    float *gates2 = nullptr, *dgates2 = nullptr;
+    float *xs1 = nullptr, *ys1 = nullptr, *xr1 = nullptr, *yr1 = nullptr, *xs2 = nullptr,
+          *ys2 = nullptr;
   };
   int64_t max_expert_rows(int64_t tokens) const;
 
@@ -106,11 +149,33 @@ class MoeBlock : public Block {
   // Backward-weight pieces.
   parallel::Work ExpertsBackwardWeight(Context& c);
   parallel::Work LocalBackwardWeight(Context& c);
+  // Node-aware dispatch pieces (the others above branch on node_aware_ where they differ).
+  parallel::Work DispatchRoutes(Context& c);
+  parallel::Work ForwardWithinNode(Context& c);
+  parallel::Work DispatchWithinNode(Context& c);
+  parallel::Work CombineWithinNode(Context& c);
+  parallel::Work ReduceWithinNode(Context& c);
+  parallel::Work SharedBackward(Context& c);
+  parallel::Work CombineBackwardWithinNode(Context& c);
+  parallel::Work DispatchGradsWithinNode(Context& c);
+  parallel::Work ReturnGateGrads(Context& c);
+  parallel::Work CombineGradsWithinNode(Context& c);
+  parallel::Work RouterBackward(Context& c);
+  parallel::Work ReduceGradsWithinNode(Context& c);
+  void BuildPieces();
+  parallel::NodeGeometry geometry(int ep_rank) const;
+  int nodes() const { return ep_ / ep_ranks_per_node_; }
+  // Adds `bytes` to the cross-node count when `c` is a training micro-batch.
+  void CountCrossNode(const Context& c, int64_t bytes);
 
   ParamTable& table_;
   std::string name_;
   int layer_;
   int ep_;
+  int ep_rank_;
+  int ep_ranks_per_node_;     // ep_ until set_nodes()
+  bool node_aware_ = false;
+  int64_t cross_node_bytes_ = 0;
   int64_t local_experts_;
   parallel::Comm* ep_comm_;
   parallel::Comm* ep_host_comm_;

@@ -30,11 +30,14 @@ constexpr Kind kKinds[] = {{"F", "F forward", "#4477AA"},
                            {"B", "B backward-input", "#EE6677"},
                            {"W", "W backward-weight", "#228833"},
                            {"other", "other compute", "#BBBBBB"},
+                           {"wait", "waiting for communication", "#CCBB44"},
                            {"comm", "communication", "#AA3377"}};
 
-// "F", or "F attention" (a piece of a forward): the first word decides.
+// "F", or "F attention" (a piece of a forward): the first word decides; "wait <op>" is the
+// compute thread blocked on a Work (drawn over the piece that waits).
 std::string compute_kind(const std::string& name) {
   const std::string first = name.substr(0, name.find(' '));
+  if (first == "wait") return "wait";
   return first == "F" || first == "B" || first == "W" ? first : "other";
 }
 
@@ -138,7 +141,7 @@ Timeline read_timeline(const std::string& path) {
 
 std::string timeline_script(const Timeline& t, const std::string& png, int width) {
   const int n = static_cast<int>(t.pids.size());
-  const int height = 190 + 70 * n;  // the key takes up to two lines below the axis
+  const int height = 200 + 70 * n;  // title, key and axis labels around the bands
   const double span = t.end_ms > 0 ? t.end_ms : 1.0;
   // Every piece at least about one pixel wide, so that short operations stay visible.
   const double min_half_ms = 0.5 * span / std::max(1.0, 0.75 * width);
@@ -165,7 +168,8 @@ std::string timeline_script(const Timeline& t, const std::string& png, int width
     << "set xrange [0:" << num(span * 1.01) << "]\n"
     << "set yrange [0:" << n << "]\n"
     << "set grid xtics\n"
-    << "set key outside bottom center horizontal maxcols 5 samplen 2\n"
+    // One row above the plot: below it gnuplot clipped a key that wrapped to a second row.
+    << "set key outside top center horizontal maxrows 1 samplen 2 width -4\n"
     << "set ytics (";
   for (int i = 0; i < n; ++i) {
     const int y = band[t.pids[i]];

@@ -91,6 +91,10 @@ void WorkState::wait() {
   std::unique_lock<std::mutex> lock(mu_);
   if (!done_) {
     const Clock::time_point t0 = Clock::now();
+    // A traced wait that blocks is exposed communication: recorded on the compute lane as
+    // "wait <op>" (inside the piece that waits), so the timeline shows where compute stalled.
+    const std::shared_ptr<TraceRecorder> traced =
+        trace_.recorder && trace_.recorder->enabled() ? trace_.recorder : nullptr;
     if (options_.waiter_signal) options_.waiter_signal->waiter_blocked();
     if (options_.timeout_s > 0) {
       const auto deadline = posted_at_ + std::chrono::duration_cast<Clock::duration>(
@@ -104,9 +108,14 @@ void WorkState::wait() {
       cv_.wait(lock, [this] { return done_; });
     }
     if (options_.waiter_signal) options_.waiter_signal->waiter_unblocked();
+    const Clock::time_point t1 = Clock::now();
     if (options_.counters) {
       options_.counters->waits.fetch_add(1, std::memory_order_relaxed);
-      options_.counters->wait_ns.fetch_add(ns_between(t0, Clock::now()), std::memory_order_relaxed);
+      options_.counters->wait_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
+    }
+    if (traced) {
+      const std::string& d = options_.description;
+      traced->record(TraceRecorder::kComputeLane, "wait " + d.substr(0, d.find(' ')), t0, t1);
     }
   }
   if (error_) std::rethrow_exception(error_);

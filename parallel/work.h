@@ -83,7 +83,9 @@ class WorkState {
   double elapsed_seconds() const;
   // Records post -> completion on `lane` of `recorder` (if enabled then), named after the
   // description's first word ("all_to_all_v"), once the operation completes, or at once if it
-  // already has. Arg keys must be string literals. Comm calls it right after posting.
+  // already has. Arg keys must be string literals. Comm calls it right after posting. A wait()
+  // that blocks meanwhile is recorded too, as "wait <op>" on the compute lane (exposed
+  // communication, on the thread that waited).
   void trace_to(std::shared_ptr<TraceRecorder> recorder, int lane, std::vector<TraceArg> args);
 
  private:

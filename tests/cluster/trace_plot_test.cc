@@ -30,7 +30,8 @@ constexpr const char* kTrace = R"json({"displayTimeUnit": "ms", "traceEvents": [
   {"name": "B", "ph": "X", "pid": 1, "tid": 0, "ts": 3000, "dur": 1000, "cat": "compute", "args": {}},
   {"name": "W experts", "ph": "X", "pid": 1, "tid": 0, "ts": 4000, "dur": 1000, "cat": "compute", "args": {}},
   {"name": "Wrap", "ph": "X", "pid": 1, "tid": 0, "ts": 5000, "dur": 100, "cat": "compute", "args": {}},
-  {"name": "reduce_scatter", "ph": "X", "pid": 1, "tid": 1002, "ts": 4200, "dur": 900, "cat": "comm", "args": {}}
+  {"name": "reduce_scatter", "ph": "X", "pid": 1, "tid": 1002, "ts": 4200, "dur": 900, "cat": "comm", "args": {}},
+  {"name": "wait all_to_all_v", "ph": "X", "pid": 0, "tid": 0, "ts": 1600, "dur": 300, "cat": "compute", "args": {}}
 ]})json";
 
 class TracePlotTest : public ::testing::Test {
@@ -78,10 +79,10 @@ TEST_F(TracePlotTest, ReadsRowsKindsAndMilliseconds) {
   const Timeline t = read_timeline(write(kTrace));
   EXPECT_EQ(t.pids, (std::vector<int>{0, 1}));
   EXPECT_EQ(t.process_names, (std::vector<std::string>{"rank 0 (pp=0, dp=0, ep=0)", "rank 1"}));
-  ASSERT_EQ(t.boxes.size(), 6u);
+  ASSERT_EQ(t.boxes.size(), 7u);
   std::vector<std::string> kinds;
   for (const TimelineBox& b : t.boxes) kinds.push_back(b.kind);
-  EXPECT_EQ(kinds, (std::vector<std::string>{"F", "comm", "B", "W", "other", "comm"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"F", "comm", "B", "W", "other", "comm", "wait"}));
   EXPECT_FALSE(t.boxes[0].comm);
   EXPECT_TRUE(t.boxes[1].comm);
   EXPECT_TRUE(t.boxes[5].comm);  // a second row of a comm lane is still communication

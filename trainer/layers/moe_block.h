@@ -23,8 +23,8 @@
 //
 // Node-aware dispatch (set_nodes(..., node_aware = true); parallel/node_dispatch.h): rows cross
 // nodes once per (token, node) to the rail peer there, which fans them out inside its node and
-// sums the node's gated expert outputs before they cross back. Its pieces (each exchange its own
-// piece; "a" = across nodes, "w" = within a node):
+// sums the node's gated expert outputs before they cross back (moe_block_node_pieces.cc). Its
+// pieces (each exchange its own piece; "a" = across nodes, "w" = within a node):
 //   forward          route (counts) -> dispatch (rows, a) -> dispatch routes (expert ids and
 //                    gates, a) -> shared experts -> forward within node (local) -> dispatch
 //                    within node (w) -> experts -> combine within node (w) -> reduce within node

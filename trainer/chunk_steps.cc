@@ -1,5 +1,7 @@
 #include "trainer/chunk_steps.h"
 
+#include <deque>
+
 namespace tessera::trainer {
 namespace {
 
@@ -19,20 +21,35 @@ void run_overlapped(const ChunkSteps& backward, const ChunkSteps& forward,
                     const StepObserver& observer) {
   const ChunkSteps* lists[2] = {&backward, &forward};
   size_t next[2] = {0, 0};
+  std::deque<const ChunkStep*> deferred;  // the backward's weight steps not yet run
   int current = 0;
   auto has_next = [&](int l) { return next[l] < lists[l]->size(); };
   auto next_waits = [&](int l) { return has_next(l) && (*lists[l])[next[l]].waits; };
   while (has_next(0) || has_next(1)) {
     if (!has_next(current)) current ^= 1;  // the other finishes
     const int other = current ^ 1;
-    if (next_waits(current) && has_next(other) && !next_waits(other)) {
-      current = other;  // let this list's exchange travel while the other computes
+    const ChunkStep& step = (*lists[current])[next[current]];
+    if (current == 0 && step.phase == 'W') {  // deferred: weight steps fill the waits below
+      deferred.push_back(&step);
+      ++next[current];
       continue;
     }
-    const ChunkStep& step = (*lists[current])[next[current]++];
+    if (step.waits) {
+      if (has_next(other) && !next_waits(other)) {
+        current = other;  // let this list's exchange travel while the other computes
+        continue;
+      }
+      if (!deferred.empty()) {
+        run_one(0, *deferred.front(), observer);
+        deferred.pop_front();
+        continue;
+      }
+    }
+    ++next[current];
     run_one(current, step, observer);
     if (step.communicates && has_next(other)) current = other;
   }
+  for (const ChunkStep* w : deferred) run_one(0, *w, observer);
 }
 
 }  // namespace tessera::trainer

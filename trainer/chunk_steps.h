@@ -4,19 +4,22 @@
 // backward, in pieces"; DeepSeek-V3 §3.2.1).
 //
 // Overlap policy of run_overlapped(): the backward list starts (V3's order opens with the
-// backward's combine). A list hands over to the other
+// backward's combine). Its weight-gradient steps (phase 'W') are deferred: they are the filler.
+// A list hands over to the other
 //   - right after one of its steps posted an exchange (communicates), so the other list's
 //     compute (and its own next post) runs while the exchange travels, and
 //   - right before a step that waits for one of its exchanges, unless the other list's next
-//     step waits too (then the current one goes on: its exchange is the older);
-// when one list is done the other finishes. So every exchange of one micro-batch is in flight
-// while the other computes, as far as the lists allow. The decisions depend only on the lists,
-// never on timing, so every rank of an EP group (same schedule, same chunk structure) posts its
-// collectives in the same order; each list's waits are for its own earlier posts, so the pair
-// cannot deadlock. Each list keeps its own order, and the two
-// micro-batches share no buffers (separate contexts) and write disjoint state (the forward no
-// gradients, the backward each parameter's gradient once), so the results equal the sequential
-// F-then-B bit for bit.
+//     step waits too: then the oldest deferred weight step runs, and only when none is left
+//     does the waiting step run (and wait);
+// when one list is done the other finishes, and the weight steps still deferred run last. So
+// every exchange of one micro-batch is in flight while the other computes, as far as the lists
+// allow. The decisions depend only on the lists, never on timing, so every rank of an EP group
+// (same schedule, same chunk structure) posts its collectives in the same order; each list's
+// waits are for its own earlier posts, so the pair cannot deadlock. Each list keeps its own
+// order (a weight step still runs after its block's input-gradient steps and touches only that
+// block's context and parameter gradients), and the two micro-batches share no buffers
+// (separate contexts) and write disjoint state (the forward no gradients, the backward each
+// parameter's gradient once), so the results equal the sequential F-then-B bit for bit.
 #pragma once
 
 #include <functional>

@@ -46,6 +46,25 @@ TEST(ChunkSteps, OverlapHandsOverAfterPostsAndBeforeWaitsKeepingEachOrder) {
   EXPECT_EQ(ran, (std::vector<std::string>{"f0", "f1", "f2", "f3", "f4"}));
 }
 
+TEST(ChunkSteps, DeferredWeightStepsFillWhereBothListsWouldWait) {
+  std::vector<std::string> ran;
+  auto step = [&](const std::string& name, bool communicates, bool waits, char phase) {
+    ChunkStep s{name, nullptr, communicates, [&ran, name] { ran.push_back(name); }, phase};
+    s.waits = waits;
+    return s;
+  };
+  const ChunkSteps backward = {step("b0", false, false, 'B'), step("b1", true, false, 'B'),
+                               step("w1", false, false, 'W'), step("b2", false, true, 'B'),
+                               step("b3", true, false, 'B'),  step("b4", false, true, 'B'),
+                               step("w4", false, false, 'W')};
+  const ChunkSteps forward = {step("f0", true, false, 'F'), step("f1", false, true, 'F'),
+                              step("f2", false, false, 'F')};
+  run_overlapped(backward, forward);
+  // w1 is deferred; when b2 and f1 both would wait it fills; w4 runs last.
+  EXPECT_EQ(ran, (std::vector<std::string>{"b0", "b1", "f0", "w1", "b2", "b3", "f1", "f2", "b4",
+                                           "w4"}));
+}
+
 ModelConfig Config() {
   ModelConfig c;
   c.vocab_size = 29;

@@ -13,6 +13,11 @@ Each layout runs with node-aware dispatch on, and the dualpipev rows also with F
 (parallel.overlap=false: the same FB pairs as F then B) and with node-aware dispatch off, side
 by side in the same invocation. dualpipe runs where pp is even (its stages mirror).
 
+--balanced routes every token to every expert (top_k = n_experts): expert loads are equal, so a
+rank never waits for a busier peer and the exposed share measures communication alone (with
+learned routing, a few steps in, loads differ by 2-4x and the lighter ranks' waits for the
+loaded one count as exposed).
+
 Rows go to stdout and, as JSON lines, to --out. Report the CPU model with the figures: on a
 2-core machine compute, progress threads and the emulated links' kernel work share the cores,
 so exposed communication includes time a rank waited for a core.
@@ -31,11 +36,11 @@ import sys
 kWarmupSteps = 2
 
 
-def layouts(nodes):
+def layouts(nodes, mb):
     """(name, pp, dp, ep, mb) with the EP group spanning every node: 4 ranks in all."""
-    rows = [("pp1_dp4_ep4_mb4", 1, 4, 4, 4)]
+    rows = [(f"pp1_dp4_ep4_mb{mb}", 1, 4, 4, mb)]
     if nodes == 4:  # one rank per node: a stage's EP pair spans two nodes
-        rows.append(("pp2_dp2_ep2_mb4", 2, 2, 2, 4))
+        rows.append((f"pp2_dp2_ep2_mb{mb}", 2, 2, 2, mb))
     return rows
 
 
@@ -56,8 +61,12 @@ def run(args, nodes, name, pp, dp, ep, mb, schedule, extra):
             f"parallel.dp={dp}", f"parallel.ep={ep}", f"parallel.micro_batches={mb}",
             f"parallel.schedule={schedule}", f"model.dim={args.dim}",
             f"model.moe_inter_dim={args.dim}", f"model.n_layers={args.layers}",
-            f"model.n_group={groups}", f"model.topk_group={max(1, groups // 2)}",
+            f"model.n_group={groups}",
+            f"model.topk_group={groups if args.balanced else max(1, groups // 2)}",
             f"train.global_batch={dp * mb}", f"train.seq_len={args.seq_len}"] + extra
+    if args.balanced:  # every token to every expert: equal expert loads, so no rank waits for a
+        sets.append(f"model.top_k={args.experts}")  # busier one (skew is not exposed comm)
+    sets.append(f"model.n_experts={args.experts}")
     cmd = [args.emulate, "--nodes", str(nodes), "--ranks-per-node", str(4 // nodes), "--rate",
            args.rate, "--", args.tessera, "train", args.recipe]
     for s in sets:
@@ -92,6 +101,11 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--experts", type=int, default=8, help="routed experts (model.n_experts)")
+    ap.add_argument("--micro-batches", type=int, default=4, help="per replica per step")
+    ap.add_argument("--balanced", action="store_true",
+                    help="route every token to every expert (top_k = n_experts): equal loads, so "
+                         "the exposed share measures communication, not load imbalance")
     ap.add_argument("--out", default="", help="also append JSON lines here")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
@@ -102,14 +116,15 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "unknown CPU")
     print(f"# {cpu}, {os.cpu_count()} cores; links {args.rate}; width {args.dim}, "
-          f"{args.layers} layers, seq {args.seq_len}")
+          f"{args.layers} layers, seq {args.seq_len}, {args.experts} experts"
+          + (", every token to every expert (balanced)" if args.balanced else ""))
     header = (f"{'nodes':>5} {'layout':<18} {'schedule':<10} {'variant':<14} {'tok/s':>8} "
               f"{'bubble':>7} {'predict':>7} {'a2a s':>7} {'exposed':>8} {'share':>6} "
               f"{'xnode MB':>9}")
     print(header)
     failures = 0
     for nodes in (int(n) for n in args.nodes.split(",")):
-        for name, pp, dp, ep, mb in layouts(nodes):
+        for name, pp, dp, ep, mb in layouts(nodes, args.micro_batches):
             for schedule in args.schedules.split(","):
                 variants = [("", [])]
                 if schedule == "dualpipev":

@@ -13,16 +13,12 @@ namespace tessera::trainer {
 
 std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device) {
   const int world = static_cast<int>(recipe.parallel.pp * recipe.parallel.dp);
-  parallel::LayoutSpec spec;
-  spec.world = world;
-  spec.pp = static_cast<int>(recipe.parallel.pp);
-  spec.dp = static_cast<int>(recipe.parallel.dp);
-  spec.ep = static_cast<int>(recipe.parallel.ep);
   const int micro_batches = static_cast<int>(recipe.parallel.micro_batches);
   std::vector<RankMemory> ranks;
   try {
     const parallel::Placement placement = recipe_placement(recipe);
-    spec.mirrored = placement.mirrored();
+    // The launcher's layout (parallel.ranks_per_node, else one node when run without mpirun).
+    const parallel::LayoutSpec spec = recipe_layout_spec(recipe, world);
     parallel::validate_layout(spec, static_cast<int>(recipe.model.n_experts),
                               static_cast<int>(recipe.model.n_layers),
                               placement.blocks() / spec.pp);
@@ -43,6 +39,9 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
       part.ep = spec.ep;
       part.ep_rank = coords.ep_rank;
       const std::unique_ptr<Model> model = Model::Describe(recipe.model, part);
+      // Node-aware dispatch carves more (its stage buffers): plan what training will carve.
+      const NodeDispatch nodes = recipe_node_dispatch(recipe, grid, r);
+      for (MoeBlock* moe : model->moe_blocks()) moe->set_nodes(nodes.ep_ranks_per_node, nodes.node_aware);
       const ParamTable& params = model->params();
       const int64_t dense = params.padded_region_numel(ParamRegion::kDense, dense_dp);
       const int64_t expert = params.padded_region_numel(ParamRegion::kExpert, expert_dp);

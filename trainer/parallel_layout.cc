@@ -105,6 +105,18 @@ std::vector<ModelChunkSpec> stage_chunks(const Recipe& recipe, int stage) {
   return chunks;
 }
 
+parallel::LayoutSpec recipe_layout_spec(const Recipe& recipe, int world) {
+  return layout_spec(recipe, world, recipe_placement(recipe));
+}
+
+NodeDispatch recipe_node_dispatch(const Recipe& recipe, const parallel::RankGrid& grid, int rank) {
+  NodeDispatch d;
+  d.ep_ranks_per_node = check_node_limited(recipe, grid, rank);
+  const std::string& mode = recipe.parallel.node_aware_dispatch;
+  d.node_aware = grid.ep() > 1 && (mode == "on" || (mode == "auto" && d.ep_ranks_per_node < grid.ep()));
+  return d;
+}
+
 ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world) {
   try {
     const parallel::Placement placement = recipe_placement(recipe);
@@ -121,12 +133,10 @@ ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world)
     part.chunks = stage_chunks(recipe, coords.pp_rank);
     part.ep = spec.ep;
     part.ep_rank = coords.ep_rank;
-    const int ep_per_node = check_node_limited(recipe, grid, world.rank());
+    const NodeDispatch nodes = recipe_node_dispatch(recipe, grid, world.rank());
     ParallelLayout layout{grid, coords, nullptr, nullptr, nullptr, nullptr, part, std::move(schedule)};
-    layout.ep_ranks_per_node = ep_per_node;
-    const std::string& mode = recipe.parallel.node_aware_dispatch;
-    layout.node_aware_dispatch =
-        spec.ep > 1 && (mode == "on" || (mode == "auto" && ep_per_node < spec.ep));
+    layout.ep_ranks_per_node = nodes.ep_ranks_per_node;
+    layout.node_aware_dispatch = nodes.node_aware;
     // Every rank splits every kind, in the same order (split is a collective over world).
     const int r = world.rank();
     layout.pp = world.split(grid.pp_group(r), "pp");

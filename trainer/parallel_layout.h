@@ -38,6 +38,18 @@ struct ParallelLayout {
   }
 };
 
+// The recipe's layout on `world` ranks (nodes from parallel.ranks_per_node, else the launcher).
+parallel::LayoutSpec recipe_layout_spec(const Recipe& recipe, int world);
+
+// Where `rank`'s EP group sits on the nodes and whether its experts use node-aware dispatch
+// (parallel.node_aware_dispatch). Throws parallel::LayoutError naming model.n_group, parallel.ep
+// and the ranks per node when node-limited routing's rule fails.
+struct NodeDispatch {
+  int ep_ranks_per_node = 1;
+  bool node_aware = false;
+};
+NodeDispatch recipe_node_dispatch(const Recipe& recipe, const parallel::RankGrid& grid, int rank);
+
 // Throws RecipeError (naming recipe keys) when the layout cannot run on world.size() ranks,
 // including node-limited routing's rule: an EP group spanning N > 1 nodes needs model.n_group = N
 // and an equal, contiguous share of the group on each node (expert group g lives on node g).

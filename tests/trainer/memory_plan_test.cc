@@ -95,3 +95,34 @@ TEST(MemoryPlan, DualPipeMirrorPairsHoldTheSameParameters) {
 
 }  // namespace
 }  // namespace tessera::trainer
+
+namespace tessera::trainer {
+namespace {
+
+// Node-aware dispatch carves its stage buffers too: the plan of an EP group spanning two nodes
+// (parallel.ranks_per_node=2) holds more activation bytes with it on than with the flat exchange,
+// and a bad node layout is the same RecipeError training would raise.
+TEST(MemoryPlan, CountsNodeAwareDispatchBuffersAndChecksNodeLimitedRouting) {
+  auto plan = [](const std::string& dispatch, const std::string& n_group) {
+    return plan_memory(parse_recipe(kRecipe, "memory_plan_test",
+                                    {"parallel.dp=4", "parallel.ep=4", "parallel.ranks_per_node=2",
+                                     "model.n_group=" + n_group,
+                                     "parallel.node_aware_dispatch=" + dispatch}),
+                       kernels::Device::kCPU);
+  };
+  const std::vector<RankMemory> on = plan("on", "2"), off = plan("off", "2");
+  ASSERT_EQ(on.size(), 4u);
+  ASSERT_EQ(off.size(), 4u);
+  for (size_t r = 0; r < on.size(); ++r) {
+    EXPECT_GT(on[r].context_bytes.at(0), off[r].context_bytes.at(0)) << "rank " << r;
+  }
+  try {
+    plan("auto", "1");
+    ADD_FAILURE() << "model.n_group=1 over an EP group spanning 2 nodes was accepted";
+  } catch (const RecipeError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.n_group"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tessera::trainer

@@ -267,30 +267,52 @@ parallel::Work MoeBlock::Route(Context& c) {
   return c.pending_plan.work();
 }
 
-parallel::Work MoeBlock::Dispatch(Context& c) {
-  if (ep_ == 1) return {};
+parallel::Work MoeBlock::RowsToExperts(Context& c, const float* token_rows, float* expert_rows) {
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
   const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
-  if (node_aware_) {
-    c.node_plan = c.pending_node.finish();
+  if (node_aware_) {  // the first stage: across nodes, once per (token, node)
     const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
-    c.rows_in = parallel::dispatch_across(*ep_comm_, c.node_plan,
-                                          {c.xs1, static_cast<size_t>(S * D)},
-                                          {c.xr1, static_cast<size_t>(R * D)}, D);
     CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_send_rows, ep_rank_,
                                                      ep_ranks_per_node_));
-    return c.rows_in;
+    return parallel::dispatch_across(*ep_comm_, c.node_plan, {c.xs1, static_cast<size_t>(S * D)},
+                                     {c.xr1, static_cast<size_t>(R * D)}, D);
   }
-  c.plan = c.pending_plan.finish();
-  c.segments = c.plan.segments;
-  for (const parallel::ExpertSegment& s : c.segments) {
-    c.rows.push_back({s.local_expert, s.offset, s.rows});
-  }
-  c.expert_rows = c.plan.total_recv_rows();
-  c.rows_in = parallel::dispatch(*ep_comm_, c.plan, {c.xp, static_cast<size_t>(NK * D)},
-                                 {c.xe, static_cast<size_t>(c.expert_rows * D)}, D);
   CountCrossNode(c, row_bytes * parallel::off_node(c.plan.send_rows, ep_rank_,
                                                    ep_ranks_per_node_));
+  return parallel::dispatch(*ep_comm_, c.plan, {token_rows, static_cast<size_t>(NK * D)},
+                            {expert_rows, static_cast<size_t>(c.expert_rows * D)}, D);
+}
+
+parallel::Work MoeBlock::RowsFromExperts(Context& c, const float* expert_rows, float* token_rows) {
+  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  if (node_aware_) {  // each token's per-node partial sum crosses back once
+    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
+    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
+                                                     ep_ranks_per_node_));
+    return parallel::combine_across(*ep_comm_, c.node_plan, {c.yr1, static_cast<size_t>(R * D)},
+                                    {c.ys1, static_cast<size_t>(S * D)}, D);
+  }
+  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.recv_rows, ep_rank_,
+                                                   ep_ranks_per_node_));
+  return parallel::combine(*ep_comm_, c.plan,
+                           {expert_rows, static_cast<size_t>(c.expert_rows * D)},
+                           {token_rows, static_cast<size_t>(NK * D)}, D);
+}
+
+parallel::Work MoeBlock::Dispatch(Context& c) {
+  if (ep_ == 1) return {};
+  if (node_aware_) {
+    c.node_plan = c.pending_node.finish();
+  } else {
+    c.plan = c.pending_plan.finish();
+    c.segments = c.plan.segments;
+    for (const parallel::ExpertSegment& s : c.segments) {
+      c.rows.push_back({s.local_expert, s.offset, s.rows});
+    }
+    c.expert_rows = c.plan.total_recv_rows();
+  }
+  c.rows_in = RowsToExperts(c, c.xp, c.xe);
   return c.rows_in;
 }
 
@@ -322,23 +344,7 @@ parallel::Work MoeBlock::ExpertsForward(Context& c) {
 
 parallel::Work MoeBlock::Combine(Context& c) {
   if (ep_ == 1) return {};
-  // The outputs go back to the ranks that routed them.
-  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
-  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
-  if (node_aware_) {  // each token's per-node partial sum crosses back once
-    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
-    c.rows_out = parallel::combine_across(*ep_comm_, c.node_plan,
-                                          {c.yr1, static_cast<size_t>(R * D)},
-                                          {c.ys1, static_cast<size_t>(S * D)}, D);
-    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
-                                                     ep_ranks_per_node_));
-    return c.rows_out;
-  }
-  c.rows_out = parallel::combine(*ep_comm_, c.plan,
-                                 {c.ye, static_cast<size_t>(c.expert_rows * D)},
-                                 {c.yp, static_cast<size_t>(NK * D)}, D);
-  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.recv_rows, ep_rank_,
-                                                   ep_ranks_per_node_));
+  c.rows_out = RowsFromExperts(c, c.ye, c.yp);  // the outputs go back to the routing ranks
   return c.rows_out;
 }
 
@@ -370,22 +376,7 @@ parallel::Work MoeBlock::CombineBackward(Context& c) {
 
 parallel::Work MoeBlock::DispatchGrads(Context& c) {
   if (ep_ == 1) return {};
-  // The output gradients follow the outputs' path backwards.
-  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
-  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
-  if (node_aware_) {
-    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
-    c.rows_in = parallel::dispatch_across(*ep_comm_, c.node_plan,
-                                          {c.xs1, static_cast<size_t>(S * D)},
-                                          {c.xr1, static_cast<size_t>(R * D)}, D);
-    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_send_rows, ep_rank_,
-                                                     ep_ranks_per_node_));
-    return c.rows_in;
-  }
-  c.rows_in = parallel::dispatch(*ep_comm_, c.plan, {c.dyp, static_cast<size_t>(NK * D)},
-                                 {c.dye, static_cast<size_t>(c.expert_rows * D)}, D);
-  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.send_rows, ep_rank_,
-                                                   ep_ranks_per_node_));
+  c.rows_in = RowsToExperts(c, c.dyp, c.dye);  // the outputs' path, backwards
   return c.rows_in;
 }
 
@@ -452,23 +443,7 @@ parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
 
 parallel::Work MoeBlock::CombineGrads(Context& c) {
   if (ep_ == 1) return {};
-  // Input gradients return to the ranks that routed the tokens.
-  const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
-  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
-  if (node_aware_) {
-    const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
-    c.rows_out = parallel::combine_across(*ep_comm_, c.node_plan,
-                                          {c.yr1, static_cast<size_t>(R * D)},
-                                          {c.ys1, static_cast<size_t>(S * D)}, D);
-    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
-                                                     ep_ranks_per_node_));
-    return c.rows_out;
-  }
-  c.rows_out = parallel::combine(*ep_comm_, c.plan,
-                                 {c.dxe, static_cast<size_t>(c.expert_rows * D)},
-                                 {c.dxp, static_cast<size_t>(NK * D)}, D);
-  CountCrossNode(c, row_bytes * parallel::off_node(c.plan.recv_rows, ep_rank_,
-                                                   ep_ranks_per_node_));
+  c.rows_out = RowsFromExperts(c, c.dxe, c.dxp);  // input gradients return to the routing ranks
   return c.rows_out;
 }
 

@@ -167,6 +167,13 @@ class MoeBlock : public Block {
   int nodes() const { return ep_ / ep_ranks_per_node_; }
   // Adds `bytes` to the cross-node count when `c` is a training micro-batch.
   void CountCrossNode(const Context& c, int64_t bytes);
+  // The row exchanges the forward and the backward share (only the buffers differ): token-side
+  // rows to the experts' owners and back (node-aware: the across-node stage, through the stage
+  // buffers), and node-aware's within-node stage. Each counts its off-node bytes.
+  parallel::Work RowsToExperts(Context& c, const float* token_rows, float* expert_rows);
+  parallel::Work RowsFromExperts(Context& c, const float* expert_rows, float* token_rows);
+  parallel::Work RowsToExpertsWithinNode(Context& c, float* expert_rows);
+  parallel::Work RowsFromExpertsWithinNode(Context& c, const float* expert_rows);
 
   ParamTable& table_;
   std::string name_;

@@ -37,19 +37,27 @@ parallel::Work MoeBlock::ForwardWithinNode(Context& c) {
   return {};
 }
 
-parallel::Work MoeBlock::DispatchWithinNode(Context& c) {
+parallel::Work MoeBlock::RowsToExpertsWithinNode(Context& c, float* expert_rows) {
   const int64_t D = dim_, T = c.node_forward.total_send_rows();
-  c.rows_in = parallel::dispatch_within(*ep_comm_, c.node_plan, c.node_forward,
-                                        {c.xs2, static_cast<size_t>(T * D)},
-                                        {c.xe, static_cast<size_t>(c.expert_rows * D)}, D);
+  return parallel::dispatch_within(*ep_comm_, c.node_plan, c.node_forward,
+                                   {c.xs2, static_cast<size_t>(T * D)},
+                                   {expert_rows, static_cast<size_t>(c.expert_rows * D)}, D);
+}
+
+parallel::Work MoeBlock::RowsFromExpertsWithinNode(Context& c, const float* expert_rows) {
+  const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  return parallel::combine_within(*ep_comm_, c.node_plan, c.node_forward,
+                                  {expert_rows, static_cast<size_t>(c.expert_rows * D)},
+                                  {c.ys2, static_cast<size_t>(T * D)}, D);
+}
+
+parallel::Work MoeBlock::DispatchWithinNode(Context& c) {
+  c.rows_in = RowsToExpertsWithinNode(c, c.xe);
   return c.rows_in;
 }
 
 parallel::Work MoeBlock::CombineWithinNode(Context& c) {
-  const int64_t D = dim_, T = c.node_forward.total_send_rows();
-  c.rows_out = parallel::combine_within(*ep_comm_, c.node_plan, c.node_forward,
-                                        {c.ye, static_cast<size_t>(c.expert_rows * D)},
-                                        {c.ys2, static_cast<size_t>(T * D)}, D);
+  c.rows_out = RowsFromExpertsWithinNode(c, c.ye);
   return c.rows_out;
 }
 
@@ -77,10 +85,7 @@ parallel::Work MoeBlock::CombineBackwardWithinNode(Context& c) {
 }
 
 parallel::Work MoeBlock::DispatchGradsWithinNode(Context& c) {
-  const int64_t D = dim_, T = c.node_forward.total_send_rows();
-  c.rows_in = parallel::dispatch_within(*ep_comm_, c.node_plan, c.node_forward,
-                                        {c.xs2, static_cast<size_t>(T * D)},
-                                        {c.dye, static_cast<size_t>(c.expert_rows * D)}, D);
+  c.rows_in = RowsToExpertsWithinNode(c, c.dye);
   return c.rows_in;
 }
 
@@ -96,10 +101,7 @@ parallel::Work MoeBlock::ReturnGateGrads(Context& c) {
 }
 
 parallel::Work MoeBlock::CombineGradsWithinNode(Context& c) {
-  const int64_t D = dim_, T = c.node_forward.total_send_rows();
-  c.rows_out = parallel::combine_within(*ep_comm_, c.node_plan, c.node_forward,
-                                        {c.dxe, static_cast<size_t>(c.expert_rows * D)},
-                                        {c.ys2, static_cast<size_t>(T * D)}, D);
+  c.rows_out = RowsFromExpertsWithinNode(c, c.dxe);
   return c.rows_out;
 }
 

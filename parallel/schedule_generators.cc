@@ -9,17 +9,6 @@
 namespace tessera::parallel {
 namespace {
 
-void check_sizes(const std::string& name, int pp, int micro_batches) {
-  if (pp < 1) {
-    throw ScheduleError("parallel.schedule=" + name + ": parallel.pp=" + std::to_string(pp) +
-                        " must be >= 1");
-  }
-  if (micro_batches < 1) {
-    throw ScheduleError("parallel.schedule=" + name + ": parallel.micro_batches=" +
-                        std::to_string(micro_batches) + " must be >= 1");
-  }
-}
-
 // Appends compute instructions together with the communication they need, so generators state
 // only the order of compute.
 class Builder {
@@ -185,8 +174,55 @@ class DualPhases {
 
 }  // namespace
 
+void check_schedule_sizes(const std::string& name, int pp, int micro_batches) {
+  if (pp < 1) {
+    throw ScheduleError("parallel.schedule=" + name + ": parallel.pp=" + std::to_string(pp) +
+                        " must be >= 1");
+  }
+  if (micro_batches < 1) {
+    throw ScheduleError("parallel.schedule=" + name + ": parallel.micro_batches=" +
+                        std::to_string(micro_batches) + " must be >= 1");
+  }
+}
+
+void check_interleaved(int pp, int micro_batches, int virtual_stages) {
+  check_schedule_sizes("interleaved", pp, micro_batches);
+  if (virtual_stages < 2) {
+    throw ScheduleError("parallel.schedule=interleaved needs parallel.virtual_stages >= 2, got " +
+                        std::to_string(virtual_stages) + " (use 1f1b for one chunk per stage)");
+  }
+  if (micro_batches % pp != 0) {
+    throw ScheduleError("parallel.schedule=interleaved needs parallel.micro_batches=" +
+                        std::to_string(micro_batches) + " to be a multiple of parallel.pp=" +
+                        std::to_string(pp) + " (micro-batches go through the chunks in groups of pp)");
+  }
+}
+
+void check_dualpipev(int pp, int micro_batches) {
+  check_schedule_sizes("dualpipev", pp, micro_batches);
+  if (micro_batches < 2 * pp) {
+    throw ScheduleError("parallel.schedule=dualpipev needs parallel.micro_batches >= 2 x parallel.pp = " +
+                        std::to_string(2 * pp) + ", got " + std::to_string(micro_batches) +
+                        " (with fewer the V cannot fill and the stages would wait on each other)");
+  }
+}
+
+void check_dualpipe(int pp, int micro_batches) {
+  check_schedule_sizes("dualpipe", pp, micro_batches);
+  if (pp % 2 != 0) {
+    throw ScheduleError("parallel.schedule=dualpipe needs an even parallel.pp (stage k mirrors " +
+                        std::string("stage pp-1-k), got ") + std::to_string(pp) +
+                        "; dualpipev runs on any parallel.pp");
+  }
+  if (micro_batches % 2 != 0 || micro_batches < 2 * pp) {
+    throw ScheduleError("parallel.schedule=dualpipe needs an even parallel.micro_batches >= 2 x " +
+                        std::string("parallel.pp = ") + std::to_string(2 * pp) + ", got " +
+                        std::to_string(micro_batches) + " (half go each way)");
+  }
+}
+
 Schedule gpipe_schedule(int pp, int micro_batches) {
-  check_sizes("gpipe", pp, micro_batches);
+  check_schedule_sizes("gpipe", pp, micro_batches);
   Builder b("gpipe", micro_batches, Placement::looped(pp, 1));
   for (int s = 0; s < pp; ++s) {
     for (int mb = 0; mb < micro_batches; ++mb) b.forward(s, mb, 0);
@@ -196,7 +232,7 @@ Schedule gpipe_schedule(int pp, int micro_batches) {
 }
 
 Schedule one_f_one_b_schedule(int pp, int micro_batches) {
-  check_sizes("1f1b", pp, micro_batches);
+  check_schedule_sizes("1f1b", pp, micro_batches);
   Builder b("1f1b", micro_batches, Placement::looped(pp, 1));
   for (int s = 0; s < pp; ++s) {
     const int warmup = std::min(pp - 1 - s, micro_batches);
@@ -213,17 +249,8 @@ Schedule one_f_one_b_schedule(int pp, int micro_batches) {
 }
 
 Schedule interleaved_schedule(int pp, int micro_batches, int virtual_stages) {
-  check_sizes("interleaved", pp, micro_batches);
+  check_interleaved(pp, micro_batches, virtual_stages);
   const int v = virtual_stages;
-  if (v < 2) {
-    throw ScheduleError("parallel.schedule=interleaved needs parallel.virtual_stages >= 2, got " +
-                        std::to_string(v) + " (use 1f1b for one chunk per stage)");
-  }
-  if (micro_batches % pp != 0) {
-    throw ScheduleError("parallel.schedule=interleaved needs parallel.micro_batches=" +
-                        std::to_string(micro_batches) + " to be a multiple of parallel.pp=" +
-                        std::to_string(pp) + " (micro-batches go through the chunks in groups of pp)");
-  }
   Builder b("interleaved", micro_batches, Placement::looped(pp, v));
   const int total = micro_batches * v;  // (micro-batch, chunk) pairs per stage
   // The k-th forward (backward) of every stage works on micro-batch mb_of(k) and chunk
@@ -250,7 +277,7 @@ Schedule interleaved_schedule(int pp, int micro_batches, int virtual_stages) {
 }
 
 Schedule zb1p_schedule(int pp, int micro_batches) {
-  check_sizes("zb1p", pp, micro_batches);
+  check_schedule_sizes("zb1p", pp, micro_batches);
   Builder b("zb1p", micro_batches, Placement::looped(pp, 1));
   for (int s = 0; s < pp; ++s) {
     const int warmup = std::min(pp - 1 - s, micro_batches);
@@ -278,12 +305,7 @@ Schedule zb1p_schedule(int pp, int micro_batches) {
 }
 
 Schedule dualpipev_schedule(int pp, int micro_batches) {
-  check_sizes("dualpipev", pp, micro_batches);
-  if (micro_batches < 2 * pp) {
-    throw ScheduleError("parallel.schedule=dualpipev needs parallel.micro_batches >= 2 x parallel.pp = " +
-                        std::to_string(2 * pp) + ", got " + std::to_string(micro_batches) +
-                        " (with fewer the V cannot fill and the stages would wait on each other)");
-  }
+  check_dualpipev(pp, micro_batches);
   Builder b("dualpipev", micro_batches, Placement::v_shape(pp));
   for (int s = 0; s < pp; ++s) {
     DualPhases(b, s, pp, s, micro_batches, [](int phase, int k) { return std::pair{k, phase}; })
@@ -293,17 +315,7 @@ Schedule dualpipev_schedule(int pp, int micro_batches) {
 }
 
 Schedule dualpipe_schedule(int pp, int micro_batches) {
-  check_sizes("dualpipe", pp, micro_batches);
-  if (pp % 2 != 0) {
-    throw ScheduleError("parallel.schedule=dualpipe needs an even parallel.pp (stage k mirrors " +
-                        std::string("stage pp-1-k), got ") + std::to_string(pp) +
-                        "; dualpipev runs on any parallel.pp");
-  }
-  if (micro_batches % 2 != 0 || micro_batches < 2 * pp) {
-    throw ScheduleError("parallel.schedule=dualpipe needs an even parallel.micro_batches >= 2 x " +
-                        std::string("parallel.pp = ") + std::to_string(2 * pp) + ", got " +
-                        std::to_string(micro_batches) + " (half go each way)");
-  }
+  check_dualpipe(pp, micro_batches);
   const int half = micro_batches / 2;
   Builder b("dualpipe", micro_batches, Placement::bidirectional(pp, micro_batches));
   for (int s = 0; s < pp; ++s) {
@@ -319,7 +331,7 @@ Schedule dualpipe_schedule(int pp, int micro_batches) {
 }
 
 Schedule forward_only_schedule(const Placement& placement, int micro_batches) {
-  check_sizes("forward-only", placement.pp(), micro_batches);
+  check_schedule_sizes("forward-only", placement.pp(), micro_batches);
   Builder b("forward-only", micro_batches, placement);
   for (int mb = 0; mb < micro_batches; ++mb) {
     const int path = placement.path_of(mb);

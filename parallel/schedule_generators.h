@@ -31,9 +31,18 @@
 // parallel.virtual_stages when pp < 1, m < 1 or the schedule's own condition fails.
 #pragma once
 
+#include <string>
+
 #include "parallel/schedule.h"
 
 namespace tessera::parallel {
+
+// The conditions the generators check (ScheduleError naming the recipe keys), for the registry
+// to check without building: pp, m >= 1; interleaved's and the DualPipes' own conditions.
+void check_schedule_sizes(const std::string& name, int pp, int micro_batches);
+void check_interleaved(int pp, int micro_batches, int virtual_stages);
+void check_dualpipev(int pp, int micro_batches);
+void check_dualpipe(int pp, int micro_batches);
 
 Schedule gpipe_schedule(int pp, int micro_batches);
 Schedule one_f_one_b_schedule(int pp, int micro_batches);

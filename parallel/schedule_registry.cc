@@ -10,20 +10,21 @@ namespace {
 
 std::string str(int v) { return std::to_string(v); }
 
-void require_sizes(const std::string& name, int pp, int m) {
-  if (pp < 1) throw ScheduleError("parallel.schedule=" + name + ": parallel.pp=" + str(pp) + " must be >= 1");
-  if (m < 1) {
-    throw ScheduleError("parallel.schedule=" + name + ": parallel.micro_batches=" + str(m) +
-                        " must be >= 1");
-  }
-}
-
 // Schedules with one chunk per stage refuse virtual stages.
 void require_one_chunk(const std::string& name, int v, const std::string& why) {
   if (v != 1) {
     throw ScheduleError("parallel.schedule=" + name + " " + why + " but parallel.virtual_stages=" +
                         str(v) + " (leave it at 1)");
   }
+}
+
+// Closed-form idle time of the most idle stage (ScheduleInfo::idle_time), per-chunk costs.
+double loop_idle(int pp, int, int, const OpCosts& c) {
+  return (pp - 1) * (c.forward + c.backward_input + c.backward_weight);
+}
+double zb1p_idle(int pp, int, int, const OpCosts& c) {
+  return (pp - 1) * std::max({c.forward, c.backward_input,
+                              c.forward + c.backward_input - c.backward_weight});
 }
 
 double loop_bubble(int pp, int m, int v) {
@@ -39,81 +40,56 @@ std::vector<ScheduleInfo> make_registry() {
   rows.push_back({
       "gpipe", "all forwards, then all backwards", "-",
       [=](int pp, int m, int v) {
-        require_sizes("gpipe", pp, m);
+        check_schedule_sizes("gpipe", pp, m);
         require_one_chunk("gpipe", v, needs_interleaved);
       },
       one_chunk_looped,
       [](int pp, int m, int) { return gpipe_schedule(pp, m); },
       [](int pp, int m, int, const OpCosts&) { return loop_bubble(pp, m, 1); },
-      [](int pp, int, int, const OpCosts& c) {
-        return (pp - 1) * (c.forward + c.backward_input + c.backward_weight);
-      },
+      loop_idle,
   });
   rows.push_back({
       "1f1b", "one forward, one backward (PipeDream-flush, Megatron)", "-",
       [=](int pp, int m, int v) {
-        require_sizes("1f1b", pp, m);
+        check_schedule_sizes("1f1b", pp, m);
         require_one_chunk("1f1b", v, needs_interleaved);
       },
       one_chunk_looped,
       [](int pp, int m, int) { return one_f_one_b_schedule(pp, m); },
       [](int pp, int m, int, const OpCosts&) { return loop_bubble(pp, m, 1); },
-      [](int pp, int, int, const OpCosts& c) {
-        return (pp - 1) * (c.forward + c.backward_input + c.backward_weight);
-      },
+      loop_idle,
   });
   rows.push_back({
       "interleaved", "Megatron's interleaved 1F1B over parallel.virtual_stages chunks per stage",
       "parallel.virtual_stages >= 2; parallel.micro_batches a multiple of parallel.pp",
-      [](int pp, int m, int v) {
-        require_sizes("interleaved", pp, m);
-        if (v < 2) {
-          throw ScheduleError("parallel.schedule=interleaved needs parallel.virtual_stages >= 2, got " +
-                              str(v) + " (use 1f1b for one chunk per stage)");
-        }
-        if (m % pp != 0) {
-          throw ScheduleError("parallel.schedule=interleaved needs parallel.micro_batches=" + str(m) +
-                              " to be a multiple of parallel.pp=" + str(pp) +
-                              " (micro-batches go through the chunks in groups of pp)");
-        }
-      },
+      [](int pp, int m, int v) { check_interleaved(pp, m, v); },
       [](int pp, int, int v) { return Placement::looped(pp, v); },
       [](int pp, int m, int v) { return interleaved_schedule(pp, m, v); },
       [](int pp, int m, int v, const OpCosts&) { return loop_bubble(pp, m, v); },
-      [](int pp, int, int, const OpCosts& c) {  // per-chunk costs
-        return (pp - 1) * (c.forward + c.backward_input + c.backward_weight);
-      },
+      loop_idle,
   });
   rows.push_back({
       "zb1p", "zero-bubble ZB-H1: backward split into B and deferred W", "-",
       [=](int pp, int m, int v) {
-        require_sizes("zb1p", pp, m);
+        check_schedule_sizes("zb1p", pp, m);
         require_one_chunk("zb1p", v, needs_interleaved);
       },
       one_chunk_looped,
       [](int pp, int m, int) { return zb1p_schedule(pp, m); },
-      [](int pp, int m, int, const OpCosts& c) {
-        const double f = c.forward, b = c.backward_input, w = c.backward_weight;
-        const double idle = (pp - 1) * std::max({f, b, f + b - w});
-        const double total = idle + m * (f + b + w);
+      [](int pp, int m, int v, const OpCosts& c) {
+        const double idle = zb1p_idle(pp, m, v, c);
+        const double total = idle + m * (c.forward + c.backward_input + c.backward_weight);
         return total > 0.0 ? idle / total : 0.0;
       },
-      [](int pp, int, int, const OpCosts& c) {
-        return (pp - 1) * std::max({c.forward, c.backward_input,
-                                    c.forward + c.backward_input - c.backward_weight});
-      },
+      zb1p_idle,
   });
   rows.push_back({
       "dualpipev", "DeepSeek's DualPipeV: a V of 2 chunks per stage, forward/backward pairs overlapped",
       "parallel.micro_batches >= 2 x parallel.pp",
       [](int pp, int m, int v) {
-        require_sizes("dualpipev", pp, m);
+        check_schedule_sizes("dualpipev", pp, m);
         require_one_chunk("dualpipev", v, "places its 2 chunks per stage itself (the V)");
-        if (m < 2 * pp) {
-          throw ScheduleError("parallel.schedule=dualpipev needs parallel.micro_batches >= 2 x "
-                              "parallel.pp = " + str(2 * pp) + ", got " + str(m) +
-                              " (with fewer the V cannot fill and the stages would wait on each other)");
-        }
+        check_dualpipev(pp, m);
       },
       [](int pp, int, int) { return Placement::v_shape(pp); },
       [](int pp, int m, int) { return dualpipev_schedule(pp, m); },
@@ -127,18 +103,9 @@ std::vector<ScheduleInfo> make_registry() {
       "DeepSeek's DualPipe: two directions, each stage's parameters mirrored on stages k and pp-1-k",
       "parallel.pp even; parallel.micro_batches even and >= 2 x parallel.pp",
       [](int pp, int m, int v) {
-        require_sizes("dualpipe", pp, m);
+        check_schedule_sizes("dualpipe", pp, m);
         require_one_chunk("dualpipe", v, "places its 2 chunks per stage itself (two directions)");
-        if (pp % 2 != 0) {
-          throw ScheduleError("parallel.schedule=dualpipe needs an even parallel.pp (stage k "
-                              "mirrors stage pp-1-k), got " + str(pp) +
-                              "; dualpipev runs on any parallel.pp");
-        }
-        if (m % 2 != 0 || m < 2 * pp) {
-          throw ScheduleError("parallel.schedule=dualpipe needs an even parallel.micro_batches >= "
-                              "2 x parallel.pp = " + str(2 * pp) + ", got " + str(m) +
-                              " (half go each way)");
-        }
+        check_dualpipe(pp, m);
       },
       [](int pp, int m, int) { return Placement::bidirectional(pp, m); },
       [](int pp, int m, int) { return dualpipe_schedule(pp, m); },

@@ -30,7 +30,6 @@ namespace tessera::trainer {
 
 struct ChunkStep {
   std::string name;  // the piece ("attention", "dispatch", ...) or glue ("input", "output", ...)
-  const std::string* block = nullptr;  // the block's name ("layers.3.moe"); null for glue
   bool communicates = false;           // posts an exchange (its consumer waits for it)
   std::function<void()> run;
   char phase = 'F';  // 'F' forward, 'B' input gradient, 'W' weight gradient

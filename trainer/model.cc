@@ -172,8 +172,7 @@ ChunkSteps Model::ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const L
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
   ChunkSteps steps;
   // Glue before the blocks: carve the arena, stage the token ids, embed (or take the input).
-  steps.push_back({"input", nullptr, false, [this, &be, &c, &ctx, tokens, scale, training, in, N,
-                                              D] {
+  steps.push_back({"input", false, [this, &be, &c, &ctx, tokens, scale, training, in, N, D] {
     // The arena is sized for exactly this carving: a new micro-batch starts from its beginning.
     ctx.arena.reset();
     CarveChunk(c, ctx, ctx.arena, ctx.batch, ctx.seq_len, training, scale.sequence_scale);
@@ -206,18 +205,18 @@ ChunkSteps Model::ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const L
   for (int64_t i = 0; i < n_blocks; ++i) {
     const Block& block = *c.blocks[i];
     const int layer = layer_of(block);
-    steps.push_back({"begin", &block.name(), false, [&block, &ctx, i, N, D] {
+    steps.push_back({"begin", false, [&block, &ctx, i, N, D] {
       block.BeginForward(*ctx.blocks[i], ctx.acts + i * N * D, ctx.acts + (i + 1) * N * D);
     }, 'F', layer});
     for (const BlockPiece& piece : block.pieces().forward) {
-      steps.push_back({piece.name, &block.name(), piece.communicates,
+      steps.push_back({piece.name, piece.communicates,
                        [&piece, &ctx, i] { piece.run(*ctx.blocks[i]); }, 'F', layer,
                        piece.waits});
     }
-    steps.push_back({"end", &block.name(), false,
+    steps.push_back({"end", false,
                      [&ctx, &loss, i] { loss.aux += ctx.blocks[i]->aux_loss; }, 'F', layer});
   }
-  steps.push_back({"output", nullptr, false, [&be, &c, &ctx, &loss, scale, out, n_blocks, N, D] {
+  steps.push_back({"output", false, [&be, &c, &ctx, &loss, scale, out, n_blocks, N, D] {
     double ce = 0;
     if (c.head) {
       ce = c.head->Forward(ctx.head, ctx.acts + n_blocks * N * D, ctx.targets, scale.token_scale);
@@ -237,7 +236,7 @@ void Model::AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din
   const Chunk& c = chunks_.at(ctx.chunk);
   const int64_t N = ctx.batch * ctx.seq_len, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
-  steps.push_back({"output", nullptr, false, [&be, &c, &ctx, dout, n_blocks, N, D] {
+  steps.push_back({"output", false, [&be, &c, &ctx, dout, n_blocks, N, D] {
     if (c.head) {
       c.head->BackwardInput(ctx.head, ctx.grads + n_blocks * N * D);
     } else {
@@ -248,17 +247,17 @@ void Model::AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din
   for (int64_t i = n_blocks - 1; i >= 0; --i) {
     const Block& block = *c.blocks[i];
     const int layer = layer_of(block);
-    steps.push_back({"begin", &block.name(), false, [&block, &ctx, i, N, D] {
+    steps.push_back({"begin", false, [&block, &ctx, i, N, D] {
       block.BeginBackward(*ctx.blocks[i], ctx.grads + (i + 1) * N * D, ctx.grads + i * N * D);
     }, 'B', layer});
     for (const BlockPiece& piece : block.pieces().backward_input) {
-      steps.push_back({piece.name, &block.name(), piece.communicates,
+      steps.push_back({piece.name, piece.communicates,
                        [&piece, &ctx, i] { piece.run(*ctx.blocks[i]); }, 'B', layer,
                        piece.waits});
     }
     if (with_weights) AppendBlockWeightSteps(c, ctx, static_cast<int>(i), done, steps);
   }
-  steps.push_back({"input", nullptr, false, [&be, &c, &ctx, din, N, D] {
+  steps.push_back({"input", false, [&be, &c, &ctx, din, N, D] {
     if (!c.embedding) be.ops<float>().copy(din, ctx.grads, N * D);
   }, 'B'});
   if (with_weights && c.embedding) AppendEmbeddingWeightSteps(c, ctx, done, steps);
@@ -266,7 +265,7 @@ void Model::AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din
 
 void Model::AppendHeadWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
                                   ChunkSteps& steps) {
-  steps.push_back({"head weights", nullptr, false, [&c, &ctx, done] {
+  steps.push_back({"head weights", false, [&c, &ctx, done] {
     c.head->BackwardWeight(ctx.head);
     if (done && c.head_params.first < c.head_params.end) {
       done(c.head_params.first, c.head_params.end);
@@ -279,20 +278,20 @@ void Model::AppendBlockWeightSteps(const Chunk& c, ChunkContext& ctx, int i, con
   const Block& block = *c.blocks[i];
   const int layer = layer_of(block);
   for (const BlockPiece& piece : block.pieces().backward_weight) {
-    steps.push_back({piece.name, &block.name(), piece.communicates,
+    steps.push_back({piece.name, piece.communicates,
                      [&piece, &ctx, i] { piece.run(*ctx.blocks[i]); }, 'W', layer,
                      piece.waits});
   }
   const ParamRange r = c.block_params[i];
   if (done && r.first < r.end) {
     steps.push_back(
-        {"weights done", &block.name(), false, [done, r] { done(r.first, r.end); }, 'W', layer});
+        {"weights done", false, [done, r] { done(r.first, r.end); }, 'W', layer});
   }
 }
 
 void Model::AppendEmbeddingWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
                                        ChunkSteps& steps) {
-  steps.push_back({"embedding weights", nullptr, false, [&c, &ctx, done] {
+  steps.push_back({"embedding weights", false, [&c, &ctx, done] {
     c.embedding->BackwardWeight(ctx.inputs, ctx.grads, ctx.batch * ctx.seq_len);
     if (done && c.embedding_params.first < c.embedding_params.end) {
       done(c.embedding_params.first, c.embedding_params.end);

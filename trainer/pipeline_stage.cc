@@ -41,9 +41,8 @@ ModelStage::ModelStage(Model& model, const LossScale& scale, const parallel::Sch
   }
 }
 
-void ModelStage::BeginStep(const int32_t* batch, int micro_batches) {
+void ModelStage::BeginStep(const int32_t* batch) {
   batch_ = batch;
-  micro_batches_ = micro_batches;
   weight_steps_.assign(model_.n_chunks(), 0);
   loss_ = {};
 }

@@ -27,9 +27,9 @@ class ModelStage final : public parallel::StageCompute {
              int64_t mb_rows, int64_t seq_len, Model::ParamsDone grads_final = {});
 
   // The step's batch: micro-batch m is rows [m * mb_rows, (m + 1) * mb_rows) of `batch`, each row
-  // seq_len + 1 tokens, micro_batches of them (the schedule's); `batch` must stay valid until the step's run()
-  // returned. Clears loss().
-  void BeginStep(const int32_t* batch, int micro_batches);
+  // seq_len + 1 tokens, as many micro-batches as the schedule has; `batch` must stay valid until
+  // the step's run() returned. Clears loss().
+  void BeginStep(const int32_t* batch);
   // Sum of the losses of this step's forwards on this rank (CE only where the head lives).
   const MicroBatchLoss& loss() const { return loss_; }
   // Contexts per chunk and the bytes of each one's arena.
@@ -68,7 +68,6 @@ class ModelStage final : public parallel::StageCompute {
   std::vector<int> peak_;
   std::vector<int64_t> context_bytes_;
   const int32_t* batch_ = nullptr;
-  int micro_batches_ = 0;
   std::vector<int> weight_steps_;  // per chunk: weight-gradient steps run this step
   std::vector<int> mb_per_chunk_;  // per chunk: micro-batches passing through it per step
   bool overlap_ = true;

@@ -276,7 +276,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
 
     params.zero_grads();
     optimizer.BeginStep();
-    stage.BeginStep(batch.data(), static_cast<int>(micro_batches));
+    stage.BeginStep(batch.data());
     const parallel::PipelineStepStats pipe = executor.run(stage);
 
     // Expert loads of the whole global batch (every replica of this stage), the rest of the

@@ -21,7 +21,7 @@ namespace {
 TEST(ChunkSteps, OverlapHandsOverAfterPostsAndBeforeWaitsKeepingEachOrder) {
   std::vector<std::string> ran;
   auto step = [&](const std::string& name, bool communicates, bool waits) {
-    ChunkStep s{name, nullptr, communicates, [&ran, name] { ran.push_back(name); }};
+    ChunkStep s{name, communicates, [&ran, name] { ran.push_back(name); }};
     s.waits = waits;
     return s;
   };
@@ -49,7 +49,7 @@ TEST(ChunkSteps, OverlapHandsOverAfterPostsAndBeforeWaitsKeepingEachOrder) {
 TEST(ChunkSteps, DeferredWeightStepsFillWhereBothListsWouldWait) {
   std::vector<std::string> ran;
   auto step = [&](const std::string& name, bool communicates, bool waits, char phase) {
-    ChunkStep s{name, nullptr, communicates, [&ran, name] { ran.push_back(name); }, phase};
+    ChunkStep s{name, communicates, [&ran, name] { ran.push_back(name); }, phase};
     s.waits = waits;
     return s;
   };

@@ -1,5 +1,6 @@
 #include "parallel/work.h"
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
@@ -108,7 +109,10 @@ void WorkState::wait() {
       cv_.wait(lock, [this] { return done_; });
     }
     if (options_.waiter_signal) options_.waiter_signal->waiter_unblocked();
-    const Clock::time_point t1 = Clock::now();
+    // Blocked until the operation completed: the thread's wake-up latency after that is the
+    // scheduler's, not communication, and clamping keeps each wait inside its op's post ->
+    // completion span (so wait_seconds <= op_seconds always).
+    const Clock::time_point t1 = std::max(t0, std::min(Clock::now(), completed_at_));
     if (options_.counters) {
       options_.counters->waits.fetch_add(1, std::memory_order_relaxed);
       options_.counters->wait_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);

@@ -34,7 +34,7 @@ struct CommCounters {
   std::atomic<int64_t> posted{0};
   std::atomic<int64_t> completed{0};
   std::atomic<int64_t> waits{0};    // wait() calls that found the Work not yet complete
-  std::atomic<int64_t> wait_ns{0};  // time callers spent blocked in wait(): exposed comm
+  std::atomic<int64_t> wait_ns{0};  // time callers spent blocked in wait() until completion
   std::atomic<int64_t> op_ns{0};    // sum over ops of post -> completion time
 };
 

@@ -66,7 +66,9 @@ TEST(CommTraceTest, ABlockingWaitIsRecordedOnTheComputeLane) {
   blocked.wait();
   signal->worker.join();
   // Already complete when waited for: no wait event.
-  WorkState ready(WorkState::Options{"send #2 on comm 'ep'"});
+  WorkState::Options r;
+  r.description = "send #2 on comm 'ep'";
+  WorkState ready(r);
   ready.trace_to(rec, lane, {});
   ready.complete();
   ready.wait();
@@ -76,6 +78,29 @@ TEST(CommTraceTest, ABlockingWaitIsRecordedOnTheComputeLane) {
   EXPECT_EQ(named(events, "wait send").size(), 0u);
   EXPECT_EQ(named(events, "all_to_all_v").size(), 1u);
   EXPECT_EQ(named(events, "send").size(), 1u);
+}
+
+TEST(CommTraceTest, ABlockingWaitIsCountedWithinItsOperationsTime) {
+  auto counters = std::make_shared<CommCounters>();
+  auto signal = std::make_shared<CompleteWhenBlocked>();
+  WorkState::Options o;
+  o.description = "all_reduce #1 on comm 'dp'";
+  o.waiter_signal = signal;
+  o.counters = counters;
+  WorkState blocked(o);
+  signal->state = &blocked;
+  blocked.wait();
+  signal->worker.join();
+  WorkState::Options r;
+  r.description = "barrier #2 on comm 'dp'";
+  r.counters = counters;
+  WorkState ready(r);
+  ready.complete();
+  ready.wait();  // already complete: not a blocked wait
+  EXPECT_EQ(counters->posted.load(), 2);
+  EXPECT_EQ(counters->completed.load(), 2);
+  EXPECT_EQ(counters->waits.load(), 1);
+  EXPECT_LE(counters->wait_ns.load(), counters->op_ns.load());
 }
 
 TEST(CommTraceTest, EveryOperationIsOneEventOnItsCommunicatorsLane) {

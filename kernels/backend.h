@@ -188,6 +188,11 @@ class BackendOps {
   // ---- Element-wise and reductions. Reductions return to the host (a sync on devices) and
   // accumulate in double in index order, so the result does not depend on the device.
   virtual void copy(T* dst, const T* src, int64_t n) = 0;
+  // A block of `rows` rows of `cols` elements between strided layouts (dst row stride ld_dst,
+  // src ld_src): dst = src, or dst += src when accumulate. The blocks must not overlap. Used to
+  // pack and unpack heads (MLA's per-head [k_nope; v] and shared k_pe).
+  virtual void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows,
+                       int64_t cols, bool accumulate) = 0;
   virtual void fill(T* x, T value, int64_t n) = 0;
   virtual void add_inplace(T* y, const T* x, int64_t n) = 0;
   virtual void scale_inplace(T* x, T s, int64_t n) = 0;

@@ -158,6 +158,10 @@ class CpuOps final : public SegmentLoopOps<T> {
     if (n > 0 && dst != src) std::memcpy(dst, src, sizeof(T) * n);
   }
   void fill(T* x, T value, int64_t n) override { std::fill(x, x + n, value); }
+  void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows, int64_t cols,
+               bool accumulate) override {
+    kernels::copy_2d(dst, ld_dst, src, ld_src, rows, cols, accumulate);
+  }
   void add_inplace(T* y, const T* x, int64_t n) override { kernels::add_inplace(y, x, n); }
   void scale_inplace(T* x, T s, int64_t n) override { kernels::scale_inplace(x, s, n); }
   double sum(const T* x, int64_t n) override {

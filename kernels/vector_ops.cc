@@ -1,10 +1,22 @@
 #include "kernels/vector_ops.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu_loop.h"
 
 namespace tessera::kernels {
+
+void check_copy_2d(const char* op, int64_t ld_dst, int64_t ld_src, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0 || ld_dst < cols || ld_src < cols) {
+    throw std::invalid_argument(std::string(op) + ": rows " + std::to_string(rows) + ", cols " +
+                                std::to_string(cols) + ", ld_dst " + std::to_string(ld_dst) +
+                                ", ld_src " + std::to_string(ld_src) +
+                                " (sizes must be >= 0 and strides >= cols)");
+  }
+}
 
 namespace {
 // Fixed-size chunks summed in chunk order: the result does not depend on the thread count.
@@ -39,10 +51,27 @@ void scale_inplace(T* x, T s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
+template <typename T>
+void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows, int64_t cols,
+             bool accumulate) {
+  check_copy_2d("copy_2d", ld_dst, ld_src, rows, cols);
+#pragma omp parallel for if (rows * cols >= cpu::kMinParallelWork)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* d = dst + r * ld_dst;
+    const T* s = src + r * ld_src;
+    if (accumulate) {
+      for (int64_t c = 0; c < cols; ++c) d[c] += s[c];
+    } else {
+      std::copy(s, s + cols, d);
+    }
+  }
+}
+
 #define TESSERA_INSTANTIATE(T)                                \
   template double sum_squares<T>(const T*, int64_t);          \
   template void add_inplace<T>(T*, const T*, int64_t);        \
-  template void scale_inplace<T>(T*, T, int64_t);
+  template void scale_inplace<T>(T*, T, int64_t);             \
+  template void copy_2d<T>(T*, int64_t, const T*, int64_t, int64_t, int64_t, bool);
 TESSERA_INSTANTIATE(float)
 TESSERA_INSTANTIATE(double)
 #undef TESSERA_INSTANTIATE

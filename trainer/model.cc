@@ -6,8 +6,7 @@
 #include <string_view>
 #include <utility>
 
-#include "trainer/layers/attention_block.h"
-#include "trainer/layers/dense_ffn_block.h"
+#include "trainer/layers/transformer_layer.h"
 
 namespace tessera::trainer {
 
@@ -25,12 +24,8 @@ std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
   EmbeddingLayer embedding(table, config);
   std::vector<std::unique_ptr<Block>> blocks;
   for (int i = 0; i < config.n_layers; ++i) {
-    blocks.push_back(std::make_unique<AttentionBlock>(table, config, i));
-    if (i < config.first_dense_layers) {
-      blocks.push_back(std::make_unique<DenseFfnBlock>(table, config, i));
-    } else {
-      blocks.push_back(std::make_unique<MoeBlock>(table, config, i));
-    }
+    blocks.push_back(make_attention_block(table, config, layer_prefix(i)));
+    blocks.push_back(make_ffn_block(table, config, layer_prefix(i), i));
   }
   OutputHead head(table, config);
   return table.descs();
@@ -93,16 +88,11 @@ Model::Chunk Model::MakeChunk(const ModelChunkSpec& spec, parallel::Comm* ep_com
   }
   for (int i = spec.first_layer; i < spec.end_layer; ++i) {
     c.block_params.push_back(added(
-        [&] { c.blocks.push_back(std::make_unique<AttentionBlock>(params_, config_, i)); }));
+        [&] { c.blocks.push_back(make_attention_block(params_, config_, layer_prefix(i))); }));
     c.block_params.push_back(added([&] {
-      if (i < config_.first_dense_layers) {
-        c.blocks.push_back(std::make_unique<DenseFfnBlock>(params_, config_, i));
-      } else {
-        auto moe = std::make_unique<MoeBlock>(params_, config_, i, part_.ep, part_.ep_rank, ep_comm,
-                                              ep_host_comm);
-        moe_blocks_.push_back(moe.get());
-        c.blocks.push_back(std::move(moe));
-      }
+      c.blocks.push_back(make_ffn_block(params_, config_, layer_prefix(i), i, part_.ep,
+                                        part_.ep_rank, ep_comm, ep_host_comm));
+      if (auto* moe = dynamic_cast<MoeBlock*>(c.blocks.back().get())) moe_blocks_.push_back(moe);
     }));
   }
   if (spec.head) {

@@ -119,8 +119,31 @@ const std::vector<Field>& fields() {
       field<&R::model, &ModelConfig::n_layers>("model.n_layers", "transformer layers", at_least(1)),
       field<&R::model, &ModelConfig::n_heads>(
           "model.n_heads", "attention heads; must divide dim, head_dim even", at_least(1)),
-      field<&R::model, &ModelConfig::attention>("model.attention", "attention kind: mha",
-                                                one_of({"mha"}, {"mla"})),
+      field<&R::model, &ModelConfig::attention>(
+          "model.attention", "mha | mla (multi-head latent attention)", one_of({"mha", "mla"})),
+      field<&R::model, &ModelConfig::q_lora_rank>(
+          "model.q_lora_rank", "mla: query low-rank width (0 = a single wq)", at_least(0)),
+      field<&R::model, &ModelConfig::kv_lora_rank>(
+          "model.kv_lora_rank", "mla: compressed key/value width c_kv", at_least(1)),
+      field<&R::model, &ModelConfig::qk_nope_head_dim>(
+          "model.qk_nope_head_dim", "mla: per-head query/key dims without RoPE", at_least(1)),
+      field<&R::model, &ModelConfig::qk_rope_head_dim>(
+          "model.qk_rope_head_dim", "mla: per-head query dims with RoPE and the shared k_pe; even",
+          at_least(2)),
+      field<&R::model, &ModelConfig::v_head_dim>(
+          "model.v_head_dim", "mla: per-head value dims, <= qk_nope_head_dim + qk_rope_head_dim",
+          at_least(1)),
+      field<&R::model, &ModelConfig::mtp_depth>(
+          "model.mtp_depth", "multi-token prediction modules (0 = off)", at_least(0)),
+      field<&R::model, &ModelConfig::mtp_lambda>("model.mtp_lambda",
+                                                 "weight of the mean MTP loss", at_least(0)),
+      field<&R::model, &ModelConfig::mtp_lambda_after>(
+          "model.mtp_lambda_after", "MTP weight from mtp_lambda_switch_tokens tokens on",
+          at_least(0)),
+      field<&R::model, &ModelConfig::mtp_lambda_switch_tokens>(
+          "model.mtp_lambda_switch_tokens",
+          "tokens trained after which mtp_lambda_after replaces mtp_lambda (0 = never)",
+          at_least(0)),
       field<&R::model, &ModelConfig::inter_dim>("model.inter_dim", "dense SwiGLU hidden size",
                                                 at_least(1)),
       field<&R::model, &ModelConfig::moe_inter_dim>(
@@ -728,10 +751,20 @@ class Checker {
     const ParallelConfig& p = r_.parallel;
     auto s = [](auto v) { return std::to_string(v); };
 
-    if (m.dim % m.n_heads != 0) {
+    if (m.attention == "mla") {
+      if (m.qk_rope_head_dim % 2 != 0) {
+        fail({"model.qk_rope_head_dim"},
+             "must be even (RoPE rotates pairs), got " + s(m.qk_rope_head_dim));
+      }
+      if (m.v_head_dim > m.qk_nope_head_dim + m.qk_rope_head_dim) {
+        fail({"model.v_head_dim", "model.qk_nope_head_dim", "model.qk_rope_head_dim"},
+             "must be <= model.qk_nope_head_dim + model.qk_rope_head_dim (" +
+                 s(m.qk_nope_head_dim + m.qk_rope_head_dim) + ", the attention kernel pads v "
+                 "to the query/key head width), got " + s(m.v_head_dim));
+      }
+    } else if (m.dim % m.n_heads != 0) {
       fail({"model.n_heads", "model.dim"}, s(m.n_heads) + " does not divide model.dim " + s(m.dim));
-    }
-    if ((m.dim / m.n_heads) % 2 != 0) {
+    } else if ((m.dim / m.n_heads) % 2 != 0) {
       fail({"model.n_heads", "model.dim"}, "head_dim = model.dim / model.n_heads = " + s(m.dim) +
                                                " / " + s(m.n_heads) + " = " + s(m.dim / m.n_heads) +
                                                " must be even (RoPE rotates pairs)");

@@ -30,8 +30,19 @@ struct ModelConfig {
   int64_t vocab_size = 256;
   int64_t dim = 128;
   int64_t n_layers = 2;
-  int64_t n_heads = 4;                 // dim % n_heads == 0, head_dim even (RoPE pairs)
-  std::string attention = "mha";       // "mha" ("mla" is not implemented yet: an error)
+  int64_t n_heads = 4;                 // mha: dim % n_heads == 0, head_dim even (RoPE pairs)
+  std::string attention = "mha";       // "mha" | "mla" (DeepSeek-V3 multi-head latent attention)
+  // ---- MLA shapes (attention: mla; DESIGN.md "Model")
+  int64_t q_lora_rank = 0;             // 0 = a single wq; else wq_a -> q_norm -> wq_b
+  int64_t kv_lora_rank = 32;           // the compressed c_kv each token keeps
+  int64_t qk_nope_head_dim = 16;       // per-head query/key part without RoPE
+  int64_t qk_rope_head_dim = 8;        // per-head query part with RoPE, and the shared k_pe; even
+  int64_t v_head_dim = 16;             // per-head value; <= qk_nope_head_dim + qk_rope_head_dim
+  // ---- multi-token prediction (V3 section 2.2)
+  int64_t mtp_depth = 0;               // D sequential MTP modules; rows carry seq_len + 1 + D tokens
+  double mtp_lambda = 0.3;             // weight of the mean MTP loss
+  double mtp_lambda_after = 0.1;       // ... from mtp_lambda_switch_tokens tokens on
+  int64_t mtp_lambda_switch_tokens = 0;  // 0 = never switch
   int64_t inter_dim = 512;             // dense SwiGLU hidden size
   int64_t moe_inter_dim = 128;         // hidden size of each routed and shared expert
   int64_t n_experts = 8;               // routed experts

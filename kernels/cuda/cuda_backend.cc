@@ -239,6 +239,10 @@ class CudaOps final : public SegmentLoopOps<T> {
   void add_inplace(T* y, const T* x, int64_t n) override {
     cuda::add_inplace(y, x, n, backend_.enter());
   }
+  void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows, int64_t cols,
+               bool accumulate) override {
+    cuda::copy_2d(dst, ld_dst, src, ld_src, rows, cols, accumulate, backend_.enter());
+  }
   void scale_inplace(T* x, T s, int64_t n) override {
     cuda::scale_inplace(x, s, n, backend_.enter());
   }

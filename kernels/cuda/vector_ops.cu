@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cuda/launch.cuh"
+#include "kernels/vector_ops.h"
 
 namespace tessera::kernels::cuda {
 
@@ -30,6 +31,16 @@ template <typename T>
 __global__ void add_kernel(T* y, const T* x, int64_t n) {
   const int64_t i = detail::thread_index();
   if (i < n) y[i] += x[i];
+}
+
+template <typename T>
+__global__ void add_2d_kernel(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t cols,
+                              int64_t n) {
+  const int64_t i = detail::thread_index();
+  if (i < n) {
+    const int64_t r = i / cols, c = i % cols;
+    dst[r * ld_dst + c] += src[r * ld_src + c];
+  }
 }
 
 template <typename T>
@@ -134,6 +145,23 @@ void add_inplace(T* y, const T* x, int64_t n, cudaStream_t stream) {
 }
 
 template <typename T>
+void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows, int64_t cols,
+             bool accumulate, cudaStream_t stream) {
+  check_copy_2d("cuda copy_2d", ld_dst, ld_src, rows, cols);
+  if (rows == 0 || cols == 0) return;
+  if (!accumulate) {
+    TESSERA_CUDA_CHECK(cudaMemcpy2DAsync(dst, sizeof(T) * ld_dst, src, sizeof(T) * ld_src,
+                                         sizeof(T) * cols, rows, cudaMemcpyDeviceToDevice,
+                                         stream));
+    return;
+  }
+  const int64_t n = rows * cols;
+  add_2d_kernel<<<detail::blocks_for(n, "copy_2d"), detail::kThreadsPerBlock, 0, stream>>>(
+      dst, ld_dst, src, ld_src, cols, n);
+  check_launch("add_2d_kernel");
+}
+
+template <typename T>
 void scale_inplace(T* x, T s, int64_t n, cudaStream_t stream) {
   check_n("cuda scale_inplace", n);
   if (n == 0) return;
@@ -156,6 +184,7 @@ double sum_squares(const T* x, int64_t n, cudaStream_t stream) {
   template void copy<T>(T*, const T*, int64_t, cudaStream_t);          \
   template void fill<T>(T*, T, int64_t, cudaStream_t);                 \
   template void add_inplace<T>(T*, const T*, int64_t, cudaStream_t);   \
+  template void copy_2d<T>(T*, int64_t, const T*, int64_t, int64_t, int64_t, bool, cudaStream_t); \
   template void scale_inplace<T>(T*, T, int64_t, cudaStream_t);        \
   template double sum<T>(const T*, int64_t, cudaStream_t);             \
   template double sum_squares<T>(const T*, int64_t, cudaStream_t);

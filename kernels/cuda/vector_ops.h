@@ -24,6 +24,10 @@ template <typename T> void fill(T* x, T value, int64_t n, cudaStream_t stream = 
 // y += x
 template <typename T>
 void add_inplace(T* y, const T* x, int64_t n, cudaStream_t stream = nullptr);
+// kernels/vector_ops.h's copy_2d: cudaMemcpy2DAsync, or a thread per element when accumulating.
+template <typename T>
+void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows, int64_t cols,
+             bool accumulate, cudaStream_t stream = nullptr);
 // x *= s
 template <typename T> void scale_inplace(T* x, T s, int64_t n, cudaStream_t stream = nullptr);
 

@@ -462,7 +462,13 @@ struct VectorOps {
     const double sum = ops.sum(y, n), sumsq = ops.sum_squares(y, n);
     // An empty range changes nothing and sums to 0.
     ops.copy(f, c, 0);
-    return {d.down(c, n), d.down(y, n), d.down(x, n), d.down(f, n), {sum, sumsq, ops.sum(y, 0)}};
+    // Strided blocks: 7 rows of 5 from stride 13 to stride 9, then added once more.
+    T* b = d.filled(7 * 9, 0.25);
+    ops.copy_2d(b, 9, y + 3, 13, 7, 5, /*accumulate=*/false);
+    ops.copy_2d(b + 1, 9, x, 13, 7, 5, /*accumulate=*/true);
+    ops.copy_2d(b, 9, x, 13, 0, 5, /*accumulate=*/false);
+    return {d.down(c, n), d.down(y, n), d.down(x, n), d.down(f, n), {sum, sumsq, ops.sum(y, 0)},
+            d.down(b, 7 * 9)};
   }
   template <typename T>
   Arrays backward(Backend&, const Arrays&, const Arrays&) const { return {}; }

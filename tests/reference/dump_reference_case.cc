@@ -53,8 +53,7 @@ int main(int argc, char** argv) {
   params.init(recipe.train.seed, mc.init_std);
   Rng rng(recipe.train.seed + 17);
   for (MoeBlock* moe : model.moe_blocks()) {
-    float* bias = params.value_ptr(params.index("layers." + std::to_string(moe->layer()) +
-                                                ".moe.gate.bias"));
+    float* bias = params.value_ptr(params.index(moe->prefix() + "moe.gate.bias"));
     for (int64_t e = 0; e < moe->n_experts(); ++e) bias[e] = static_cast<float>(bias_std * rng.normal());
   }
   std::vector<int32_t> tokens(batch * (T + 1));
@@ -84,7 +83,8 @@ int main(int argc, char** argv) {
     f.write_attr_f64("loss", loss.loss);
     f.write_attr_f64("ce_loss", loss.ce_sum / static_cast<double>(loss.tokens));
     for (size_t i = 0; i < model.moe_blocks().size(); ++i) {
-      f.write_i32("routing/layers." + std::to_string(model.moe_blocks()[i]->layer()),
+      const std::string& prefix = model.moe_blocks()[i]->prefix();  // "layers.{i}."
+      f.write_i32("routing/" + prefix.substr(0, prefix.size() - 1),
                   {batch * T, mc.top_k}, model.routing(static_cast<int>(i)));
     }
   }

@@ -17,6 +17,7 @@
 #include "parallel/fake_comm.h"
 #include "trainer/layers/attention_block.h"
 #include "trainer/layers/dense_ffn_block.h"
+#include "trainer/layers/mla_attention_block.h"
 #include "trainer/layers/moe_block.h"
 #include "trainer/param_table.h"
 #include "trainer/rng.h"
@@ -41,14 +42,21 @@ ModelConfig Config() {
   return c;
 }
 
-enum class Kind { kAttention, kDense, kMoe };
+enum class Kind { kAttention, kMla, kDense, kMoe };
 
 std::unique_ptr<Block> MakeBlock(Kind kind, ParamTable& table, const ModelConfig& config, int ep,
                                  int ep_rank, parallel::Comm* ep_comm) {
   switch (kind) {
-    case Kind::kAttention: return std::make_unique<AttentionBlock>(table, config, 0);
-    case Kind::kDense: return std::make_unique<DenseFfnBlock>(table, config, 0);
-    case Kind::kMoe: return std::make_unique<MoeBlock>(table, config, 0, ep, ep_rank, ep_comm);
+    case Kind::kAttention: return std::make_unique<AttentionBlock>(table, config, "layers.0.");
+    case Kind::kMla: {
+      ModelConfig mla = config;
+      mla.attention = "mla";
+      mla.q_lora_rank = 6;
+      return std::make_unique<MlaAttentionBlock>(table, mla, "layers.0.");
+    }
+    case Kind::kDense: return std::make_unique<DenseFfnBlock>(table, config, "layers.0.");
+    case Kind::kMoe:
+      return std::make_unique<MoeBlock>(table, config, "layers.0.", ep, ep_rank, ep_comm);
   }
   return nullptr;
 }
@@ -147,6 +155,7 @@ TEST_P(BlockPiecesTest, InterleavedEqualsSequentialBitForBit) {
 std::string KindName(const ::testing::TestParamInfo<Kind>& info) {
   switch (info.param) {
     case Kind::kAttention: return "Attention";
+    case Kind::kMla: return "Mla";
     case Kind::kDense: return "DenseFfn";
     case Kind::kMoe: return "Moe";
   }
@@ -154,7 +163,9 @@ std::string KindName(const ::testing::TestParamInfo<Kind>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, BlockPiecesTest,
-                         ::testing::Values(Kind::kAttention, Kind::kDense, Kind::kMoe), KindName);
+                         ::testing::Values(Kind::kAttention, Kind::kMla, Kind::kDense,
+                                           Kind::kMoe),
+                         KindName);
 
 // Under EP the exchanges of one micro-batch are in flight while the other's pieces run.
 TEST(BlockPieces, MoeUnderExpertParallelismInterleavedEqualsSequential) {
@@ -176,8 +187,8 @@ TEST(BlockPieces, MoeUnderExpertParallelismInterleavedEqualsSequential) {
 TEST(BlockPieces, MoeNamesItsExchangesOnlyUnderExpertParallelism) {
   const ModelConfig config = Config();
   ParamTable one, two;
-  MoeBlock local(one, config, 0);
-  MoeBlock sliced(two, config, 0, /*ep=*/2, /*ep_rank=*/1, /*ep_comm=*/nullptr);
+  MoeBlock local(one, config, "layers.0.");
+  MoeBlock sliced(two, config, "layers.0.", /*ep=*/2, /*ep_rank=*/1, /*ep_comm=*/nullptr);
   auto communicating = [](const std::vector<BlockPiece>& list) {
     std::vector<std::string> names;
     for (const BlockPiece& p : list) {
@@ -198,7 +209,7 @@ TEST(BlockPieces, ArenaMeasureMatchesTheCarving) {
   const ModelConfig config = Config();
   kernels::CpuBackend cpu;
   ParamTable table;
-  MoeBlock moe(table, config, 0, /*ep=*/2, /*ep_rank=*/0, nullptr);
+  MoeBlock moe(table, config, "layers.0.", /*ep=*/2, /*ep_rank=*/0, nullptr);
   const MicroBatchInfo mb{3, 7, true, 0.1};
   const int64_t bytes = moe.ArenaBytes(mb, kernels::Device::kCPU);
   EXPECT_GT(bytes, 0);

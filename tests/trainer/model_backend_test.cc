@@ -79,14 +79,24 @@ TrainedRun TrainOnce(kernels::Backend& be, const ModelConfig& config) {
   return run;
 }
 
-TEST(ModelOnBackend, DeviceMatchesCpu) {
+class ModelOnBackend : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelOnBackend, DeviceMatchesCpu) {
   std::unique_ptr<kernels::Backend> device;
   try {
     device = kernels::make_backend("cuda");
   } catch (const std::exception& e) {
     GTEST_SKIP() << "no device backend here (" << e.what() << "): compiled, not run";
   }
-  const ModelConfig config = SmallConfig();
+  ModelConfig config = SmallConfig();
+  if (GetParam() == "mla") {  // low-rank queries, v narrower than q/k (padded)
+    config.attention = "mla";
+    config.q_lora_rank = 12;
+    config.kv_lora_rank = 16;
+    config.qk_nope_head_dim = 8;
+    config.qk_rope_head_dim = 4;
+    config.v_head_dim = 6;
+  }
   std::unique_ptr<kernels::Backend> cpu = kernels::make_backend("cpu");
   const TrainedRun want = TrainOnce(*cpu, config);
   const TrainedRun got = TrainOnce(*device, config);
@@ -99,6 +109,9 @@ TEST(ModelOnBackend, DeviceMatchesCpu) {
   EXPECT_LE(kernels::testing::rel_error(got.grads, want.grads), 1e-4);
   EXPECT_LE(kernels::testing::rel_error(got.values_after_step, want.values_after_step), 1e-5);
 }
+
+INSTANTIATE_TEST_SUITE_P(Attention, ModelOnBackend, ::testing::Values("mha", "mla"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace tessera::trainer

@@ -42,7 +42,7 @@ struct Fixture {
     Rng rng(5);
     for (MoeBlock* moe : model.moe_blocks()) {
       float* bias = model.params().value_ptr(
-          model.params().index("layers." + std::to_string(moe->layer()) + ".moe.gate.bias"));
+          model.params().index(moe->prefix() + "moe.gate.bias"));
       for (int64_t e = 0; e < moe->n_experts(); ++e) bias[e] = 0.1f * static_cast<float>(rng.normal());
     }
     tokens.resize(batch * (seq + 1));
@@ -64,8 +64,20 @@ struct Fixture {
   std::vector<int32_t> tokens;
 };
 
-TEST(ModelGradient, EveryParameterMatchesFiniteDifferences) {
-  Fixture f(SmallConfig());
+ModelConfig MlaConfig(int64_t q_lora_rank) {
+  ModelConfig c = SmallConfig();
+  c.attention = "mla";
+  c.n_heads = 3;
+  c.q_lora_rank = q_lora_rank;
+  c.kv_lora_rank = 10;
+  c.qk_nope_head_dim = 6;
+  c.qk_rope_head_dim = 4;
+  c.v_head_dim = 5;
+  return c;
+}
+
+void ExpectEveryParameterMatchesFiniteDifferences(const ModelConfig& config) {
+  Fixture f(config);
   ParamTable& params = f.model.params();
   params.zero_grads();
   f.model.TrainMicroBatch(f.tokens.data(), f.batch, f.seq, f.Scale());
@@ -128,6 +140,18 @@ TEST(ModelGradient, EveryParameterMatchesFiniteDifferences) {
     ++checked;
   }
   EXPECT_GT(checked, 20);
+}
+
+TEST(ModelGradient, EveryParameterMatchesFiniteDifferences) {
+  ExpectEveryParameterMatchesFiniteDifferences(SmallConfig());
+}
+
+TEST(ModelGradient, MlaWithOneQueryProjectionMatchesFiniteDifferences) {
+  ExpectEveryParameterMatchesFiniteDifferences(MlaConfig(0));
+}
+
+TEST(ModelGradient, MlaWithLowRankQueriesMatchesFiniteDifferences) {
+  ExpectEveryParameterMatchesFiniteDifferences(MlaConfig(7));
 }
 
 // The balance loss is part of the loss only when seq_aux_alpha > 0, and it is non-negative.

@@ -2,15 +2,16 @@
 
 namespace tessera::trainer {
 
-AttentionBlock::AttentionBlock(ParamTable& table, const ModelConfig& config, int layer)
+AttentionBlock::AttentionBlock(ParamTable& table, const ModelConfig& config,
+                               const std::string& prefix)
     : table_(table),
-      name_("layers." + std::to_string(layer) + ".attn"),
+      name_(prefix + "attn"),
       dim_(config.dim),
       n_heads_(config.n_heads),
       head_dim_(config.dim / config.n_heads),
       eps_(config.norm_eps),
       theta_(config.rope_theta) {
-  const std::string p = "layers." + std::to_string(layer) + ".";
+  const std::string& p = prefix;
   norm_ = table.add({p + "attn_norm.weight", {dim_}, ParamInit::kOnes, false});
   wq_ = table.add({p + "attn.wq.weight", {dim_, dim_}});
   table.add({p + "attn.wk.weight", {dim_, dim_}});

@@ -16,8 +16,9 @@ namespace tessera::trainer {
 
 class AttentionBlock : public Block {
  public:
-  // Adds layers.{layer}.attn_norm.weight and layers.{layer}.attn.{wq,wk,wv,wo}.weight.
-  AttentionBlock(ParamTable& table, const ModelConfig& config, int layer);
+  // Adds, under `prefix` ("layers.{i}." or "mtp.{d}.block."), attn_norm.weight and
+  // attn.{wq,wk,wv,wo}.weight.
+  AttentionBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix);
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;

@@ -2,18 +2,15 @@
 
 namespace tessera::trainer {
 
-namespace {
-std::string layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
-}  // namespace
-
-DenseFfnBlock::DenseFfnBlock(ParamTable& table, const ModelConfig& config, int layer)
+DenseFfnBlock::DenseFfnBlock(ParamTable& table, const ModelConfig& config,
+                             const std::string& prefix)
     : table_(table),
-      name_(layer_prefix(layer) + "ffn"),
+      name_(prefix + "ffn"),
       dim_(config.dim),
       eps_(config.norm_eps),
-      norm_(table.add({layer_prefix(layer) + "ffn_norm.weight", {config.dim}, ParamInit::kOnes,
+      norm_(table.add({prefix + "ffn_norm.weight", {config.dim}, ParamInit::kOnes,
                        false})),
-      mlp_(table, layer_prefix(layer) + "ffn.", ".weight", config.dim, config.inter_dim) {
+      mlp_(table, prefix + "ffn.", ".weight", config.dim, config.inter_dim) {
   auto local = [this](void (DenseFfnBlock::*fn)(Context&) const) {
     return [this, fn](BlockContext& c) {
       (this->*fn)(static_cast<Context&>(c));

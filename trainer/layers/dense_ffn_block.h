@@ -14,8 +14,9 @@ namespace tessera::trainer {
 
 class DenseFfnBlock : public Block {
  public:
-  // Adds layers.{layer}.ffn_norm.weight and layers.{layer}.ffn.{w1,w3,w2}.weight.
-  DenseFfnBlock(ParamTable& table, const ModelConfig& config, int layer);
+  // Adds, under `prefix` ("layers.{i}." or "mtp.{d}.block."), ffn_norm.weight and
+  // ffn.{w1,w3,w2}.weight.
+  DenseFfnBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix);
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;

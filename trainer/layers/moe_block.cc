@@ -7,11 +7,11 @@
 
 namespace tessera::trainer {
 
-MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep, int ep_rank,
-                   parallel::Comm* ep_comm, parallel::Comm* ep_host_comm)
+MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix,
+                   int ep, int ep_rank, parallel::Comm* ep_comm, parallel::Comm* ep_host_comm)
     : table_(table),
-      name_("layers." + std::to_string(layer) + ".moe"),
-      layer_(layer),
+      name_(prefix + "moe"),
+      prefix_(prefix),
       ep_(ep),
       ep_rank_(ep_rank),
       ep_ranks_per_node_(ep),
@@ -27,7 +27,7 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int 
   shape_.n_group = config.n_group;
   shape_.topk_group = config.topk_group;
   shape_.route_scale = config.route_scale;
-  const std::string p = "layers." + std::to_string(layer) + ".";
+  const std::string& p = prefix;
   const int64_t E = config.n_experts, D = dim_, F = hidden_, El = local_experts_;
   if (ep < 1 || E % ep != 0 || ep_rank < 0 || ep_rank >= ep) {
     throw std::logic_error(name_ + ": bad expert slice (ep " + std::to_string(ep) + ", rank " +

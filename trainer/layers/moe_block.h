@@ -56,21 +56,23 @@ namespace tessera::trainer {
 
 class MoeBlock : public Block {
  public:
-  // Adds layers.{layer}.ffn_norm.weight, layers.{layer}.moe.gate.{weight,bias},
-  // layers.{layer}.moe.experts.{w1,w3,w2} (this rank's slice of the experts) and, with shared
-  // experts, layers.{layer}.moe.shared.*. ep_comm: the EP group (size ep) carrying the rows (the
+  // Adds, under `prefix` ("layers.{i}." or "mtp.{d}.block."), ffn_norm.weight,
+  // moe.gate.{weight,bias}, moe.experts.{w1,w3,w2} (this rank's slice of the experts) and, with
+  // shared experts, moe.shared.*. ep_comm: the EP group (size ep) carrying the rows (the
   // backend's memory); ep_host_comm: the same ranks for the per-expert counts (host memory; null:
   // ep_comm carries both, as MPI on the CPU does). Null when the block is only described
   // (parameters, memory), never when it runs with ep > 1.
-  MoeBlock(ParamTable& table, const ModelConfig& config, int layer, int ep = 1, int ep_rank = 0,
-           parallel::Comm* ep_comm = nullptr, parallel::Comm* ep_host_comm = nullptr);
+  MoeBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix, int ep = 1,
+           int ep_rank = 0, parallel::Comm* ep_comm = nullptr,
+           parallel::Comm* ep_host_comm = nullptr);
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;
   void Carve(BlockContext& ctx, ActivationArena& arena) const override;
   const BlockPieces& pieces() const override { return pieces_; }
 
-  int layer() const { return layer_; }
+  // Its parameters' prefix: "layers.{i}." or "mtp.{d}.block.".
+  const std::string& prefix() const { return prefix_; }
   int64_t n_experts() const { return shape_.n_experts; }
   // Tokens routed to each expert by training forwards since the last update_bias() (E).
   // Distributed training sums this over the global batch before update_bias().
@@ -177,7 +179,7 @@ class MoeBlock : public Block {
 
   ParamTable& table_;
   std::string name_;
-  int layer_;
+  std::string prefix_;
   int ep_;
   int ep_rank_;
   int ep_ranks_per_node_;     // ep_ until set_nodes()

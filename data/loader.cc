@@ -37,19 +37,20 @@ Loader::Loader(LoaderOptions options) : options_(std::move(options)) {
                       std::to_string(o.n_replicas) + ")");
   }
   if (o.prefetch < 0) bad_option(o, "prefetch must be >= 0");
+  if (o.extra_tokens < 0) bad_option(o, "extra_tokens must be >= 0");
   if (o.vocab_size < 0) bad_option(o, "vocab_size must be >= 0");
 
   manifest_ = read_manifest(o.dataset_dir);
   reader_ = std::make_unique<SplitReader>(o.dataset_dir, manifest_, o.split, o.vocab_size,
                                           o.cache_bytes);
   const uint64_t n = reader_->size();
-  const uint64_t row = static_cast<uint64_t>(o.seq_len) + 1;
+  const uint64_t row = static_cast<uint64_t>(row_tokens());
   if (n < row) {
     throw DataError(manifest_path(o.dataset_dir) + ": split '" + o.split + "' is empty for seq_len " +
                     std::to_string(o.seq_len) + ": it holds " + std::to_string(n) +
                     " tokens and one sample needs " + std::to_string(row));
   }
-  samples_per_epoch_ = (n - 1) / static_cast<uint64_t>(o.seq_len);
+  samples_per_epoch_ = (n - row + o.seq_len) / static_cast<uint64_t>(o.seq_len);
   rows_ = o.global_batch / o.n_replicas;
   if (o.start.cursor >= samples_per_epoch_) {
     bad_option(o, "start cursor " + std::to_string(o.start.cursor) + " is past the epoch's " +
@@ -62,7 +63,7 @@ Loader::Loader(LoaderOptions options) : options_(std::move(options)) {
 Loader::~Loader() { stop_thread(); }
 
 void Loader::build(LoaderState at, std::vector<int32_t>& out) {
-  const uint64_t row = static_cast<uint64_t>(options_.seq_len) + 1;
+  const uint64_t row = static_cast<uint64_t>(row_tokens());
   const uint64_t first = static_cast<uint64_t>(options_.replica) * static_cast<uint64_t>(rows_);
   out.resize(static_cast<size_t>(rows_) * row);
   std::optional<EpochPermutation> order;

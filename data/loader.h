@@ -1,9 +1,10 @@
 // The training and validation data loader (DESIGN.md "Data").
 //
 // Samples. Within a split, the shards' tokens concatenated in manifest order form one stream of n
-// tokens. Sample s, 0 <= s < S = (n - 1) / seq_len, is tokens [s*seq_len, s*seq_len + seq_len + 1):
-// samples overlap by one token (the last target of one is the first input of the next) and pack
-// across document boundaries.
+// tokens. Sample s, 0 <= s < S = (n - 1 - extra_tokens) / seq_len, is tokens
+// [s*seq_len, s*seq_len + seq_len + 1 + extra_tokens): samples overlap by 1 + extra_tokens tokens
+// (the last target of one is the first input of the next; multi-token prediction reads
+// extra_tokens more targets past it) and pack across document boundaries.
 //
 // Order. Epoch e visits the samples in the order of EpochPermutation(S, seed, e) (identity when
 // shuffle is off). A step consumes the next global_batch positions; when fewer remain in the epoch
@@ -47,6 +48,7 @@ struct LoaderOptions {
   std::string dataset_dir;
   std::string split = "train";  // "train" | "validation"
   int64_t seq_len = 0;          // >= 1
+  int64_t extra_tokens = 0;     // >= 0: tokens each row carries past seq_len + 1 (MTP targets)
   int64_t global_batch = 0;     // samples per step over all replicas; % n_replicas == 0
   int replica = 0;              // in [0, n_replicas)
   int n_replicas = 1;
@@ -72,7 +74,7 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // This replica's rows of the next step, row-major: rows() x (seq_len + 1) token ids.
+  // This replica's rows of the next step, row-major: rows() x row_tokens() token ids.
   void next(std::vector<int32_t>& out);
   // The state before the next call to next().
   LoaderState state() const { return state_; }
@@ -82,6 +84,7 @@ class Loader {
   int64_t samples_per_epoch() const { return static_cast<int64_t>(samples_per_epoch_); }
   int64_t rows() const { return rows_; }
   int64_t seq_len() const { return options_.seq_len; }
+  int64_t row_tokens() const { return options_.seq_len + 1 + options_.extra_tokens; }
   // Total time next() blocked waiting for the prefetch thread.
   double wait_seconds() const { return wait_seconds_; }
   const Manifest& manifest() const { return manifest_; }

@@ -52,7 +52,7 @@ EvalResult evaluate_distributed(Model& model, const ParallelLayout& layout, para
                                 " is not divisible by the data-parallel size " + std::to_string(dp));
   }
   ValidationReader reader =
-      open_validation(dataset_dir, seq_len, batch, model.config().vocab_size, max_batches,
+      open_validation(dataset_dir, seq_len, batch, model.config(), max_batches,
                       layout.coords.dp_rank, dp);
   data::Loader& loader = *reader.loader;
   const int64_t n = reader.batches;

@@ -9,16 +9,17 @@
 namespace tessera::trainer {
 
 ValidationReader open_validation(const std::string& dataset_dir, int64_t seq_len, int64_t batch,
-                                 int64_t vocab_size, int64_t max_batches, int replica,
+                                 const ModelConfig& model, int64_t max_batches, int replica,
                                  int n_replicas) {
   data::LoaderOptions options;
   options.dataset_dir = dataset_dir;
   options.split = "validation";
   options.seq_len = seq_len;
+  options.extra_tokens = model.mtp_depth;
   options.global_batch = batch;
   options.replica = replica;
   options.n_replicas = n_replicas;
-  options.vocab_size = vocab_size;
+  options.vocab_size = model.vocab_size;
   options.shuffle = false;
   options.prefetch = 2;
   ValidationReader r;
@@ -38,7 +39,7 @@ EvalResult evaluate(Model& model, const std::string& dataset_dir, int64_t seq_le
                     int64_t max_batches,
                     const std::function<void(int64_t done, int64_t total)>& progress) {
   ValidationReader reader =
-      open_validation(dataset_dir, seq_len, batch, model.config().vocab_size, max_batches);
+      open_validation(dataset_dir, seq_len, batch, model.config(), max_batches);
   data::Loader& loader = *reader.loader;
   const int64_t n = reader.batches;
   const LossScale scale{1.0, 1.0};  // ce_sum is what we use; scales only affect aux terms

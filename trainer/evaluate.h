@@ -25,8 +25,9 @@ struct ValidationReader {
   std::unique_ptr<data::Loader> loader;
   int64_t batches = 0;
 };
+// Rows carry model.row_tokens(seq_len) tokens, ids checked against model.vocab_size.
 ValidationReader open_validation(const std::string& dataset_dir, int64_t seq_len, int64_t batch,
-                                 int64_t vocab_size, int64_t max_batches, int replica = 0,
+                                 const ModelConfig& model, int64_t max_batches, int replica = 0,
                                  int n_replicas = 1);
 
 // Evaluates min(max_batches, whole batches in the split) batches; at least one batch must fit,

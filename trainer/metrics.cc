@@ -38,15 +38,26 @@ JsonLine& JsonLine::add(const std::string& k, int64_t value) {
   return *this;
 }
 
+namespace {
+std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", value);  // round-trips: resumed runs compare exactly
+  return buf;
+}
+}  // namespace
+
 JsonLine& JsonLine::add(const std::string& k, double value) {
   key(k);
-  if (!std::isfinite(value)) {
-    body_ += "null";
-  } else {
-    char buf[40];
-    std::snprintf(buf, sizeof(buf), "%.17g", value);  // round-trips: resumed runs compare exactly
-    body_ += buf;
-  }
+  body_ += json_number(value);
+  return *this;
+}
+
+JsonLine& JsonLine::add(const std::string& k, const std::vector<double>& values) {
+  key(k);
+  body_ += "[";
+  for (size_t i = 0; i < values.size(); ++i) body_ += (i ? "," : "") + json_number(values[i]);
+  body_ += "]";
   return *this;
 }
 

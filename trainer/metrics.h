@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace tessera::trainer {
 
@@ -14,6 +15,7 @@ class JsonLine {
   JsonLine& add(const std::string& key, int64_t value);
   JsonLine& add(const std::string& key, double value);
   JsonLine& add(const std::string& key, const std::string& value);
+  JsonLine& add(const std::string& key, const std::vector<double>& values);  // a JSON array
   std::string str() const { return "{" + body_ + "}"; }
 
  private:

@@ -10,6 +10,14 @@
 
 namespace tessera::trainer {
 
+double mtp_loss_weight(const ModelConfig& config, int64_t tokens_seen) {
+  if (config.mtp_depth == 0) return 0.0;
+  const bool switched =
+      config.mtp_lambda_switch_tokens > 0 && tokens_seen >= config.mtp_lambda_switch_tokens;
+  return (switched ? config.mtp_lambda_after : config.mtp_lambda) /
+         static_cast<double>(config.mtp_depth);
+}
+
 ModelPart ModelPart::whole(const ModelConfig& config) {
   ModelPart part;
   part.chunks.push_back({0, static_cast<int>(config.n_layers), /*embedding=*/true, /*head=*/true});
@@ -28,6 +36,11 @@ std::vector<ParamDesc> Model::WholeModelParams(const ModelConfig& config) {
     blocks.push_back(make_ffn_block(table, config, layer_prefix(i), i));
   }
   OutputHead head(table, config);
+  std::vector<std::unique_ptr<MtpModule>> mtp;
+  for (int d = 0; d < config.mtp_depth; ++d) {
+    mtp.push_back(std::make_unique<MtpModule>(table, config, d, table.index("embed.weight"),
+                                              table.index("head.weight")));
+  }
   return table.descs();
 }
 
@@ -85,6 +98,8 @@ Model::Chunk Model::MakeChunk(const ModelChunkSpec& spec, parallel::Comm* ep_com
   if (spec.embedding) {
     c.embedding_params =
         added([&] { c.embedding = std::make_unique<EmbeddingLayer>(params_, config_); });
+    embedding_params_ = c.embedding_params;
+    ++embedding_writers_;
   }
   for (int i = spec.first_layer; i < spec.end_layer; ++i) {
     c.block_params.push_back(added(
@@ -97,6 +112,25 @@ Model::Chunk Model::MakeChunk(const ModelChunkSpec& spec, parallel::Comm* ep_com
   }
   if (spec.head) {
     c.head_params = added([&] { c.head = std::make_unique<OutputHead>(params_, config_); });
+    if (config_.mtp_depth > 0) {
+      // The chunks are built in layer order, so an embedding this rank holds exists by now.
+      if (embedding_writers_ == 0) {
+        throw std::logic_error(
+            "Model: MTP needs the embedding on the rank holding the head (pp = 1, dualpipe or "
+            "dualpipev); the recipe check should have refused this layout");
+      }
+      if (!spec.embedding) ++embedding_writers_;
+      const int embed = params_.index("embed.weight"), head = params_.index("head.weight");
+      for (int d = 0; d < config_.mtp_depth; ++d) {
+        c.mtp_params.push_back(added([&] {
+          c.mtp.push_back(std::make_unique<MtpModule>(params_, config_, d, embed, head, part_.ep,
+                                                      part_.ep_rank, ep_comm, ep_host_comm));
+          if (auto* moe = dynamic_cast<const MoeBlock*>(&c.mtp.back()->ffn())) {
+            moe_blocks_.push_back(const_cast<MoeBlock*>(moe));
+          }
+        }));
+      }
+    }
   }
   return c;
 }
@@ -116,6 +150,16 @@ void Model::CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena
   if (c.head) c.head->Carve(ctx.head, arena, N);
   const MicroBatchInfo mb{batch, seq_len, training, sequence_scale};
   for (size_t i = 0; i < c.blocks.size(); ++i) c.blocks[i]->Prepare(*ctx.blocks[i], arena, mb);
+  const int64_t depth = static_cast<int64_t>(c.mtp.size());
+  if (depth > 0) {
+    ctx.mtp_ids = arena.take<int32_t>(depth * N);
+    ctx.mtp_targets = arena.take<int32_t>(depth * N);
+    ctx.mtp_dh.assign(depth, nullptr);
+    for (int64_t d = 0; d < depth; ++d) {
+      ctx.mtp_dh[d] = arena.take<float>(N * D);
+      c.mtp[d]->Carve(*ctx.mtp[d], arena, mb);
+    }
+  }
 }
 
 int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
@@ -124,6 +168,7 @@ int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
   ActivationArena measure(device);
   ChunkContext ctx(ActivationArena{device});
   for (const auto& block : c.blocks) ctx.blocks.push_back(block->NewContext());
+  for (const auto& m : c.mtp) ctx.mtp.push_back(m->NewContext());
   CarveChunk(c, ctx, measure, batch, seq_len, /*training=*/true, 0.0);
   return static_cast<int64_t>(measure.used());
 }
@@ -137,6 +182,7 @@ std::unique_ptr<ChunkContext> Model::NewChunkContext(int chunk, int64_t batch, i
   ctx->batch = batch;
   ctx->seq_len = seq_len;
   for (const auto& block : c.blocks) ctx->blocks.push_back(block->NewContext());
+  for (const auto& m : c.mtp) ctx->mtp.push_back(m->NewContext());
   return ctx;
 }
 
@@ -166,26 +212,7 @@ ChunkSteps Model::ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const L
     // The arena is sized for exactly this carving: a new micro-batch starts from its beginning.
     ctx.arena.reset();
     CarveChunk(c, ctx, ctx.arena, ctx.batch, ctx.seq_len, training, scale.sequence_scale);
-    if (c.embedding || c.head) {
-      // Inputs and targets are split on the host, then moved to the device if it is not the host.
-      const bool host = be.capabilities().host_accessible;
-      if (!host && (!ctx.host_ids.defined() || ctx.host_ids.numel() < 2 * N)) {
-        ctx.host_ids = be.alloc_host({2 * N}, kernels::DType::kI32);
-      }
-      int32_t* in_ids = host ? ctx.inputs : ctx.host_ids.data<int32_t>();
-      int32_t* tgt_ids = host ? ctx.targets : ctx.host_ids.data<int32_t>() + N;
-      for (int64_t b = 0; b < ctx.batch; ++b) {
-        const int32_t* row = tokens + b * (ctx.seq_len + 1);
-        for (int64_t t = 0; t < ctx.seq_len; ++t) {
-          in_ids[b * ctx.seq_len + t] = row[t];
-          tgt_ids[b * ctx.seq_len + t] = row[t + 1];
-        }
-      }
-      if (!host) {
-        be.copy_from_host(ctx.inputs, in_ids, sizeof(int32_t) * N);
-        be.copy_from_host(ctx.targets, tgt_ids, sizeof(int32_t) * N);
-      }
-    }
+    if (c.embedding || c.head) StageIds(c, ctx, tokens);
     if (c.embedding) {
       c.embedding->Forward(ctx.inputs, ctx.acts, N);
     } else {
@@ -217,7 +244,137 @@ ChunkSteps Model::ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const L
     }
     loss.loss += ce + loss.aux;
   }});
+  if (training && !c.mtp.empty()) AppendMtpForwardSteps(c, ctx, scale, loss, steps);
   return steps;
+}
+
+void Model::StageIds(const Chunk& c, ChunkContext& ctx, const int32_t* tokens) {
+  kernels::Backend& be = backend();
+  const int64_t B = ctx.batch, T = ctx.seq_len, N = B * T;
+  const int64_t depth = static_cast<int64_t>(c.mtp.size());
+  const int64_t row_len = config_.row_tokens(T);
+  const int64_t total = (2 + 2 * depth) * N;
+  // Split on the host, then moved to the device if it is not the host.
+  const bool host = be.capabilities().host_accessible;
+  if (!host && (!ctx.host_ids.defined() || ctx.host_ids.numel() < total)) {
+    ctx.host_ids = be.alloc_host({total}, kernels::DType::kI32);
+  }
+  int32_t* staged = host ? nullptr : ctx.host_ids.data<int32_t>();
+  // The buffers and the row offset (shift) of their first token: inputs t_i, targets t_{i+1},
+  // depth k's inputs t_{i+k} and targets t_{i+k+1}.
+  struct Ids {
+    int32_t* device;
+    int64_t shift;
+  };
+  std::vector<Ids> ids{{ctx.inputs, 0}, {ctx.targets, 1}};
+  for (int64_t d = 0; d < depth; ++d) {
+    ids.push_back({ctx.mtp_ids + d * N, d + 1});
+    ids.push_back({ctx.mtp_targets + d * N, d + 2});
+  }
+  for (size_t j = 0; j < ids.size(); ++j) {
+    int32_t* dst = host ? ids[j].device : staged + j * N;
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t* row = tokens + b * row_len + ids[j].shift;
+      std::copy(row, row + T, dst + b * T);
+    }
+    if (!host) be.copy_from_host(ids[j].device, dst, sizeof(int32_t) * N);
+  }
+}
+
+void Model::AppendMtpForwardSteps(const Chunk& c, ChunkContext& ctx, const LossScale& scale,
+                                  MicroBatchLoss& loss, ChunkSteps& steps) {
+  const int64_t N = ctx.batch * ctx.seq_len;
+  const int depth = static_cast<int>(c.mtp.size());
+  loss.mtp_ce_sum.assign(depth, 0.0);
+  for (int d = 0; d < depth; ++d) {
+    const MtpModule& m = *c.mtp[d];
+    MtpModule::Context& mc = *ctx.mtp[d];
+    steps.push_back({"mtp input", false, [&m, &mc, &ctx, d, N] {
+      const float* h_prev = d == 0 ? ctx.head.xn : ctx.mtp[d - 1]->h;  // h^{k-1}
+      m.InputForward(mc, h_prev, ctx.mtp_ids + d * N);
+    }, 'F'});
+    const std::pair<const Block*, BlockContext*> blocks[] = {{&m.attention(), mc.attn.get()},
+                                                             {&m.ffn(), mc.ffn.get()}};
+    for (int b = 0; b < 2; ++b) {
+      const auto [block, bctx] = blocks[b];
+      steps.push_back({"begin", false, [block, bctx, &mc, b] {
+        const float* in = b == 0 ? mc.h_in : mc.mid;
+        block->BeginForward(*bctx, in, b == 0 ? mc.mid : mc.z);
+      }, 'F'});
+      for (const BlockPiece& piece : block->pieces().forward) {
+        steps.push_back({piece.name, piece.communicates, [&piece, bctx] { piece.run(*bctx); }, 'F',
+                         -1, piece.waits});
+      }
+    }
+    steps.push_back({"mtp output", false, [&m, &mc, &ctx, &loss, scale, d, N] {
+      const double aux = mc.attn->aux_loss + mc.ffn->aux_loss;
+      const double mtp = m.OutputForward(mc, ctx.mtp_targets + d * N,
+                                         scale.token_scale * scale.mtp_weight);
+      loss.aux += aux;
+      loss.loss += aux + mtp;
+      loss.mtp_ce_sum[d] += mc.ce_sum;
+    }, 'F'});
+  }
+}
+
+void Model::AppendMtpBackwardSteps(const Chunk& c, ChunkContext& ctx, bool with_weights,
+                                   const ParamsDone& done, ChunkSteps& steps) {
+  const int depth = static_cast<int>(c.mtp.size());
+  for (int d = depth - 1; d >= 0; --d) {
+    const MtpModule& m = *c.mtp[d];
+    MtpModule::Context& mc = *ctx.mtp[d];
+    steps.push_back({"mtp output", false, [&m, &mc, &ctx, d, depth] {
+      m.OutputBackward(mc, d + 1 < depth ? ctx.mtp_dh[d + 1] : nullptr);
+    }, 'B'});
+    const std::pair<const Block*, BlockContext*> blocks[] = {{&m.ffn(), mc.ffn.get()},
+                                                             {&m.attention(), mc.attn.get()}};
+    for (int b = 0; b < 2; ++b) {
+      const auto [block, bctx] = blocks[b];
+      steps.push_back({"begin", false, [block, bctx, &mc, b] {
+        if (b == 0) {
+          block->BeginBackward(*bctx, mc.dz, mc.dmid);
+        } else {
+          block->BeginBackward(*bctx, mc.dmid, mc.dh_in);
+        }
+      }, 'B'});
+      for (const BlockPiece& piece : block->pieces().backward_input) {
+        steps.push_back({piece.name, piece.communicates, [&piece, bctx] { piece.run(*bctx); }, 'B',
+                         -1, piece.waits});
+      }
+    }
+    steps.push_back({"mtp input", false, [&m, &mc, &ctx, d] { m.InputBackward(mc, ctx.mtp_dh[d]); },
+                     'B'});
+    if (with_weights) AppendMtpWeightSteps(c, ctx, d, done, steps);
+  }
+}
+
+void Model::AppendMtpWeightSteps(const Chunk& c, ChunkContext& ctx, int d, const ParamsDone& done,
+                                 ChunkSteps& steps) {
+  const MtpModule& m = *c.mtp[d];
+  MtpModule::Context& mc = *ctx.mtp[d];
+  steps.push_back({"mtp output weights", false, [&m, &mc] { m.OutputWeights(mc); }, 'W'});
+  const std::pair<const Block*, BlockContext*> blocks[] = {{&m.ffn(), mc.ffn.get()},
+                                                           {&m.attention(), mc.attn.get()}};
+  for (const auto& [block, bctx] : blocks) {
+    for (const BlockPiece& piece : block->pieces().backward_weight) {
+      steps.push_back({piece.name, piece.communicates, [&piece, bctx] { piece.run(*bctx); }, 'W',
+                       -1, piece.waits});
+    }
+  }
+  steps.push_back({"mtp input weights", false, [this, &m, &mc, &c, d, done] {
+    m.InputWeights(mc);
+    const ParamRange r = c.mtp_params[d];
+    if (done) done(r.first, r.end);
+    // The last depth to run (d = 0) has added its part of embed.weight's gradient.
+    if (d == 0 && !c.embedding) ReportEmbeddingDone(done);
+  }, 'W'});
+}
+
+void Model::ReportEmbeddingDone(const ParamsDone& done) {
+  if (!done) return;
+  if (++embedding_reports_ < embedding_writers_) return;
+  embedding_reports_ = 0;
+  done(embedding_params_.first, embedding_params_.end);
 }
 
 void Model::AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din,
@@ -226,9 +383,12 @@ void Model::AppendBackwardSteps(ChunkContext& ctx, const float* dout, float* din
   const Chunk& c = chunks_.at(ctx.chunk);
   const int64_t N = ctx.batch * ctx.seq_len, D = config_.dim;
   const int64_t n_blocks = static_cast<int64_t>(c.blocks.size());
+  if (c.head && !c.mtp.empty()) AppendMtpBackwardSteps(c, ctx, with_weights, done, steps);
   steps.push_back({"output", false, [&be, &c, &ctx, dout, n_blocks, N, D] {
     if (c.head) {
-      c.head->BackwardInput(ctx.head, ctx.grads + n_blocks * N * D);
+      // With MTP, depth 1 also read the head's normed output h^0.
+      c.head->BackwardInput(ctx.head, ctx.grads + n_blocks * N * D,
+                            c.mtp.empty() ? nullptr : ctx.mtp_dh[0]);
     } else {
       be.ops<float>().copy(ctx.grads + n_blocks * N * D, dout, N * D);
     }
@@ -281,11 +441,9 @@ void Model::AppendBlockWeightSteps(const Chunk& c, ChunkContext& ctx, int i, con
 
 void Model::AppendEmbeddingWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
                                        ChunkSteps& steps) {
-  steps.push_back({"embedding weights", false, [&c, &ctx, done] {
+  steps.push_back({"embedding weights", false, [this, &c, &ctx, done] {
     c.embedding->BackwardWeight(ctx.inputs, ctx.grads, ctx.batch * ctx.seq_len);
-    if (done && c.embedding_params.first < c.embedding_params.end) {
-      done(c.embedding_params.first, c.embedding_params.end);
-    }
+    ReportEmbeddingDone(done);
   }, 'W'});
 }
 
@@ -308,6 +466,9 @@ void Model::ChunkBackwardWeight(ChunkContext& ctx, const ParamsDone& done,
                                 const StepObserver& observer) {
   const Chunk& c = chunks_.at(ctx.chunk);
   ChunkSteps steps;
+  for (int d = static_cast<int>(c.mtp.size()) - 1; d >= 0; --d) {
+    AppendMtpWeightSteps(c, ctx, d, done, steps);
+  }
   if (c.head) AppendHeadWeightSteps(c, ctx, done, steps);
   for (int i = static_cast<int>(c.blocks.size()) - 1; i >= 0; --i) {
     AppendBlockWeightSteps(c, ctx, i, done, steps);
@@ -366,6 +527,9 @@ const int32_t* Model::routing(int i) const {
   const Chunk& c = chunks_.at(0);
   for (size_t b = 0; b < c.blocks.size(); ++b) {
     if (c.blocks[b].get() == moe) return moe->routing(*whole_->blocks[b]);
+  }
+  for (size_t d = 0; d < c.mtp.size(); ++d) {
+    if (&c.mtp[d]->ffn() == moe) return moe->routing(*whole_->mtp[d]->ffn);
   }
   throw std::logic_error("Model::routing: MoE block not in the whole-model chunk");
 }

@@ -28,6 +28,7 @@
 #include "trainer/layers/block.h"
 #include "trainer/layers/embedding_layer.h"
 #include "trainer/layers/moe_block.h"
+#include "trainer/layers/mtp_module.h"
 #include "trainer/layers/output_head.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
@@ -38,25 +39,34 @@ namespace tessera::trainer {
 struct LossScale {
   double token_scale = 0;     // 1 / (sequences * seq_len of the global batch)
   double sequence_scale = 0;  // 1 / sequences of the global batch
+  double mtp_weight = 0;      // lambda / mtp_depth: each MTP depth's mean CE enters with this
 };
 
+// lambda / D for a model that has trained `tokens_seen` tokens (mtp_lambda, then
+// mtp_lambda_after from mtp_lambda_switch_tokens on); 0 without MTP.
+double mtp_loss_weight(const ModelConfig& config, int64_t tokens_seen);
+
 struct MicroBatchLoss {
-  double loss = 0;    // scaled: cross-entropy mean part + auxiliary balance losses
+  double loss = 0;    // scaled: cross-entropy mean part + auxiliary balance losses + MTP part
   double ce_sum = 0;  // unscaled sum of per-token cross-entropy
   double aux = 0;     // scaled auxiliary losses
   int64_t tokens = 0; // tokens whose cross-entropy is in ce_sum
+  std::vector<double> mtp_ce_sum;  // per MTP depth: unscaled CE sums over the same tokens
 
   MicroBatchLoss& operator+=(const MicroBatchLoss& o) {
     loss += o.loss;
     ce_sum += o.ce_sum;
     aux += o.aux;
     tokens += o.tokens;
+    if (mtp_ce_sum.size() < o.mtp_ce_sum.size()) mtp_ce_sum.resize(o.mtp_ce_sum.size(), 0.0);
+    for (size_t d = 0; d < o.mtp_ce_sum.size(); ++d) mtp_ce_sum[d] += o.mtp_ce_sum[d];
     return *this;
   }
 };
 
 // One model chunk: layers [first_layer, end_layer), with the embedding before them and/or the
-// final norm + head + loss after them.
+// final norm + head + loss after them (and the MTP modules, which need the embedding on the same
+// rank: pp = 1, or DualPipe/DualPipeV, whose rank 0 holds both ends).
 struct ModelChunkSpec {
   int first_layer = 0;
   int end_layer = 0;
@@ -79,11 +89,15 @@ struct ChunkContext {
   ActivationArena arena;
   std::vector<std::unique_ptr<BlockContext>> blocks;  // one per block of the chunk
   OutputHead::Context head;                           // the head chunk's
+  std::vector<std::unique_ptr<MtpModule::Context>> mtp;  // the head chunk's, one per depth
   float* acts = nullptr;     // (blocks + 1, N, D) residual stream at each block boundary
   float* grads = nullptr;    // (blocks + 1, N, D) its gradient
   int32_t* inputs = nullptr;   // (N) token ids, in the backend's memory
   int32_t* targets = nullptr;  // (N)
-  kernels::Tensor host_ids;    // (2N) host staging for them, when the device is not the host
+  int32_t* mtp_ids = nullptr;      // (D, N) depth k's inputs t_{i+k} (head chunk with MTP)
+  int32_t* mtp_targets = nullptr;  // (D, N) depth k's targets t_{i+k+1}
+  std::vector<float*> mtp_dh;  // per depth k: (N, D) the gradient it sends to h^{k-1}
+  kernels::Tensor host_ids;    // host staging for the ids, when the device is not the host
 };
 
 class Model {
@@ -122,8 +136,9 @@ class Model {
   std::unique_ptr<ChunkContext> NewChunkContext(int chunk, int64_t batch, int64_t seq_len);
 
   // Chunk-level steps on a context made for this chunk and shape. tokens: the micro-batch's
-  // (batch, seq_len + 1) ids on the HOST (the embedding chunk reads inputs [:, :-1], the head
-  // chunk targets [:, 1:]); they are copied. in: the chunk's input (N, D), nullptr for the
+  // (batch, config().row_tokens(seq_len)) ids on the HOST (the embedding chunk reads inputs
+  // [:, :seq_len], the head chunk targets [:, 1:seq_len + 1] and MTP depth k [:, k:seq_len + k]
+  // and [:, k + 1:seq_len + k + 1]); they are copied. MTP runs in training forwards only. in: the chunk's input (N, D), nullptr for the
   // embedding chunk; out: its output (N, D), nullptr for the head chunk; both in the backend's
   // memory. in, out, dout and din are copied: they need not outlive the call. Returns the chunk's
   // losses (its MoE balance losses; cross-entropy if it holds the head). Weight gradients
@@ -176,8 +191,10 @@ class Model {
     std::unique_ptr<EmbeddingLayer> embedding;  // null unless spec.embedding
     std::vector<std::unique_ptr<Block>> blocks;
     std::unique_ptr<OutputHead> head;           // null unless spec.head
+    std::vector<std::unique_ptr<MtpModule>> mtp;  // spec.head and model.mtp_depth > 0
     ParamRange embedding_params, head_params;
     std::vector<ParamRange> block_params;       // per block
+    std::vector<ParamRange> mtp_params;         // per MTP module
   };
   // Builds chunks_ (one per part_.chunks entry, same index), adding parameters in layer order.
   void AddChunks(parallel::Comm* ep_comm, parallel::Comm* ep_host_comm);
@@ -188,6 +205,8 @@ class Model {
   void CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena, int64_t batch,
                   int64_t seq_len, bool training, double sequence_scale) const;
   ChunkContext& WholeModelContext(int64_t batch, int64_t seq_len);
+  // Splits the host token rows into the chunk's device id buffers (inputs, targets, MTP ids).
+  void StageIds(const Chunk& c, ChunkContext& ctx, const int32_t* tokens);
   // The chunk phases as steps (chunk_steps.h). Steps read the context's buffers when they run
   // (the first forward step carves them). `loss` must outlive the forward steps.
   ChunkSteps ForwardSteps(ChunkContext& ctx, const int32_t* tokens, const LossScale& scale,
@@ -201,6 +220,17 @@ class Model {
                               ChunkSteps& steps);
   void AppendEmbeddingWeightSteps(const Chunk& c, ChunkContext& ctx, const ParamsDone& done,
                                   ChunkSteps& steps);
+  void AppendMtpForwardSteps(const Chunk& c, ChunkContext& ctx, const LossScale& scale,
+                             MicroBatchLoss& loss, ChunkSteps& steps);
+  // The MTP modules' input-gradient steps (last depth first), each module's weight steps right
+  // after its own when with_weights.
+  void AppendMtpBackwardSteps(const Chunk& c, ChunkContext& ctx, bool with_weights,
+                              const ParamsDone& done, ChunkSteps& steps);
+  void AppendMtpWeightSteps(const Chunk& c, ChunkContext& ctx, int d, const ParamsDone& done,
+                            ChunkSteps& steps);
+  // embed.weight's gradient is final once every chunk adding to it reported (the embedding
+  // chunk and, with MTP on another chunk of this rank, the head chunk).
+  void ReportEmbeddingDone(const ParamsDone& done);
 
   ModelConfig config_;
   kernels::Backend* backend_ = nullptr;  // null for a described model
@@ -208,6 +238,9 @@ class Model {
   ParamTable params_;
   std::vector<Chunk> chunks_;
   std::vector<MoeBlock*> moe_blocks_;
+  ParamRange embedding_params_;  // where this rank holds the embedding
+  int embedding_writers_ = 0;    // chunks adding to its gradient
+  int embedding_reports_ = 0;    // of them, reported final this step
   std::unique_ptr<ChunkContext> whole_;  // TrainMicroBatch / EvalMicroBatch
 };
 

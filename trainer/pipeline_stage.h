@@ -27,9 +27,11 @@ class ModelStage final : public parallel::StageCompute {
              int64_t mb_rows, int64_t seq_len, Model::ParamsDone grads_final = {});
 
   // The step's batch: micro-batch m is rows [m * mb_rows, (m + 1) * mb_rows) of `batch`, each row
-  // seq_len + 1 tokens, as many micro-batches as the schedule has; `batch` must stay valid until
-  // the step's run() returned. Clears loss().
+  // ModelConfig::row_tokens(seq_len) tokens, as many micro-batches as the schedule has; `batch`
+  // must stay valid until the step's run() returned. Clears loss().
   void BeginStep(const int32_t* batch);
+  // The loss scale of the next steps (the MTP weight follows a schedule of tokens seen).
+  void set_loss_scale(const LossScale& scale) { scale_ = scale; }
   // Sum of the losses of this step's forwards on this rank (CE only where the head lives).
   const MicroBatchLoss& loss() const { return loss_; }
   // Contexts per chunk and the bytes of each one's arena.
@@ -55,7 +57,9 @@ class ModelStage final : public parallel::StageCompute {
   void Release(int mb, int chunk);           // after its weight step
   // The grads_final callback when this weight step of `chunk` is its last of the step.
   Model::ParamsDone CountWeightStep(int chunk);
-  const int32_t* TokensOf(int mb) const { return batch_ + mb * mb_rows_ * (seq_len_ + 1); }
+  const int32_t* TokensOf(int mb) const {
+    return batch_ + mb * mb_rows_ * model_.config().row_tokens(seq_len_);
+  }
   // A step observer recording into trace_ (empty when tracing is off). list_units[l]: the
   // (micro-batch, chunk) of step list l (0: the only list, or the FB pair's backward; 1: its
   // forward).

@@ -58,6 +58,9 @@ struct ModelConfig {
   double bias_update_gamma = 0.001;    // aux-loss-free balancing speed (0 = off)
   double seq_aux_alpha = 0.0;          // sequence-wise balance loss weight (0 = off)
 
+  // Tokens per row of a batch: seq_len inputs, their targets, and mtp_depth more MTP targets.
+  int64_t row_tokens(int64_t seq_len) const { return seq_len + 1 + mtp_depth; }
+
   friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };
 

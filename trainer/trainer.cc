@@ -160,8 +160,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       std::max<int64_t>(1, static_cast<int64_t>(recipe.parallel.grad_bucket_mb * (1 << 20) / 4)));
   parallel::PipelineExecutor executor(groups.pp(), layout.schedule,
                                       mb_rows * tc.seq_len * recipe.model.dim, *backend);
-  const LossScale scale{1.0 / static_cast<double>(tokens_per_step),
-                        1.0 / static_cast<double>(tc.global_batch)};
+  LossScale scale{1.0 / static_cast<double>(tokens_per_step),
+                  1.0 / static_cast<double>(tc.global_batch), 0.0};
   // Gradient buckets are reduce-scattered as soon as the backward finished them.
   ModelStage stage(model, scale, layout.schedule, layout.coords.pp_rank, mb_rows, tc.seq_len,
                    [&optimizer](int first, int end) { optimizer.MarkFinal(first, end); });
@@ -232,6 +232,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   lo.dataset_dir = recipe.data.path;
   lo.split = "train";
   lo.seq_len = tc.seq_len;
+  lo.extra_tokens = recipe.model.mtp_depth;
   lo.global_batch = tc.global_batch;
   lo.replica = layout.coords.dp_rank;
   lo.n_replicas = layout.grid.dp();
@@ -276,6 +277,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
 
     params.zero_grads();
     optimizer.BeginStep();
+    scale.mtp_weight = mtp_loss_weight(recipe.model, tokens_seen);
+    stage.set_loss_scale(scale);
     stage.BeginStep(batch.data());
     const parallel::PipelineStepStats pipe = executor.run(stage);
 
@@ -291,9 +294,12 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const double sum_squares = optimizer.FinishReduction();
     const MicroBatchLoss& part = stage.loss();
     const int signal = stop_signal.received();
-    double scalars[] = {sum_squares, part.loss, part.ce_sum, part.aux,
-                        static_cast<double>(part.tokens), pipe.compute_s, pipe.total_s,
-                        signal ? 1.0 : 0.0};
+    std::vector<double> scalars = {sum_squares, part.loss, part.ce_sum, part.aux,
+                                   static_cast<double>(part.tokens), pipe.compute_s, pipe.total_s,
+                                   signal ? 1.0 : 0.0};
+    constexpr size_t kMtpScalars = 8;  // then one CE sum per MTP depth
+    scalars.resize(kMtpScalars + recipe.model.mtp_depth, 0.0);
+    for (size_t d = 0; d < part.mtp_ce_sum.size(); ++d) scalars[kMtpScalars + d] = part.mtp_ce_sum[d];
     world.all_reduce(std::span<double>(scalars)).wait();
     loads_work.wait();
     size_t offset = 0;
@@ -301,8 +307,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       std::copy_n(loads.begin() + offset, moe->n_experts(), moe->load_counts().begin());
       offset += moe->n_experts();
     }
-    const MicroBatchLoss step_loss{scalars[1], scalars[2], scalars[3],
-                                   static_cast<int64_t>(scalars[4])};
+    MicroBatchLoss step_loss;
+    step_loss.loss = scalars[1];
+    step_loss.ce_sum = scalars[2];
+    step_loss.aux = scalars[3];
+    step_loss.tokens = static_cast<int64_t>(scalars[4]);
     if (!std::isfinite(step_loss.loss)) {
       throw std::runtime_error("loss is not finite at step " + std::to_string(step) +
                                " (lower optimizer.lr or check the data)");
@@ -339,6 +348,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const double expert_comm_s = comm_per_rank[3] / world.size();
     step_time_total += step_s;
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
+    std::vector<double> mtp_loss;  // per depth: mean CE over the same tokens as ce
+    for (int64_t d = 0; d < recipe.model.mtp_depth; ++d) {
+      mtp_loss.push_back(scalars[kMtpScalars + d] / static_cast<double>(step_loss.tokens));
+    }
     summary.final_loss = step_loss.loss;
     summary.steps = step;
     if (step == resumed.step + 1) {
@@ -372,6 +385,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         .add("peak_rss_mib", peak_rss_mib)
         .add("expert_load_max_over_mean", load_ratio)
         .add("tokens_seen", tokens_seen);
+    if (!mtp_loss.empty()) line.add("mtp_loss", mtp_loss).add("mtp_weight", scale.mtp_weight);
     {  // ---- node-aware expert dispatch: bytes the expert exchanges sent off-node, all ranks
       int64_t cross_node = 0;
       for (MoeBlock* moe : model.moe_blocks()) cross_node += moe->take_cross_node_bytes();
@@ -413,6 +427,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
           << "  lr " << format("%.3e", lr) << "  grad_norm " << format("%.3f", norm) << "  "
           << format("%.0f", tokens_per_step / step_s) << " tok/s  load max/mean "
           << format("%.2f", load_ratio);
+      if (!mtp_loss.empty()) {
+        log << "  ce " << format("%.4f", ce) << "  mtp";
+        for (double l : mtp_loss) log << " " << format("%.4f", l);
+      }
       if (world.size() > 1) {
         log << "  bubble " << format("%.3f", bubble) << "  exposed comm "
             << format("%.4f", exposed_comm) << " s";

@@ -101,6 +101,36 @@ TEST_F(LoaderTest, RowsAreSamplesInTheEpochPermutationOrder) {
   EXPECT_EQ(loader.state(), (LoaderState{1, 70}));  // 320 = 250 + 70
 }
 
+// Multi-token prediction: rows carry extra_tokens more real targets; samples keep their starts
+// (s * seq_len), and the epoch loses the samples whose extra tokens would run past the stream.
+TEST_F(LoaderTest, ExtraTokensExtendEachSampleWithRealTokens) {
+  for (const int64_t extra : {1, 2, 17}) {
+    LoaderOptions o = options(8);
+    o.prefetch = 0;
+    o.shuffle = false;
+    o.extra_tokens = extra;
+    Loader loader(o);
+    const int64_t row = kSeqLen + 1 + extra;
+    ASSERT_EQ(loader.row_tokens(), row);
+    ASSERT_EQ(loader.samples_per_epoch(), (4001 - row) / kSeqLen + 1) << extra;
+    std::vector<int32_t> batch;
+    for (int64_t step = 0; step * 8 < loader.samples_per_epoch(); ++step) {
+      loader.next(batch);
+      ASSERT_EQ(static_cast<int64_t>(batch.size()), 8 * row);
+      for (int64_t j = 0; j < 8; ++j) {
+        const int64_t s = (step * 8 + j) % loader.samples_per_epoch();
+        const std::vector<int32_t> got(batch.begin() + j * row, batch.begin() + (j + 1) * row);
+        const std::vector<int32_t> want(train_.begin() + s * kSeqLen,
+                                        train_.begin() + s * kSeqLen + row);
+        ASSERT_EQ(got, want) << "extra " << extra << " sample " << s;
+      }
+    }
+  }
+  LoaderOptions bad = options(8);
+  bad.extra_tokens = -1;
+  EXPECT_THROW(Loader{bad}, DataError);
+}
+
 TEST_F(LoaderTest, ReplicasConcatenateToTheSingleReplicaBatch) {
   constexpr int kSteps = 45;  // 45 * 12 = 540 samples: two epoch boundaries
   Loader single(options(12));

@@ -6,11 +6,20 @@ Usage:
   compare.py --self-test
 
 DUMP_DIR (written by tessera's dump tool) holds:
-  model.yaml  a full tessera recipe; its `model:` section is the config
-  model.h5    float32 parameters as root datasets named as in DESIGN.md (groups/attributes ignored)
-  batch.h5    `tokens`: int [B, T+1]
+  model.yaml  a full tessera recipe; its `model:` section is the config (attention mha or mla,
+              mtp_depth D, mtp_lambda, ...); `train.seq_len` is T when present
+  model.h5    float32 parameters as root datasets named as in DESIGN.md (groups/attributes ignored),
+              the MTP modules' `mtp.{d}.*` included
+  batch.h5    `tokens`: int [B, T+1+D] (t_0 .. t_{T+D}; D = 0 without MTP)
   grads.h5    tessera's gradient of every trainable parameter as root datasets, root attributes
-              `loss` and `ce_loss`, group `routing` with `layers.{i}` int [B*T, k] per MoE layer
+              `loss` (everything: CE + balance losses + mtp_lambda/D * sum_k L_k) and `ce_loss`
+              (the main model's cross-entropy only), group `routing` with one int [B*T, k] per MoE
+              layer named by its block's parameter prefix: `layers.{i}`, and `mtp.{d}.block` for
+              MTP module d.
+              With D > 0, optionally the per-depth MTP losses L_k (k = d + 1): root attributes
+              `mtp_loss.{d}` (d = 0 .. D-1, as the MTP parameters are numbered), or one root
+              attribute or dataset `mtp_loss` holding the D values in depth order. Without them
+              L_k is checked only through `loss` (a note says so).
 
 Checks, all computed in float64 from the float32 parameters:
   (a) routing: per MoE layer and token, the reference's chosen expert set equals tessera's. A
@@ -18,7 +27,7 @@ Checks, all computed in float64 from the float32 parameters:
       boundary) is below --tie-tol is a precision tie: it is reported and tolerated. The reference
       computes with tessera's routing wherever that is well-formed, so (b) and (c) check the math
       given the routing while (a) checks the routing itself;
-  (b) |loss_t - loss_ref| / |loss_ref| <= rel_tol, same for ce_loss;
+  (b) |loss_t - loss_ref| / |loss_ref| <= rel_tol, same for ce_loss and each MTP loss L_k;
   (c) per parameter ||g_t - g_ref|| / max(||g_ref||, 1e-12) <= rel_tol; a gradient missing on
       either side is a failure naming it.
 Prints a table and `reference: PASS` or `reference: FAIL (<n> problems)`; exits 0 only on PASS
@@ -68,8 +77,31 @@ def _root_datasets(path):
     return data, attrs, routing
 
 
+def _mtp_losses(attrs, data, path, depth):
+    """Tessera's per-depth MTP losses [L_1 .. L_D] from grads.h5 (see the module doc), or None.
+
+    Removes them from `data` so that they are not taken for gradients.
+    """
+    per_depth = sorted(k for k in attrs if k.startswith("mtp_loss."))
+    whole = data.pop("mtp_loss", attrs.get("mtp_loss"))
+    if per_depth and whole is not None:
+        raise DumpError(f"{path}: both mtp_loss and mtp_loss.{{d}} are present; write one")
+    if per_depth:
+        want = [f"mtp_loss.{d}" for d in range(depth)]
+        if set(per_depth) != set(want):
+            raise DumpError(f"{path}: MTP loss attributes {per_depth}, expected {want}")
+        return [float(np.asarray(attrs[k]).reshape(())) for k in want]
+    if whole is None:
+        return None
+    values = [float(v) for v in np.asarray(whole, dtype=np.float64).reshape(-1)]
+    if len(values) != depth:
+        raise DumpError(f"{path}: mtp_loss holds {len(values)} values, mtp_depth is {depth}")
+    return values
+
+
 def load_dump(dump_dir):
-    """Returns (cfg, params, tokens, tessera) with tessera = {grads, loss, ce_loss, routing, notes}."""
+    """Returns (cfg, params, tokens, tessera) with tessera = {grads, loss, ce_loss, mtp_loss,
+    routing, notes}; mtp_loss is None when the dump has no per-depth MTP losses."""
     recipe_path = os.path.join(dump_dir, "model.yaml")
     try:
         with open(recipe_path) as f:
@@ -106,8 +138,14 @@ def load_dump(dump_dir):
     if "tokens" not in batch:
         raise DumpError(f"{batch_path}: dataset tokens is missing")
     tokens = np.asarray(batch["tokens"])
-    if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise DumpError(f"{batch_path}: tokens must be [B, T+1] with T >= 1, got {tokens.shape}")
+    depth = cfg["mtp_depth"]
+    if tokens.ndim != 2 or tokens.shape[1] < 2 + depth:
+        raise DumpError(f"{batch_path}: tokens must be [B, T+1+mtp_depth] with T >= 1 and "
+                        f"mtp_depth {depth}, got {tokens.shape}")
+    seq_len = (recipe.get("train") or {}).get("seq_len")
+    if seq_len is not None and tokens.shape[1] != seq_len + 1 + depth:
+        raise DumpError(f"{batch_path}: tokens rows hold {tokens.shape[1]} ids, expected "
+                        f"train.seq_len + 1 + model.mtp_depth = {seq_len + 1 + depth}")
     if tokens.min() < 0 or tokens.max() >= cfg["vocab_size"]:
         raise DumpError(f"{batch_path}: token ids must lie in [0, {cfg['vocab_size']}), got "
                         f"[{tokens.min()}, {tokens.max()}]")
@@ -117,10 +155,15 @@ def load_dump(dump_dir):
     for key in ("loss", "ce_loss"):
         if key not in attrs:
             raise DumpError(f"{grads_path}: root attribute {key} is missing")
+    mtp_loss = _mtp_losses(attrs, grads, grads_path, depth)
+    if depth > 0 and mtp_loss is None:
+        notes.append(f"note: {grads_path} has no per-depth MTP losses; they are checked only "
+                     f"through loss")
     tessera = {
         "grads": grads,
         "loss": float(np.asarray(attrs["loss"]).reshape(())),
         "ce_loss": float(np.asarray(attrs["ce_loss"]).reshape(())),
+        "mtp_loss": mtp_loss,
         "routing": routing,
         "notes": notes,
     }
@@ -134,10 +177,16 @@ def _rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+def routing_name(cfg, i):
+    """The dataset under grads.h5's `routing` of MoE layer i (see rm.moe_layers): its block's
+    parameter prefix without the final dot."""
+    return rm.block_prefix(cfg, i)[:-1]
+
+
 def _check_routing_shapes(cfg, routing, n_tokens, problems):
     """Validated tessera routing {layer: int64 tensor [N, k]} for the MoE layers that have it."""
     valid = {}
-    expected = {f"layers.{i}": i for i in rm.moe_layers(cfg)}
+    expected = {routing_name(cfg, i): i for i in rm.moe_layers(cfg)}
     for name in sorted(set(routing) - set(expected)):
         problems.append(f"routing: grads.h5 has routing/{name}, which is not an MoE layer")
     for name, i in expected.items():
@@ -165,15 +214,15 @@ def compare_dump(dump_dir, rel_tol=DEFAULT_REL_TOL, tie_tol=DEFAULT_TIE_TOL, log
     for note in tess["notes"]:
         log(note)
     problems = []
-    bsz, seq = tokens.shape[0], tokens.shape[1] - 1
+    bsz, seq = tokens.shape[0], tokens.shape[1] - 1 - cfg["mtp_depth"]
     n_tokens = bsz * seq
     t_routing = _check_routing_shapes(cfg, tess["routing"], n_tokens, problems)
 
     # Follow tessera's routing where it gave a valid one (near-ties may legitimately differ); the
     # reference's own choice is still computed per layer on the same inputs and checked below.
     details = {}
-    loss, ce, grads, own = rm.reference_step(cfg, params, tokens, forced_routing=t_routing,
-                                             details=details)
+    loss, ce, grads, own, mtp = rm.reference_step(cfg, params, tokens, forced_routing=t_routing,
+                                                  details=details)
 
     # (a) routing sets
     n_ties = 0
@@ -191,8 +240,8 @@ def compare_dump(dump_dir, rel_tol=DEFAULT_REL_TOL, tie_tol=DEFAULT_TIE_TOL, log
             union = sorted(set(own[i][n].tolist()) | set(t_routing[i][n].tolist()))
             scores = ", ".join(f"{e}: {details[i]['biased'][n, e].item():.8f}" for e in union)
             problems.append(
-                f"routing: layer {i}: {len(real)} of {n_tokens} tokens choose other experts; first "
-                f"token {n} (sequence {n // seq}, position {n % seq}): reference "
+                f"routing: {routing_name(cfg, i)}: {len(real)} of {n_tokens} tokens choose other "
+                f"experts; first token {n} (sequence {n // seq}, position {n % seq}): reference "
                 f"{sorted(own[i][n].tolist())}, tessera {sorted(t_routing[i][n].tolist())}, biased "
                 f"scores {{{scores}}}, reference margin {margin[n].item():.3e}")
     if n_ties:
@@ -200,11 +249,14 @@ def compare_dump(dump_dir, rel_tol=DEFAULT_REL_TOL, tie_tol=DEFAULT_TIE_TOL, log
             f"(precision ties); the reference followed tessera there")
 
     # (b) losses
-    for key, ref in (("loss", loss), ("ce_loss", ce)):
-        err = _rel(tess[key], ref)
-        log(f"{key}: tessera {tess[key]:.10f} reference {ref:.10f} rel err {err:.3e}")
+    losses = [("loss", tess["loss"], loss), ("ce_loss", tess["ce_loss"], ce)]
+    if tess["mtp_loss"] is not None:
+        losses += [(f"mtp_loss.{d}", t, r) for d, (t, r) in enumerate(zip(tess["mtp_loss"], mtp))]
+    for key, t_value, ref in losses:
+        err = _rel(t_value, ref)
+        log(f"{key}: tessera {t_value:.10f} reference {ref:.10f} rel err {err:.3e}")
         if not err <= rel_tol:
-            problems.append(f"{key}: tessera {tess[key]!r} vs reference {ref!r}, rel err {err:.3e} "
+            problems.append(f"{key}: tessera {t_value!r} vs reference {ref!r}, rel err {err:.3e} "
                             f"> {rel_tol:g}")
 
     # (c) gradients
@@ -258,11 +310,20 @@ SELF_TEST_MODEL = {
     "topk_group": 2, "route_scale": 2.5, "first_dense_layers": 1, "norm_eps": 1e-6,
     "rope_theta": 10000.0, "init_std": 0.3, "bias_update_gamma": 0.001, "seq_aux_alpha": 0.05,
 }
+# MLA with mutually different widths (a swapped split shows), and MTP depth 2.
+SELF_TEST_MLA_MTP = dict(SELF_TEST_MODEL, attention="mla", q_lora_rank=6, kv_lora_rank=7,
+                         qk_nope_head_dim=5, qk_rope_head_dim=4, v_head_dim=3, mtp_depth=2,
+                         mtp_lambda=0.3)
+SELF_TEST_MLA_Q0 = dict(SELF_TEST_MLA_MTP, q_lora_rank=0, mtp_depth=1)
 SELF_TEST_BATCH, SELF_TEST_SEQ = 2, 7
 
 
-def write_dump(dump_dir, model_section, train_section, params, tokens, grads, loss, ce, routing):
-    """Writes a dump in tessera's format (see the module doc), plus decoys the reader must ignore."""
+def write_dump(dump_dir, model_section, train_section, params, tokens, grads, loss, ce, routing,
+               mtp_losses=()):
+    """Writes a dump in tessera's format (see the module doc), plus decoys the reader must ignore.
+
+    MTP losses, if any, go to root attributes mtp_loss.{d}."""
+    cfg = rm.model_config(model_section)
     os.makedirs(dump_dir, exist_ok=True)
     with open(os.path.join(dump_dir, "model.yaml"), "w") as f:
         yaml.safe_dump({"model": model_section, "train": train_section,
@@ -279,17 +340,23 @@ def write_dump(dump_dir, model_section, train_section, params, tokens, grads, lo
             f.create_dataset(name, data=np.asarray(g, dtype=np.float32))
         f.attrs["loss"] = np.float64(loss)
         f.attrs["ce_loss"] = np.float64(ce)
+        for d, value in enumerate(mtp_losses):
+            f.attrs[f"mtp_loss.{d}"] = np.float64(value)
         for i, r in routing.items():
-            f.create_dataset(f"routing/layers.{i}", data=np.asarray(r, dtype=np.int32))
+            f.create_dataset(f"routing/{routing_name(cfg, i)}", data=np.asarray(r, dtype=np.int32))
 
 
 def _naive_loss(cfg, params, tokens):
-    """The DESIGN.md math written again with per-token, per-head loops in numpy float64."""
+    """The DESIGN.md math written again with per-token, per-head loops in numpy float64.
+
+    Returns (loss, ce, [L_1 .. L_D]). MLA is computed as plain attention per head on materialised
+    q = [q_nope; rope(q_pe)] and k = [k_nope; rope(k_pe)] with the one k_pe copied into every head.
+    """
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     tok = np.asarray(tokens)
-    bsz, seq = tok.shape[0], tok.shape[1] - 1
+    depth = cfg["mtp_depth"]
+    bsz, seq = tok.shape[0], tok.shape[1] - 1 - depth
     d, h, eps = cfg["dim"], cfg["n_heads"], cfg["norm_eps"]
-    hd = d // h
     e, k, g, kg = cfg["n_experts"], cfg["top_k"], cfg["n_group"], cfg["topk_group"]
 
     def norm(v, w):
@@ -303,113 +370,137 @@ def _naive_loss(cfg, params, tokens):
 
     def rope(v, pos):
         out = v.copy()
-        for j in range(hd // 2):
-            ang = pos * cfg["rope_theta"] ** (-2 * j / hd)
+        for j in range(len(v) // 2):
+            ang = pos * cfg["rope_theta"] ** (-2 * j / len(v))
             a, b = v[2 * j], v[2 * j + 1]
             out[2 * j] = a * math.cos(ang) - b * math.sin(ang)
             out[2 * j + 1] = a * math.sin(ang) + b * math.cos(ang)
         return out
 
-    total_ce, total_aux = 0.0, 0.0
+    def heads_qkv(pre, v, t):
+        """Per-head lists (q, k, v) at position t of the normed input v, and the softmax scale."""
+        if cfg["attention"] == "mha":
+            hd = d // h
+            q, kk, vv = (p[pre + f"attn.{w}.weight"] @ v for w in ("wq", "wk", "wv"))
+            sl = [slice(j * hd, (j + 1) * hd) for j in range(h)]
+            return ([rope(q[s], t) for s in sl], [rope(kk[s], t) for s in sl], [vv[s] for s in sl],
+                    1 / math.sqrt(hd))
+        nope, rd, vd = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+        if cfg["q_lora_rank"] == 0:
+            q = p[pre + "attn.wq.weight"] @ v
+        else:
+            q = p[pre + "attn.wq_b.weight"] @ norm(p[pre + "attn.wq_a.weight"] @ v,
+                                                    p[pre + "attn.q_norm.weight"])
+        ckv = p[pre + "attn.wkv_a.weight"] @ v
+        r = cfg["kv_lora_rank"]
+        k_pe = rope(ckv[r:], t)
+        kv = p[pre + "attn.wkv_b.weight"] @ norm(ckv[:r], p[pre + "attn.kv_norm.weight"])
+        qs, ks, vs = [], [], []
+        for j in range(h):
+            qh = q[j * (nope + rd):(j + 1) * (nope + rd)]
+            kvh = kv[j * (nope + vd):(j + 1) * (nope + vd)]
+            qs.append(np.concatenate([qh[:nope], rope(qh[nope:], t)]))
+            ks.append(np.concatenate([kvh[:nope], k_pe]))
+            vs.append(kvh[nope:])
+        return qs, ks, vs, 1 / math.sqrt(nope + rd)
+
+    def run_block(i, x):
+        """Layer i's block on one sequence x (a list of [D] vectors); returns (x, balance loss)."""
+        pre = rm.block_prefix(cfg, i)
+        qkv = [heads_qkv(pre, norm(x[t], p[pre + "attn_norm.weight"]), t) for t in range(seq)]
+        att = []
+        for t in range(seq):
+            q, _, _, scale = qkv[t]
+            o = []
+            for hh in range(h):
+                logits = np.array([q[hh] @ qkv[u][1][hh] * scale for u in range(t + 1)])
+                w = np.exp(logits - logits.max())
+                w /= w.sum()
+                o.append(sum(w[u] * qkv[u][2][hh] for u in range(t + 1)))
+            att.append(p[pre + "attn.wo.weight"] @ np.concatenate(o))
+        x = [x[t] + att[t] for t in range(seq)]
+        hn = [norm(v, p[pre + "ffn_norm.weight"]) for v in x]
+        if not rm.is_moe_layer(cfg, i):
+            return [x[t] + mlp(hn[t], p[pre + "ffn.w1.weight"], p[pre + "ffn.w3.weight"],
+                               p[pre + "ffn.w2.weight"]) for t in range(seq)], 0.0
+        counts = np.zeros(e)
+        p_sum = np.zeros(e)
+        for t in range(seq):
+            s = 1 / (1 + np.exp(-(p[pre + "moe.gate.weight"] @ hn[t])))
+            biased = s + p[pre + "moe.gate.bias"]
+            per = e // g
+            gscore = [sum(sorted(biased[gi * per:(gi + 1) * per])[-min(2, per):])
+                      for gi in range(g)]
+            kept = sorted(range(g), key=lambda gi: -gscore[gi])[:kg]
+            cand = [ex for gi in kept for ex in range(gi * per, (gi + 1) * per)]
+            chosen = sorted(cand, key=lambda ex: -biased[ex])[:k]
+            gate = np.array([s[ex] for ex in chosen])
+            gate = gate / gate.sum() * cfg["route_scale"]
+            y = np.zeros(d)
+            for gw, ex in zip(gate, chosen):
+                y += gw * mlp(hn[t], p[pre + "moe.experts.w1"][ex], p[pre + "moe.experts.w3"][ex],
+                              p[pre + "moe.experts.w2"][ex])
+                counts[ex] += 1
+            if cfg["n_shared_experts"] > 0:
+                y += mlp(hn[t], p[pre + "moe.shared.w1.weight"], p[pre + "moe.shared.w3.weight"],
+                         p[pre + "moe.shared.w2.weight"])
+            p_sum += s / s.sum()
+            x[t] = x[t] + y
+        return x, cfg["seq_aux_alpha"] * np.sum(e / (k * seq) * counts * p_sum / seq)
+
+    def xent(hidden, target):
+        logits = p["head.weight"] @ hidden
+        m = logits.max()
+        return m + math.log(np.exp(logits - m).sum()) - logits[target]
+
+    total_ce, total_aux, total_mtp = 0.0, 0.0, np.zeros(depth)
     for b in range(bsz):
         x = [p["embed.weight"][tok[b, t]].copy() for t in range(seq)]
         for i in range(cfg["n_layers"]):
-            pre = f"layers.{i}."
-            xn = [norm(v, p[pre + "attn_norm.weight"]) for v in x]
-            q = [p[pre + "attn.wq.weight"] @ v for v in xn]
-            kk = [p[pre + "attn.wk.weight"] @ v for v in xn]
-            vv = [p[pre + "attn.wv.weight"] @ v for v in xn]
-            att = []
-            for t in range(seq):
-                o = np.zeros(d)
-                for hh in range(h):
-                    sl = slice(hh * hd, (hh + 1) * hd)
-                    qt = rope(q[t][sl], t)
-                    logits = np.array([qt @ rope(kk[u][sl], u) / math.sqrt(hd) for u in range(t + 1)])
-                    w = np.exp(logits - logits.max())
-                    w /= w.sum()
-                    o[sl] = sum(w[u] * vv[u][sl] for u in range(t + 1))
-                att.append(p[pre + "attn.wo.weight"] @ o)
-            x = [x[t] + att[t] for t in range(seq)]
-            hn = [norm(v, p[pre + "ffn_norm.weight"]) for v in x]
-            if not rm.is_moe_layer(cfg, i):
-                x = [x[t] + mlp(hn[t], p[pre + "ffn.w1.weight"], p[pre + "ffn.w3.weight"],
-                                p[pre + "ffn.w2.weight"]) for t in range(seq)]
-                continue
-            counts = np.zeros(e)
-            p_sum = np.zeros(e)
-            for t in range(seq):
-                s = 1 / (1 + np.exp(-(p[pre + "moe.gate.weight"] @ hn[t])))
-                biased = s + p[pre + "moe.gate.bias"]
-                per = e // g
-                gscore = [sum(sorted(biased[gi * per:(gi + 1) * per])[-min(2, per):])
-                          for gi in range(g)]
-                kept = sorted(range(g), key=lambda gi: -gscore[gi])[:kg]
-                cand = [ex for gi in kept for ex in range(gi * per, (gi + 1) * per)]
-                chosen = sorted(cand, key=lambda ex: -biased[ex])[:k]
-                gate = np.array([s[ex] for ex in chosen])
-                gate = gate / gate.sum() * cfg["route_scale"]
-                y = np.zeros(d)
-                for gw, ex in zip(gate, chosen):
-                    y += gw * mlp(hn[t], p[pre + "moe.experts.w1"][ex], p[pre + "moe.experts.w3"][ex],
-                                  p[pre + "moe.experts.w2"][ex])
-                    counts[ex] += 1
-                if cfg["n_shared_experts"] > 0:
-                    y += mlp(hn[t], p[pre + "moe.shared.w1.weight"], p[pre + "moe.shared.w3.weight"],
-                             p[pre + "moe.shared.w2.weight"])
-                p_sum += s / s.sum()
-                x[t] = x[t] + y
-            total_aux += cfg["seq_aux_alpha"] * np.sum(e / (k * seq) * counts * p_sum / seq)
-        for t in range(seq):
-            logits = p["head.weight"] @ norm(x[t], p["norm.weight"])
-            m = logits.max()
-            total_ce += m + math.log(np.exp(logits - m).sum()) - logits[tok[b, t + 1]]
+            x, aux = run_block(i, x)
+            total_aux += aux
+        hid = [norm(v, p["norm.weight"]) for v in x]
+        total_ce += sum(xent(hid[t], tok[b, t + 1]) for t in range(seq))
+        for m in range(depth):
+            pre = f"mtp.{m}."
+            emb = [norm(p["embed.weight"][tok[b, t + m + 1]], p[pre + "enorm.weight"])
+                   for t in range(seq)]
+            x = [p[pre + "eh_proj.weight"] @
+                 np.concatenate([emb[t], norm(hid[t], p[pre + "hnorm.weight"])]) for t in range(seq)]
+            x, aux = run_block(cfg["n_layers"] + m, x)
+            total_aux += aux
+            hid = [norm(v, p[pre + "norm.weight"]) for v in x]
+            total_mtp[m] += sum(xent(hid[t], tok[b, t + m + 2]) for t in range(seq))
     ce = total_ce / (bsz * seq)
-    return ce + total_aux / bsz, ce
+    mtp = list(total_mtp / (bsz * seq))
+    loss = ce + total_aux / bsz + (cfg["mtp_lambda"] / depth * sum(mtp) if depth else 0.0)
+    return loss, ce, mtp
 
 
-def _self_test_case():
-    """The self-test's config, float32 params, tokens and the reference's step on them."""
-    cfg = rm.model_config(SELF_TEST_MODEL)
+def _self_test_case(model=SELF_TEST_MODEL):
+    """The config, float32 params, tokens [B, T+1+D] and the reference's step on them."""
+    cfg = rm.model_config(model)
     gen = torch.Generator().manual_seed(20240611)
     params = rm.init_params(cfg, gen, torch.float32, norm_jitter=0.3, bias_std=0.05)
-    tokens = torch.randint(0, cfg["vocab_size"], (SELF_TEST_BATCH, SELF_TEST_SEQ + 1), generator=gen)
+    tokens = torch.randint(0, cfg["vocab_size"],
+                           (SELF_TEST_BATCH, SELF_TEST_SEQ + 1 + cfg["mtp_depth"]), generator=gen)
     details = {}
-    loss, ce, grads, routing = rm.reference_step(cfg, params, tokens, details=details)
-    return cfg, params, tokens, (loss, ce, grads, routing), details
+    step = rm.reference_step(cfg, params, tokens, details=details)
+    return cfg, params, tokens, step, details
 
 
-def _write_sample(dump_dir):
-    _, params, tokens, (loss, ce, grads, routing), _ = _self_test_case()
-    write_dump(dump_dir, SELF_TEST_MODEL, {"seq_len": SELF_TEST_SEQ, "global_batch": SELF_TEST_BATCH},
+def _write_sample(dump_dir, model=SELF_TEST_MODEL):
+    _, params, tokens, (loss, ce, grads, routing, mtp), _ = _self_test_case(model)
+    write_dump(dump_dir, model, {"seq_len": SELF_TEST_SEQ, "global_batch": SELF_TEST_BATCH},
                params, tokens, {n: g.numpy() for n, g in grads.items()}, loss, ce,
-               {i: r.numpy() for i, r in routing.items()})
+               {i: r.numpy() for i, r in routing.items()}, mtp)
 
 
-def _self_test():
-    t0 = time.time()
-    failures = []
+def _fd_worst(cfg, params, tokens, grads, routing):
+    """Worst relative error of the autograd gradient against central differences (routing fixed
+    to the reference's own) along each parameter alone and 3 directions through all of them.
 
-    def check(ok, what):
-        print(f"  [{'ok' if ok else 'FAILED'}] {what}")
-        if not ok:
-            failures.append(what)
-
-    cfg, params, tokens, (loss, ce, grads, routing), details = _self_test_case()
-    n_tokens = SELF_TEST_BATCH * SELF_TEST_SEQ
-    print(f"self-test model: loss {loss:.6f} (ce {ce:.6f}), {len(grads)} trainable tensors")
-
-    # 1. forward against an independent naive loop implementation of the same math
-    naive_loss, naive_ce = _naive_loss(cfg, params, tokens)
-    check(_rel(loss, naive_loss) < 1e-12 and _rel(ce, naive_ce) < 1e-12,
-          f"forward equals the naive per-token implementation (loss {naive_loss:.12f}, "
-          f"rel err {_rel(loss, naive_loss):.1e})")
-    check(loss - ce > 1e-4, f"the balance loss contributes ({loss - ce:.3e})")
-    experts_used = {e for r in routing.values() for e in r.flatten().tolist()}
-    check(len(experts_used) >= cfg["n_experts"] - 1,
-          f"routing spreads over experts ({len(experts_used)} of {cfg['n_experts']} used)")
-
-    # 2. gradients against central finite differences, routing fixed to the reference's own
+    Returns (worst error, number of directions, where the worst was)."""
     p64 = {n: t.to(torch.float64) for n, t in params.items()}
 
     def loss_at(shift):
@@ -418,7 +509,7 @@ def _self_test():
 
     dgen = torch.Generator().manual_seed(7)
     step = 1e-5
-    worst = 0.0
+    worst, worst_at = 0.0, ""
     directions = [{n: torch.randn(g.shape, generator=dgen, dtype=torch.float64)} for n, g in
                   grads.items()]
     directions += [{n: torch.randn(g.shape, generator=dgen, dtype=torch.float64) for n, g in
@@ -431,28 +522,61 @@ def _self_test():
               loss_at({n: -step * v for n, v in u.items()})) / (2 * step)
         g_norm = math.sqrt(sum(grads[n].pow(2).sum().item() for n in u))
         err = abs(fd - analytic) / max(abs(analytic), 1e-3 * g_norm, 1e-12)
-        worst = max(worst, err)
-        if err > 1e-6:
-            check(False, f"finite differences along {sorted(u)[:2]}...: fd {fd:.10e} vs "
-                         f"autograd {analytic:.10e}")
-    check(worst <= 1e-6, f"autograd gradients match central differences on {len(directions)} "
-                         f"directions (worst rel err {worst:.1e})")
+        if err > worst:
+            worst = err
+            worst_at = (f"{next(iter(u))}" if len(u) == 1 else "all parameters") + \
+                f": fd {fd:.10e} vs autograd {analytic:.10e}"
+    return worst, len(directions), worst_at
 
-    # 3. the checker: its own dump passes, damaged dumps fail naming the damage
+
+def _self_test():
+    t0 = time.time()
+    failures = []
+
+    def check(ok, what):
+        print(f"  [{'ok' if ok else 'FAILED'}] {what}")
+        if not ok:
+            failures.append(what)
+
+    # 1. forward against an independent naive loop implementation of the same math, and
+    # 2. gradients against central finite differences, routing fixed to the reference's own
+    for title, model in (("MHA", SELF_TEST_MODEL),
+                         ("MLA q_lora_rank 0, MTP depth 1", SELF_TEST_MLA_Q0),
+                         ("MLA q_lora_rank 6, MTP depth 2", SELF_TEST_MLA_MTP)):
+        cfg, params, tokens, (loss, ce, grads, routing, mtp), details = _self_test_case(model)
+        print(f"self-test model, {title}: loss {loss:.6f} (ce {ce:.6f}, mtp "
+              f"{[round(m, 6) for m in mtp]}), {len(grads)} trainable tensors")
+        naive_loss, naive_ce, naive_mtp = _naive_loss(cfg, params, tokens)
+        err = max(_rel(a, b) for a, b in zip([loss, ce] + mtp, [naive_loss, naive_ce] + naive_mtp))
+        check(err < 1e-12, f"loss, ce and MTP losses equal the naive per-token, per-head "
+                           f"implementation (loss {naive_loss:.12f}, worst rel err {err:.1e})")
+        aux = sum(info["aux"].item() for info in details.values())
+        check(aux > 1e-4, f"the balance loss contributes ({aux:.3e}, {len(details)} MoE layers)")
+        experts_used = {e for r in routing.values() for e in r.flatten().tolist()}
+        check(len(experts_used) >= cfg["n_experts"] - 1,
+              f"routing spreads over experts ({len(experts_used)} of {cfg['n_experts']} used)")
+        worst, n_dirs, worst_at = _fd_worst(cfg, params, tokens, grads, routing)
+        check(worst <= 1e-6, f"autograd gradients match central differences on {n_dirs} directions "
+                             f"(worst rel err {worst:.1e}, {worst_at})")
+
+    # 3. the checker: its own dumps pass, damaged dumps fail naming the damage
+    cfg, params, tokens, (loss, ce, grads, routing, mtp), details = _self_test_case()
+    n_tokens = SELF_TEST_BATCH * SELF_TEST_SEQ
     root = tempfile.mkdtemp(prefix="tessera-ref-selftest-")
     quiet = []
+
+    def damaged(base, tag, edit, file="grads.h5"):
+        path = os.path.join(root, tag)
+        shutil.copytree(base, path)
+        with h5py.File(os.path.join(path, file), "r+") as f:
+            edit(f)
+        return compare_dump(path, log=quiet.append)
+
     try:
         good = os.path.join(root, "good")
         _write_sample(good)
         problems = compare_dump(good, log=quiet.append)
         check(problems == [], f"a faithful dump passes ({problems[:1]})")
-
-        def damaged(tag, edit):
-            path = os.path.join(root, tag)
-            shutil.copytree(good, path)
-            with h5py.File(os.path.join(path, "grads.h5"), "r+") as f:
-                edit(f)
-            return compare_dump(path, log=quiet.append)
 
         victim = "layers.1.moe.experts.w1"
 
@@ -461,27 +585,27 @@ def _self_test():
             u = np.random.default_rng(3).standard_normal(g.shape)
             f[victim][...] = (g + 1e-3 * np.linalg.norm(g) * u / np.linalg.norm(u)).astype(np.float32)
 
-        problems = damaged("perturbed", perturb)
+        problems = damaged(good, "perturbed", perturb)
         check(len(problems) == 1 and victim in problems[0],
               f"a gradient perturbed by 1e-3 relative fails: {problems}")
 
         def drop(f):
             del f["layers.2.attn.wk.weight"]
 
-        problems = damaged("missing", drop)
+        problems = damaged(good, "missing", drop)
         check(len(problems) == 1 and "layers.2.attn.wk.weight" in problems[0],
               f"a missing gradient fails: {problems}")
 
         def extra(f):
             f.create_dataset("layers.1.moe.gate.bias", data=np.zeros(cfg["n_experts"], np.float32))
 
-        problems = damaged("extra", extra)
+        problems = damaged(good, "extra", extra)
         check(len(problems) == 1 and "gate.bias" in problems[0], f"an extra gradient fails: {problems}")
 
         def loss_off(f):
             f.attrs["loss"] = np.float64(loss * (1 + 1e-3))
 
-        problems = damaged("loss", loss_off)
+        problems = damaged(good, "loss", loss_off)
         check(len(problems) == 1 and problems[0].startswith("loss"), f"a wrong loss fails: {problems}")
 
         # Give the token with the clearest decision a different expert set.
@@ -495,8 +619,8 @@ def _self_test():
             r[n, -1] = other
             f[f"routing/layers.{layer}"][...] = r
 
-        problems = damaged("routing", reroute)
-        check(any(p.startswith(f"routing: layer {layer}: 1 of {n_tokens}") for p in problems),
+        problems = damaged(good, "routing", reroute)
+        check(any(p.startswith(f"routing: layers.{layer}: 1 of {n_tokens}") for p in problems),
               f"a wrong expert choice fails: {problems[:1]}")
         tie_log = []
         path = os.path.join(root, "routing")
@@ -504,6 +628,59 @@ def _self_test():
         check(not any(p.startswith("routing") for p in problems) and
               any("precision ties" in line for line in tie_log),
               "the same choice within the tie tolerance is tolerated and reported")
+
+        # MLA + MTP dumps: per-depth losses in either accepted form, or none; MTP routing names.
+        cfg, _, _, (_, _, _, _, mtp), _ = _self_test_case(SELF_TEST_MLA_MTP)
+        mtp_good = os.path.join(root, "mtp")
+        _write_sample(mtp_good, SELF_TEST_MLA_MTP)
+        log = []
+        problems = compare_dump(mtp_good, log=log.append)
+        check(problems == [] and any(line.startswith("mtp_loss.1:") for line in log),
+              f"a faithful MLA + MTP dump passes, MTP losses compared ({problems[:1]})")
+
+        def mtp_off(f):
+            f.attrs["mtp_loss.1"] = np.float64(mtp[1] * (1 + 1e-3))
+
+        problems = damaged(mtp_good, "mtp_off", mtp_off)
+        check(len(problems) == 1 and problems[0].startswith("mtp_loss.1"),
+              f"a wrong MTP loss fails: {problems}")
+
+        def mtp_dataset(f):
+            for d in range(cfg["mtp_depth"]):
+                del f.attrs[f"mtp_loss.{d}"]
+            f.create_dataset("mtp_loss", data=np.asarray(mtp, dtype=np.float64))
+
+        problems = damaged(mtp_good, "mtp_dataset", mtp_dataset)
+        check(problems == [], f"MTP losses as one dataset mtp_loss pass, not taken for a gradient "
+                              f"({problems[:1]})")
+
+        def mtp_none(f):
+            for d in range(cfg["mtp_depth"]):
+                del f.attrs[f"mtp_loss.{d}"]
+
+        quiet.clear()
+        problems = damaged(mtp_good, "mtp_none", mtp_none)
+        check(problems == [] and any("no per-depth MTP losses" in line for line in quiet),
+              f"a dump without MTP losses passes with a note ({problems[:1]})")
+
+        def mtp_unrouted(f):
+            del f["routing/mtp.1.block"]
+
+        problems = damaged(mtp_good, "mtp_unrouted", mtp_unrouted)
+        check(len(problems) == 1 and "routing/mtp.1.block" in problems[0],
+              f"missing routing of MTP module 1 fails: {problems}")
+
+        def short_rows(f):
+            t = f["tokens"][()]
+            del f["tokens"]
+            f.create_dataset("tokens", data=t[:, :-cfg["mtp_depth"]])
+
+        try:
+            damaged(mtp_good, "short_rows", short_rows, file="batch.h5")
+            check(False, "token rows without the MTP depth's extra tokens are refused")
+        except DumpError as e:
+            check("seq_len + 1 + model.mtp_depth" in str(e),
+                  f"token rows without the MTP depth's extra tokens are refused ({e})")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -56,11 +56,12 @@ int main(int argc, char** argv) {
     float* bias = params.value_ptr(params.index(moe->prefix() + "moe.gate.bias"));
     for (int64_t e = 0; e < moe->n_experts(); ++e) bias[e] = static_cast<float>(bias_std * rng.normal());
   }
-  std::vector<int32_t> tokens(batch * (T + 1));
+  const int64_t row = mc.row_tokens(T);  // T + 1 + mtp_depth
+  std::vector<int32_t> tokens(batch * row);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % mc.vocab_size);
 
   params.zero_grads();
-  const LossScale scale{1.0 / (batch * T), 1.0 / batch};
+  const LossScale scale{1.0 / (batch * T), 1.0 / batch, mtp_loss_weight(mc, 0)};
   const MicroBatchLoss loss = model.TrainMicroBatch(tokens.data(), batch, T, scale);
 
   std::ofstream(out_dir + "/model.yaml") << recipe_to_yaml(recipe);
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
   }
   {
     H5File f(out_dir + "/batch.h5", H5File::Mode::kCreate);
-    f.write_i32("tokens", {batch, T + 1}, tokens.data());
+    f.write_i32("tokens", {batch, row}, tokens.data());
   }
   {
     H5File f(out_dir + "/grads.h5", H5File::Mode::kCreate);
@@ -82,6 +83,10 @@ int main(int argc, char** argv) {
     }
     f.write_attr_f64("loss", loss.loss);
     f.write_attr_f64("ce_loss", loss.ce_sum / static_cast<double>(loss.tokens));
+    for (size_t d = 0; d < loss.mtp_ce_sum.size(); ++d) {
+      f.write_attr_f64("mtp_loss." + std::to_string(d),
+                       loss.mtp_ce_sum[d] / static_cast<double>(loss.tokens));
+    }
     for (size_t i = 0; i < model.moe_blocks().size(); ++i) {
       const std::string& prefix = model.moe_blocks()[i]->prefix();  // "layers.{i}."
       f.write_i32("routing/" + prefix.substr(0, prefix.size() - 1),

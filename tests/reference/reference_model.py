@@ -1,17 +1,20 @@
-"""Independent PyTorch implementation of tessera's model (DESIGN.md "Model", attention: mha).
+"""Independent PyTorch implementation of tessera's model (DESIGN.md "Model": MHA or MLA, MoE, MTP).
 
-Written from DESIGN.md's math alone, never from tessera's C++, so that agreement between the two
-means something. It serves two users:
+Written from DESIGN.md's math alone (MLA also checked against DeepSeek-V3's public
+inference/model.py), never from tessera's C++, so that agreement between the two means something.
+It serves two users:
   - tests/reference/compare.py runs it in float64 (autograd gradients) against a tessera dump;
   - bench/pytorch_moe_bench.py trains it in float32 as tessera's throughput peer.
 
 Conventions (the contract with tessera):
   - parameters are a dict {name: tensor} named as in DESIGN.md; linear weights are [out, in] (y = x W^T);
-    routed experts are stacked [n_experts, out, in]; `layers.{i}.moe.gate.bias` steers selection only
-    and never gets a gradient (see `is_trainable`).
-  - tokens are [B, T+1] integers: inputs tokens[:, :-1], targets tokens[:, 1:].
-  - routing is reported per MoE layer as int64 [B*T, top_k], token n = b*T + t, experts in descending
-    biased-score order.
+    routed experts are stacked [n_experts, out, in]; `*.moe.gate.bias` steers selection only and
+    never gets a gradient (see `is_trainable`).
+  - tokens are [B, T+1+D] integers (D = mtp_depth): the main model reads tokens[:, :T] and predicts
+    tokens[:, 1:T+1]; MTP depth k reads tokens[:, k:k+T] and predicts tokens[:, k+1:k+1+T].
+  - MoE layers are numbered 0..n_layers-1 for the main model and n_layers + d for MTP module d
+    (parameters under `mtp.{d}.block.`); routing is reported per MoE layer as int64 [B*T, top_k],
+    token n = b*T + t, experts in descending biased-score order.
 """
 
 import math
@@ -26,6 +29,11 @@ MODEL_DEFAULTS = {
     "n_layers": 2,
     "n_heads": 4,
     "attention": "mha",
+    "q_lora_rank": 0,
+    "kv_lora_rank": 32,
+    "qk_nope_head_dim": 16,
+    "qk_rope_head_dim": 8,
+    "v_head_dim": 16,
     "inter_dim": 512,
     "moe_inter_dim": 128,
     "n_experts": 8,
@@ -40,10 +48,16 @@ MODEL_DEFAULTS = {
     "init_std": 0.02,
     "bias_update_gamma": 0.001,
     "seq_aux_alpha": 0.0,
+    "mtp_depth": 0,
+    "mtp_lambda": 0.3,
 }
 
-_INT_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "inter_dim", "moe_inter_dim", "n_experts",
-             "n_shared_experts", "top_k", "n_group", "topk_group", "first_dense_layers")
+_INT_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "q_lora_rank", "kv_lora_rank",
+             "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "inter_dim", "moe_inter_dim",
+             "n_experts", "n_shared_experts", "top_k", "n_group", "topk_group",
+             "first_dense_layers", "mtp_depth")
+_FLOAT_KEYS = ("route_scale", "norm_eps", "rope_theta", "init_std", "bias_update_gamma",
+               "seq_aux_alpha", "mtp_lambda")
 
 
 class ConfigError(ValueError):
@@ -53,8 +67,8 @@ class ConfigError(ValueError):
 def model_config(section):
     """Returns a complete, validated config from a recipe's `model:` section (defaults filled in).
 
-    Keys this reference does not model (e.g. MLA or MTP settings) are errors only when they would
-    change the math: attention other than "mha", or a non-zero MTP depth.
+    Keys the reference does not know are ignored (e.g. a schedule of mtp_lambda: the reference
+    computes one step, with `mtp_lambda`).
     """
     if section is None:
         section = {}
@@ -66,26 +80,36 @@ def model_config(section):
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"model.{key}: expected an integer, got {value!r}")
-    for key in ("route_scale", "norm_eps", "rope_theta", "init_std", "bias_update_gamma",
-                "seq_aux_alpha"):
+    for key in _FLOAT_KEYS:
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)):
             raise ConfigError(f"model.{key}: expected a number, got {cfg[key]!r}")
         cfg[key] = float(cfg[key])
-    if cfg["attention"] != "mha":
-        raise ConfigError(f"model.attention: the reference implements only 'mha', got "
-                          f"{cfg['attention']!r}")
-    for key, value in section.items():
-        if "mtp" in key and value not in (0, None, False):
-            raise ConfigError(f"model.{key}: multi-token prediction is not in the reference")
     for key in ("vocab_size", "dim", "n_layers", "n_heads"):
         if cfg[key] < 1:
             raise ConfigError(f"model.{key}: must be >= 1, got {cfg[key]}")
-    if cfg["dim"] % cfg["n_heads"] != 0 or (cfg["dim"] // cfg["n_heads"]) % 2 != 0:
-        raise ConfigError(f"model.n_heads: dim ({cfg['dim']}) / n_heads ({cfg['n_heads']}) must be "
-                          f"an even integer")
+    if cfg["attention"] == "mha":
+        if cfg["dim"] % cfg["n_heads"] != 0 or (cfg["dim"] // cfg["n_heads"]) % 2 != 0:
+            raise ConfigError(f"model.n_heads: dim ({cfg['dim']}) / n_heads ({cfg['n_heads']}) "
+                              f"must be an even integer")
+    elif cfg["attention"] == "mla":
+        if cfg["q_lora_rank"] < 0:
+            raise ConfigError(f"model.q_lora_rank: must be >= 0 (0 = a single wq), got "
+                              f"{cfg['q_lora_rank']}")
+        for key in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
+            if cfg[key] < 1:
+                raise ConfigError(f"model.{key}: must be >= 1, got {cfg[key]}")
+        if cfg["qk_rope_head_dim"] % 2 != 0:
+            raise ConfigError(f"model.qk_rope_head_dim: RoPE rotates pairs, must be even, got "
+                              f"{cfg['qk_rope_head_dim']}")
+    else:
+        raise ConfigError(f"model.attention: expected 'mha' or 'mla', got {cfg['attention']!r}")
     if not 0 <= cfg["first_dense_layers"]:
         raise ConfigError(f"model.first_dense_layers: must be >= 0, got {cfg['first_dense_layers']}")
-    if has_moe(cfg):
+    if cfg["mtp_depth"] < 0:
+        raise ConfigError(f"model.mtp_depth: must be >= 0, got {cfg['mtp_depth']}")
+    if cfg["mtp_lambda"] < 0:
+        raise ConfigError(f"model.mtp_lambda: must be >= 0, got {cfg['mtp_lambda']}")
+    if moe_layers(cfg):
         e, g = cfg["n_experts"], cfg["n_group"]
         if g < 1 or e % g != 0:
             raise ConfigError(f"model.n_group: must divide n_experts ({e}), got {g}")
@@ -101,16 +125,24 @@ def model_config(section):
     return cfg
 
 
-def has_moe(cfg):
-    return cfg["n_experts"] > 0 and cfg["first_dense_layers"] < cfg["n_layers"]
-
-
 def is_moe_layer(cfg, i):
+    """Layer i (main 0..n_layers-1, MTP module d at n_layers + d) has an MoE FFN."""
     return cfg["n_experts"] > 0 and i >= cfg["first_dense_layers"]
 
 
 def moe_layers(cfg):
-    return [i for i in range(cfg["n_layers"]) if is_moe_layer(cfg, i)]
+    """Every MoE layer in reporting order: the main model's, then the MTP modules' by depth."""
+    return [i for i in range(cfg["n_layers"] + cfg["mtp_depth"]) if is_moe_layer(cfg, i)]
+
+
+def block_prefix(cfg, i):
+    """Parameter prefix of layer i's transformer block (see `moe_layers` for the numbering)."""
+    return f"layers.{i}." if i < cfg["n_layers"] else f"mtp.{i - cfg['n_layers']}.block."
+
+
+def rope_dim(cfg):
+    """Width of the rotated part of a head: the whole head (MHA) or qk_rope_head_dim (MLA)."""
+    return cfg["dim"] // cfg["n_heads"] if cfg["attention"] == "mha" else cfg["qk_rope_head_dim"]
 
 
 def is_trainable(name):
@@ -118,35 +150,65 @@ def is_trainable(name):
     return not name.endswith(".moe.gate.bias")
 
 
+def _attention_shapes(cfg, p):
+    d, h = cfg["dim"], cfg["n_heads"]
+    if cfg["attention"] == "mha":
+        return {p + f"attn.{w}.weight": (d, d) for w in ("wq", "wk", "wv", "wo")}
+    nope, rope, vd = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+    qr, kvr = cfg["q_lora_rank"], cfg["kv_lora_rank"]
+    if qr == 0:
+        shapes = {p + "attn.wq.weight": (h * (nope + rope), d)}
+    else:
+        shapes = {p + "attn.wq_a.weight": (qr, d), p + "attn.q_norm.weight": (qr,),
+                  p + "attn.wq_b.weight": (h * (nope + rope), qr)}
+    shapes[p + "attn.wkv_a.weight"] = (kvr + rope, d)
+    shapes[p + "attn.kv_norm.weight"] = (kvr,)
+    shapes[p + "attn.wkv_b.weight"] = (h * (nope + vd), kvr)
+    shapes[p + "attn.wo.weight"] = (d, h * vd)
+    return shapes
+
+
+def _block_shapes(cfg, i):
+    d = cfg["dim"]
+    p = block_prefix(cfg, i)
+    shapes = {p + "attn_norm.weight": (d,)}
+    shapes.update(_attention_shapes(cfg, p))
+    shapes[p + "ffn_norm.weight"] = (d,)
+    if is_moe_layer(cfg, i):
+        e, h = cfg["n_experts"], cfg["moe_inter_dim"]
+        shapes[p + "moe.gate.weight"] = (e, d)
+        shapes[p + "moe.gate.bias"] = (e,)
+        shapes[p + "moe.experts.w1"] = (e, h, d)
+        shapes[p + "moe.experts.w3"] = (e, h, d)
+        shapes[p + "moe.experts.w2"] = (e, d, h)
+        hs = cfg["n_shared_experts"] * h
+        if hs > 0:
+            shapes[p + "moe.shared.w1.weight"] = (hs, d)
+            shapes[p + "moe.shared.w3.weight"] = (hs, d)
+            shapes[p + "moe.shared.w2.weight"] = (d, hs)
+    else:
+        h = cfg["inter_dim"]
+        shapes[p + "ffn.w1.weight"] = (h, d)
+        shapes[p + "ffn.w3.weight"] = (h, d)
+        shapes[p + "ffn.w2.weight"] = (d, h)
+    return shapes
+
+
 def param_shapes(cfg):
-    """{name: shape} of every parameter, in model order."""
-    d, v = cfg["dim"], cfg["vocab_size"]
+    """{name: shape} of every parameter, in model order (MTP modules after the head)."""
+    d, v, n = cfg["dim"], cfg["vocab_size"], cfg["n_layers"]
     shapes = {"embed.weight": (v, d)}
-    for i in range(cfg["n_layers"]):
-        p = f"layers.{i}."
-        shapes[p + "attn_norm.weight"] = (d,)
-        for w in ("wq", "wk", "wv", "wo"):
-            shapes[p + f"attn.{w}.weight"] = (d, d)
-        shapes[p + "ffn_norm.weight"] = (d,)
-        if is_moe_layer(cfg, i):
-            e, h = cfg["n_experts"], cfg["moe_inter_dim"]
-            shapes[p + "moe.gate.weight"] = (e, d)
-            shapes[p + "moe.gate.bias"] = (e,)
-            shapes[p + "moe.experts.w1"] = (e, h, d)
-            shapes[p + "moe.experts.w3"] = (e, h, d)
-            shapes[p + "moe.experts.w2"] = (e, d, h)
-            hs = cfg["n_shared_experts"] * h
-            if hs > 0:
-                shapes[p + "moe.shared.w1.weight"] = (hs, d)
-                shapes[p + "moe.shared.w3.weight"] = (hs, d)
-                shapes[p + "moe.shared.w2.weight"] = (d, hs)
-        else:
-            h = cfg["inter_dim"]
-            shapes[p + "ffn.w1.weight"] = (h, d)
-            shapes[p + "ffn.w3.weight"] = (h, d)
-            shapes[p + "ffn.w2.weight"] = (d, h)
+    for i in range(n):
+        shapes.update(_block_shapes(cfg, i))
     shapes["norm.weight"] = (d,)
     shapes["head.weight"] = (v, d)
+    for k in range(cfg["mtp_depth"]):
+        p = f"mtp.{k}."
+        shapes[p + "enorm.weight"] = (d,)
+        shapes[p + "hnorm.weight"] = (d,)
+        shapes[p + "eh_proj.weight"] = (d, 2 * d)
+        shapes.update(_block_shapes(cfg, n + k))
+        shapes[p + "norm.weight"] = (d,)
     return shapes
 
 
@@ -176,10 +238,10 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope_tables(seq_len, head_dim, theta, dtype, device=None):
-    """exp(i * pos * theta^(-2i/head_dim)) for pos < seq_len, i < head_dim/2: complex [T, head_dim/2]."""
-    i = torch.arange(0, head_dim, 2, dtype=torch.float64, device=device)
-    freqs = theta ** (-i / head_dim)
+def rope_tables(seq_len, width, theta, dtype, device=None):
+    """exp(i * pos * theta^(-2i/width)) for pos < seq_len, i < width/2: complex [T, width/2]."""
+    i = torch.arange(0, width, 2, dtype=torch.float64, device=device)
+    freqs = theta ** (-i / width)
     angles = torch.arange(seq_len, dtype=torch.float64, device=device)[:, None] * freqs[None, :]
     rot = torch.polar(torch.ones_like(angles), angles)
     return rot.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
@@ -188,31 +250,66 @@ def rope_tables(seq_len, head_dim, theta, dtype, device=None):
 def apply_rope(x, rot):
     """Rotates adjacent pairs (2i, 2i+1) of the last dim, (a, b) as the complex a + ib times rot.
 
-    x: [B, T, H, hd] real; rot: complex [T, hd/2].
+    x: [B, T, H, rope_dim] real (H may be 1, e.g. MLA's shared k_pe); rot: complex [T, rope_dim/2].
     """
-    xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+    # contiguous: a slice of a wider head (MLA's q_pe) has strides view_as_complex rejects.
+    xc = torch.view_as_complex(x.contiguous().reshape(*x.shape[:-1], -1, 2))
     return torch.view_as_real(xc * rot[None, :, None, :]).reshape(x.shape)
 
 
-def attention(x, params, prefix, cfg, rot, mask_bias):
-    """Causal multi-head attention with RoPE on q and k. x: [B, T, D] (already normed).
+def causal_attention(q, k, v, mask_bias, scale):
+    """softmax(scale * q k^T + mask) v per head. q, k: [B, T, H, d_qk]; v: [B, T, H, d_v].
 
-    mask_bias: [T, T], 0 on and below the diagonal, -inf above.
+    mask_bias: [T, T], 0 on and below the diagonal, -inf above. Returns [B, T, H * d_v].
     """
+    bsz, seq, h, dqk = q.shape
+    dv = v.shape[-1]
+    q = q.transpose(1, 2).reshape(bsz * h, seq, dqk)
+    k = k.transpose(1, 2).reshape(bsz * h, seq, dqk)
+    v = v.transpose(1, 2).reshape(bsz * h, seq, dv)
+    # scale * q k^T + mask in one pass
+    scores = torch.baddbmm(mask_bias.expand(bsz * h, seq, seq), q, k.transpose(1, 2), alpha=scale)
+    out = torch.bmm(torch.softmax(scores, dim=-1), v)  # [B*H, T, d_v]
+    return out.view(bsz, h, seq, dv).transpose(1, 2).reshape(bsz, seq, h * dv)
+
+
+def mha_attention(x, params, prefix, cfg, rot, mask_bias):
+    """Causal multi-head attention with RoPE on all of q and k. x: [B, T, D] (already normed)."""
     bsz, seq, d = x.shape
     h = cfg["n_heads"]
     hd = d // h
     q = (x @ params[prefix + "wq.weight"].t()).view(bsz, seq, h, hd)
     k = (x @ params[prefix + "wk.weight"].t()).view(bsz, seq, h, hd)
     v = (x @ params[prefix + "wv.weight"].t()).view(bsz, seq, h, hd)
-    q = apply_rope(q, rot).transpose(1, 2).reshape(bsz * h, seq, hd)
-    k = apply_rope(k, rot).transpose(1, 2).reshape(bsz * h, seq, hd)
-    v = v.transpose(1, 2).reshape(bsz * h, seq, hd)
-    # scale * q k^T + mask in one pass
-    scores = torch.baddbmm(mask_bias.expand(bsz * h, seq, seq), q, k.transpose(1, 2),
-                           alpha=1.0 / math.sqrt(hd))
-    out = torch.bmm(torch.softmax(scores, dim=-1), v)  # [B*H, T, hd]
-    out = out.view(bsz, h, seq, hd).transpose(1, 2).reshape(bsz, seq, d)
+    out = causal_attention(apply_rope(q, rot), apply_rope(k, rot), v, mask_bias,
+                           1.0 / math.sqrt(hd))
+    return out @ params[prefix + "wo.weight"].t()
+
+
+def mla_attention(x, params, prefix, cfg, rot, mask_bias):
+    """DeepSeek-V3 multi-head latent attention (DESIGN.md `attention: mla`). x: [B, T, D] (normed).
+
+    Heads are [nope ; rope] for q and k; RoPE touches only the rope part, and k's rope part is one
+    vector per position shared by every head.
+    """
+    bsz, seq, _ = x.shape
+    h, eps = cfg["n_heads"], cfg["norm_eps"]
+    nope, rope, vd = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+    if cfg["q_lora_rank"] == 0:
+        q = x @ params[prefix + "wq.weight"].t()
+    else:
+        q = rms_norm(x @ params[prefix + "wq_a.weight"].t(), params[prefix + "q_norm.weight"], eps)
+        q = q @ params[prefix + "wq_b.weight"].t()
+    q_nope, q_pe = q.view(bsz, seq, h, nope + rope).split([nope, rope], dim=-1)
+    kv = x @ params[prefix + "wkv_a.weight"].t()
+    c_kv, k_pe = kv.split([cfg["kv_lora_rank"], rope], dim=-1)
+    k_pe = apply_rope(k_pe.unsqueeze(2), rot)  # [B, T, 1, rope]
+    kv = rms_norm(c_kv, params[prefix + "kv_norm.weight"], eps)
+    kv = kv @ params[prefix + "wkv_b.weight"].t()
+    k_nope, v = kv.view(bsz, seq, h, nope + vd).split([nope, vd], dim=-1)
+    q = torch.cat([q_nope, apply_rope(q_pe, rot)], dim=-1)
+    k = torch.cat([k_nope, k_pe.expand(bsz, seq, h, rope)], dim=-1)
+    out = causal_attention(q, k, v, mask_bias, 1.0 / math.sqrt(nope + rope))
     return out @ params[prefix + "wo.weight"].t()
 
 
@@ -305,52 +402,91 @@ def moe(x, params, prefix, cfg, bsz, seq, forced_idx=None):
     return out, idx, {"chosen": chosen, "margin": margin, "biased": biased, "aux": aux}
 
 
-def forward(cfg, params, tokens, forced_routing=None):
-    """Loss of the model on tokens [B, T+1].
+def block(x, params, cfg, i, rot, mask_bias, forced_routing, info):
+    """Transformer block of layer i (see `moe_layers`) on x: [B, T, D].
 
-    Returns (loss, ce_loss, layer_info) with layer_info = {layer: moe info (see `moe`)} plus
-    "used" (the indices the computation used). forced_routing: optional {layer: [B*T, k]}.
+    Returns (x, balance loss of its MoE or 0); an MoE layer adds its info (see `moe`, plus "used")
+    to info[i].
+    """
+    bsz, seq, d = x.shape
+    p = block_prefix(cfg, i)
+    eps = cfg["norm_eps"]
+    attn = mha_attention if cfg["attention"] == "mha" else mla_attention
+    x = x + attn(rms_norm(x, params[p + "attn_norm.weight"], eps), params, p + "attn.", cfg, rot,
+                 mask_bias)
+    hn = rms_norm(x, params[p + "ffn_norm.weight"], eps)
+    if not is_moe_layer(cfg, i):
+        y = swiglu(hn, params[p + "ffn.w1.weight"], params[p + "ffn.w3.weight"],
+                   params[p + "ffn.w2.weight"])
+        return x + y, x.new_zeros(())
+    forced = None if forced_routing is None else forced_routing.get(i)
+    y, used, layer_info = moe(hn.reshape(bsz * seq, d), params, p + "moe.", cfg, bsz, seq, forced)
+    layer_info["used"] = used
+    info[i] = layer_info
+    return x + y.view(bsz, seq, d), layer_info["aux"]
+
+
+def forward(cfg, params, tokens, forced_routing=None, mtp_losses=None):
+    """Loss of the model on tokens [B, T+1+D] (D = mtp_depth).
+
+    Returns (loss, ce_loss, layer_info): loss = ce_loss + every MoE layer's balance loss (MTP
+    modules' included, not scaled by lambda) + mtp_lambda / D * sum_k L_k; ce_loss is the main
+    model's; layer_info = {MoE layer: its info (see `moe`) plus "used" (the indices the computation
+    used)}. forced_routing: optional {MoE layer: [B*T, k]}. If mtp_losses is a list, it receives
+    L_1 .. L_D (0-d tensors).
     """
     tokens = tokens.to(torch.int64)
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
-    bsz, seq = inputs.shape
-    d = cfg["dim"]
+    depth = cfg["mtp_depth"]
+    seq = tokens.shape[1] - 1 - depth
+    if seq < 1:
+        raise ValueError(f"tokens: rows of {tokens.shape[1]} leave no position for mtp_depth "
+                         f"{depth}")
+    bsz = tokens.shape[0]
     dtype = params["embed.weight"].dtype
     dev = params["embed.weight"].device
-    rot = rope_tables(seq, d // cfg["n_heads"], cfg["rope_theta"], dtype, dev)
+    rot = rope_tables(seq, rope_dim(cfg), cfg["rope_theta"], dtype, dev)
     mask_bias = torch.full((seq, seq), float("-inf"), dtype=dtype, device=dev).triu(1)
     eps = cfg["norm_eps"]
 
-    x = F.embedding(inputs, params["embed.weight"])  # [B, T, D]
+    def cross_entropy(hidden, offset):
+        """Mean cross-entropy of head(hidden) predicting tokens[:, offset : offset + T]."""
+        logits = hidden @ params["head.weight"].t()
+        return F.cross_entropy(logits.reshape(bsz * seq, -1),
+                               tokens[:, offset:offset + seq].reshape(-1))
+
+    x = F.embedding(tokens[:, :seq], params["embed.weight"])  # [B, T, D]
     aux_total = x.new_zeros(())
     info = {}
     for i in range(cfg["n_layers"]):
-        p = f"layers.{i}."
-        x = x + attention(rms_norm(x, params[p + "attn_norm.weight"], eps), params, p + "attn.", cfg,
-                          rot, mask_bias)
-        hn = rms_norm(x, params[p + "ffn_norm.weight"], eps)
-        if is_moe_layer(cfg, i):
-            forced = None if forced_routing is None else forced_routing.get(i)
-            y, used, layer_info = moe(hn.reshape(bsz * seq, d), params, p + "moe.", cfg, bsz, seq,
-                                      forced)
-            layer_info["used"] = used
-            info[i] = layer_info
-            aux_total = aux_total + layer_info["aux"]
-            x = x + y.view(bsz, seq, d)
-        else:
-            x = x + swiglu(hn, params[p + "ffn.w1.weight"], params[p + "ffn.w3.weight"],
-                           params[p + "ffn.w2.weight"])
-    logits = rms_norm(x, params["norm.weight"], eps) @ params["head.weight"].t()
-    ce = F.cross_entropy(logits.reshape(bsz * seq, -1), targets.reshape(-1))
-    return ce + aux_total, ce, info
+        x, aux = block(x, params, cfg, i, rot, mask_bias, forced_routing, info)
+        aux_total = aux_total + aux
+    h = rms_norm(x, params["norm.weight"], eps)  # h^0
+    ce = cross_entropy(h, 1)
+    loss = ce + aux_total
+    # MTP depth k = m + 1 combines h^m at position i with the embedding of t_{i+k} (same position i,
+    # no shift of h) and predicts t_{i+k+1}.
+    for m in range(depth):
+        p = f"mtp.{m}."
+        e = rms_norm(F.embedding(tokens[:, m + 1:m + 1 + seq], params["embed.weight"]),
+                     params[p + "enorm.weight"], eps)
+        x = torch.cat([e, rms_norm(h, params[p + "hnorm.weight"], eps)], dim=-1)
+        x = x @ params[p + "eh_proj.weight"].t()
+        x, aux = block(x, params, cfg, cfg["n_layers"] + m, rot, mask_bias, forced_routing, info)
+        h = rms_norm(x, params[p + "norm.weight"], eps)  # h^k
+        mtp_k = cross_entropy(h, m + 2)
+        loss = loss + aux + cfg["mtp_lambda"] / depth * mtp_k
+        if mtp_losses is not None:
+            mtp_losses.append(mtp_k)
+    return loss, ce, info
 
 
 def reference_step(cfg, params, tokens, forced_routing=None, dtype=torch.float64, details=None):
     """Loss and gradients in `dtype` (float64 by default) of the model at `params`.
 
-    params: {name: tensor or numpy array} (converted, never modified); tokens: [B, T+1].
+    params: {name: tensor or numpy array} (converted, never modified); tokens: [B, T+1+D].
     Returns (loss, ce_loss, {name: grad} for every trainable parameter,
-             {layer: the reference's own chosen experts [B*T, k] (int64)}).
+             {MoE layer: the reference's own chosen experts [B*T, k] (int64)},
+             [L_1 .. L_D] the MTP losses as floats).
     If `details` is a dict it receives the per-layer info of `forward` (margins, biased scores, ...).
     """
     shapes = param_shapes(cfg)
@@ -364,11 +500,12 @@ def reference_step(cfg, params, tokens, forced_routing=None, dtype=torch.float64
         t.requires_grad_(is_trainable(name))
         leaves[name] = t
     tokens = torch.as_tensor(tokens)
-    loss, ce, info = forward(cfg, leaves, tokens, forced_routing)
+    mtp_losses = []
+    loss, ce, info = forward(cfg, leaves, tokens, forced_routing, mtp_losses)
     loss.backward()
     grads = {n: t.grad.detach() if t.grad is not None else torch.zeros_like(t)
              for n, t in leaves.items() if is_trainable(n)}
     if details is not None:
         details.update(info)
     routing = {i: li["chosen"] for i, li in info.items()}
-    return loss.item(), ce.item(), grads, routing
+    return loss.item(), ce.item(), grads, routing, [m.item() for m in mtp_losses]

@@ -45,11 +45,22 @@ struct Fixture {
           model.params().index(moe->prefix() + "moe.gate.bias"));
       for (int64_t e = 0; e < moe->n_experts(); ++e) bias[e] = 0.1f * static_cast<float>(rng.normal());
     }
-    tokens.resize(batch * (seq + 1));
+    tokens.resize(batch * config.row_tokens(seq));
     for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % config.vocab_size);
   }
-  double Loss() { return model.EvalMicroBatch(tokens.data(), batch, seq, Scale()).loss; }
-  LossScale Scale() const { return {1.0 / (batch * seq), 1.0 / batch}; }
+  // MTP runs in training forwards only (its gradients accumulate meanwhile; the test has read
+  // them already).
+  double Loss() {
+    if (model.config().mtp_depth > 0) {
+      return model.TrainMicroBatch(tokens.data(), batch, seq, Scale()).loss;
+    }
+    return model.EvalMicroBatch(tokens.data(), batch, seq, Scale()).loss;
+  }
+  LossScale Scale() const {
+    const ModelConfig& c = model.config();
+    return {1.0 / (batch * seq), 1.0 / batch,
+            c.mtp_depth > 0 ? c.mtp_lambda / static_cast<double>(c.mtp_depth) : 0.0};
+  }
   std::vector<int32_t> Routing() {
     std::vector<int32_t> all;
     for (size_t i = 0; i < model.moe_blocks().size(); ++i) {
@@ -152,6 +163,20 @@ TEST(ModelGradient, MlaWithOneQueryProjectionMatchesFiniteDifferences) {
 
 TEST(ModelGradient, MlaWithLowRankQueriesMatchesFiniteDifferences) {
   ExpectEveryParameterMatchesFiniteDifferences(MlaConfig(7));
+}
+
+TEST(ModelGradient, MultiTokenPredictionDepth1MatchesFiniteDifferences) {
+  ModelConfig c = SmallConfig();
+  c.mtp_depth = 1;
+  c.mtp_lambda = 0.7;  // large, so the MTP part of each gradient is not lost in rounding
+  ExpectEveryParameterMatchesFiniteDifferences(c);
+}
+
+TEST(ModelGradient, MultiTokenPredictionDepth2WithMlaMatchesFiniteDifferences) {
+  ModelConfig c = MlaConfig(6);
+  c.mtp_depth = 2;
+  c.mtp_lambda = 0.9;
+  ExpectEveryParameterMatchesFiniteDifferences(c);
 }
 
 // The balance loss is part of the loss only when seq_aux_alpha > 0, and it is non-negative.

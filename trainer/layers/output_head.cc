@@ -32,13 +32,14 @@ double OutputHead::Forward(Context& c, const float* x, const int32_t* targets,
   return c.ce_sum * token_scale;
 }
 
-void OutputHead::BackwardInput(Context& c, float* dx) const {
+void OutputHead::BackwardInput(Context& c, float* dx, const float* dxn_extra) const {
   const int64_t N = c.N, D = dim_, V = vocab_;
   kernels::BackendOps<float>& ops = table_.ops();
   float* dlogits = c.logits;  // in place: logits are not needed after this
   ops.cross_entropy_backward(dlogits, dlogits, c.lse, c.targets, N, V,
                              static_cast<float>(c.token_scale));
   ops.linear_backward_input(c.dxn, D, dlogits, V, table_.value_ptr(head_), N, D, V);
+  if (dxn_extra != nullptr) ops.add_inplace(c.dxn, dxn_extra, N * D);
   ops.rmsnorm_backward_input(dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
                              /*accumulate=*/false);
 }

@@ -30,7 +30,9 @@ class OutputHead {
   // Returns the scaled loss of this micro-batch (sum of CE * token_scale). x and targets must
   // stay valid until BackwardWeight.
   double Forward(Context& c, const float* x, const int32_t* targets, double token_scale) const;
-  void BackwardInput(Context& c, float* dx) const;  // dx (N, D) written
+  // dx (N, D) written. dxn_extra (optional, (N, D)): another gradient for the normed output
+  // (multi-token prediction reads it too).
+  void BackwardInput(Context& c, float* dx, const float* dxn_extra = nullptr) const;
   void BackwardWeight(Context& c) const;
 
  private:

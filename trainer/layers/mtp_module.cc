@@ -1,0 +1,128 @@
+#include "trainer/layers/mtp_module.h"
+
+#include "trainer/layers/transformer_layer.h"
+
+namespace tessera::trainer {
+
+MtpModule::MtpModule(ParamTable& table, const ModelConfig& config, int d, int embed, int head,
+                     int ep, int ep_rank, parallel::Comm* ep_comm, parallel::Comm* ep_host_comm)
+    : table_(table),
+      dim_(config.dim),
+      vocab_(config.vocab_size),
+      eps_(config.norm_eps),
+      embed_(embed),
+      head_(head) {
+  const std::string p = "mtp." + std::to_string(d) + ".";
+  const int64_t D = dim_;
+  enorm_ = table.add({p + "enorm.weight", {D}, ParamInit::kOnes, false});
+  hnorm_ = table.add({p + "hnorm.weight", {D}, ParamInit::kOnes, false});
+  eh_proj_ = table.add({p + "eh_proj.weight", {D, 2 * D}});
+  const int layer = static_cast<int>(config.n_layers) + d;  // dense or MoE as its position says
+  attention_ = make_attention_block(table, config, p + "block.");
+  ffn_ = make_ffn_block(table, config, p + "block.", layer, ep, ep_rank, ep_comm, ep_host_comm);
+  norm_ = table.add({p + "norm.weight", {D}, ParamInit::kOnes, false});
+}
+
+std::unique_ptr<MtpModule::Context> MtpModule::NewContext() const {
+  auto c = std::make_unique<Context>();
+  c->attn = attention_->NewContext();
+  c->ffn = ffn_->NewContext();
+  return c;
+}
+
+void MtpModule::Carve(Context& c, ActivationArena& arena, const MicroBatchInfo& mb) const {
+  const int64_t N = mb.tokens(), D = dim_, V = vocab_;
+  c.N = N;
+  c.e = arena.take<float>(N * D);
+  c.e_rstd = arena.take<float>(N);
+  c.h_rstd = arena.take<float>(N);
+  c.en = arena.take<float>(N * D);
+  c.hn = arena.take<float>(N * D);
+  c.cat = arena.take<float>(N * 2 * D);
+  c.h_in = arena.take<float>(N * D);
+  c.mid = arena.take<float>(N * D);
+  c.z = arena.take<float>(N * D);
+  c.rstd = arena.take<float>(N);
+  c.h = arena.take<float>(N * D);
+  c.logits = arena.take<float>(N * V);
+  c.losses = arena.take<float>(N);
+  c.lse = arena.take<float>(N);
+  c.dh = arena.take<float>(N * D);
+  c.dz = arena.take<float>(N * D);
+  c.dmid = arena.take<float>(N * D);
+  c.dh_in = arena.take<float>(N * D);
+  c.dcat = arena.take<float>(N * 2 * D);
+  c.den = arena.take<float>(N * D);
+  c.dhn = arena.take<float>(N * D);
+  c.de = arena.take<float>(N * D);
+  attention_->Prepare(*c.attn, arena, mb);
+  ffn_->Prepare(*c.ffn, arena, mb);
+}
+
+void MtpModule::InputForward(Context& c, const float* h_prev, const int32_t* ids) const {
+  const int64_t N = c.N, D = dim_;
+  const float eps = static_cast<float>(eps_);
+  kernels::BackendOps<float>& ops = table_.ops();
+  c.h_prev = h_prev;
+  c.ids = ids;
+  ops.embedding_forward(c.e, ids, table_.value_ptr(embed_), N, D, vocab_);
+  ops.rmsnorm_forward(c.en, c.e_rstd, c.e, table_.value_ptr(enorm_), N, D, eps);
+  ops.rmsnorm_forward(c.hn, c.h_rstd, h_prev, table_.value_ptr(hnorm_), N, D, eps);
+  ops.copy_2d(c.cat, 2 * D, c.en, D, N, D, false);
+  ops.copy_2d(c.cat + D, 2 * D, c.hn, D, N, D, false);
+  ops.linear_forward(c.h_in, D, c.cat, 2 * D, table_.value_ptr(eh_proj_), N, 2 * D, D);
+}
+
+double MtpModule::OutputForward(Context& c, const int32_t* targets, double ce_scale) const {
+  const int64_t N = c.N, D = dim_, V = vocab_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  c.targets = targets;
+  c.ce_scale = ce_scale;
+  ops.rmsnorm_forward(c.h, c.rstd, c.z, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+  ops.linear_forward(c.logits, V, c.h, D, table_.value_ptr(head_), N, D, V);
+  ops.cross_entropy_forward(c.losses, c.lse, c.logits, targets, N, V);
+  c.ce_sum = ops.sum(c.losses, N);
+  return c.ce_sum * ce_scale;
+}
+
+void MtpModule::OutputBackward(Context& c, const float* dh_next) const {
+  const int64_t N = c.N, D = dim_, V = vocab_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  float* dlogits = c.logits;  // in place: the logits are not needed after this
+  ops.cross_entropy_backward(dlogits, dlogits, c.lse, c.targets, N, V,
+                             static_cast<float>(c.ce_scale));
+  ops.linear_backward_input(c.dh, D, dlogits, V, table_.value_ptr(head_), N, D, V);
+  if (dh_next != nullptr) ops.add_inplace(c.dh, dh_next, N * D);
+  ops.rmsnorm_backward_input(c.dz, c.dh, c.z, table_.value_ptr(norm_), c.rstd, N, D,
+                             /*accumulate=*/false);
+}
+
+void MtpModule::InputBackward(Context& c, float* dh_prev) const {
+  const int64_t N = c.N, D = dim_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.linear_backward_input(c.dcat, 2 * D, c.dh_in, D, table_.value_ptr(eh_proj_), N, 2 * D, D);
+  ops.copy_2d(c.den, D, c.dcat, 2 * D, N, D, false);
+  ops.copy_2d(c.dhn, D, c.dcat + D, 2 * D, N, D, false);
+  ops.rmsnorm_backward_input(c.de, c.den, c.e, table_.value_ptr(enorm_), c.e_rstd, N, D,
+                             /*accumulate=*/false);
+  ops.rmsnorm_backward_input(dh_prev, c.dhn, c.h_prev, table_.value_ptr(hnorm_), c.h_rstd, N, D,
+                             /*accumulate=*/false);
+}
+
+void MtpModule::OutputWeights(Context& c) const {
+  const int64_t N = c.N, D = dim_, V = vocab_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.linear_backward_weight(table_.grad_ptr(head_), c.logits, V, c.h, D, N, D, V);
+  ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dh, c.z, c.rstd, N, D);
+}
+
+void MtpModule::InputWeights(Context& c) const {
+  const int64_t N = c.N, D = dim_;
+  kernels::BackendOps<float>& ops = table_.ops();
+  ops.linear_backward_weight(table_.grad_ptr(eh_proj_), c.dh_in, D, c.cat, 2 * D, N, 2 * D, D);
+  ops.rmsnorm_backward_weight(table_.grad_ptr(enorm_), c.den, c.e, c.e_rstd, N, D);
+  ops.rmsnorm_backward_weight(table_.grad_ptr(hnorm_), c.dhn, c.h_prev, c.h_rstd, N, D);
+  ops.embedding_backward_weight(table_.grad_ptr(embed_), c.de, c.ids, N, D, vocab_);
+}
+
+}  // namespace tessera::trainer

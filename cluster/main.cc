@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "  train RECIPE [--set k=v]...            train a model from a YAML recipe\n"
     "  eval RECIPE --checkpoint DIR --data DIR  validation loss of a checkpoint\n"
     "  checkpoint verify|info DIR             check a checkpoint's checksums, or describe it\n"
+    "  checkpoint export|import ...           to and from Hugging Face DeepSeek-V3 checkpoints\n"
     "  prepare text|synthetic ...             write an HDF5 token dataset\n"
     "  submit RECIPE [--set k=v]... [--dry-run]  train RECIPE as a Slurm job (sbatch)\n"
     "  sweep SWEEP.yaml [--local] [--dry-run]    a grid of recipes as a Slurm job array\n"

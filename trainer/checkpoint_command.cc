@@ -1,4 +1,5 @@
-// `tessera checkpoint verify|info DIR`: check a checkpoint against its checksums, or describe it.
+// `tessera checkpoint verify|info DIR`: check a checkpoint against its checksums, or describe it;
+// `export` and `import` (Hugging Face checkpoints) live in hf_checkpoint_command.cc.
 #include <iostream>
 
 #include "trainer/checkpoint.h"
@@ -12,8 +13,13 @@ namespace {
 constexpr const char* kUsage =
     "Usage: tessera checkpoint verify DIR   read every dataset and check it against the\n"
     "                                       checksums of trainer.yaml (exit 1 on any problem)\n"
-    "       tessera checkpoint info DIR     print the step, the layout that wrote it and its tensors\n\n"
-    "DIR: a step directory, a checkpoints directory (uses its `latest`) or a run directory.\n";
+    "       tessera checkpoint info DIR     print the step, the layout that wrote it and its tensors\n"
+    "       tessera checkpoint export DIR --format hf --out OUT [--dtype bf16|fp32] [--shard-mb N]\n"
+    "                                       the model as a Hugging Face DeepSeek-V3 checkpoint\n"
+    "       tessera checkpoint import HF_DIR --recipe RECIPE --out DIR\n"
+    "                                       a step-0 checkpoint of RECIPE's model from one\n\n"
+    "DIR: a step directory, a checkpoints directory (uses its `latest`) or a run directory.\n"
+    "`tessera checkpoint export --help` and `import --help` tell more.\n";
 
 int verify(const std::string& dir) {
   const std::vector<std::string> problems = verify_checkpoint(dir);
@@ -53,8 +59,12 @@ int run_checkpoint_command(const std::vector<std::string>& args) {
     (args.empty() ? std::cerr : std::cout) << kUsage;
     return args.empty() ? 2 : 0;
   }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "export") return run_checkpoint_export_command(rest);
+  if (args[0] == "import") return run_checkpoint_import_command(rest);
   if (args.size() != 2 || (args[0] != "verify" && args[0] != "info")) {
-    std::cerr << "tessera checkpoint: expected `verify DIR` or `info DIR`\n\n" << kUsage;
+    std::cerr << "tessera checkpoint: expected `verify DIR`, `info DIR`, `export ...` or "
+                 "`import ...`\n\n" << kUsage;
     return 2;
   }
   try {

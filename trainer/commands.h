@@ -9,6 +9,9 @@ namespace tessera::trainer {
 
 int run_train_command(const std::vector<std::string>& args);
 int run_eval_command(const std::vector<std::string>& args);
-int run_checkpoint_command(const std::vector<std::string>& args);  // verify | info
+int run_checkpoint_command(const std::vector<std::string>& args);  // verify | info | export | import
+// `checkpoint export` / `checkpoint import` (Hugging Face checkpoints); args after the verb.
+int run_checkpoint_export_command(const std::vector<std::string>& args);
+int run_checkpoint_import_command(const std::vector<std::string>& args);
 
 }  // namespace tessera::trainer

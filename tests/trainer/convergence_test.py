@@ -45,7 +45,9 @@ def main():
         rows = [json.loads(line) for line in f]
     problems = []
     with open(args.recipe) as f:
-        steps = yaml.safe_load(f)["train"]["steps"]
+        recipe = yaml.safe_load(f)
+    steps = recipe["train"]["steps"]
+    mtp_depth = recipe["model"].get("mtp_depth", 0)
     if len(rows) != steps:
         problems.append(f"metrics.jsonl has {len(rows)} lines, expected {steps}")
     for key in REQUIRED_KEYS:
@@ -60,6 +62,18 @@ def main():
           f"(first loss {rows[0]['loss']:.4f}, ln V {math.log(64):.4f})")
     if not gap <= 0.05:
         problems.append(f"val_loss {final_val:.4f} is {gap:.4f} nats above the floor {floor:.4f} (> 0.05)")
+    if mtp_depth > 0:
+        # Depth k predicts t_{i+k+1} knowing t_{i+k}: on an order-1 source its floor is the same.
+        if any(len(r.get("mtp_loss") or []) != mtp_depth for r in rows):
+            problems.append(f"metrics.jsonl: some step lacks mtp_loss with {mtp_depth} depths")
+        else:
+            tail = rows[-20:]
+            for d in range(mtp_depth):
+                mean = sum(r["mtp_loss"][d] for r in tail) / len(tail)
+                print(f"MTP depth {d + 1}: mean training loss of the last {len(tail)} steps {mean:.4f}")
+                if not mean - floor <= 0.08:
+                    problems.append(f"MTP depth {d + 1} loss {mean:.4f} is more than 0.08 nats above "
+                                    f"the floor {floor:.4f}")
 
     ckpt = os.path.join(run_dir, "checkpoints", f"step-{steps:08d}", "model.h5")
     if not os.path.isfile(ckpt):

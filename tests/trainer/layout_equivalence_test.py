@@ -81,6 +81,17 @@ NODE_LAYOUTS = [
     node_layout(2, 2, 2, 2, 1, "auto", per_node=1),  # each stage's EP pair spans 2 nodes
 ]
 
+# The DeepSeek-V3 model: MLA with low-rank queries and two MTP modules (their MoE blocks exchange
+# rows like the main layers'; with DualPipe/DualPipeV rank 0 holds embedding, head and MTP).
+V3_MODEL = ["model.attention=mla", "model.q_lora_rank=12", "model.kv_lora_rank=16",
+            "model.qk_nope_head_dim=8", "model.qk_rope_head_dim=4", "model.v_head_dim=6",
+            "model.mtp_depth=2", "model.mtp_lambda=0.3"]
+V3_LAYOUTS = [
+    (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(1, 2, 2, 2)),
+    (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(2, 2, 2, 4, "dualpipev")),
+    (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(2, 1, 1, 4, "dualpipe")),
+]
+
 
 def train(args, name, procs, overrides, data):
     run_dir = os.path.join(args.work, name)
@@ -141,12 +152,12 @@ def main():
     references = {}  # model overrides -> the single-process run of that model
     ran = {}  # layout name -> (losses, params)
     problems = []
-    cases = [l + ([],) for l in LAYOUTS] + NODE_LAYOUTS
+    cases = [l + ([],) for l in LAYOUTS] + NODE_LAYOUTS + V3_LAYOUTS
     for name, procs, overrides, model in cases:
         if args.only not in name:
             continue
         if tuple(model) not in references:
-            ref_name = "single" + "".join("_" + m.split(".")[1].replace("=", "") for m in model)
+            ref_name = "single" + "".join("_" + m.split(".")[1].replace("=", "") for m in model)[:80]
             references[tuple(model)] = train(args, ref_name, 1, model, data)
         ref_losses, ref_params = references[tuple(model)]
         losses, params = train(args, name, procs, overrides + model, data)

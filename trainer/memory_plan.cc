@@ -74,11 +74,40 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
 
 std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
   auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
-  std::string out =
-      "rank stage replica experts | parameters gradients optimizer activations (contexts x MiB) "
-      "communication |    total (MiB)\n";
-  char line[256];
+  // Large worlds: one line per distinct plan (ranks of a stage plan alike), with its rank count.
+  constexpr size_t kEveryRankUpTo = 64;
+  std::vector<const RankMemory*> shown;
+  std::vector<int> alike;
   for (const RankMemory& m : ranks) {
+    auto same = [&](const RankMemory* o) {
+      return o->stage == m.stage && o->parameters == m.parameters && o->optimizer == m.optimizer &&
+             o->activations == m.activations && o->communication == m.communication &&
+             o->contexts == m.contexts && o->context_bytes == m.context_bytes;
+    };
+    size_t i = 0;
+    if (ranks.size() > kEveryRankUpTo) {
+      while (i < shown.size() && !same(shown[i])) ++i;
+    } else {
+      i = shown.size();
+    }
+    if (i == shown.size()) {
+      shown.push_back(&m);
+      alike.push_back(0);
+    }
+    ++alike[i];
+  }
+  std::string out;
+  if (ranks.size() > kEveryRankUpTo) {
+    out += "(" + std::to_string(ranks.size()) + " ranks: one line per distinct plan, its first " +
+           "rank shown, 'ranks' = how many ranks plan it)\n";
+  }
+  out +=
+      "rank stage replica experts | parameters gradients optimizer activations (contexts x MiB) "
+      "communication |    total (MiB)" + std::string(ranks.size() > kEveryRankUpTo ? " | ranks" : "") +
+      "\n";
+  char line[256];
+  for (size_t i = 0; i < shown.size(); ++i) {
+    const RankMemory& m = *shown[i];
     std::string contexts;
     for (size_t c = 0; c < m.contexts.size(); ++c) {
       std::snprintf(line, sizeof(line), "%s%dx%.1f", c ? "+" : "", m.contexts[c],
@@ -91,6 +120,10 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
                   mib(m.optimizer), mib(m.activations), ("(" + contexts + ")").c_str(),
                   mib(m.communication), mib(m.total()));
     out += line;
+    if (ranks.size() > kEveryRankUpTo) {
+      out.pop_back();  // the newline
+      out += " | " + std::to_string(alike[i]) + "\n";
+    }
   }
   return out;
 }

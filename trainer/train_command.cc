@@ -7,6 +7,7 @@
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/memory_plan.h"
+#include "trainer/param_count.h"
 #include "trainer/trainer.h"
 
 namespace tessera::trainer {
@@ -49,7 +50,8 @@ int run_train_command(const std::vector<std::string>& args) {
        "continue from a checkpoint: 'auto' = the newest valid one under run.dir/checkpoints "
        "(a fresh start if there is none), or a step/checkpoints/run directory")
       ("dry-run",
-       "print each rank's planned device memory by kind (parameters, gradients, optimizer "
+       "print the parameter counts (main model, activated per token, MTP modules, per pipeline "
+       "stage) and each rank's planned device memory by kind (parameters, gradients, optimizer "
        "state, activations = micro-batch contexts x arena, pipeline buffers) for the recipe's "
        "layout on run.device, then exit; allocates nothing and needs no mpirun");
   po::variables_map vm;
@@ -63,10 +65,12 @@ int run_train_command(const std::vector<std::string>& args) {
     try {
       const kernels::Device device =
           recipe->run.device == "cuda" ? kernels::Device::kCUDA : kernels::Device::kCPU;
+      const ParameterCounts counts = count_parameters(*recipe);
       const std::vector<RankMemory> plan = plan_memory(*recipe, device);
       if (root) {
-        std::cout << "tessera train --dry-run: " << recipe->source << ": " << plan.size()
-                  << " rank(s) on " << recipe->run.device << ", planned memory per rank (MiB):\n"
+        std::cout << "tessera train --dry-run: " << recipe->source << "\n"
+                  << format_parameter_counts(counts) << plan.size() << " rank(s) on "
+                  << recipe->run.device << ", planned memory per rank (MiB):\n"
                   << format_memory_plan(plan);
       }
     } catch (const RecipeError& e) {

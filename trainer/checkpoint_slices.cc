@@ -36,12 +36,15 @@ CheckpointSlices::CheckpointSlices(const std::vector<CheckpointTensor>& tensors,
     for_each_param_piece(params, shard, [&](int i, int64_t b, int64_t e) {
       const ParamDesc& d = params.descs()[i];
       const int64_t gb = global(d, b), ge = global(d, e);
-      owned_.push_back({tensor(d.name), gb, ge, values + b});
+      // A tied copy is written by its original's owners; this rank only reads it back.
+      if (!d.tied_copy) owned_.push_back({tensor(d.name), gb, ge, values + b});
       if (!d.trainable) return;
       const TensorSlice ms{tensor(kExpAvgPrefix + d.name), gb, ge, m + (b - shard.begin)};
       const TensorSlice vs{tensor(kExpAvgSqPrefix + d.name), gb, ge, v + (b - shard.begin)};
-      owned_.push_back(ms);
-      owned_.push_back(vs);
+      if (!d.tied_copy) {
+        owned_.push_back(ms);
+        owned_.push_back(vs);
+      }
       reads_.push_back(ms);
       reads_.push_back(vs);
     });

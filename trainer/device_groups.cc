@@ -17,6 +17,7 @@ DeviceGroups::DeviceGroups(ParallelLayout& layout, parallel::Comm& eval_pipeline
   ep_ = device(*layout.ep);
   expert_dp_ = device(*layout.expert_dp);
   eval_pipeline_ = device(eval_pipeline);
+  if (layout.embedding_tie) embedding_tie_ = device(*layout.embedding_tie);
 }
 
 std::vector<parallel::Comm*> DeviceGroups::owned() const {

@@ -23,6 +23,7 @@ class DeviceGroups {
   parallel::Comm* ep() const { return ep_; }
   parallel::Comm& expert_dp() const { return *expert_dp_; }
   parallel::Comm& eval_pipeline() const { return *eval_pipeline_; }
+  parallel::Comm* embedding_tie() const { return embedding_tie_; }  // null unless tied here
   // The communicators made here (none on the CPU), for communication statistics.
   std::vector<parallel::Comm*> owned() const;
 
@@ -32,6 +33,7 @@ class DeviceGroups {
   parallel::Comm* ep_;
   parallel::Comm* expert_dp_;
   parallel::Comm* eval_pipeline_;
+  parallel::Comm* embedding_tie_ = nullptr;
   std::vector<std::unique_ptr<parallel::Comm>> owned_;
 };
 

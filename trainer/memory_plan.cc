@@ -34,10 +34,7 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
     const int64_t boundary_bytes = mb_rows * seq_len * recipe.model.dim * 4;
     for (int r = 0; r < world; ++r) {
       const parallel::RankCoords coords = grid.coords(r);
-      ModelPart part;
-      part.chunks = stage_chunks(recipe, coords.pp_rank);
-      part.ep = spec.ep;
-      part.ep_rank = coords.ep_rank;
+      const ModelPart part = recipe_model_part(recipe, coords.pp_rank, spec.ep, coords.ep_rank);
       const std::unique_ptr<Model> model = Model::Describe(recipe.model, part);
       // Node-aware dispatch carves more (its stage buffers): plan what training will carve.
       const NodeDispatch nodes = recipe_node_dispatch(recipe, grid, r);

@@ -113,11 +113,16 @@ Model::Chunk Model::MakeChunk(const ModelChunkSpec& spec, parallel::Comm* ep_com
   if (spec.head) {
     c.head_params = added([&] { c.head = std::make_unique<OutputHead>(params_, config_); });
     if (config_.mtp_depth > 0) {
-      // The chunks are built in layer order, so an embedding this rank holds exists by now.
+      // The chunks are built in layer order, so an embedding this rank holds exists by now;
+      // else this rank holds a copy, tied to the first stage's.
       if (embedding_writers_ == 0) {
-        throw std::logic_error(
-            "Model: MTP needs the embedding on the rank holding the head (pp = 1, dualpipe or "
-            "dualpipev); the recipe check should have refused this layout");
+        if (!part_.embedding_tied) {
+          throw std::logic_error("Model: MTP without the embedding on this rank needs "
+                                 "ModelPart::embedding_tied");
+        }
+        ParamDesc copy{"embed.weight", {config_.vocab_size, config_.dim}};
+        copy.tied_copy = true;
+        embedding_params_ = added([&] { params_.add(copy); });
       }
       if (!spec.embedding) ++embedding_writers_;
       const int embed = params_.index("embed.weight"), head = params_.index("head.weight");
@@ -371,7 +376,7 @@ void Model::AppendMtpWeightSteps(const Chunk& c, ChunkContext& ctx, int d, const
 }
 
 void Model::ReportEmbeddingDone(const ParamsDone& done) {
-  if (!done) return;
+  if (!done || part_.embedding_tied) return;  // the caller sums the pair's gradients first
   if (++embedding_reports_ < embedding_writers_) return;
   embedding_reports_ = 0;
   done(embedding_params_.first, embedding_params_.end);

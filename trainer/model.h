@@ -65,8 +65,7 @@ struct MicroBatchLoss {
 };
 
 // One model chunk: layers [first_layer, end_layer), with the embedding before them and/or the
-// final norm + head + loss after them (and the MTP modules, which need the embedding on the same
-// rank: pp = 1, or DualPipe/DualPipeV, whose rank 0 holds both ends).
+// final norm + head + loss after them (and the MTP modules, which read the embedding too).
 struct ModelChunkSpec {
   int first_layer = 0;
   int end_layer = 0;
@@ -78,6 +77,10 @@ struct ModelPart {
   std::vector<ModelChunkSpec> chunks;  // in pipeline order
   int ep = 1;       // expert-parallel degree: this rank holds n_experts / ep routed experts
   int ep_rank = 0;  // ... namely [ep_rank * n_experts / ep, (ep_rank + 1) * n_experts / ep)
+  // MTP with the embedding and the head on different ranks: the head's rank holds a tied copy of
+  // embed.weight (ParamDesc::tied_copy). On both ranks the backward never reports embed.weight's
+  // gradient final: the caller sums it over the pair first (Model::embedding_params()).
+  bool embedding_tied = false;
   static ModelPart whole(const ModelConfig& config);
 };
 
@@ -128,6 +131,10 @@ class Model {
   const ParamTable& params() const { return params_; }
   kernels::Backend& backend();
   const std::vector<MoeBlock*>& moe_blocks() const { return moe_blocks_; }  // in layer order
+  // Where embed.weight (or its tied copy) sits in params().descs(); empty if this rank has none.
+  std::pair<int, int> embedding_params() const {
+    return {embedding_params_.first, embedding_params_.end};
+  }
   int n_chunks() const { return static_cast<int>(chunks_.size()); }
 
   // Bytes of one ChunkContext's arena for micro-batches of (batch, seq_len) on `device`.

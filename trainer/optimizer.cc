@@ -10,8 +10,8 @@ double grad_sum_squares(ParamTable& params, std::span<const FlatRange> ranges) {
   kernels::BackendOps<float>& ops = params.ops();
   double sum = 0;
   for (const FlatRange& r : ranges) {
-    for_each_trainable_piece(params, r, [&](const ParamDesc&, int64_t b, int64_t e) {
-      sum += ops.sum_squares(g + b, e - b);
+    for_each_trainable_piece(params, r, [&](const ParamDesc& d, int64_t b, int64_t e) {
+      if (!d.tied_copy) sum += ops.sum_squares(g + b, e - b);  // the original counts it
     });
   }
   return sum;

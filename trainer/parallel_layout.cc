@@ -117,6 +117,30 @@ NodeDispatch recipe_node_dispatch(const Recipe& recipe, const parallel::RankGrid
   return d;
 }
 
+EmbeddingTie recipe_embedding_tie(const Recipe& recipe) {
+  EmbeddingTie tie;
+  if (recipe.model.mtp_depth == 0) return tie;
+  for (int s = 0; s < recipe.parallel.pp; ++s) {
+    for (const ModelChunkSpec& c : stage_chunks(recipe, s)) {
+      if (c.embedding) tie.embedding_stage = s;
+      if (c.head) tie.head_stage = s;
+    }
+  }
+  // DualPipe holds each end on two stages, mirrored; its rank 0 holds both.
+  tie.tied = tie.embedding_stage != tie.head_stage && !recipe_placement(recipe).mirrored();
+  return tie;
+}
+
+ModelPart recipe_model_part(const Recipe& recipe, int stage, int ep, int ep_rank) {
+  ModelPart part;
+  part.chunks = stage_chunks(recipe, stage);
+  part.ep = ep;
+  part.ep_rank = ep_rank;
+  const EmbeddingTie tie = recipe_embedding_tie(recipe);
+  part.embedding_tied = tie.tied && (stage == tie.embedding_stage || stage == tie.head_stage);
+  return part;
+}
+
 ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world) {
   try {
     const parallel::Placement placement = recipe_placement(recipe);
@@ -129,10 +153,7 @@ ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world)
         static_cast<int>(recipe.parallel.virtual_stages));
     parallel::RankGrid grid(spec);
     const parallel::RankCoords coords = grid.coords(world.rank());
-    ModelPart part;
-    part.chunks = stage_chunks(recipe, coords.pp_rank);
-    part.ep = spec.ep;
-    part.ep_rank = coords.ep_rank;
+    const ModelPart part = recipe_model_part(recipe, coords.pp_rank, spec.ep, coords.ep_rank);
     const NodeDispatch nodes = recipe_node_dispatch(recipe, grid, world.rank());
     ParallelLayout layout{grid, coords, nullptr, nullptr, nullptr, nullptr, part, std::move(schedule)};
     layout.ep_ranks_per_node = nodes.ep_ranks_per_node;
@@ -143,6 +164,16 @@ ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world)
     layout.dp = world.split(grid.dp_group(r), "dp");
     layout.ep = world.split(grid.ep_group(r), "ep");
     layout.expert_dp = world.split(grid.expert_dp_group(r), "expert-dp");
+    const EmbeddingTie tie = recipe_embedding_tie(recipe);
+    if (tie.tied) {  // every rank takes part in the split; the pair of this replica, or itself
+      std::vector<int> pair{grid.rank_of(tie.embedding_stage, coords.dp_rank),
+                            grid.rank_of(tie.head_stage, coords.dp_rank)};
+      std::sort(pair.begin(), pair.end());
+      const bool holder = r == pair[0] || r == pair[1];
+      std::unique_ptr<parallel::Comm> group =
+          world.split(holder ? pair : std::vector<int>{r}, "embedding-tie");
+      if (holder) layout.embedding_tie = std::move(group);
+    }
     return layout;
   } catch (const parallel::LayoutError& e) {
     throw RecipeError(recipe.source + ": " + e.what());

@@ -30,6 +30,9 @@ struct ParallelLayout {
   // rank's EP group has ep_ranks_per_node consecutive members per node (ep when on one node).
   int ep_ranks_per_node = 1;
   bool node_aware_dispatch = false;
+  // MTP's embedding tie (recipe_embedding_tie): this replica's embedding stage and head stage;
+  // null on other ranks and when nothing is tied.
+  std::unique_ptr<parallel::Comm> embedding_tie;
   bool holds_head() const {  // DualPipe's last stage holds the head on its first chunk
     for (const ModelChunkSpec& c : part.chunks) {
       if (c.head) return true;
@@ -37,6 +40,18 @@ struct ParallelLayout {
     return false;
   }
 };
+
+// MTP's embedding tie: with model.mtp_depth > 0, the stage holding the head (and the MTP modules)
+// also needs the embedding; when that is not the first stage (1f1b, interleaved, ...; not
+// dualpipe/dualpipev, whose rank 0 holds both ends) it keeps a tied copy, and the two stages of a
+// replica sum embed.weight's gradient before the optimizer.
+struct EmbeddingTie {
+  bool tied = false;
+  int embedding_stage = 0, head_stage = 0;
+};
+EmbeddingTie recipe_embedding_tie(const Recipe& recipe);
+// The part of the model `stage` holds, with this rank's expert slice.
+ModelPart recipe_model_part(const Recipe& recipe, int stage, int ep, int ep_rank);
 
 // The recipe's layout on `world` ranks (nodes from parallel.ranks_per_node, else the launcher).
 parallel::LayoutSpec recipe_layout_spec(const Recipe& recipe, int world);

@@ -22,9 +22,8 @@ ParameterCounts count_parameters(const Recipe& recipe) {
   }
   counts.mirrored = recipe_placement(recipe).mirrored();
   for (int s = 0; s < recipe.parallel.pp; ++s) {
-    ModelPart part;
-    part.chunks = stage_chunks(recipe, s);
-    counts.per_stage.push_back(Model::Describe(m, part)->params().numel());
+    counts.per_stage.push_back(
+        Model::Describe(m, recipe_model_part(recipe, s, 1, 0))->params().numel());
   }
   return counts;
 }

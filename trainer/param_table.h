@@ -43,6 +43,10 @@ struct ParamDesc {
   int64_t global_dim0 = 0;     // kExpert: dim 0 of the global tensor (n_experts); else shape[0]
   int64_t dim0_offset = 0;     // kExpert: first global row held here
   int64_t offset = 0;          // in elements, into the flat buffers; set by finalize()
+  // A copy of a parameter another rank owns (MTP's embedding on the head's stage): trained in
+  // lockstep with the original (gradients summed over the pair), left out of the global gradient
+  // norm and of what this rank writes to checkpoints (it reads it on resume).
+  bool tied_copy = false;
   int64_t numel() const { return kernels::shape_numel(shape); }
   kernels::Shape global_shape() const;
 };

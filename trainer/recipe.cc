@@ -799,13 +799,6 @@ class Checker {
            "must be <= model.n_layers (" + s(m.n_layers) + "), got " + s(m.first_dense_layers));
     }
 
-    if (m.mtp_depth > 0 && p.pp > 1 && p.schedule != "dualpipev" && p.schedule != "dualpipe") {
-      fail({"model.mtp_depth", "parallel.pp", "parallel.schedule"},
-           "multi-token prediction under pipeline parallelism needs the embedding on the rank "
-           "holding the head: parallel.schedule dualpipev or dualpipe (their rank 0 holds both "
-           "ends), or parallel.pp = 1; the embedding tied across two stages (" + p.schedule +
-               ") is not implemented yet");
-    }
     if (p.dp % p.ep != 0) {
       fail({"parallel.ep", "parallel.dp"}, s(p.ep) + " does not divide parallel.dp " + s(p.dp));
     }

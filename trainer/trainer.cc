@@ -281,6 +281,15 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     stage.set_loss_scale(scale);
     stage.BeginStep(batch.data());
     const parallel::PipelineStepStats pipe = executor.run(stage);
+    if (parallel::Comm* tie = groups.embedding_tie()) {
+      // MTP's tied embedding: the first stage's gradient and the head stage's copy's, summed
+      // (both ranks then take identical optimizer steps), before the data-parallel reduction.
+      const auto [first, end] = model.embedding_params();
+      float* grad = params.grad_ptr(first);
+      tie->all_reduce(std::span<float>(grad, static_cast<size_t>(params.descs()[first].numel())))
+          .wait();
+      optimizer.MarkFinal(first, end);
+    }
 
     // Expert loads of the whole global batch (every replica of this stage), the rest of the
     // gradients (ZeRO-1 reduce-scatter), then one world all-reduce of the scalars every rank

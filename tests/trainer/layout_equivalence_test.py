@@ -82,12 +82,15 @@ NODE_LAYOUTS = [
 ]
 
 # The DeepSeek-V3 model: MLA with low-rank queries and two MTP modules (their MoE blocks exchange
-# rows like the main layers'; with DualPipe/DualPipeV rank 0 holds embedding, head and MTP).
+# rows like the main layers'). With DualPipe/DualPipeV rank 0 holds embedding, head and MTP; with
+# 1f1b and interleaved the head's stage keeps a tied copy of the embedding.
 V3_MODEL = ["model.attention=mla", "model.q_lora_rank=12", "model.kv_lora_rank=16",
             "model.qk_nope_head_dim=8", "model.qk_rope_head_dim=4", "model.v_head_dim=6",
             "model.mtp_depth=2", "model.mtp_lambda=0.3"]
 V3_LAYOUTS = [
     (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(1, 2, 2, 2)),
+    (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(2, 2, 2, 2)),
+    (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(4, 1, 1, 4, "interleaved", 2)),
     (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(2, 2, 2, 4, "dualpipev")),
     (lambda l: (l[0] + "_v3", l[1], l[2], V3_MODEL))(layout(2, 1, 1, 4, "dualpipe")),
 ]

@@ -10,6 +10,9 @@
   reshard    a (pp, dp, ep) = (2,2,2) checkpoint resumed under (1,1,1), (1,4,4), (4,2,1), (2,4,2)
              and (2,2,2) with DualPipe (mirrored stages): the next steps' losses within 1e-5 of the
              uninterrupted run; the DualPipe run's own checkpoint resumed under (1,1,1) likewise
+  v3 tie     MLA + MTP at (2,2,2) 1f1b (the head's stage keeps a tied copy of the embedding, which
+             it reads but never writes): resumed at step 4 under the same layout bit for bit, and
+             under (1,1,1) within 1e-5
   damage     one flipped byte: `tessera checkpoint verify` names the dataset, --resume auto falls
              back to the previous checkpoint and says so
 """
@@ -273,6 +276,31 @@ def main():
     worst = max(abs(l - want[s]) / abs(want[s]) for s, l in got if s > 6)
     c.expect([s for s, _ in got] == list(range(7, STEPS + 1)) and worst <= 1e-5,
              f"reshard dualpipe (2,2,2) step 6 -> (1,1,1): steps 7..{STEPS} within {worst:.1e} of the (2,2,2) run")
+
+    # MTP's tied embedding copy: written once (by the first stage), read back by both holders.
+    v3 = ["model.attention=mla", "model.q_lora_rank=12", "model.kv_lora_rank=16",
+          "model.qk_nope_head_dim=8", "model.qk_rope_head_dim=4", "model.v_head_dim=6",
+          "model.mtp_depth=1"]
+    v3_ref = w("v3_reference")
+    r.run(v3_ref, extra=v3)
+    v3_want = dict(losses(v3_ref))
+    for layout in (BASE, (1, 1, 1, 1)):
+        run_dir = w("v3_resume_" + "_".join(map(str, layout)))
+        os.makedirs(os.path.join(run_dir, "checkpoints"))
+        shutil.copytree(os.path.join(v3_ref, "checkpoints", "step-00000004"),
+                        os.path.join(run_dir, "checkpoints", "step-00000004"))
+        with open(os.path.join(run_dir, "checkpoints", "latest"), "w") as f:
+            f.write("step-00000004\n")
+        r.run(run_dir, layout=layout, extra=v3, resume="auto")
+        got = losses(run_dir)
+        if layout == BASE:
+            c.expect([s for s, _ in got] == list(range(5, STEPS + 1)) and
+                     all(l == v3_want[s] for s, l in got),
+                     f"v3 tie: resumed under (2,2,2) at step 4, steps 5..{STEPS} bit-identical")
+        else:
+            worst = max(abs(l - v3_want[s]) / abs(v3_want[s]) for s, l in got if s > 4)
+            c.expect([s for s, _ in got] == list(range(5, STEPS + 1)) and worst <= 1e-5,
+                     f"v3 tie: (2,2,2) step 4 -> (1,1,1): steps 5..{STEPS} within {worst:.1e}")
 
     # Damage: flip one byte of a dataset in the newest checkpoint.
     run_dir = w("damage")

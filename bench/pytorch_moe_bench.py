@@ -122,11 +122,12 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=betas, eps=eps, foreach=True)
-    biases = {i: params[f"layers.{i}.moe.gate.bias"] for i in rm.moe_layers(cfg)}
+    biases = {i: params[rm.block_prefix(cfg, i) + "moe.gate.bias"] for i in rm.moe_layers(cfg)}
     n_experts = cfg["n_experts"]
 
     gen = torch.Generator().manual_seed(seed + 1)
-    pool = [torch.randint(0, cfg["vocab_size"], (batch, seq_len + 1), generator=gen)
+    # Rows carry seq_len + 1 + mtp_depth tokens (the MTP targets).
+    pool = [torch.randint(0, cfg["vocab_size"], (batch, seq_len + 1 + cfg["mtp_depth"]), generator=gen)
             for _ in range(4)]
 
     def train_step(step):

@@ -17,6 +17,7 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/param_count.h"
 #include "trainer/recipe.h"
 #include "trainer/rng.h"
 
@@ -26,22 +27,20 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Matmul FLOPs of one token's forward pass (attention scores averaged over causal positions);
-// a training step is 3x (forward, input grads, weight grads).
-double forward_flops_per_token(const ModelConfig& c, int64_t T) {
-  const double D = c.dim, V = c.vocab_size;
-  double f = 0;
-  for (int64_t i = 0; i < c.n_layers; ++i) {
-    f += 2 * 4 * D * D;             // wq wk wv wo
-    f += 2 * 2 * D * (T + 1) / 2.0; // q.k and p.v over the causal prefix
-    if (i < c.first_dense_layers) {
-      f += 2 * 3 * D * c.inter_dim;
-    } else {
-      f += 2 * D * c.n_experts;                                    // gate
-      f += 2 * 3 * D * c.moe_inter_dim * (c.top_k + c.n_shared_experts);
-    }
-  }
-  f += 2 * D * V;  // head
+// Matmul FLOPs of one token's forward pass (the model's, not the kernels': MLA's padded v is not
+// counted); a training step is 3x (forward, input grads, weight grads). Every activated weight
+// multiplies once per token (norm weights, a few per layer, are counted too: negligible), the
+// head once more per MTP depth, and attention's q.k and p.v run over the causal prefix.
+double forward_flops_per_token(const Recipe& recipe) {
+  const ModelConfig& c = recipe.model;
+  const ParameterCounts counts = count_parameters(recipe);
+  const double T = static_cast<double>(recipe.train.seq_len);
+  const double qk = c.attention == "mla" ? c.n_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim)
+                                         : c.dim;
+  const double v = c.attention == "mla" ? c.n_heads * c.v_head_dim : c.dim;
+  double f = 2.0 * (counts.activated + counts.mtp_activated);
+  f += 2.0 * c.mtp_depth * c.dim * c.vocab_size;                   // the shared head, per depth
+  f += (c.n_layers + c.mtp_depth) * 2.0 * (qk + v) * (T + 1) / 2;  // q.k and p.v
   return f;
 }
 
@@ -100,9 +99,9 @@ int main(int argc, char** argv) {
   params.init(recipe.train.seed, mc.init_std);
   AdamW optimizer(recipe.optimizer, params);
   Rng rng(42);
-  std::vector<int32_t> tokens(B * (T + 1));
+  std::vector<int32_t> tokens(B * mc.row_tokens(T));
   for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % mc.vocab_size);
-  const LossScale scale{1.0 / (B * T), 1.0 / B};
+  const LossScale scale{1.0 / (B * T), 1.0 / B, mtp_loss_weight(mc, 0)};
 
   std::vector<double> times;
   for (int s = 0; s < warmup + steps; ++s) {
@@ -118,7 +117,7 @@ int main(int argc, char** argv) {
   std::sort(times.begin(), times.end());
   const double step_s = times[times.size() / 2];  // median
   const double tokens_per_s = B * T / step_s;
-  const double gflops = 3 * forward_flops_per_token(mc, T) * tokens_per_s / 1e9;
+  const double gflops = 3 * forward_flops_per_token(recipe) * tokens_per_s / 1e9;
   const double peak = measured_sgemm_peak();
   std::printf("tessera: %s  params %lld  batch %lld x %lld  threads %d  gemm %s\n",
               recipe_path.c_str(), static_cast<long long>(params.numel()),

@@ -57,7 +57,7 @@ Outcome Run(parallel::Comm& ep, bool node_aware, bool interleaved, int64_t topk_
   const ModelConfig config = Config(topk_group);
   kernels::CpuBackend cpu;
   ParamTable table;
-  MoeBlock block(table, config, 0, kEp, ep.rank(), &ep);
+  MoeBlock block(table, config, "layers.0.", kEp, ep.rank(), &ep);
   block.set_nodes(kRanksPerNode, node_aware);
   table.finalize(cpu);
   table.init(3, config.init_std);
@@ -155,7 +155,7 @@ INSTANTIATE_TEST_SUITE_P(TopkGroup, MoeNodeDispatch, ::testing::Values(1, 2));
 
 TEST(MoeNodeDispatchPieces, EachExchangeIsItsOwnPiece) {
   ParamTable table;
-  MoeBlock block(table, Config(1), 0, kEp, 1, nullptr);
+  MoeBlock block(table, Config(1), "layers.0.", kEp, 1, nullptr);
   block.set_nodes(kRanksPerNode, true);
   auto communicating = [](const std::vector<BlockPiece>& list) {
     std::vector<std::string> names;

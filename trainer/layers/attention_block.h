@@ -19,6 +19,7 @@ class AttentionBlock : public Block {
   // Adds, under `prefix` ("layers.{i}." or "mtp.{d}.block."), attn_norm.weight and
   // attn.{wq,wk,wv,wo}.weight.
   AttentionBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix);
+  AttentionBlock(ParamTable&, const ModelConfig&, int) = delete;  // a layer number is no prefix
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;

@@ -17,6 +17,7 @@ class DenseFfnBlock : public Block {
   // Adds, under `prefix` ("layers.{i}." or "mtp.{d}.block."), ffn_norm.weight and
   // ffn.{w1,w3,w2}.weight.
   DenseFfnBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix);
+  DenseFfnBlock(ParamTable&, const ModelConfig&, int) = delete;  // a layer number is no prefix
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;

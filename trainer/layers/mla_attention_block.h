@@ -27,6 +27,7 @@ class MlaAttentionBlock : public Block {
   // Adds, under `prefix` ("layers.{i}." or "mtp.{d}.block."): attn_norm.weight and attn.{wq |
   // wq_a, q_norm, wq_b}, attn.{wkv_a, kv_norm, wkv_b, wo}.weight.
   MlaAttentionBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix);
+  MlaAttentionBlock(ParamTable&, const ModelConfig&, int) = delete;  // a layer number is no prefix
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;

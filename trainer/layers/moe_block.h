@@ -65,6 +65,9 @@ class MoeBlock : public Block {
   MoeBlock(ParamTable& table, const ModelConfig& config, const std::string& prefix, int ep = 1,
            int ep_rank = 0, parallel::Comm* ep_comm = nullptr,
            parallel::Comm* ep_host_comm = nullptr);
+  // A layer number where the prefix goes would compile (0 converts to a null string): refused.
+  template <typename... Rest>
+  MoeBlock(ParamTable&, const ModelConfig&, int, Rest...) = delete;
 
   const std::string& name() const override { return name_; }
   std::unique_ptr<BlockContext> NewContext() const override;

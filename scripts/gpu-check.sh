@@ -6,7 +6,7 @@
 #
 #   a. kernels_cuda_tests          every CUDA kernel test (a SKIPPED test fails the check)
 #   b. backend_tests               the /cuda instantiations must PASS (skipped = FAIL)
-#   c. trainer_tests ModelOnBackend*   the whole model on CUDA vs CPU (skipped = FAIL)
+#   c. trainer_tests *ModelOnBackend*  the whole model (MHA and MLA) on CUDA vs CPU (skipped = FAIL)
 #   d. ctest -L nccl               NcclComm under mpirun: np1 must pass; np2 may skip (1 GPU)
 #   e. train_throughput            recipes/bench-moe.yaml on cuda (and on cpu, for comparison)
 #   f. ctest -E 'slurm|cluster'    the whole CPU suite, in the time left (not with --quick)
@@ -327,7 +327,7 @@ if ((built)); then
   run_check "b.backend_cuda" 90 "$build/tests/backend_tests"
   gtest_verdict "b.backend_cuda" '/cuda'
 
-  run_check "c.model_on_cuda" 90 "$build/tests/trainer_tests" --gtest_filter='ModelOnBackend*'
+  run_check "c.model_on_cuda" 90 "$build/tests/trainer_tests" --gtest_filter='*ModelOnBackend*'
   gtest_verdict "c.model_on_cuda"
 
   run_check "d.nccl" 120 ctest --test-dir "$build" -L nccl -V --timeout 100

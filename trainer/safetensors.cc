@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "kernels/math/low_precision.h"
 
 namespace tessera::trainer {
 
@@ -67,24 +67,13 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
 
 }  // namespace
 
-uint16_t float_to_bf16(float value) {
-  const uint32_t bits = std::bit_cast<uint32_t>(value);
-  if (std::isnan(value)) return static_cast<uint16_t>((bits >> 16) | 0x0040);  // keep it a NaN
-  // Add half an ulp of bf16, plus one more bit when the kept part is odd: ties go to even.
-  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
-}
+// The shared conversions (kernels/math/low_precision.h): one implementation of each format,
+// checked exhaustively by tests/kernels. The E4M3 NaN keeps its sign.
+uint16_t float_to_bf16(float value) { return kernels::math::float_to_bf16(value); }
 
-float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+float bf16_to_float(uint16_t bits) { return kernels::math::bf16_to_float(bits); }
 
-float fp8_e4m3_to_float(uint8_t bits) {
-  const float sign = (bits & 0x80) ? -1.0f : 1.0f;
-  const int exponent = (bits >> 3) & 0xF;
-  const int mantissa = bits & 0x7;
-  if (exponent == 0xF && mantissa == 0x7) return std::numeric_limits<float>::quiet_NaN();
-  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -9);  // subnormal
-  return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
-}
+float fp8_e4m3_to_float(uint8_t bits) { return kernels::math::e4m3_to_float(bits); }
 
 size_t safetensors_dtype_size(const std::string& dtype) {
   static const std::map<std::string, size_t> kSizes = {

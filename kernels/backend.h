@@ -31,10 +31,18 @@
 
 namespace tessera::kernels {
 
-// Arithmetic of a linear map. fp32 only for now: bf16/fp8 arrive with the precision issue, as
-// new values here, so that a layer's GEMM call already names the precision it wants.
-enum class Precision : uint8_t { kF32 };
+// Arithmetic of a linear map (DESIGN.md "Precision"). Weights, gradients and outputs stay fp32;
+// the GEMM's INPUTS are rounded:
+//   kF32   none
+//   kBF16  every input to bf16 (nearest even), fp32 accumulation
+//   kFP8   DeepSeek-V3's fine-grained e4m3: activations per 1x128 tile along K, weights per
+//          128x128 block, scale max(amax, 1e-4)/448 computed on the fly (kernels/fp8_quantize.h);
+//          the backward's activation operands are tiled along the tokens (128x1)
+// Only float ops take kBF16/kFP8 (the double ops are for gradient checks).
+enum class Precision : uint8_t { kF32, kBF16, kFP8 };
 const char* precision_name(Precision precision);
+// "fp32" | "bf16" | "fp8"; throws std::invalid_argument naming the value otherwise.
+Precision parse_precision(const std::string& name);
 
 struct LinearOptions {
   bool accumulate = false;  // y += ... instead of y = ... (forward and input gradient)
@@ -113,7 +121,8 @@ class BackendOps {
   // dW[group] (O, I) += dy[rows]^T · x[rows] per segment.
   virtual void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x,
                                               int64_t ldx, std::span<const RowSegment> segments,
-                                              int64_t I, int64_t O) = 0;
+                                              int64_t I, int64_t O,
+                                              Precision precision = Precision::kF32) = 0;
 
   // ---- Causal attention, scale 1/sqrt(head_dim). q, k, v: (B, T, H, hd) rows with stride
   // ld_qkv; out: stride ld_out. What the forward saves for the backward (`saved`) and the

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_operand.h"
 #include "kernels/permute.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -28,22 +32,68 @@ class CpuEvent final : public Event {
   void* native() override { return nullptr; }
 };
 
-// Every op forwards to the CPU kernel of the same name; the GEMM-shaped ones to kernels::gemm.
+// C (m, n) [ld ldc] = alpha-free A·B^T + beta C, with A = op_a(a) (m, k) and B = op_b(b) (n, k)
+// as the precision's GEMM sees them (kernels/gemm_operand.h): rounded copies, then an fp32 GEMM.
+// Scratch grows to the largest operands and is reused (one thread drives a backend).
+class LowPrecisionGemm {
+ public:
+  void run(Precision p, int64_t m, int64_t n, int64_t k,  //
+           const float* a, int64_t lda, Trans trans_a, Fp8Tiling tiling_a,  //
+           const float* b, int64_t ldb, Trans trans_b, Fp8Tiling tiling_b,  //
+           float beta, float* c, int64_t ldc) {
+    a_.resize(static_cast<size_t>(m * k));
+    b_.resize(static_cast<size_t>(n * k));
+    round_gemm_operand(a_.data(), p, tiling_a, trans_a, a, lda, m, k);
+    round_gemm_operand(b_.data(), p, tiling_b, trans_b, b, ldb, n, k);
+    gemm<float>(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a_.data(), k, b_.data(), k, beta, c, ldc);
+  }
+
+ private:
+  std::vector<float> a_, b_;
+};
+
+// Every op forwards to the CPU kernel of the same name; the GEMM-shaped ones to kernels::gemm,
+// or (float, bf16/fp8) to LowPrecisionGemm with V3's tilings: forward x (1x128) by W (128x128),
+// dgrad dy (1x128) by W^T (128x128), wgrad dy^T by x^T (both tiled along the tokens: 128x1).
 template <typename T>
 class CpuOps final : public SegmentLoopOps<T> {
  public:
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
-    gemm<T>(Trans::kNo, Trans::kYes, N, O, I, T(1), x, ldx, W, I, o.accumulate ? T(1) : T(0), y,
-            ldy);
+    const T beta = o.accumulate ? T(1) : T(0);
+    if (o.precision != Precision::kF32) {
+      if constexpr (std::is_same_v<T, float>) {
+        lp_.run(o.precision, N, O, I, x, ldx, Trans::kNo, Fp8Tiling::k1x128, W, I, Trans::kNo,
+                Fp8Tiling::k128x128, beta, y, ldy);
+        return;
+      }
+      refuse(o.precision);
+    }
+    gemm<T>(Trans::kNo, Trans::kYes, N, O, I, T(1), x, ldx, W, I, beta, y, ldy);
   }
   void linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
                              int64_t N, int64_t I, int64_t O, const LinearOptions& o) override {
-    gemm<T>(Trans::kNo, Trans::kNo, N, I, O, T(1), dy, lddy, W, I, o.accumulate ? T(1) : T(0),
-            dx, lddx);
+    const T beta = o.accumulate ? T(1) : T(0);
+    if (o.precision != Precision::kF32) {
+      if constexpr (std::is_same_v<T, float>) {
+        lp_.run(o.precision, N, I, O, dy, lddy, Trans::kNo, Fp8Tiling::k1x128, W, I, Trans::kYes,
+                Fp8Tiling::k128x128, beta, dx, lddx);
+        return;
+      }
+      refuse(o.precision);
+    }
+    gemm<T>(Trans::kNo, Trans::kNo, N, I, O, T(1), dy, lddy, W, I, beta, dx, lddx);
   }
   void linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
-                              int64_t N, int64_t I, int64_t O, const Precision) override {
+                              int64_t N, int64_t I, int64_t O, const Precision p) override {
+    if (p != Precision::kF32) {
+      if constexpr (std::is_same_v<T, float>) {
+        lp_.run(p, O, I, N, dy, lddy, Trans::kYes, Fp8Tiling::k1x128, x, ldx, Trans::kYes,
+                Fp8Tiling::k1x128, 1.0f, dW, I);
+        return;
+      }
+      refuse(p);
+    }
     gemm<T>(Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
   }
 
@@ -170,6 +220,14 @@ class CpuOps final : public SegmentLoopOps<T> {
     return s;
   }
   double sum_squares(const T* x, int64_t n) override { return kernels::sum_squares(x, n); }
+
+ private:
+  // bf16/fp8 exist for float only; the double ops (gradient checks) refuse them.
+  [[noreturn]] static void refuse(Precision p) {
+    throw std::invalid_argument(std::string("cpu backend: ") + precision_name(p) +
+                                " linear maps take float, not double");
+  }
+  LowPrecisionGemm lp_;  // used by the float ops
 };
 
 }  // namespace

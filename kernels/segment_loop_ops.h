@@ -32,12 +32,12 @@ class SegmentLoopOps : public BackendOps<T> {
     }
   }
   void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
-                                      std::span<const RowSegment> segments, int64_t I,
-                                      int64_t O) override {
+                                      std::span<const RowSegment> segments, int64_t I, int64_t O,
+                                      Precision precision) override {
     for (const RowSegment& s : segments) {
       if (s.rows == 0) continue;
       this->linear_backward_weight(dW + s.group * O * I, dy + s.offset * lddy, lddy,
-                                   x + s.offset * ldx, ldx, s.rows, I, O, Precision::kF32);
+                                   x + s.offset * ldx, ldx, s.rows, I, O, precision);
     }
   }
 };

@@ -32,7 +32,7 @@ struct ParallelLayout {
   bool node_aware_dispatch = false;
   // MTP's embedding tie (recipe_embedding_tie): this replica's embedding stage and head stage;
   // null on other ranks and when nothing is tied.
-  std::unique_ptr<parallel::Comm> embedding_tie;
+  std::unique_ptr<parallel::Comm> embedding_tie = nullptr;
   bool holds_head() const {  // DualPipe's last stage holds the head on its first chunk
     for (const ModelChunkSpec& c : part.chunks) {
       if (c.head) return true;

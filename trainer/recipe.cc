@@ -240,8 +240,10 @@ const std::vector<Field>& fields() {
           "schedule.min_lr_ratio", "cosine floor as a fraction of optimizer.lr, in [0, 1]",
           between(0, 1)),
 
-      field<&R::precision, &PrecisionConfig::compute>("precision.compute", "compute dtype: fp32",
-                                                      one_of({"fp32"}, {"bf16", "fp8"})),
+      field<&R::precision, &PrecisionConfig::compute>(
+          "precision.compute",
+          "GEMM inputs of the blocks' linear maps: fp32 | bf16 | fp8 (V3's fine-grained e4m3)",
+          one_of({"fp32", "bf16", "fp8"})),
 
       field<&R::checkpoint, &CheckpointConfig::every_steps>(
           "checkpoint.every_steps", "save every N steps (0 = only at the end, if final)",
@@ -799,6 +801,11 @@ class Checker {
            "must be <= model.n_layers (" + s(m.n_layers) + "), got " + s(m.first_dense_layers));
     }
 
+    if (r_.precision.compute != "fp32" && r_.run.device == "cuda") {
+      fail({"precision.compute", "run.device"},
+           r_.precision.compute + " is not implemented on cuda yet (its bf16/fp8 GEMMs are not "
+           "written); use fp32 there, or run.device cpu");
+    }
     if (p.dp % p.ep != 0) {
       fail({"parallel.ep", "parallel.dp"}, s(p.ep) + " does not divide parallel.dp " + s(p.dp));
     }
@@ -868,6 +875,7 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
                       "written by `tessera prepare`)");
   }
   Checker(recipe, origins).run();
+  recipe.model.block_precision = kernels::parse_precision(recipe.precision.compute);
   return recipe;
 }
 

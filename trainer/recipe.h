@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
+
 namespace tessera::trainer {
 
 class RecipeError : public std::runtime_error {
@@ -57,6 +59,11 @@ struct ModelConfig {
   double init_std = 0.02;              // normal(0, init_std) for every weight matrix
   double bias_update_gamma = 0.001;    // aux-loss-free balancing speed (0 = off)
   double seq_aux_alpha = 0.0;          // sequence-wise balance loss weight (0 = off)
+
+  // Not a model: key: the arithmetic of the blocks' linear maps (attention projections, dense
+  // FFN, experts, MTP's eh_proj), precision.compute's; embedding, head, router gate, norms and the
+  // attention core stay fp32, as in V3's recipe. Set by parse_recipe.
+  kernels::Precision block_precision = kernels::Precision::kF32;
 
   // Tokens per row of a batch: seq_len inputs, their targets, and mtp_depth more MTP targets.
   int64_t row_tokens(int64_t seq_len) const { return seq_len + 1 + mtp_depth; }
@@ -130,7 +137,9 @@ struct LrScheduleConfig {      // the recipe section `schedule`
 };
 
 struct PrecisionConfig {
-  std::string compute = "fp32";  // fp32 only for now; bf16 / fp8 are errors until implemented
+  // fp32 | bf16 | fp8 (V3's fine-grained e4m3): the GEMM inputs of the blocks' linear maps
+  // (ModelConfig::block_precision). bf16 and fp8 run on the cpu backend for now.
+  std::string compute = "fp32";
 
   friend bool operator==(const PrecisionConfig&, const PrecisionConfig&) = default;
 };

@@ -474,12 +474,12 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(
     PrecisionCheckpointLogging, RecipeBadValue,
     ::testing::Values(
-        BadValue{"Bf16",
-                 {{"precision.compute", "bf16"}},
-                 {"precision.compute: bf16 is not implemented yet"}},
-        BadValue{"Fp8",
-                 {{"precision.compute", "fp8"}},
-                 {"precision.compute: fp8 is not implemented yet"}},
+        BadValue{"Bf16OnCuda",
+                 {{"precision.compute", "bf16"}, {"run.device", "cuda"}},
+                 {"precision.compute: bf16 is not implemented on cuda yet"}},
+        BadValue{"Fp8OnCuda",
+                 {{"precision.compute", "fp8"}, {"run.device", "cuda"}},
+                 {"precision.compute: fp8 is not implemented on cuda yet"}},
         BadValue{"ComputeUnknown",
                  {{"precision.compute", "fp16"}},
                  {"precision.compute", "unknown value 'fp16'", "fp32"}},

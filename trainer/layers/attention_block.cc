@@ -10,7 +10,8 @@ AttentionBlock::AttentionBlock(ParamTable& table, const ModelConfig& config,
       n_heads_(config.n_heads),
       head_dim_(config.dim / config.n_heads),
       eps_(config.norm_eps),
-      theta_(config.rope_theta) {
+      theta_(config.rope_theta),
+      precision_(config.block_precision) {
   const std::string& p = prefix;
   norm_ = table.add({p + "attn_norm.weight", {dim_}, ParamInit::kOnes, false});
   wq_ = table.add({p + "attn.wq.weight", {dim_, dim_}});
@@ -73,13 +74,13 @@ void AttentionBlock::ForwardPiece(Context& c) {
   float* qkv = c.qkv;
   ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
   // qkv (N, 3D) = xn · [Wq; Wk; Wv]^T
-  ops.linear_forward(qkv, 3 * D, c.xn, D, table_.value_ptr(wq_), N, D, 3 * D);
+  ops.linear_forward(qkv, 3 * D, c.xn, D, table_.value_ptr(wq_), N, D, 3 * D, {.precision = precision_});
   ops.rope_forward(qkv, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.rope_forward(qkv + D, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.attention_forward(c.attn, D, c.saved, qkv, qkv + D, qkv + 2 * D, 3 * D, shape(c.mb));
   // y = x + attn · Wo^T
   ops.copy(c.y, c.x, N * D);
-  ops.linear_forward(c.y, D, c.attn, D, table_.value_ptr(wo_), N, D, D, {.accumulate = true});
+  ops.linear_forward(c.y, D, c.attn, D, table_.value_ptr(wo_), N, D, D, {.accumulate = true, .precision = precision_});
 }
 
 void AttentionBlock::BackwardInputPiece(Context& c) {
@@ -90,13 +91,13 @@ void AttentionBlock::BackwardInputPiece(Context& c) {
   const float* qkv = c.qkv;
   float* dqkv = c.dqkv;
   // dattn = dy · Wo
-  ops.linear_backward_input(c.dattn, D, c.dy, D, table_.value_ptr(wo_), N, D, D);
+  ops.linear_backward_input(c.dattn, D, c.dy, D, table_.value_ptr(wo_), N, D, D, {.precision = precision_});
   ops.attention_backward(dqkv, dqkv + D, dqkv + 2 * D, 3 * D, c.scratch, c.dattn, c.attn, D,
                          c.saved, qkv, qkv + D, qkv + 2 * D, 3 * D, shape(c.mb));
   ops.rope_backward(dqkv, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.rope_backward(dqkv + D, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   // dxn = dqkv (N, 3D) · [Wq; Wk; Wv] (3D, D)
-  ops.linear_backward_input(c.dxn, D, dqkv, 3 * D, table_.value_ptr(wq_), N, D, 3 * D);
+  ops.linear_backward_input(c.dxn, D, dqkv, 3 * D, table_.value_ptr(wq_), N, D, 3 * D, {.precision = precision_});
   // dx = dy (residual) + RMSNorm'(dxn)
   ops.copy(c.dx, c.dy, N * D);
   ops.rmsnorm_backward_input(c.dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
@@ -107,9 +108,9 @@ void AttentionBlock::BackwardWeightPiece(Context& c) {
   const int64_t N = c.mb.tokens(), D = dim_;
   kernels::BackendOps<float>& ops = table_.ops();
   // dWo (D, D) += dy^T · attn
-  ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.attn, D, N, D, D);
+  ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.attn, D, N, D, D, precision_);
   // d[Wq; Wk; Wv] (3D, D) += dqkv^T · xn
-  ops.linear_backward_weight(table_.grad_ptr(wq_), c.dqkv, 3 * D, c.xn, D, N, D, 3 * D);
+  ops.linear_backward_weight(table_.grad_ptr(wq_), c.dqkv, 3 * D, c.xn, D, N, D, 3 * D, precision_);
   ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
 }
 

@@ -48,6 +48,7 @@ class AttentionBlock : public Block {
   std::string name_;
   int64_t dim_, n_heads_, head_dim_;
   double eps_, theta_;
+  kernels::Precision precision_;  // of the projections; the attention core stays fp32
   int norm_, wq_, wo_;  // wk, wv follow wq contiguously
   kernels::Tensor rope_cos_, rope_sin_;  // (T, hd/2): constants, grown to the longest sequence
   int64_t rope_len_ = 0;

@@ -10,7 +10,8 @@ DenseFfnBlock::DenseFfnBlock(ParamTable& table, const ModelConfig& config,
       eps_(config.norm_eps),
       norm_(table.add({prefix + "ffn_norm.weight", {config.dim}, ParamInit::kOnes,
                        false})),
-      mlp_(table, prefix + "ffn.", ".weight", config.dim, config.inter_dim) {
+      mlp_(table, prefix + "ffn.", ".weight", config.dim, config.inter_dim,
+           config.block_precision) {
   auto local = [this](void (DenseFfnBlock::*fn)(Context&) const) {
     return [this, fn](BlockContext& c) {
       (this->*fn)(static_cast<Context&>(c));

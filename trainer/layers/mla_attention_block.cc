@@ -14,7 +14,8 @@ MlaAttentionBlock::MlaAttentionBlock(ParamTable& table, const ModelConfig& confi
       rope_(config.qk_rope_head_dim),
       v_dim_(config.v_head_dim),
       eps_(config.norm_eps),
-      theta_(config.rope_theta) {
+      theta_(config.rope_theta),
+      precision_(config.block_precision) {
   const std::string a = prefix + "attn.";
   const int64_t H = n_heads_, dk = qk_head_dim();
   norm_ = table.add({prefix + "attn_norm.weight", {dim_}, ParamInit::kOnes, false});
@@ -111,22 +112,22 @@ void MlaAttentionBlock::ForwardPiece(Context& c) {
   // Queries, per head [q_nope; q_pe]; RoPE on each head's q_pe (one head per call: the rope op
   // takes heads of contiguous rope dims).
   if (q_rank_ > 0) {
-    ops.linear_forward(c.q_a, q_rank_, c.xn, D, table_.value_ptr(wq_a_), N, D, q_rank_);
+    ops.linear_forward(c.q_a, q_rank_, c.xn, D, table_.value_ptr(wq_a_), N, D, q_rank_, {.precision = precision_});
     ops.rmsnorm_forward(c.q_an, c.q_rstd, c.q_a, table_.value_ptr(q_norm_), N, q_rank_, eps);
-    ops.linear_forward(c.q, H * dk, c.q_an, q_rank_, table_.value_ptr(wq_b_), N, q_rank_, H * dk);
+    ops.linear_forward(c.q, H * dk, c.q_an, q_rank_, table_.value_ptr(wq_b_), N, q_rank_, H * dk, {.precision = precision_});
   } else {
-    ops.linear_forward(c.q, H * dk, c.xn, D, table_.value_ptr(wq_), N, D, H * dk);
+    ops.linear_forward(c.q, H * dk, c.xn, D, table_.value_ptr(wq_), N, D, H * dk, {.precision = precision_});
   }
   for (int64_t h = 0; h < H; ++h) {
     ops.rope_forward(c.q + h * dk + nope_, H * dk, cos, sin, B, T, 1, rope_);
   }
   // [c_kv; k_pe] = wkv_a xn, as two GEMMs over the weight's row blocks (contiguous outputs).
-  ops.linear_forward(c.c_kv, kv_rank_, c.xn, D, wkv_a, N, D, kv_rank_);
-  ops.linear_forward(c.k_pe, rope_, c.xn, D, wkv_a + kv_rank_ * D, N, D, rope_);
+  ops.linear_forward(c.c_kv, kv_rank_, c.xn, D, wkv_a, N, D, kv_rank_, {.precision = precision_});
+  ops.linear_forward(c.k_pe, rope_, c.xn, D, wkv_a + kv_rank_ * D, N, D, rope_, {.precision = precision_});
   ops.rope_forward(c.k_pe, rope_, cos, sin, B, T, 1, rope_);
   ops.rmsnorm_forward(c.c_kvn, c.kv_rstd, c.c_kv, table_.value_ptr(kv_norm_), N, kv_rank_, eps);
   ops.linear_forward(c.kv, H * kv_head, c.c_kvn, kv_rank_, table_.value_ptr(wkv_b_), N, kv_rank_,
-                     H * kv_head);
+                     H * kv_head, {.precision = precision_});
   // k = [k_nope; k_pe] and v padded, one (token, head) per row.
   ops.copy_2d(c.k, dk, c.kv, kv_head, N * H, nope_, false);
   for (int64_t h = 0; h < H; ++h) {
@@ -138,7 +139,7 @@ void MlaAttentionBlock::ForwardPiece(Context& c) {
   ops.copy_2d(c.o, v_dim_, c.out, dk, N * H, v_dim_, false);
   ops.copy(c.y, c.x, N * D);
   ops.linear_forward(c.y, D, c.o, H * v_dim_, table_.value_ptr(wo_), N, H * v_dim_, D,
-                     {.accumulate = true});
+                     {.accumulate = true, .precision = precision_});
 }
 
 void MlaAttentionBlock::BackwardInputPiece(Context& c) {
@@ -148,7 +149,7 @@ void MlaAttentionBlock::BackwardInputPiece(Context& c) {
   const float* cos = rope_cos_.data<float>();
   const float* sin = rope_sin_.data<float>();
   const float* wkv_a = table_.value_ptr(wkv_a_);
-  ops.linear_backward_input(c.d_o, H * v_dim_, c.dy, D, table_.value_ptr(wo_), N, H * v_dim_, D);
+  ops.linear_backward_input(c.d_o, H * v_dim_, c.dy, D, table_.value_ptr(wo_), N, H * v_dim_, D, {.precision = precision_});
   // The padding columns of the output were dropped: their gradient is zero.
   ops.fill(c.d_out, 0.0f, N * H * dk);
   ops.copy_2d(c.d_out, dk, c.d_o, v_dim_, N * H, v_dim_, false);
@@ -165,23 +166,23 @@ void MlaAttentionBlock::BackwardInputPiece(Context& c) {
     ops.rope_backward(c.dq + h * dk + nope_, H * dk, cos, sin, B, T, 1, rope_);
   }
   ops.linear_backward_input(c.dc_kvn, kv_rank_, c.dkv, H * kv_head, table_.value_ptr(wkv_b_), N,
-                            kv_rank_, H * kv_head);
+                            kv_rank_, H * kv_head, {.precision = precision_});
   ops.rmsnorm_backward_input(c.dc_kv, c.dc_kvn, c.c_kv, table_.value_ptr(kv_norm_), c.kv_rstd, N,
                              kv_rank_, /*accumulate=*/false);
   // dxn = dc_kv wkv_a[:Rkv] + dk_pe wkv_a[Rkv:] + (the query path's)
-  ops.linear_backward_input(c.dxn, D, c.dc_kv, kv_rank_, wkv_a, N, D, kv_rank_);
+  ops.linear_backward_input(c.dxn, D, c.dc_kv, kv_rank_, wkv_a, N, D, kv_rank_, {.precision = precision_});
   ops.linear_backward_input(c.dxn, D, c.dk_pe, rope_, wkv_a + kv_rank_ * D, N, D, rope_,
-                            {.accumulate = true});
+                            {.accumulate = true, .precision = precision_});
   if (q_rank_ > 0) {
     ops.linear_backward_input(c.dq_an, q_rank_, c.dq, H * dk, table_.value_ptr(wq_b_), N,
-                              q_rank_, H * dk);
+                              q_rank_, H * dk, {.precision = precision_});
     ops.rmsnorm_backward_input(c.dq_a, c.dq_an, c.q_a, table_.value_ptr(q_norm_), c.q_rstd, N,
                                q_rank_, /*accumulate=*/false);
     ops.linear_backward_input(c.dxn, D, c.dq_a, q_rank_, table_.value_ptr(wq_a_), N, D, q_rank_,
-                              {.accumulate = true});
+                              {.accumulate = true, .precision = precision_});
   } else {
     ops.linear_backward_input(c.dxn, D, c.dq, H * dk, table_.value_ptr(wq_), N, D, H * dk,
-                              {.accumulate = true});
+                              {.accumulate = true, .precision = precision_});
   }
   ops.copy(c.dx, c.dy, N * D);
   ops.rmsnorm_backward_input(c.dx, c.dxn, c.x, table_.value_ptr(norm_), c.rstd, N, D,
@@ -193,19 +194,19 @@ void MlaAttentionBlock::BackwardWeightPiece(Context& c) {
   const int64_t kv_head = nope_ + v_dim_;
   kernels::BackendOps<float>& ops = table_.ops();
   float* dwkv_a = table_.grad_ptr(wkv_a_);
-  ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.o, H * v_dim_, N, H * v_dim_, D);
+  ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.o, H * v_dim_, N, H * v_dim_, D, precision_);
   ops.linear_backward_weight(table_.grad_ptr(wkv_b_), c.dkv, H * kv_head, c.c_kvn, kv_rank_, N,
-                             kv_rank_, H * kv_head);
+                             kv_rank_, H * kv_head, precision_);
   ops.rmsnorm_backward_weight(table_.grad_ptr(kv_norm_), c.dc_kvn, c.c_kv, c.kv_rstd, N, kv_rank_);
-  ops.linear_backward_weight(dwkv_a, c.dc_kv, kv_rank_, c.xn, D, N, D, kv_rank_);
-  ops.linear_backward_weight(dwkv_a + kv_rank_ * D, c.dk_pe, rope_, c.xn, D, N, D, rope_);
+  ops.linear_backward_weight(dwkv_a, c.dc_kv, kv_rank_, c.xn, D, N, D, kv_rank_, precision_);
+  ops.linear_backward_weight(dwkv_a + kv_rank_ * D, c.dk_pe, rope_, c.xn, D, N, D, rope_, precision_);
   if (q_rank_ > 0) {
     ops.linear_backward_weight(table_.grad_ptr(wq_b_), c.dq, H * dk, c.q_an, q_rank_, N, q_rank_,
-                               H * dk);
+                               H * dk, precision_);
     ops.rmsnorm_backward_weight(table_.grad_ptr(q_norm_), c.dq_an, c.q_a, c.q_rstd, N, q_rank_);
-    ops.linear_backward_weight(table_.grad_ptr(wq_a_), c.dq_a, q_rank_, c.xn, D, N, D, q_rank_);
+    ops.linear_backward_weight(table_.grad_ptr(wq_a_), c.dq_a, q_rank_, c.xn, D, N, D, q_rank_, precision_);
   } else {
-    ops.linear_backward_weight(table_.grad_ptr(wq_), c.dq, H * dk, c.xn, D, N, D, H * dk);
+    ops.linear_backward_weight(table_.grad_ptr(wq_), c.dq, H * dk, c.xn, D, N, D, H * dk, precision_);
   }
   ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
 }

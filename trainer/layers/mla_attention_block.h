@@ -79,6 +79,7 @@ class MlaAttentionBlock : public Block {
   std::string name_;
   int64_t dim_, n_heads_, q_rank_, kv_rank_, nope_, rope_, v_dim_;
   double eps_, theta_;
+  kernels::Precision precision_;  // of the projections; the attention core stays fp32
   int norm_ = -1, wq_ = -1, wq_a_ = -1, q_norm_ = -1, wq_b_ = -1;
   int wkv_a_ = -1, kv_norm_ = -1, wkv_b_ = -1, wo_ = -1;
   kernels::Tensor rope_cos_, rope_sin_;  // (T, dr/2): constants, grown to the longest sequence

@@ -21,7 +21,8 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, const std::stri
       dim_(config.dim),
       hidden_(config.moe_inter_dim),
       eps_(config.norm_eps),
-      seq_aux_alpha_(config.seq_aux_alpha) {
+      seq_aux_alpha_(config.seq_aux_alpha),
+      precision_(config.block_precision) {
   shape_.n_experts = config.n_experts;
   shape_.top_k = config.top_k;
   shape_.n_group = config.n_group;
@@ -45,7 +46,7 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, const std::stri
   w2_ = expert("w2", {El, D, F});
   if (config.n_shared_experts > 0) {
     shared_ = std::make_unique<SwigluMlp>(table, p + "moe.shared.", ".weight", D,
-                                          config.n_shared_experts * F);
+                                          config.n_shared_experts * F, config.block_precision);
   }
   load_counts_.assign(E, 0);
   BuildPieces();
@@ -335,10 +336,10 @@ parallel::Work MoeBlock::ExpertsForward(Context& c) {
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_in.wait();
   // ab rows (n, 2F) = xe rows · [W1_e | W3_e]^T, per (source, expert) segment
-  ops.grouped_linear_forward(c.ab, 2 * F, c.xe, D, table_.value_ptr(w1_), c.rows, D, F);
-  ops.grouped_linear_forward(c.ab + F, 2 * F, c.xe, D, table_.value_ptr(w3_), c.rows, D, F);
+  ops.grouped_linear_forward(c.ab, 2 * F, c.xe, D, table_.value_ptr(w1_), c.rows, D, F, {.precision = precision_});
+  ops.grouped_linear_forward(c.ab + F, 2 * F, c.xe, D, table_.value_ptr(w3_), c.rows, D, F, {.precision = precision_});
   ops.swiglu_forward(c.hp, c.ab, c.ab + F, 2 * F, R, F);
-  ops.grouped_linear_forward(c.ye, D, c.hp, F, table_.value_ptr(w2_), c.rows, F, D);
+  ops.grouped_linear_forward(c.ye, D, c.hp, F, table_.value_ptr(w2_), c.rows, F, D, {.precision = precision_});
   return {};
 }
 
@@ -432,12 +433,12 @@ parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
   const int64_t R = c.expert_rows, D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_in.wait();
-  ops.grouped_linear_backward_input(c.dhp, F, c.dye, D, table_.value_ptr(w2_), c.rows, F, D);
+  ops.grouped_linear_backward_input(c.dhp, F, c.dye, D, table_.value_ptr(w2_), c.rows, F, D, {.precision = precision_});
   ops.swiglu_backward(c.dab, c.dab + F, c.dhp, c.ab, c.ab + F, 2 * F, R, F);
   // dxe = dab[:, :F] · W1_e + dab[:, F:] · W3_e
-  ops.grouped_linear_backward_input(c.dxe, D, c.dab, 2 * F, table_.value_ptr(w1_), c.rows, D, F);
+  ops.grouped_linear_backward_input(c.dxe, D, c.dab, 2 * F, table_.value_ptr(w1_), c.rows, D, F, {.precision = precision_});
   ops.grouped_linear_backward_input(c.dxe, D, c.dab + F, 2 * F, table_.value_ptr(w3_), c.rows, D,
-                                    F, {.accumulate = true});
+                                    F, {.accumulate = true, .precision = precision_});
   return {};
 }
 
@@ -467,10 +468,10 @@ parallel::Work MoeBlock::UnpermuteBackward(Context& c) {
 parallel::Work MoeBlock::ExpertsBackwardWeight(Context& c) {
   const int64_t D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
-  ops.grouped_linear_backward_weight(table_.grad_ptr(w2_), c.dye, D, c.hp, F, c.rows, F, D);
-  ops.grouped_linear_backward_weight(table_.grad_ptr(w1_), c.dab, 2 * F, c.xe, D, c.rows, D, F);
+  ops.grouped_linear_backward_weight(table_.grad_ptr(w2_), c.dye, D, c.hp, F, c.rows, F, D, precision_);
+  ops.grouped_linear_backward_weight(table_.grad_ptr(w1_), c.dab, 2 * F, c.xe, D, c.rows, D, F, precision_);
   ops.grouped_linear_backward_weight(table_.grad_ptr(w3_), c.dab + F, 2 * F, c.xe, D, c.rows, D,
-                                     F);
+                                     F, precision_);
   return {};
 }
 

@@ -193,6 +193,7 @@ class MoeBlock : public Block {
   parallel::Comm* ep_host_comm_;
   int64_t dim_, hidden_;
   double eps_, seq_aux_alpha_;
+  kernels::Precision precision_;  // of the experts' GEMMs; the router gate stays fp32
   kernels::RouterShape shape_;
   int norm_, gate_w_, gate_b_, w1_, w3_, w2_;
   std::unique_ptr<SwigluMlp> shared_;  // null without shared experts

@@ -10,6 +10,7 @@ MtpModule::MtpModule(ParamTable& table, const ModelConfig& config, int d, int em
       dim_(config.dim),
       vocab_(config.vocab_size),
       eps_(config.norm_eps),
+      precision_(config.block_precision),
       embed_(embed),
       head_(head) {
   const std::string p = "mtp." + std::to_string(d) + ".";
@@ -70,7 +71,8 @@ void MtpModule::InputForward(Context& c, const float* h_prev, const int32_t* ids
   ops.rmsnorm_forward(c.hn, c.h_rstd, h_prev, table_.value_ptr(hnorm_), N, D, eps);
   ops.copy_2d(c.cat, 2 * D, c.en, D, N, D, false);
   ops.copy_2d(c.cat + D, 2 * D, c.hn, D, N, D, false);
-  ops.linear_forward(c.h_in, D, c.cat, 2 * D, table_.value_ptr(eh_proj_), N, 2 * D, D);
+  ops.linear_forward(c.h_in, D, c.cat, 2 * D, table_.value_ptr(eh_proj_), N, 2 * D, D,
+                     {.precision = precision_});
 }
 
 double MtpModule::OutputForward(Context& c, const int32_t* targets, double ce_scale) const {
@@ -100,7 +102,8 @@ void MtpModule::OutputBackward(Context& c, const float* dh_next) const {
 void MtpModule::InputBackward(Context& c, float* dh_prev) const {
   const int64_t N = c.N, D = dim_;
   kernels::BackendOps<float>& ops = table_.ops();
-  ops.linear_backward_input(c.dcat, 2 * D, c.dh_in, D, table_.value_ptr(eh_proj_), N, 2 * D, D);
+  ops.linear_backward_input(c.dcat, 2 * D, c.dh_in, D, table_.value_ptr(eh_proj_), N, 2 * D, D,
+                            {.precision = precision_});
   ops.copy_2d(c.den, D, c.dcat, 2 * D, N, D, false);
   ops.copy_2d(c.dhn, D, c.dcat + D, 2 * D, N, D, false);
   ops.rmsnorm_backward_input(c.de, c.den, c.e, table_.value_ptr(enorm_), c.e_rstd, N, D,
@@ -119,7 +122,8 @@ void MtpModule::OutputWeights(Context& c) const {
 void MtpModule::InputWeights(Context& c) const {
   const int64_t N = c.N, D = dim_;
   kernels::BackendOps<float>& ops = table_.ops();
-  ops.linear_backward_weight(table_.grad_ptr(eh_proj_), c.dh_in, D, c.cat, 2 * D, N, 2 * D, D);
+  ops.linear_backward_weight(table_.grad_ptr(eh_proj_), c.dh_in, D, c.cat, 2 * D, N, 2 * D, D,
+                             precision_);
   ops.rmsnorm_backward_weight(table_.grad_ptr(enorm_), c.den, c.e, c.e_rstd, N, D);
   ops.rmsnorm_backward_weight(table_.grad_ptr(hnorm_), c.dhn, c.h_prev, c.h_rstd, N, D);
   ops.embedding_backward_weight(table_.grad_ptr(embed_), c.de, c.ids, N, D, vocab_);

@@ -79,6 +79,7 @@ class MtpModule {
   ParamTable& table_;
   int64_t dim_, vocab_;
   double eps_;
+  kernels::Precision precision_;  // eh_proj's; the head stays fp32
   int embed_, head_;
   int enorm_, hnorm_, eh_proj_, norm_;
   std::unique_ptr<Block> attention_, ffn_;

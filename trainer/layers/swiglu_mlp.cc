@@ -3,8 +3,8 @@
 namespace tessera::trainer {
 
 SwigluMlp::SwigluMlp(ParamTable& table, const std::string& prefix, const std::string& suffix,
-                     int64_t dim, int64_t hidden)
-    : table_(table), dim_(dim), hidden_(hidden) {
+                     int64_t dim, int64_t hidden, kernels::Precision precision)
+    : table_(table), dim_(dim), hidden_(hidden), precision_(precision) {
   w1_ = table.add({prefix + "w1" + suffix, {hidden, dim}});
   table.add({prefix + "w3" + suffix, {hidden, dim}});
   w2_ = table.add({prefix + "w2" + suffix, {dim, hidden}});
@@ -25,19 +25,19 @@ void SwigluMlp::Forward(const Buffers& b, const float* n, float* y, int64_t N,
   const int64_t D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
   // ab (N, 2F) = n · [W1; W3]^T
-  ops.linear_forward(b.ab, 2 * F, n, D, table_.value_ptr(w1_), N, D, 2 * F);
+  ops.linear_forward(b.ab, 2 * F, n, D, table_.value_ptr(w1_), N, D, 2 * F, {.precision = precision_});
   ops.swiglu_forward(b.h, b.ab, b.ab + F, 2 * F, N, F);
-  ops.linear_forward(y, D, b.h, F, table_.value_ptr(w2_), N, F, D, {.accumulate = accumulate});
+  ops.linear_forward(y, D, b.h, F, table_.value_ptr(w2_), N, F, D, {.accumulate = accumulate, .precision = precision_});
 }
 
 void SwigluMlp::BackwardInput(const Buffers& b, const float* dy, float* dn, int64_t N,
                               bool accumulate) const {
   const int64_t D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
-  ops.linear_backward_input(b.dh, F, dy, D, table_.value_ptr(w2_), N, F, D);
+  ops.linear_backward_input(b.dh, F, dy, D, table_.value_ptr(w2_), N, F, D, {.precision = precision_});
   ops.swiglu_backward(b.dab, b.dab + F, b.dh, b.ab, b.ab + F, 2 * F, N, F);
   ops.linear_backward_input(dn, D, b.dab, 2 * F, table_.value_ptr(w1_), N, D, 2 * F,
-                            {.accumulate = accumulate});
+                            {.accumulate = accumulate, .precision = precision_});
 }
 
 void SwigluMlp::BackwardWeight(const Buffers& b, const float* n, const float* dy,
@@ -45,9 +45,9 @@ void SwigluMlp::BackwardWeight(const Buffers& b, const float* n, const float* dy
   const int64_t D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
   // dW2 (D, F) += dy^T · h
-  ops.linear_backward_weight(table_.grad_ptr(w2_), dy, D, b.h, F, N, F, D);
+  ops.linear_backward_weight(table_.grad_ptr(w2_), dy, D, b.h, F, N, F, D, precision_);
   // d[W1; W3] (2F, D) += dab^T · n
-  ops.linear_backward_weight(table_.grad_ptr(w1_), b.dab, 2 * F, n, D, N, D, 2 * F);
+  ops.linear_backward_weight(table_.grad_ptr(w1_), b.dab, 2 * F, n, D, N, D, 2 * F, precision_);
 }
 
 }  // namespace tessera::trainer

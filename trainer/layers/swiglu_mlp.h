@@ -14,7 +14,7 @@ class SwigluMlp {
  public:
   // Adds {prefix}w1{suffix} [F, D], {prefix}w3{suffix} [F, D], {prefix}w2{suffix} [D, F].
   SwigluMlp(ParamTable& table, const std::string& prefix, const std::string& suffix, int64_t dim,
-            int64_t hidden);
+            int64_t hidden, kernels::Precision precision);
 
   struct Buffers {
     float* ab = nullptr;   // (N, 2F) = W1 n | W3 n
@@ -36,6 +36,7 @@ class SwigluMlp {
   ParamTable& table_;
   int64_t dim_, hidden_;
   int w1_, w2_;  // w3 follows w1
+  kernels::Precision precision_;
 };
 
 }  // namespace tessera::trainer

@@ -38,16 +38,22 @@ for p, r in rows.items():
 for a, b in (("fp8", "bf16"), ("bf16", "fp32"), ("fp8", "fp32")):
     print(f"{a} vs {b}: train loss {100 * (final[a][0] / final[b][0] - 1):+.3f}%, "
           f"val_loss {100 * (final[a][1] / final[b][1] - 1):+.3f}%")
-# Curves: a 50-step moving average of the training loss.
+# Curves: a 50-step moving average of the training loss, and each precision's relative to fp32's.
+avg = {}
 for p, r in rows.items():
+    loss = [x["loss"] for x in r]
+    avg[p] = {r[i]["step"]: statistics.mean(loss[i - 49:i + 1]) for i in range(49, len(loss))}
     with open(f"{work}/{p}.dat", "w") as f:
-        loss = [x["loss"] for x in r]
-        for i in range(49, len(loss)):
-            f.write(f"{r[i]['step']} {statistics.mean(loss[i - 49:i + 1])}\n")
-plot = (f"set terminal pngcairo size 900,500; set output '{png}'; "
+        for step, v in avg[p].items():
+            f.write(f"{step} {v} {100 * (v / avg['fp32'][step] - 1)}\n")
+plot = (f"set terminal pngcairo size 900,700; set output '{png}'; set multiplot layout 2,1; "
         "set title 'tiny DeepSeek-V3 (MLA, MoE, MTP): training loss, 50-step average'; "
-        "set xlabel 'step'; set ylabel 'loss (CE + aux + MTP)'; set yrange [*:*]; set key top right; "
-        + "plot " + ", ".join(f"'{work}/{p}.dat' using 1:2 with lines lw 2 title '{p}'" for p in rows))
+        "set xlabel 'step'; set ylabel 'loss (CE + aux + MTP)'; set key top right; "
+        + "plot " + ", ".join(f"'{work}/{p}.dat' using 1:2 with lines lw 2 title '{p}'" for p in rows)
+        + "; set title 'relative to fp32 (%)'; set ylabel '%'; "
+        + "plot " + ", ".join(f"'{work}/{p}.dat' using 1:3 with lines lw 1 lt {lt} title '{p}'"
+                              for lt, p in ((2, "bf16"), (3, "fp8")))
+        + "; unset multiplot")
 subprocess.run(["gnuplot", "-e", plot], check=True)
 print("plot:", png)
 PY

@@ -97,6 +97,9 @@ std::string trainer_yaml(const CheckpointMeta& meta, const Recipe& recipe,
   }
   out << YAML::EndMap;
   out << YAML::Key << "recipe" << YAML::Value << YAML::Load(recipe_to_yaml(recipe));
+  if (!meta.metrics_line.empty()) {
+    out << YAML::Key << "metrics_line" << YAML::Value << YAML::DoubleQuoted << meta.metrics_line;
+  }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -237,6 +240,7 @@ CheckpointInfo read_checkpoint_info(const std::string& step_dir) {
     info.meta.loader_cursor = y["loader"]["cursor"].as<uint64_t>();
     info.meta.world_size = y["layout"]["world_size"].as<int64_t>();
     info.layout = y["layout"]["description"].as<std::string>();
+    if (y["metrics_line"]) info.meta.metrics_line = y["metrics_line"].as<std::string>();
     for (const auto& kv : y["checksums"]) {
       info.checksums[kv.first.as<std::string>()] =
           std::stoull(kv.second.as<std::string>(), nullptr, 16);

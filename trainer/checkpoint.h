@@ -44,6 +44,9 @@ struct CheckpointMeta {
   uint64_t loader_cursor = 0;
   int64_t optimizer_step = 0;  // AdamW updates taken (its bias correction)
   int64_t world_size = 1;      // processes of the run that wrote it
+  // The step's metrics.jsonl line (without checkpoint_stall_s): a run killed after committing
+  // the checkpoint but before logging the step gets it back on resume. Empty: not recorded.
+  std::string metrics_line = {};
 };
 
 // A dataset of model.h5: a global tensor.

@@ -78,16 +78,20 @@ void MetricsWriter::write(const JsonLine& line) {
   if (!out_) throw std::runtime_error(path_ + ": write failed");
 }
 
-void truncate_metrics(const std::string& path, int64_t max_step) {
+void truncate_metrics(const std::string& path, int64_t max_step, const std::string& last_line) {
   std::ifstream in(path);
   if (!in) return;
   std::string kept, line;
+  int64_t last_step = 0;
   while (std::getline(in, line)) {
     const size_t at = line.find("\"step\":");
     if (at == std::string::npos) continue;
-    if (std::stoll(line.substr(at + 7)) > max_step) break;
+    const int64_t step = std::stoll(line.substr(at + 7));
+    if (step > max_step) break;
     kept += line + "\n";
+    last_step = step;
   }
+  if (last_step < max_step && !last_line.empty()) kept += last_line + "\n";
   in.close();
   std::ofstream out(path, std::ios::trunc);
   out << kept;

@@ -37,7 +37,9 @@ class MetricsWriter {
 };
 
 // Keeps the lines of a metrics file whose "step" is <= max_step (a resumed run continues from
-// its checkpoint's step). A missing file is left missing.
-void truncate_metrics(const std::string& path, int64_t max_step);
+// its checkpoint's step). A missing file is left missing. When the file ends before max_step and
+// `last_line` (the line of step max_step, from the checkpoint) is given, appends it: a run
+// killed between saving a step and logging it loses no line.
+void truncate_metrics(const std::string& path, int64_t max_step, const std::string& last_line = {});
 
 }  // namespace tessera::trainer

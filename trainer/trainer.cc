@@ -254,7 +254,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   if (is_root) {
     const std::string path = (run_dir / "metrics.jsonl").string();
     // A resumed run continues the file from its checkpoint's step.
-    if (resumed.step > 0) truncate_metrics(path, resumed.step);
+    if (resumed.step > 0) truncate_metrics(path, resumed.step, resumed.metrics_line);
     metrics.emplace(path, /*append=*/resumed.step > 0);
   }
 
@@ -419,8 +419,10 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     if (save_now) {
       if (!checkpoints) throw std::logic_error("train: a checkpoint is due without MPI-IO");
       const data::LoaderState ls = loader.state();
-      const CheckpointMeta meta{step, tokens_seen, ls.epoch, ls.cursor, optimizer.steps_taken(),
-                                world.size()};
+      const CheckpointMeta meta{step,         tokens_seen,
+                                ls.epoch,     ls.cursor,
+                                optimizer.steps_taken(), world.size(),
+                                line.str()};
       const auto staged_at = Clock::now();
       staging.to_host();
       const double stall = seconds_since(staged_at) +

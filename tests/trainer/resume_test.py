@@ -13,6 +13,8 @@
   v3 tie     MLA + MTP at (2,2,2) 1f1b (the head's stage keeps a tied copy of the embedding, which
              it reads but never writes): resumed at step 4 under the same layout bit for bit, and
              under (1,1,1) within 1e-5
+  unlogged   killed after committing the last checkpoint but before logging its step (a race the
+             kill9 case hit under load): resume restores the step's metrics line from the checkpoint
   damage     one flipped byte: `tessera checkpoint verify` names the dataset, --resume auto falls
              back to the previous checkpoint and says so
 """
@@ -248,6 +250,18 @@ def main():
     c.expect(same, "async: model.h5 of step 8 is byte-identical to the synchronous save")
     stalls = [m["checkpoint_stall_s"] for m in metrics(w("async")) if "checkpoint_stall_s" in m]
     c.expect(len(stalls) == STEPS // 2, f"async: checkpoint_stall_s reported for {len(stalls)} saves")
+
+    # Killed between committing step 8's checkpoint and logging step 8: the line comes back.
+    run_dir = w("unlogged")
+    shutil.copytree(ref, run_dir)
+    os.remove(os.path.join(run_dir, "DONE"))
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        lines = f.readlines()
+    with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+        f.writelines(lines[:-1])
+    r.run(run_dir, resume="auto")
+    c.expect(losses(run_dir) == losses(ref),
+             f"unlogged: step {STEPS}'s metrics line restored from its checkpoint on resume")
 
     # Reshard: resume the step-4 checkpoint under other layouts.
     want = dict(losses(ref))

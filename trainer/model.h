@@ -145,8 +145,8 @@ class Model {
   // Chunk-level steps on a context made for this chunk and shape. tokens: the micro-batch's
   // (batch, config().row_tokens(seq_len)) ids on the HOST (the embedding chunk reads inputs
   // [:, :seq_len], the head chunk targets [:, 1:seq_len + 1] and MTP depth k [:, k:seq_len + k]
-  // and [:, k + 1:seq_len + k + 1]); they are copied. MTP runs in training forwards only. in: the chunk's input (N, D), nullptr for the
-  // embedding chunk; out: its output (N, D), nullptr for the head chunk; both in the backend's
+  // and [:, k + 1:seq_len + k + 1]); they are copied. MTP runs in training forwards only.
+  // in: the chunk's input (N, D), nullptr for the embedding chunk; out: its output (N, D), nullptr for the head chunk; both in the backend's
   // memory. in, out, dout and din are copied: they need not outlive the call. Returns the chunk's
   // losses (its MoE balance losses; cross-entropy if it holds the head). Weight gradients
   // ACCUMULATE into params().grads().

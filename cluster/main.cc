@@ -23,7 +23,11 @@ constexpr const char* kUsage =
     "  submit RECIPE [--set k=v]... [--dry-run]  train RECIPE as a Slurm job (sbatch)\n"
     "  sweep SWEEP.yaml [--local] [--dry-run]    a grid of recipes as a Slurm job array\n"
     "  sweep report DIR                       a sweep's results as CSV and PNG plots\n"
-    "  trace plot RUN_DIR [--out FILE.png]    a PNG timeline of a run's traced steps\n\n"
+    "  trace plot RUN_DIR [--out FILE.png]    a PNG timeline of a run's traced steps\n"
+    "  plan RECIPE --cluster FILE [--search]  predict step time, MFU, memory of a layout (or\n"
+    "                                         rank the layouts that fit) without running it\n"
+    "  plan calibrate RECIPE... --out FILE    measure this machine (under mpirun, >= 2 ranks)\n"
+    "                                         into a cluster description for the planner\n\n"
     "Run `tessera <command> --help` for a command's options.\n";
 
 }  // namespace
@@ -49,6 +53,16 @@ int main(int argc, char** argv) {
       return run_train_command(args);
     } catch (const std::exception& e) {
       std::cerr << "tessera train: error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  if (command == "plan") {
+    // Calibration measures the network between the ranks: MPI, as for train.
+    try {
+      tessera::parallel::MpiEnv mpi(&argc, &argv);
+      return tessera::cluster::run_plan_command(args);
+    } catch (const std::exception& e) {
+      std::cerr << "tessera plan: error: " << e.what() << "\n";
       return 1;
     }
   }

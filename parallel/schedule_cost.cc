@@ -23,6 +23,12 @@ double compute_cost(const Instruction& inst, const OpCosts& c) {
 }  // namespace
 
 SimulatedRun simulate_schedule(const Schedule& schedule, const OpCosts& costs) {
+  return simulate_schedule(
+      schedule, InstructionCosts{[&costs](int, const Instruction& inst) { return compute_cost(inst, costs); },
+                                 [&costs](int, const Instruction&) { return costs.comm; }});
+}
+
+SimulatedRun simulate_schedule(const Schedule& schedule, const InstructionCosts& costs) {
   const int pp = static_cast<int>(schedule.per_stage.size());
   SimulatedRun run;
   run.busy.assign(pp, 0.0);
@@ -36,11 +42,11 @@ SimulatedRun simulate_schedule(const Schedule& schedule, const OpCosts& costs) {
     const double start = now[s];
     double end = start;
     if (is_send(inst.op)) {
-      if (const auto key = message_key(schedule, s, inst)) arrival[*key] = start + costs.comm;
+      if (const auto key = message_key(schedule, s, inst)) arrival[*key] = start + costs.comm(s, inst);
     } else if (is_recv(inst.op)) {
       end = std::max(start, arrival.at(*message_key(schedule, s, inst)));
     } else {
-      const double t = compute_cost(inst, costs);
+      const double t = costs.compute(s, inst);
       end = start + t;
       run.busy[s] += t;
     }

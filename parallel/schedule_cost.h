@@ -10,6 +10,7 @@
 // communication.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,15 @@ struct SimulatedRun {
 
 // Throws ScheduleError if the schedule deadlocks (check it with check_schedule() for details).
 SimulatedRun simulate_schedule(const Schedule& schedule, const OpCosts& costs = {});
+
+// Costs that differ by stage and instruction (the planner's: stages hold different layers, an FB
+// pair's overlap depends on its two chunks): `compute` is a compute instruction's time on `stage`,
+// `comm` the time from a send on `stage` being posted to its data being usable at the receiver.
+struct InstructionCosts {
+  std::function<double(int stage, const Instruction& inst)> compute;
+  std::function<double(int stage, const Instruction& send)> comm;
+};
+SimulatedRun simulate_schedule(const Schedule& schedule, const InstructionCosts& costs);
 
 // Closed-form bubbles and the bubble a schedule name predicts: schedule_registry.h.
 

@@ -11,7 +11,10 @@
 
 namespace tessera::trainer {
 
-std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device) {
+namespace {
+
+std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
+                                   bool first_of_each_stage) {
   const int world = static_cast<int>(recipe.parallel.pp * recipe.parallel.dp);
   const int micro_batches = static_cast<int>(recipe.parallel.micro_batches);
   std::vector<RankMemory> ranks;
@@ -34,6 +37,7 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
     const int64_t boundary_bytes = mb_rows * seq_len * recipe.model.dim * 4;
     for (int r = 0; r < world; ++r) {
       const parallel::RankCoords coords = grid.coords(r);
+      if (first_of_each_stage && coords.dp_rank != 0) continue;
       const ModelPart part = recipe_model_part(recipe, coords.pp_rank, spec.ep, coords.ep_rank);
       const std::unique_ptr<Model> model = Model::Describe(recipe.model, part);
       // Node-aware dispatch carves more (its stage buffers): plan what training will carve.
@@ -67,6 +71,16 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
     throw RecipeError(recipe.source + ": " + e.what());
   }
   return ranks;
+}
+
+}  // namespace
+
+std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device) {
+  return plan_ranks(recipe, device, false);
+}
+
+std::vector<RankMemory> plan_memory_per_stage(const Recipe& recipe, kernels::Device device) {
+  return plan_ranks(recipe, device, true);
 }
 
 std::string format_memory_plan(const std::vector<RankMemory>& ranks) {

@@ -35,6 +35,10 @@ struct RankMemory {
 // Every rank of the recipe's layout (world = parallel.pp x parallel.dp). Throws RecipeError
 // naming the key when the layout is impossible (as training would).
 std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device);
+// Only the first rank of each stage (replica 0, expert slice 0): every rank of a stage plans the
+// same sizes (experts split evenly), so this is the per-stage answer at a fraction of the cost of
+// a large world (the planner's search).
+std::vector<RankMemory> plan_memory_per_stage(const Recipe& recipe, kernels::Device device);
 
 // A table, one line per rank, in MiB.
 std::string format_memory_plan(const std::vector<RankMemory>& ranks);

@@ -1,0 +1,411 @@
+#include "cluster/calibration.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "kernels/gemm.h"
+#include "trainer/flop_count.h"
+
+namespace tessera::cluster {
+
+namespace fs = std::filesystem;
+using kernels::Backend;
+using kernels::Precision;
+using parallel::Comm;
+using trainer::Recipe;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double all_reduce_one(Comm& world, double value, parallel::ReduceOp op) {
+  world.all_reduce(std::span<double>(&value, 1), {op}).wait();
+  return value;
+}
+
+// The mean of `value` over the ranks with `takes_part` (0 when none does).
+double mean_over_ranks(Comm& world, double value, bool takes_part) {
+  double sums[2] = {takes_part ? value : 0.0, takes_part ? 1.0 : 0.0};
+  world.all_reduce(std::span<double>(sums, 2)).wait();
+  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+}
+
+// Seconds per call of body() on this rank (see "Timing" in the header). Every rank of `world`
+// calls it; body() may be a no-op on ranks that sit out, and may itself be a collective over a
+// sub-communicator (every member then makes the same number of calls).
+double seconds_per_call(Comm& world, const std::function<void()>& body, const TimingPolicy& t) {
+  body();  // warm-up
+  world.barrier().wait();
+  const Clock::time_point probe_start = Clock::now();
+  body();
+  const double probe = all_reduce_one(world, seconds_since(probe_start), parallel::ReduceOp::kMax);
+  const int64_t calls = std::clamp<int64_t>(
+      static_cast<int64_t>(std::ceil(t.sample_s / std::max(probe, 1e-9))), 1, int64_t{1} << 24);
+  std::vector<double> samples;
+  for (int s = 0; s < std::max(1, t.samples); ++s) {
+    world.barrier().wait();
+    const Clock::time_point start = Clock::now();
+    for (int64_t c = 0; c < calls; ++c) body();
+    samples.push_back(seconds_since(start) / static_cast<double>(calls));
+  }
+  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
+  return samples[samples.size() / 2];
+}
+
+// Uniform in [-1, 1): no denormals, no overflow over many accumulating calls.
+kernels::Tensor random_tensor(Backend& backend, int64_t numel, uint32_t seed) {
+  kernels::Tensor t = backend.alloc({std::max<int64_t>(numel, 1)}, kernels::DType::kF32);
+  std::vector<float> host(static_cast<size_t>(std::max<int64_t>(numel, 1)));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (float& x : host) x = uniform(rng);
+  backend.copy_from_host(t.data<float>(), host.data(), host.size() * sizeof(float));
+  return t;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A sysfs cache size: "48K", "2048K", "260M".
+int64_t parse_cache_size(std::string text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  if (text.empty()) return 0;
+  int64_t scale = 1;
+  const char unit = text.back();
+  if (unit == 'K') scale = int64_t{1} << 10;
+  if (unit == 'M') scale = int64_t{1} << 20;
+  if (unit == 'G') scale = int64_t{1} << 30;
+  if (scale != 1) text.pop_back();
+  try {
+    return std::stoll(text) * scale;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+// ---- What to measure.
+
+double AttentionRequest::forward_flops() const {
+  const trainer::AttentionCore core{heads, qk_dim, v_dim};
+  return static_cast<double>(batch * seq_len) * core.forward_flops_per_token(seq_len);
+}
+
+int64_t micro_batch_rows(const Recipe& recipe) {
+  return recipe.train.global_batch /
+         std::max<int64_t>(1, recipe.parallel.dp * recipe.parallel.micro_batches);
+}
+
+int64_t micro_batch_tokens(const Recipe& recipe) {
+  return micro_batch_rows(recipe) * recipe.train.seq_len;
+}
+
+std::vector<std::string> calibration_precisions(const std::vector<Recipe>& recipes,
+                                                const std::vector<std::string>& extra) {
+  std::vector<bool> wanted(3, false);
+  wanted[0] = true;
+  auto want = [&](const std::string& name) {
+    wanted[static_cast<size_t>(kernels::parse_precision(name))] = true;
+  };
+  for (const Recipe& r : recipes) want(r.precision.compute);
+  for (const std::string& p : extra) want(p);
+  std::vector<std::string> out;
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kFP8}) {
+    if (wanted[static_cast<size_t>(p)]) out.push_back(kernels::precision_name(p));
+  }
+  return out;
+}
+
+CalibrationPlan plan_calibration(const std::vector<Recipe>& recipes,
+                                 const std::vector<std::string>& precisions,
+                                 const std::vector<int64_t>& square_sizes,
+                                 int64_t attention_bytes) {
+  CalibrationPlan plan;
+  plan.precisions = precisions;
+  auto add_gemm = [&](const GemmRequest& g) {
+    if (std::find(plan.gemms.begin(), plan.gemms.end(), g) == plan.gemms.end()) {
+      plan.gemms.push_back(g);
+    }
+  };
+  for (const std::string& precision : precisions) {
+    for (const Recipe& r : recipes) {
+      for (const trainer::GemmShape& s : trainer::gemm_shapes(r.model, micro_batch_tokens(r))) {
+        if (precision != "fp32" && !s.block_precision) continue;  // runs at fp32 in training
+        add_gemm({precision, s.layout, s.m, s.n, s.k});
+      }
+    }
+  }
+  for (const char* precision : {"fp32", "bf16", "fp8"}) {
+    for (int64_t n : square_sizes) add_gemm({precision, "nt", n, n, n});
+  }
+
+  for (const Recipe& r : recipes) {
+    const trainer::ModelCompute compute = trainer::describe_compute(r.model);
+    std::vector<trainer::AttentionCore> cores;
+    for (const trainer::ComputeUnit& u : compute.layers) cores.push_back(u.attention);
+    for (const trainer::ComputeUnit& u : compute.mtp) cores.push_back(u.attention);
+    for (const trainer::AttentionCore& core : cores) {
+      if (core.heads == 0) continue;
+      AttentionRequest a{micro_batch_rows(r), r.train.seq_len, core.heads, core.qk_dim,
+                         core.v_dim};
+      const int64_t per_head = a.seq_len * a.seq_len * static_cast<int64_t>(sizeof(float));
+      while (a.batch > 1 && a.batch * a.heads * per_head > attention_bytes) a.batch /= 2;
+      while (a.heads > 1 && a.batch * a.heads * per_head > attention_bytes) a.heads /= 2;
+      const bool seen = std::any_of(
+          plan.attention.begin(), plan.attention.end(), [&](const AttentionRequest& b) {
+            return b.seq_len == a.seq_len && b.qk_dim == a.qk_dim;
+          });
+      if (!seen) plan.attention.push_back(a);
+    }
+  }
+  return plan;
+}
+
+std::vector<int> all_to_all_group_sizes(int world_size) {
+  std::vector<int> sizes;
+  for (int g = 2; g <= world_size; g *= 2) sizes.push_back(g);
+  return sizes;
+}
+
+int64_t stream_array_bytes(int64_t llc_bytes, int ranks, int64_t min_bytes, int64_t max_bytes) {
+  const int64_t all = 4 * llc_bytes;  // over 3 arrays x ranks
+  int64_t bytes = (all + 3 * ranks - 1) / (3 * std::max(1, ranks));
+  bytes = std::clamp(bytes, min_bytes, std::max(min_bytes, max_bytes));
+  return bytes / 64 * 64;
+}
+
+// ---- The machine.
+
+std::string cpu_model_name() {
+  std::istringstream in(read_file("/proc/cpuinfo"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(colon + 1);
+    name.erase(0, name.find_first_not_of(" \t"));
+    if (!name.empty()) return name;
+  }
+  return "unknown CPU";
+}
+
+int online_cpus() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+double total_memory_gib() {
+  std::istringstream in(read_file("/proc/meminfo"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("MemTotal:", 0) != 0) continue;
+    std::istringstream fields(line.substr(9));
+    double kib = 0;
+    fields >> kib;
+    return kib / (1024.0 * 1024.0);
+  }
+  return 0.0;
+}
+
+int64_t last_level_cache_bytes() {
+  int64_t largest = 0;
+  const fs::path dir = "/sys/devices/system/cpu/cpu0/cache";
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().rfind("index", 0) != 0) continue;
+    largest = std::max(largest, parse_cache_size(read_file((e.path() / "size").string())));
+  }
+  return largest;
+}
+
+// ---- Measurements.
+
+double measure_gemm_tflops(Backend& backend, Comm& world, const GemmRequest& g,
+                           const TimingPolicy& timing) {
+  kernels::BackendOps<float>& ops = backend.ops<float>();
+  const Precision precision = kernels::parse_precision(g.precision);
+  const kernels::LinearOptions options{.accumulate = false, .precision = precision};
+  std::function<void()> body;
+  // Operands as the op names them: (rows N, in I, out O); A and B the two inputs, C the output.
+  int64_t N = 0, I = 0, O = 0;
+  if (g.layout == "nt") {
+    N = g.m, O = g.n, I = g.k;
+  } else if (g.layout == "nn") {
+    N = g.m, I = g.n, O = g.k;
+  } else if (g.layout == "tn") {
+    O = g.m, I = g.n, N = g.k;
+  } else {
+    throw std::invalid_argument("measure_gemm_tflops: layout must be nt, nn or tn, got '" +
+                                g.layout + "'");
+  }
+  const uint32_t seed = 17u + static_cast<uint32_t>(world.rank());
+  const kernels::Tensor W = random_tensor(backend, O * I, seed);
+  if (g.layout == "nt") {
+    const kernels::Tensor x = random_tensor(backend, N * I, seed + 1);
+    kernels::Tensor y = random_tensor(backend, N * O, seed + 2);
+    body = [&, x, y]() mutable {
+      ops.linear_forward(y.data<float>(), O, x.data<float>(), I, W.data<float>(), N, I, O,
+                         options);
+    };
+  } else if (g.layout == "nn") {
+    const kernels::Tensor dy = random_tensor(backend, N * O, seed + 1);
+    kernels::Tensor dx = random_tensor(backend, N * I, seed + 2);
+    body = [&, dy, dx]() mutable {
+      ops.linear_backward_input(dx.data<float>(), I, dy.data<float>(), O, W.data<float>(), N, I,
+                                O, options);
+    };
+  } else {
+    const kernels::Tensor dy = random_tensor(backend, N * O, seed + 1);
+    const kernels::Tensor x = random_tensor(backend, N * I, seed + 2);
+    kernels::Tensor dW = random_tensor(backend, O * I, seed + 3);
+    body = [&, dy, x, dW]() mutable {
+      ops.linear_backward_weight(dW.data<float>(), dy.data<float>(), O, x.data<float>(), I, N, I,
+                                 O, precision);
+    };
+  }
+  const double s = seconds_per_call(world, [&] { body(); backend.synchronize(); }, timing);
+  return mean_over_ranks(world, g.flops() / s / 1e12, true);
+}
+
+AttentionTflops measure_attention_tflops(Backend& backend, Comm& world,
+                                         const AttentionRequest& a, const TimingPolicy& timing) {
+  kernels::BackendOps<float>& ops = backend.ops<float>();
+  const kernels::AttentionShape shape{a.batch, a.seq_len, a.heads, a.qk_dim};
+  const int64_t ld = a.heads * a.qk_dim;
+  const int64_t numel = shape.tokens() * ld;
+  const uint32_t seed = 101u + static_cast<uint32_t>(world.rank());
+  const kernels::Tensor q = random_tensor(backend, numel, seed);
+  const kernels::Tensor k = random_tensor(backend, numel, seed + 1);
+  const kernels::Tensor v = random_tensor(backend, numel, seed + 2);
+  const kernels::Tensor dout = random_tensor(backend, numel, seed + 3);
+  kernels::Tensor out = random_tensor(backend, numel, seed + 4);
+  kernels::Tensor dq = random_tensor(backend, numel, seed + 5);
+  kernels::Tensor dk = random_tensor(backend, numel, seed + 6);
+  kernels::Tensor dv = random_tensor(backend, numel, seed + 7);
+  kernels::Tensor saved = backend.alloc(
+      {std::max<int64_t>(1, kernels::attention_saved_numel(backend.device(), shape))},
+      kernels::DType::kF32);
+  kernels::Tensor scratch = backend.alloc(
+      {std::max<int64_t>(1, kernels::attention_scratch_numel(backend.device(), shape))},
+      kernels::DType::kF32);
+  auto forward = [&] {
+    ops.attention_forward(out.data<float>(), ld, saved.data<float>(), q.data<float>(),
+                          k.data<float>(), v.data<float>(), ld, shape);
+    backend.synchronize();
+  };
+  auto backward = [&] {
+    ops.attention_backward(dq.data<float>(), dk.data<float>(), dv.data<float>(), ld,
+                           scratch.data<float>(), dout.data<float>(), out.data<float>(), ld,
+                           saved.data<float>(), q.data<float>(), k.data<float>(),
+                           v.data<float>(), ld, shape);
+    backend.synchronize();
+  };
+  const double forward_s = seconds_per_call(world, forward, timing);
+  const double backward_s = seconds_per_call(world, backward, timing);
+  return {mean_over_ranks(world, a.forward_flops() / forward_s / 1e12, true),
+          mean_over_ranks(world, a.backward_flops() / backward_s / 1e12, true)};
+}
+
+double measure_memory_gbs(Comm& world, int64_t array_bytes, const TimingPolicy& timing) {
+  const int64_t n = std::max<int64_t>(1, array_bytes / static_cast<int64_t>(sizeof(double)));
+  // Not std::vector: its value-initialisation would touch every page from one thread.
+  std::unique_ptr<double[]> a(new double[static_cast<size_t>(n)]);
+  std::unique_ptr<double[]> b(new double[static_cast<size_t>(n)]);
+  std::unique_ptr<double[]> c(new double[static_cast<size_t>(n)]);
+  double* pa = a.get();
+  double* pb = b.get();
+  double* pc = c.get();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {  // first touch by the threads that use the pages
+    pa[i] = 0.0;
+    pb[i] = 1.0;
+    pc[i] = 2.0;
+  }
+  const double scalar = 3.0;
+  auto triad = [&] {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + scalar * pc[i];
+  };
+  const double s = seconds_per_call(world, triad, timing);
+  volatile double sink = pa[n / 2];  // keep the loop
+  (void)sink;
+  return mean_over_ranks(world, 3.0 * sizeof(double) * static_cast<double>(n) / s / 1e9, true);
+}
+
+double measure_ping_pong_s(Comm& world, int64_t bytes, const TimingPolicy& timing) {
+  if (world.size() < 2) throw std::invalid_argument("measure_ping_pong_s: needs >= 2 ranks");
+  if (bytes <= 0 || bytes % 4 != 0) {
+    throw std::invalid_argument("measure_ping_pong_s: bytes must be a positive multiple of 4, "
+                                "got " + std::to_string(bytes));
+  }
+  const int rank = world.rank();
+  const int peer = rank % 2 == 0 ? rank + 1 : rank - 1;
+  const bool takes_part = peer < world.size();
+  std::vector<float> buffer(static_cast<size_t>(bytes / 4), 1.0f);
+  auto round_trip = [&] {
+    if (!takes_part) return;
+    if (rank % 2 == 0) {
+      world.send<float>(buffer, peer).wait();
+      world.recv<float>(std::span<float>(buffer), peer).wait();
+    } else {
+      world.recv<float>(std::span<float>(buffer), peer).wait();
+      world.send<float>(buffer, peer).wait();
+    }
+  };
+  const double s = seconds_per_call(world, round_trip, timing);
+  return mean_over_ranks(world, s / 2.0, takes_part);
+}
+
+std::unique_ptr<Comm> make_consecutive_groups(Comm& world, int group_size) {
+  if (group_size < 1) {
+    throw std::invalid_argument("make_consecutive_groups: group_size must be >= 1, got " +
+                                std::to_string(group_size));
+  }
+  const int first = world.rank() / group_size * group_size;
+  std::vector<int> ranks;
+  for (int r = first; r < std::min(world.size(), first + group_size); ++r) ranks.push_back(r);
+  return world.split(ranks, "calibrate-a2a-" + std::to_string(group_size));
+}
+
+double measure_all_to_all_gbs(Comm& world, Comm& group, int group_size, int64_t bytes_per_rank,
+                              const TimingPolicy& timing) {
+  if (group_size < 2 || bytes_per_rank <= 0 || bytes_per_rank % (4 * group_size) != 0) {
+    throw std::invalid_argument(
+        "measure_all_to_all_gbs: needs group_size >= 2 and bytes_per_rank a positive multiple of "
+        "4 x group_size, got " + std::to_string(group_size) + " and " +
+        std::to_string(bytes_per_rank));
+  }
+  const bool takes_part = group.size() == group_size;
+  const int64_t per_peer = bytes_per_rank / 4 / group_size;
+  std::vector<float> in(static_cast<size_t>(bytes_per_rank / 4), 1.0f);
+  std::vector<float> out(in.size(), 0.0f);
+  parallel::AllToAllVOptions options;
+  options.send_counts.assign(static_cast<size_t>(group.size()), per_peer);
+  options.recv_counts = options.send_counts;
+  auto exchange = [&] {
+    if (!takes_part) return;
+    group.all_to_all_v<float>(in, std::span<float>(out), options).wait();
+  };
+  const double s = seconds_per_call(world, exchange, timing);
+  return mean_over_ranks(world, static_cast<double>(bytes_per_rank) / s / 1e9, takes_part);
+}
+
+}  // namespace tessera::cluster

@@ -1,0 +1,141 @@
+// Calibration: measurements of this machine in the units of a cluster description
+// (cluster/cluster_spec.h), for `tessera plan calibrate` (cluster/plan_calibrate_command.cc).
+//
+// Two halves:
+//   - What to measure, from recipes (pure, no MPI, no timing): plan_calibration() lists the GEMM
+//     shapes (trainer::gemm_shapes of each recipe's micro-batch, per precision, plus large square
+//     shapes for the peaks) and the attention cores; the machine facts (CPU model, memory, cache).
+//   - The measure_* functions. Each is a COLLECTIVE over `world`: every rank calls it with the
+//     same arguments at the same time and every rank measures at once (as in training, the ranks
+//     share the machine's cores, memory and links). Each returns the mean over the ranks that
+//     took part, the same value on every rank.
+//
+// Timing (every measure_*): one untimed warm-up call (first touch of the buffers, library set-up),
+// one probe call; the ranks agree on the calls per sample from the slowest probe, so they run the
+// same work side by side, and each rank takes the median over TimingPolicy::samples samples of at
+// least TimingPolicy::sample_s seconds. A barrier over `world` starts every sample.
+//
+// Thread-safety: one thread per rank calls these; kernels::set_cpu_threads sets the threads the
+// GEMM, attention and memory loops use.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "parallel/comm.h"
+#include "trainer/recipe.h"
+
+namespace tessera::cluster {
+
+struct TimingPolicy {
+  double sample_s = 0.05;  // Default: samples of at least 50 ms
+  int samples = 5;         // Default: the median of 5
+  // --quick: short samples, for tests (noisier numbers).
+  static TimingPolicy quick() { return {0.003, 3}; }
+};
+
+// ---- What to measure.
+
+struct GemmRequest {
+  std::string precision;  // fp32 | bf16 | fp8 (kernels::parse_precision's names)
+  std::string layout;     // nt (linear_forward) | nn (linear_backward_input) | tn (_weight)
+  int64_t m = 0, n = 0, k = 0;
+  double flops() const { return 2.0 * static_cast<double>(m) * n * k; }
+  friend bool operator==(const GemmRequest&, const GemmRequest&) = default;
+};
+
+// One causal attention core as the backend runs it: q, k and v all of width head_dim (MLA's v is
+// zero-padded to qk_nope + qk_rope), FLOPs counted as trainer/flop_count.h counts them (with the
+// unpadded v_dim): forward 2 heads (qk_dim + v_dim) (seq_len + 1) / 2 per token, backward 2x.
+struct AttentionRequest {
+  int64_t batch = 0, seq_len = 0, heads = 0;
+  int64_t qk_dim = 0;  // the backend's head_dim
+  int64_t v_dim = 0;
+  double forward_flops() const;
+  double backward_flops() const { return 2.0 * forward_flops(); }
+  friend bool operator==(const AttentionRequest&, const AttentionRequest&) = default;
+};
+
+struct CalibrationPlan {
+  std::vector<std::string> precisions;  // recipe shapes are measured at these (fp32 first)
+  std::vector<GemmRequest> gemms;       // distinct; recipe shapes, then the squares
+  std::vector<AttentionRequest> attention;  // distinct (seq_len, qk_dim)
+};
+
+// Rows (sequences) and tokens of one micro-batch of one data replica:
+// global_batch / (dp * micro_batches), times seq_len.
+int64_t micro_batch_rows(const trainer::Recipe& recipe);
+int64_t micro_batch_tokens(const trainer::Recipe& recipe);
+
+// fp32, then every other precision some recipe's precision.compute names or `extra` lists, in the
+// order fp32, bf16, fp8. Throws std::invalid_argument naming a value of `extra` that is not one.
+std::vector<std::string> calibration_precisions(const std::vector<trainer::Recipe>& recipes,
+                                                const std::vector<std::string>& extra);
+
+// The GEMMs: every distinct shape of trainer::gemm_shapes(recipe.model, micro_batch_tokens(recipe))
+// of every recipe (routed experts at the rows one expert gets), at fp32, and the shapes that run at
+// the block precision also at each other precision of `precisions`; then n x n x n (layout nt) for
+// each of `square_sizes` at fp32, bf16 and fp8 (the peaks). The attention cores of every recipe's
+// layers at (micro_batch_rows, seq_len), with batch and then heads reduced until the CPU's saved
+// probabilities (batch x heads x seq_len^2 floats) fit in `attention_bytes`.
+CalibrationPlan plan_calibration(const std::vector<trainer::Recipe>& recipes,
+                                 const std::vector<std::string>& precisions,
+                                 const std::vector<int64_t>& square_sizes,
+                                 int64_t attention_bytes = int64_t{1} << 30);
+
+// Power-of-two group sizes 2, 4, ... up to world_size (none below 2).
+std::vector<int> all_to_all_group_sizes(int world_size);
+
+// Elements of one STREAM array per rank: the three arrays of all ranks together hold at least 4x
+// the last-level cache (STREAM's rule), at least min_bytes per array, at most max_bytes.
+int64_t stream_array_bytes(int64_t last_level_cache_bytes, int ranks, int64_t min_bytes,
+                           int64_t max_bytes);
+
+// ---- The machine (Linux; fallbacks where a file is missing).
+std::string cpu_model_name();        // /proc/cpuinfo "model name"; "unknown CPU"
+int online_cpus();                   // sysconf(_SC_NPROCESSORS_ONLN)
+double total_memory_gib();           // /proc/meminfo MemTotal; 0 when unknown
+int64_t last_level_cache_bytes();    // the largest cache in sysfs of cpu0; 0 when unknown
+
+// ---- Measurements: collectives over `world`, means over ranks (see the top of this file).
+
+// TFLOP/s (2 m n k / s / 1e12) of the request's GEMM through backend.ops<float>()'s linear ops
+// with LinearOptions::precision: nt = linear_forward (N = m, O = n, I = k), nn =
+// linear_backward_input (N = m, I = n, O = k), tn = linear_backward_weight (O = m, I = n, N = k).
+double measure_gemm_tflops(kernels::Backend& backend, parallel::Comm& world,
+                           const GemmRequest& gemm, const TimingPolicy& timing);
+
+struct AttentionTflops {
+  double forward = 0.0, backward = 0.0;
+};
+// The backend's attention_forward and attention_backward at the request's shape.
+AttentionTflops measure_attention_tflops(kernels::Backend& backend, parallel::Comm& world,
+                                         const AttentionRequest& attention,
+                                         const TimingPolicy& timing);
+
+// GB/s of a STREAM triad a = b + s c over three arrays of `array_bytes` doubles per rank
+// (STREAM's counting: 24 bytes per element, write-allocate traffic not counted), with
+// kernels::cpu_threads() OpenMP threads per rank. Per rank.
+double measure_memory_gbs(parallel::Comm& world, int64_t array_bytes, const TimingPolicy& timing);
+
+// Half a round trip, in seconds, of a `bytes` ping-pong between ranks 2i and 2i + 1, all pairs at
+// once (a last odd rank sits out), through world.send / world.recv. Mean over the pairs' ranks.
+// REQUIRES: world.size() >= 2, bytes a positive multiple of 4.
+double measure_ping_pong_s(parallel::Comm& world, int64_t bytes, const TimingPolicy& timing);
+
+// Effective per-rank GB/s (bytes_per_rank / seconds) of one all_to_all_v in groups of
+// `group_size` consecutive ranks (all groups at once; the ranks of a last, smaller group sit
+// out), each rank's bytes_per_rank split evenly over its group, its own slice included (as the
+// expert dispatch posts it). `group` is this rank's group of world split into those groups
+// (make_consecutive_groups).
+// REQUIRES: bytes_per_rank a multiple of 4 * group_size.
+double measure_all_to_all_gbs(parallel::Comm& world, parallel::Comm& group, int group_size,
+                              int64_t bytes_per_rank, const TimingPolicy& timing);
+// world split into groups of `group_size` consecutive ranks (a collective); the last group has
+// the remaining ranks when group_size does not divide world.size().
+std::unique_ptr<parallel::Comm> make_consecutive_groups(parallel::Comm& world, int group_size);
+
+}  // namespace tessera::cluster

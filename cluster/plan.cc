@@ -1,0 +1,490 @@
+#include "cluster/plan.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <set>
+
+#include "parallel/rank_grid.h"
+#include "parallel/schedule_registry.h"
+#include "trainer/flop_count.h"
+#include "trainer/model.h"
+#include "trainer/parallel_layout.h"
+
+namespace tessera::cluster {
+namespace {
+
+using trainer::ComputeUnit;
+using trainer::LinearShape;
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+// Bytes per element of what travels. fp32 is what tessera sends today; bf16 and fp8 are planned as
+// DeepSeek-V3 runs them: activations and gradients in bf16, fp8 dispatch with one fp32 scale per
+// 128 values, combine in bf16.
+struct WireBytes {
+  double dispatch = 4, combine = 4, backward = 4, pipeline = 4;
+};
+WireBytes wire_bytes(const std::string& precision) {
+  if (precision == "fp8") return {1.0 + 4.0 / 128.0, 2, 2, 2};
+  if (precision == "bf16") return {2, 2, 2, 2};
+  return {};
+}
+
+double log_distance(double a, double b) { return std::abs(std::log(a) - std::log(b)); }
+
+// Prices work on one device of the cluster; collects the assumptions it had to make.
+class Pricing {
+ public:
+  Pricing(const ClusterSpec& cluster, std::set<std::string>& notes)
+      : c_(cluster), notes_(notes) {}
+
+  double gemm(const std::string& precision, const std::string& layout, double m, double n,
+              double k) const {
+    if (m <= 0 || n <= 0 || k <= 0) return 0.0;
+    const double flops = 2.0 * m * n * k;
+    const GemmPoint* best = nullptr;
+    for (int pass = 0; pass < 2 && best == nullptr; ++pass) {  // own layout first, then any
+      double best_d = std::numeric_limits<double>::infinity();
+      for (const GemmPoint& p : c_.device.gemm) {
+        if (p.precision != precision || (pass == 0 && p.layout != layout)) continue;
+        const double d = log_distance(m, p.m) + log_distance(n, p.n) + log_distance(k, p.k);
+        if (d < best_d) best_d = d, best = &p;
+      }
+    }
+    if (best == nullptr) {
+      notes_.insert(precision + " GEMMs at the device's peak (" +
+                    num(c_.device.peak_tflops(precision)) +
+                    " TFLOP/s): the cluster file has no measured " + precision + " GEMM points");
+      return flops / (c_.device.peak_tflops(precision) * 1e12);
+    }
+    return flops / (best->tflops * 1e12);
+  }
+
+  // The causal attention core of `tokens` tokens (sequences of seq_len), forward or backward.
+  double attention(const trainer::AttentionCore& a, int64_t seq_len, double tokens,
+                   const std::string& precision, bool backward) const {
+    if (a.heads == 0) return 0.0;
+    const double flops = a.forward_flops_per_token(seq_len) * tokens * (backward ? 2.0 : 1.0);
+    const AttentionPoint* best = nullptr;
+    double best_d = std::numeric_limits<double>::infinity();
+    for (const AttentionPoint& p : c_.device.attention) {
+      const double d = log_distance(seq_len, p.seq_len) + log_distance(a.qk_dim, p.head_dim);
+      if (d < best_d) best_d = d, best = &p;
+    }
+    if (best != nullptr) return flops / ((backward ? best->backward_tflops : best->forward_tflops) * 1e12);
+    // No measurement: the core's two GEMMs per head at the GEMM rate of their shape.
+    const double per_gemm = gemm(precision, backward ? "nn" : "nt", static_cast<double>(seq_len),
+                                 static_cast<double>(seq_len), static_cast<double>(a.qk_dim));
+    const double full_flops = 2.0 * seq_len * seq_len * a.qk_dim;
+    return flops * (per_gemm / full_flops);
+  }
+
+  double traffic(double bytes) const { return bytes / (c_.device.memory_gbs * 1e9); }
+
+  double p2p(double bytes, bool same_node) const {
+    const NetworkSpec& n = c_.network;
+    return same_node ? n.intra_node_latency_us * 1e-6 + bytes / (n.intra_node_gbs * 1e9)
+                     : n.inter_node_latency_us * 1e-6 + bytes / (n.inter_node_gbs * 1e9);
+  }
+
+  // One all-to-all over an EP group of `ranks` (`nodes` nodes): every rank sends `rows` rows of
+  // `row_bytes`; balanced routing sends (ranks - 1) / ranks of them off the rank. Across nodes a
+  // row crosses to at most `nodes_per_row` other nodes (node-limited routing / node-aware dispatch)
+  // and fans out inside them.
+  double all_to_all(double rows, double row_bytes, int ranks, int nodes, double rows_fanout,
+                    double nodes_per_row) const {
+    if (ranks <= 1 || rows <= 0) return 0.0;
+    const double off_rank = rows * row_bytes * (ranks - 1) / ranks;
+    if (!c_.network.all_to_all.empty()) {  // measured: bytes_per_rank counts the own slice too
+      const double all = rows * row_bytes;
+      const AllToAllPoint* best = nullptr;
+      double best_d = std::numeric_limits<double>::infinity();
+      for (const AllToAllPoint& p : c_.network.all_to_all) {
+        const double d = 4.0 * log_distance(ranks, p.ranks) + log_distance(all, p.bytes_per_rank);
+        if (d < best_d) best_d = d, best = &p;
+      }
+      if (best->ranks != ranks) {
+        notes_.insert("all-to-all over " + std::to_string(ranks) +
+                      " ranks priced at the measured " + std::to_string(best->ranks) + "-rank rate");
+      }
+      return all / (best->gbs * 1e9);
+    }
+    const NetworkSpec& n = c_.network;
+    if (nodes <= 1) return n.intra_node_latency_us * 1e-6 + off_rank / (n.intra_node_gbs * 1e9);
+    const double per_node = static_cast<double>(ranks) / nodes;
+    const double cross = rows / rows_fanout * nodes_per_row * (nodes - 1) / nodes * row_bytes;
+    const double within = rows * row_bytes * (per_node - 1) / per_node;
+    return n.inter_node_latency_us * 1e-6 +
+           std::max(cross / (n.inter_node_gbs * 1e9), within / (n.intra_node_gbs * 1e9));
+  }
+
+  // Ring reduce-scatter or all-gather of `bytes` (the whole buffer) over `ranks`.
+  double ring(double bytes, int ranks, bool crosses_nodes) const {
+    if (ranks <= 1 || bytes <= 0) return 0.0;
+    const NetworkSpec& n = c_.network;
+    const double gbs = crosses_nodes ? n.inter_node_gbs : n.intra_node_gbs;
+    const double lat = (crosses_nodes ? n.inter_node_latency_us : n.intra_node_latency_us) * 1e-6;
+    return (ranks - 1) * lat + bytes * (ranks - 1) / ranks / (gbs * 1e9);
+  }
+
+  static std::string num(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", x);
+    return buf;
+  }
+
+ private:
+  const ClusterSpec& c_;
+  std::set<std::string>& notes_;
+};
+
+// Adds one compute unit's work on `tokens` tokens to `cost`.
+void price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens, const Pricing& price,
+                const WireBytes& wire, int ep_nodes, ChunkCost& cost) {
+  const trainer::ModelConfig& m = r.model;
+  const std::string& precision = r.precision.compute;
+  const int ep = static_cast<int>(r.parallel.ep);
+  // What V3 keeps in higher precision (head, router gate, attention core) runs in bf16 on the
+  // tensor cores once the blocks are below fp32; fp32 recipes run everything in fp32.
+  const std::string higher = precision == "fp32" ? "fp32" : "bf16";
+  for (const LinearShape& l : u.linears) {
+    const std::string p = l.block_precision ? precision : higher;
+    // A routed expert's rows under EP: this rank's n_experts / ep experts receive every EP
+    // peer's rows for them (balanced: tokens x top_k / n_experts x ep each).
+    const double count = l.routed_expert ? static_cast<double>(l.count) / ep : l.count;
+    const double rows = tokens * l.rows_per_token * (l.routed_expert ? ep : 1);
+    cost.forward += count * price.gemm(p, "nt", rows, l.out, l.in);
+    cost.backward_input += count * price.gemm(p, "nn", rows, l.in, l.out);
+    cost.backward_weight += count * price.gemm(p, "tn", l.out, l.in, rows);
+  }
+  cost.forward += price.attention(u.attention, r.train.seq_len, tokens, higher, false);
+  cost.backward_input += price.attention(u.attention, r.train.seq_len, tokens, higher, true);
+
+  // Element-wise passes, fp32 values read + written per token (the trainer's activations are
+  // fp32): 2 RMSNorms, 2 residual adds, RoPE on q and k, SwiGLU over the hidden width; MoE adds
+  // the router (scores, top-k) and the permute / unpermute of top_k rows. The backward touches
+  // about twice as much.
+  if (u.attention.heads > 0) {
+    const double rope = m.attention == "mla" ? m.qk_rope_head_dim : u.attention.qk_dim;
+    double values = 2 * 2 * u.dim + 2 * 3 * u.dim + 2 * 2 * u.attention.heads * rope + 3 * u.hidden;
+    if (u.moe) values += 4 * m.n_experts + 2 * u.top_k * u.dim + (u.top_k + 1) * u.dim;
+    cost.forward += price.traffic(4.0 * values * tokens);
+    cost.backward_input += price.traffic(8.0 * values * tokens);
+  }
+  if (u.name == "head") {  // final norm, logits, softmax cross-entropy
+    const double values = 2 * u.dim + 3 * m.vocab_size;
+    cost.forward += price.traffic(4.0 * values * tokens);
+    cost.backward_input += price.traffic(8.0 * values * tokens);
+  }
+  if (u.moe && ep > 1) {
+    const double rows = tokens * m.top_k;
+    const double row = static_cast<double>(m.dim);
+    // Node-limited routing: a token reaches experts on at most topk_group nodes when the groups
+    // are the nodes (model.n_group = nodes), else on up to top_k.
+    const double nodes_per_row =
+        std::min<double>({static_cast<double>(m.top_k),
+                          m.n_group == ep_nodes ? static_cast<double>(m.topk_group) : 1e9,
+                          static_cast<double>(ep_nodes)});
+    auto a2a = [&](double bytes) {
+      return price.all_to_all(rows, row * bytes, ep, ep_nodes, static_cast<double>(m.top_k),
+                              nodes_per_row);
+    };
+    cost.forward_comm += a2a(wire.dispatch) + a2a(wire.combine);
+    cost.backward_comm += 2.0 * a2a(wire.backward);
+  }
+}
+
+std::string layer_range(const trainer::ModelChunkSpec& s) {
+  std::string out;
+  if (s.embedding) out += "embedding + ";
+  if (s.end_layer > s.first_layer) {
+    out += s.end_layer - s.first_layer == 1
+               ? "layer " + std::to_string(s.first_layer)
+               : "layers " + std::to_string(s.first_layer) + "-" + std::to_string(s.end_layer - 1);
+  }
+  if (s.head) out += std::string(out.empty() || out.back() == ' ' ? "" : " + ") + "head";
+  if (out.size() >= 3 && out.compare(out.size() - 3, 3, " + ") == 0) out.resize(out.size() - 3);
+  return out;
+}
+
+}  // namespace
+
+Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
+               const PlanOptions& options) {
+  // The recipe runs on the cluster's devices: its node size is the cluster's.
+  trainer::Recipe recipe = recipe_in;
+  recipe.parallel.ranks_per_node = cluster.gpus_per_node;
+  const trainer::ParallelConfig& par = recipe.parallel;
+  Plan plan;
+  plan.recipe = recipe.source;
+  plan.cluster = cluster.source.empty() ? cluster.name : cluster.source;
+  plan.precision = recipe.precision.compute;
+  plan.schedule = par.schedule;
+  plan.pp = static_cast<int>(par.pp);
+  plan.dp = static_cast<int>(par.dp);
+  plan.ep = static_cast<int>(par.ep);
+  plan.micro_batches = static_cast<int>(par.micro_batches);
+  plan.virtual_stages = static_cast<int>(par.virtual_stages);
+  plan.world = plan.pp * plan.dp;
+  if (plan.world > cluster.devices()) {
+    throw ClusterSpecError(recipe.source + ": parallel.pp * parallel.dp = " +
+                           std::to_string(plan.world) + " ranks, but " + plan.cluster + " has " +
+                           std::to_string(cluster.devices()) + " devices (" +
+                           std::to_string(cluster.nodes) + " nodes x " +
+                           std::to_string(cluster.gpus_per_node) + ")");
+  }
+  plan.tokens_per_step = recipe.train.global_batch * recipe.train.seq_len;
+  plan.training_flops_per_token = trainer::flops_per_token(recipe.model, recipe.train.seq_len).training;
+
+  std::set<std::string> notes_early;
+  // Memory: the trainer's allocation plan on this kind of device.
+  const kernels::Device device =
+      cluster.device.kind == "cpu" ? kernels::Device::kCPU : kernels::Device::kCUDA;
+  plan.memory = options.memory_per_stage ? trainer::plan_memory_per_stage(recipe, device)
+                                         : trainer::plan_memory(recipe, device);
+  plan.device_memory_gib = cluster.device.memory_gib;
+  for (const trainer::RankMemory& m : plan.memory) {
+    const double gib = m.total() / kGiB;
+    if (gib > plan.peak_memory_gib) plan.peak_memory_gib = gib, plan.peak_memory_rank = m.rank;
+  }
+  {
+    const trainer::RankMemory& m = *std::find_if(
+        plan.memory.begin(), plan.memory.end(),
+        [&](const trainer::RankMemory& r) { return r.rank == plan.peak_memory_rank; });
+    const std::pair<const char*, int64_t> terms[] = {{"parameters", m.parameters},
+                                                     {"gradients", m.gradients},
+                                                     {"optimizer state", m.optimizer},
+                                                     {"activations", m.activations},
+                                                     {"communication buffers", m.communication}};
+    const auto* largest = std::max_element(std::begin(terms), std::end(terms),
+                                           [](auto& a, auto& b) { return a.second < b.second; });
+    char buf[256];
+    plan.fits = plan.peak_memory_gib <= cluster.device.memory_gib;
+    std::snprintf(buf, sizeof(buf), "%s: rank %d needs %.1f GiB of %.1f GiB (largest term: %s, %.1f GiB)",
+                  plan.fits ? "fits" : "does not fit", m.rank, plan.peak_memory_gib,
+                  cluster.device.memory_gib, largest->first, largest->second / kGiB);
+    plan.verdict = buf;
+    if (!plan.fits && largest->second == m.activations) {
+      notes_early.insert(
+          "activations are the trainer's arenas: fp32, saved activations and backward workspaces "
+          "of every micro-batch in flight, no recomputation, expert-side buffers sized for the "
+          "worst-case routing (trainer/layers/moe_block.h)");
+    }
+  }
+
+  // Time: every (stage, chunk)'s costs per micro-batch.
+  std::set<std::string> notes = std::move(notes_early);
+  Pricing price(cluster, notes);
+  const WireBytes wire = wire_bytes(recipe.precision.compute);
+  const parallel::LayoutSpec spec = trainer::recipe_layout_spec(recipe, plan.world);
+  const parallel::RankGrid grid(spec);
+  plan.schedule_lists = parallel::make_schedule(par.schedule, plan.pp, plan.micro_batches,
+                                                plan.virtual_stages);
+  const trainer::ModelCompute compute = trainer::describe_compute(recipe.model);
+  const double tokens = static_cast<double>(recipe.train.global_batch) /
+                        static_cast<double>(par.dp * par.micro_batches) *
+                        static_cast<double>(recipe.train.seq_len);
+  const int per_node = static_cast<int>(cluster.gpus_per_node);
+  const int ep_nodes = std::max(1, (plan.ep + per_node - 1) / per_node);
+  std::vector<std::vector<ChunkCost>> costs(static_cast<size_t>(plan.pp));
+  for (int s = 0; s < plan.pp; ++s) {
+    const trainer::ModelPart part = trainer::recipe_model_part(recipe, s, plan.ep, 0);
+    for (size_t c = 0; c < part.chunks.size(); ++c) {
+      const trainer::ModelChunkSpec& cs = part.chunks[c];
+      ChunkCost cost;
+      cost.stage = s;
+      cost.chunk = static_cast<int>(c);
+      cost.layers = layer_range(cs);
+      for (int l = cs.first_layer; l < cs.end_layer; ++l) {
+        price_unit(compute.layers[static_cast<size_t>(l)], recipe, tokens, price, wire, ep_nodes,
+                   cost);
+      }
+      if (cs.embedding) {  // the lookup, and its gradient scattered back
+        cost.forward += price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
+        cost.backward_weight += price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
+      }
+      if (cs.head) {
+        price_unit(compute.head, recipe, tokens, price, wire, ep_nodes, cost);
+        for (const ComputeUnit& u : compute.mtp) {
+          price_unit(u, recipe, tokens, price, wire, ep_nodes, cost);
+        }
+      }
+      costs[static_cast<size_t>(s)].push_back(cost);
+      plan.chunks.push_back(cost);
+    }
+  }
+
+  const bool overlap = par.overlap;
+  auto chunk = [&](int s, int c) -> const ChunkCost& {
+    return costs[static_cast<size_t>(s)][static_cast<size_t>(c)];
+  };
+  // Compute and communication of one instruction; the time it takes is compute + comm, except an
+  // overlapped FB pair: max of the two.
+  struct Split {
+    double compute = 0, comm = 0;
+  };
+  auto split = [&](int s, const parallel::Instruction& inst) -> Split {
+    using parallel::Op;
+    const ChunkCost& f = chunk(s, inst.chunk);
+    switch (inst.op) {
+      case Op::kForward: return {f.forward, f.forward_comm};
+      case Op::kBackward: return {f.backward_input + f.backward_weight, f.backward_comm};
+      case Op::kBackwardInput: return {f.backward_input, f.backward_comm};
+      case Op::kBackwardWeight: return {f.backward_weight, 0.0};
+      case Op::kForwardBackward: {
+        const ChunkCost& b = chunk(s, inst.chunk_b);
+        return {f.forward + b.backward_input + b.backward_weight, f.forward_comm + b.backward_comm};
+      }
+      default: return {};
+    }
+  };
+  auto duration = [&](int s, const parallel::Instruction& inst) {
+    const Split x = split(s, inst);
+    return inst.op == parallel::Op::kForwardBackward && overlap ? std::max(x.compute, x.comm)
+                                                                : x.compute + x.comm;
+  };
+  const double boundary_bytes = tokens * static_cast<double>(recipe.model.dim) * wire.pipeline;
+  auto transfer = [&](int s, const parallel::Instruction& send) {
+    // Stage-major ranks: stage s's first replica is rank s * dp.
+    const bool same_node = (s * plan.dp) / per_node == (send.peer * plan.dp) / per_node;
+    return price.p2p(boundary_bytes, same_node);
+  };
+  plan.run = parallel::simulate_schedule(plan.schedule_lists,
+                                         parallel::InstructionCosts{duration, transfer});
+  plan.pipeline_s = plan.run.makespan;
+  plan.bubble_fraction = plan.run.bubble_fraction;
+
+  // Exposed communication on the busiest stage: its instructions' comm not hidden by compute.
+  const int busiest = static_cast<int>(
+      std::max_element(plan.run.busy.begin(), plan.run.busy.end()) - plan.run.busy.begin());
+  double exposed = 0.0;
+  for (const parallel::Instruction& inst : plan.schedule_lists.per_stage[static_cast<size_t>(busiest)]) {
+    if (!parallel::is_compute(inst.op)) continue;
+    const Split x = split(busiest, inst);
+    exposed += inst.op == parallel::Op::kForwardBackward && overlap
+                   ? std::max(0.0, x.comm - x.compute)
+                   : x.comm;
+  }
+
+  // After the pipeline: ZeRO-1 and the optimizer, per stage; the slowest stage sets the step.
+  const int dense_dp = grid.group_size(parallel::GroupKind::kData);
+  const int expert_dp = grid.group_size(parallel::GroupKind::kExpertData);
+  const double bucket = par.grad_bucket_mb * 1024 * 1024;
+  // A stage's replicas are consecutive ranks: its data and expert-data groups leave the node
+  // when there are more replicas than devices on a node.
+  const bool dp_crosses = plan.dp > per_node;
+  const bool expert_dp_crosses = dp_crosses;
+  for (int s = 0; s < plan.pp; ++s) {
+    const std::unique_ptr<trainer::Model> model =
+        trainer::Model::Describe(recipe.model, trainer::recipe_model_part(recipe, s, plan.ep, 0));
+    const double dense = 4.0 * model->params().padded_region_numel(trainer::ParamRegion::kDense, dense_dp);
+    const double expert =
+        4.0 * model->params().padded_region_numel(trainer::ParamRegion::kExpert, expert_dp);
+    const double zero = price.ring(std::min(bucket, dense), dense_dp, dp_crosses) +
+                        price.ring(std::min(bucket, expert), expert_dp, expert_dp_crosses) +
+                        price.ring(dense, dense_dp, dp_crosses) +
+                        price.ring(expert, expert_dp, expert_dp_crosses);
+    // AdamW reads parameter, gradient and two moments and writes three of them, per shard value.
+    const double shard_values = dense / 4.0 / dense_dp + expert / 4.0 / expert_dp;
+    const double optimizer = price.traffic(7.0 * 4.0 * shard_values);
+    plan.zero_s = std::max(plan.zero_s, zero);
+    plan.optimizer_s = std::max(plan.optimizer_s, optimizer);
+  }
+  plan.exposed_comm_s = exposed + plan.zero_s;
+  plan.step_s = plan.pipeline_s + plan.zero_s + plan.optimizer_s;
+  plan.tokens_per_s = static_cast<double>(plan.tokens_per_step) / plan.step_s;
+  plan.mfu = plan.training_flops_per_token * plan.tokens_per_s /
+             (plan.world * cluster.device.peak_tflops(plan.precision) * 1e12);
+  plan.gpu_hours_per_trillion_tokens = plan.world * (1e12 / plan.tokens_per_s) / 3600.0;
+  plan.days_per_trillion_tokens = 1e12 / plan.tokens_per_s / 86400.0;
+  if (ep_nodes > 1) {
+    notes.insert("expert all-to-all across " + std::to_string(ep_nodes) +
+                 " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
+                 "(the bound, not the mean)");
+  }
+  if (plan.precision != "fp32") {
+    notes.insert("precision " + plan.precision +
+                 ": transfers priced as DeepSeek-V3 sends them (bf16 activations and gradients" +
+                 std::string(plan.precision == "fp8" ? ", fp8 dispatch" : "") +
+                 "), the head, router and attention core in bf16; tessera runs those in fp32 "
+                 "and sends fp32 today");
+  }
+  plan.notes.assign(notes.begin(), notes.end());
+  return plan;
+}
+
+std::string format_plan(const Plan& p) {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "plan: %s on %s\nlayout: pp %d x dp %d (ep %d), %s, %d micro-batches%s, "
+                "precision %s, %d ranks\n",
+                p.recipe.c_str(), p.cluster.c_str(), p.pp, p.dp, p.ep, p.schedule.c_str(),
+                p.micro_batches,
+                p.virtual_stages > 1 ? (", " + std::to_string(p.virtual_stages) + " virtual stages").c_str() : "",
+                p.precision.c_str(), p.world);
+  out += line;
+  std::snprintf(line, sizeof(line),
+                "step %.4g s (pipeline %.4g s, bubble %.1f%%; ZeRO %.3g s; optimizer %.3g s), "
+                "exposed communication %.3g s\n",
+                p.step_s, p.pipeline_s, 100 * p.bubble_fraction, p.zero_s, p.optimizer_s,
+                p.exposed_comm_s);
+  out += line;
+  std::snprintf(line, sizeof(line),
+                "%.4g tokens/s, MFU %.1f%% (%.4g GFLOP per token trained, %s peak), "
+                "%.4g GPU-hours and %.3g days per trillion tokens\n",
+                p.tokens_per_s, 100 * p.mfu, p.training_flops_per_token / 1e9, p.precision.c_str(),
+                p.gpu_hours_per_trillion_tokens, p.days_per_trillion_tokens);
+  out += line;
+  out += "memory: " + p.verdict + "\n";
+  out += "per micro-batch (s): stage chunk | forward backward-input backward-weight | "
+         "all-to-all fwd bwd | layers\n";
+  for (const ChunkCost& c : p.chunks) {
+    std::snprintf(line, sizeof(line), "  %5d %5d | %7.3g %14.3g %15.3g | %10.3g %8.3g | %s\n",
+                  c.stage, c.chunk, c.forward, c.backward_input, c.backward_weight, c.forward_comm,
+                  c.backward_comm, c.layers.c_str());
+    out += line;
+  }
+  out += trainer::format_memory_plan(p.memory);
+  for (const std::string& n : p.notes) out += "note: " + n + "\n";
+  return out;
+}
+
+std::string plan_json(const Plan& p) {
+  nlohmann::json j;
+  j["recipe"] = p.recipe;
+  j["cluster"] = p.cluster;
+  j["pp"] = p.pp;
+  j["dp"] = p.dp;
+  j["ep"] = p.ep;
+  j["schedule"] = p.schedule;
+  j["micro_batches"] = p.micro_batches;
+  j["virtual_stages"] = p.virtual_stages;
+  j["precision"] = p.precision;
+  j["world"] = p.world;
+  j["step_s"] = p.step_s;
+  j["pipeline_s"] = p.pipeline_s;
+  j["zero_s"] = p.zero_s;
+  j["optimizer_s"] = p.optimizer_s;
+  j["tokens_per_s"] = p.tokens_per_s;
+  j["mfu"] = p.mfu;
+  j["bubble_fraction"] = p.bubble_fraction;
+  j["exposed_comm_s"] = p.exposed_comm_s;
+  j["training_flops_per_token"] = p.training_flops_per_token;
+  j["peak_memory_gib"] = p.peak_memory_gib;
+  j["peak_memory_rank"] = p.peak_memory_rank;
+  j["device_memory_gib"] = p.device_memory_gib;
+  j["fits"] = p.fits;
+  j["verdict"] = p.verdict;
+  j["gpu_hours_per_trillion_tokens"] = p.gpu_hours_per_trillion_tokens;
+  j["days_per_trillion_tokens"] = p.days_per_trillion_tokens;
+  j["notes"] = p.notes;
+  return j.dump();
+}
+
+}  // namespace tessera::cluster

@@ -1,0 +1,86 @@
+// The planner: what a recipe's layout costs on a cluster (cluster_spec.h) before a device is spent.
+//
+// Memory per rank is the trainer's own allocation plan (trainer/memory_plan.h, what --dry-run
+// prints). Time: every model chunk's forward, input-gradient and weight-gradient work per
+// micro-batch is priced from its GEMM shapes (trainer/flop_count.h) at the cluster's measured
+// GEMM throughput of the nearest shape (or the peak), the attention core likewise, element-wise
+// passes as memory traffic at device.memory_gbs; MoE layers add a dispatch and a combine
+// all-to-all each way (balanced routing; node-limited fan-out across nodes); the schedule's own
+// instruction lists are then replayed (parallel/schedule_cost.h) with per-stage costs and the
+// pipeline messages' transfer times: an FB pair takes max(compute, communication) of its two
+// halves when parallel.overlap is on (the interleaving hides each half's exchanges behind the
+// other's compute), their sum otherwise. After the pipeline: the ZeRO-1 gradient reduce-scatter's
+// last bucket (the rest overlaps the backward), the optimizer step (memory traffic) and the
+// parameter all-gather (ring formulas over the data and expert-data groups).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cluster/cluster_spec.h"
+#include "parallel/schedule.h"
+#include "parallel/schedule_cost.h"
+#include "trainer/memory_plan.h"
+#include "trainer/recipe.h"
+
+namespace tessera::cluster {
+
+// Seconds per micro-batch of one model chunk on one stage.
+struct ChunkCost {
+  int stage = 0, chunk = 0;
+  std::string layers;  // "layers 0-3 + embedding", for the report
+  double forward = 0, backward_input = 0, backward_weight = 0;  // compute
+  double forward_comm = 0, backward_comm = 0;                   // expert all-to-all, exposed alone
+};
+
+struct Plan {
+  std::string recipe, cluster;
+  std::string precision, schedule;
+  int pp = 1, dp = 1, ep = 1, micro_batches = 1, virtual_stages = 1, world = 1;
+  int64_t tokens_per_step = 0;
+  double training_flops_per_token = 0;
+
+  // Time.
+  double step_s = 0;            // pipeline + after-pipeline work
+  double pipeline_s = 0;        // the replayed schedule's makespan
+  double bubble_fraction = 0;   // of the pipeline: stage-time idle (waits and exposed transfers)
+  double exposed_comm_s = 0;    // communication the critical stage waits for (all-to-all not
+                                // hidden by an FB pair, pipeline transfers, ZeRO tail)
+  double optimizer_s = 0;       // AdamW over this rank's shards
+  double zero_s = 0;            // exposed reduce-scatter tail + parameter all-gather
+  double tokens_per_s = 0;
+  double mfu = 0;               // training FLOPs per second / (world x peak at the precision)
+  double gpu_hours_per_trillion_tokens = 0;
+  double days_per_trillion_tokens = 0;
+  std::vector<ChunkCost> chunks;
+
+  // Memory (the trainer's allocation plan).
+  std::vector<trainer::RankMemory> memory;
+  double peak_memory_gib = 0;
+  int peak_memory_rank = 0;
+  double device_memory_gib = 0;
+  bool fits = true;
+  std::string verdict;  // "fits: ..." or "does not fit: ..." naming the rank and the largest term
+
+  // Assumptions worth a user's attention (GEMMs at the peak for want of measurements, ...).
+  std::vector<std::string> notes;
+
+  parallel::Schedule schedule_lists;
+  parallel::SimulatedRun run;
+};
+
+struct PlanOptions {
+  // Plan the memory of one rank per stage (all ranks of a stage plan alike): Plan::memory then
+  // holds pp entries. For the search, where large worlds make the full plan slow.
+  bool memory_per_stage = false;
+};
+
+// Throws trainer::RecipeError (the layout cannot run) or ClusterSpecError (the recipe needs more
+// devices than the cluster has).
+Plan make_plan(const trainer::Recipe& recipe, const ClusterSpec& cluster,
+               const PlanOptions& options = {});
+
+std::string format_plan(const Plan& plan);  // the human report
+std::string plan_json(const Plan& plan);    // one JSON object (plan_command's --json)
+
+}  // namespace tessera::cluster

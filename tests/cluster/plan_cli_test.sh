@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `tessera plan` from the command line: the report, --json's keys, --trace, --search, and clear
+# errors (exit 2) naming the option, key or file. Usage: plan_cli_test.sh TESSERA SOURCE_DIR WORKDIR
+set -uo pipefail
+tessera=$1 src=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+py=${TESSERA_PYTHON:-python3}
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+tiny="$src/recipes/tiny-moe.yaml" h800="$src/recipes/clusters/h800.yaml"
+
+out=$("$tessera" plan --help 2>&1) || fail "--help exited $?"
+grep -q -- "--cluster" <<<"$out" || fail "--help does not mention --cluster"
+grep -q -- "--search" <<<"$out" || fail "--help does not mention --search"
+
+out=$("$tessera" plan "$tiny" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q -- "--cluster FILE is required" <<<"$out" || fail "missing --cluster: exit $rc: $out"
+
+printf 'name: x\nnodes: 1\ngpus_per_node: 2\ndevice: {name: d, colour: red}\n' >"$work/bad.yaml"
+out=$("$tessera" plan "$tiny" --cluster "$work/bad.yaml" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "bad.yaml: device.colour: unknown key\|bad.yaml: device.peak_tflops: required" <<<"$out" \
+  || fail "bad cluster file: exit $rc: $out"
+
+out=$("$tessera" plan "$tiny" --cluster "$h800" --set parallel.dpp=2 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "parallel.dpp" <<<"$out" || fail "bad --set key: exit $rc: $out"
+
+out=$("$tessera" plan "$tiny" --cluster "$h800" 2>&1) || fail "report exited $?: $out"
+grep -q "^step .* s (pipeline" <<<"$out" && grep -q "^memory: fits: rank 0 needs" <<<"$out" \
+  || fail "report lacks the step or memory lines: $out"
+
+# --json: one object with the issue's keys; a V3 fp8 plan (dualpipe on 2,048 H800) among them.
+"$tessera" plan "$src/recipes/deepseek-v3-671b.yaml" --cluster "$h800" --set precision.compute=fp8 \
+  --json >"$work/v3.json" 2>"$work/v3.err" || fail "V3 plan exited $?: $(cat "$work/v3.err")"
+"$py" - "$work/v3.json" <<'PY' || fail "V3 --json"
+import json, sys
+j = json.load(open(sys.argv[1]))
+for k in ("step_s", "tokens_per_s", "mfu", "bubble_fraction", "exposed_comm_s", "peak_memory_gib",
+          "gpu_hours_per_trillion_tokens", "fits", "verdict"):
+    assert k in j, k
+assert j["world"] == 2048 and j["schedule"] == "dualpipe" and j["precision"] == "fp8", j
+assert 0 < j["mfu"] < 1 and 0 <= j["bubble_fraction"] < 1, j
+# GPU-hours per trillion tokens follow from tokens/s and the world, whatever the model predicts.
+assert abs(j["gpu_hours_per_trillion_tokens"] - 2048 * 1e12 / j["tokens_per_s"] / 3600) < 1e-6 * j["gpu_hours_per_trillion_tokens"]
+PY
+
+# --trace: the trainer's Chrome trace format, one process per stage, every F of every micro-batch.
+"$tessera" plan "$tiny" --cluster "$h800" --set model.n_layers=4 --set parallel.pp=2 \
+  --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --trace "$work/t.json" \
+  >/dev/null 2>&1 || fail "--trace exited $?"
+"$py" - "$work/t.json" <<'PY' || fail "--trace file"
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+x = [e for e in ev if e["ph"] == "X"]
+assert {e["pid"] for e in x} == {0, 2}, {e["pid"] for e in x}   # stage s's first rank: s * dp
+for pid in (0, 2):
+    assert sorted(e["args"]["micro_batch"] for e in x if e["pid"] == pid and e["name"].startswith("F")) == [0, 1, 2, 3]
+PY
+
+out=$("$tessera" plan "$tiny" --cluster "$h800" --search --world 4 --top 3 2>/dev/null) || fail "--search exited $?"
+grep -q "layouts considered" <<<"$out" && grep -q "^best: tessera plan" <<<"$out" || fail "--search: $out"
+
+out=$("$tessera" plan "$tiny" --cluster "$work/../bad-missing.yaml" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "cannot open cluster file" <<<"$out" || fail "missing cluster file: exit $rc: $out"
+
+[ "$failures" -eq 0 ] && echo "plan CLI: all passed"
+exit "$failures"

@@ -1,0 +1,177 @@
+// The planner: the cluster file's loader, and predictions checked against sums written here from
+// the same pricing rules (cluster/plan.h) on clusters whose numbers make the arithmetic plain.
+#include "cluster/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "trainer/flop_count.h"
+#include "trainer/memory_plan.h"
+
+namespace tessera::cluster {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path source_dir() {
+  if (const char* src = std::getenv("TESSERA_SOURCE_DIR")) return fs::path(src);
+  return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const fs::path p = fs::temp_directory_path() / ("tessera_plan_test_" + name);
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+std::string load_error(const std::string& text) {
+  try {
+    load_cluster_spec(write_temp("bad.yaml", text));
+  } catch (const ClusterSpecError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+constexpr const char* kSmall =
+    "name: test\nnodes: 1\ngpus_per_node: 8\n"
+    "device: {name: dev, kind: cpu, peak_tflops: {fp32: 1, bf16: 2, fp8: 4}, memory_gib: 16,\n"
+    "         memory_gbs: 1.0e+9}\n"
+    "network: {intra_node_gbs: 1.0e+9, inter_node_gbs: 1.0e+9, intra_node_latency_us: 0,\n"
+    "          inter_node_latency_us: 0}\n";
+
+TEST(ClusterSpec, ShippedClustersLoad) {
+  for (const char* name : {"h800.yaml", "h100.yaml"}) {
+    const ClusterSpec c = load_cluster_spec((source_dir() / "recipes/clusters" / name).string());
+    EXPECT_EQ(c.gpus_per_node, 8);
+    EXPECT_DOUBLE_EQ(c.device.peak_tflops("bf16"), 989);
+    EXPECT_DOUBLE_EQ(c.device.peak_tflops("fp8"), 1979);
+    EXPECT_FALSE(c.device.gemm.empty());
+  }
+  EXPECT_EQ(load_cluster_spec((source_dir() / "recipes/clusters/h800.yaml").string()).devices(),
+            2048);
+}
+
+TEST(ClusterSpec, ErrorsNameTheKey) {
+  EXPECT_NE(load_error("name: x\nnodes: 1\n").find("gpus_per_node: required"), std::string::npos);
+  std::string bad = kSmall;
+  bad.replace(bad.find("memory_gib: 16"), 14, "memory_gib: -1");
+  EXPECT_NE(load_error(bad).find("device.memory_gib: must be a finite number > 0, got -1"),
+            std::string::npos)
+      << load_error(bad);
+  bad = std::string(kSmall) + "colour: blue\n";
+  EXPECT_NE(load_error(bad).find("colour: unknown key"), std::string::npos);
+  bad = kSmall;
+  bad.replace(bad.find("kind: cpu"), 9, "kind: tpu");
+  EXPECT_NE(load_error(bad).find("device.kind: must be cpu | gpu, got 'tpu'"), std::string::npos)
+      << load_error(bad);
+  bad = std::string(kSmall);
+  bad.replace(bad.find("memory_gib"), 0, "gemm: [{precision: fp16, m: 1, n: 1, k: 1, tflops: 1}], ");
+  EXPECT_NE(load_error(bad).find("device.gemm[0].precision: must be bf16 | fp32 | fp8"),
+            std::string::npos)
+      << load_error(bad);
+  EXPECT_NE(load_error("a: [").find("YAML syntax error"), std::string::npos);
+}
+
+TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
+  ClusterSpec c = load_cluster_spec((source_dir() / "recipes/clusters/h800.yaml").string());
+  c.device.attention.push_back({256, 32, 0.5, 0.25});
+  c.network.all_to_all.push_back({4, 1 << 20, 2.5});
+  const ClusterSpec back = load_cluster_spec(write_temp("back.yaml", cluster_spec_to_yaml(c, {"x"})));
+  EXPECT_EQ(back.name, c.name);
+  EXPECT_EQ(back.device.name, c.device.name);
+  ASSERT_EQ(back.device.gemm.size(), c.device.gemm.size());
+  EXPECT_EQ(back.device.gemm[3].n, c.device.gemm[3].n);
+  EXPECT_DOUBLE_EQ(back.device.gemm[3].tflops, c.device.gemm[3].tflops);
+  EXPECT_DOUBLE_EQ(back.device.attention[0].backward_tflops, 0.25);
+  EXPECT_EQ(back.network.all_to_all[0].bytes_per_rank, 1 << 20);
+  EXPECT_DOUBLE_EQ(back.network.inter_node_gbs, 50);
+}
+
+trainer::Recipe tiny(const std::vector<std::string>& overrides) {
+  return trainer::load_recipe((source_dir() / "recipes/tiny-moe.yaml").string(), overrides);
+}
+
+// One process, one micro-batch: the step is the chunk's forward + backward + optimizer, and the
+// forward is the model's GEMM FLOPs at the fp32 peak (memory and links made ~free).
+TEST(Plan, OneProcessIsTheSumOfItsGemmsAtThePeak) {
+  const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r =
+      tiny({"parallel.pp=1", "parallel.dp=1", "parallel.ep=1", "parallel.micro_batches=1",
+            "parallel.schedule=gpipe"});
+  const Plan p = make_plan(r, c);
+  ASSERT_EQ(p.chunks.size(), 1u);
+  const double tokens = static_cast<double>(r.train.global_batch * r.train.seq_len);
+  const trainer::FlopsPerToken f = trainer::flops_per_token(r.model, r.train.seq_len);
+  // Attention runs at its GEMM rate, the peak here too; element-wise traffic is ~0 at 1e9 GB/s.
+  EXPECT_NEAR(p.chunks[0].forward, f.forward * tokens / 1e12, 1e-6 * p.chunks[0].forward);
+  EXPECT_NEAR(p.chunks[0].backward_input + p.chunks[0].backward_weight,
+              2 * f.forward * tokens / 1e12, 1e-6 * p.chunks[0].forward);
+  EXPECT_DOUBLE_EQ(p.pipeline_s, p.chunks[0].forward + p.chunks[0].backward_input +
+                                     p.chunks[0].backward_weight);
+  EXPECT_DOUBLE_EQ(p.bubble_fraction, 0.0);
+  EXPECT_DOUBLE_EQ(p.zero_s, 0.0);
+  EXPECT_NEAR(p.mfu, f.training * tokens / p.step_s / 1e12, 1e-12);
+  EXPECT_GT(p.mfu, 0.99);  // all compute, at the peak: only the optimizer's ~0 s beside it
+  EXPECT_FALSE(p.notes.empty());  // "fp32 GEMMs at the device's peak ..."
+  // Memory is the trainer's own plan.
+  const auto memory = trainer::plan_memory(r, kernels::Device::kCPU);
+  EXPECT_DOUBLE_EQ(p.peak_memory_gib, memory[0].total() / 1024.0 / 1024.0 / 1024.0);
+  EXPECT_TRUE(p.fits);
+}
+
+// Measured GEMM points: the nearest shape's rate prices every GEMM; a precision's peak prices
+// nothing once it has points.
+TEST(Plan, MeasuredGemmPointsPriceTheGemms) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=1", "parallel.ep=1",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  const Plan at_peak = make_plan(r, c);
+  for (const std::string layout : {"nt", "nn", "tn"}) {
+    c.device.gemm.push_back({"fp32", layout, 1, 1, 1, 0.5});  // half the peak, whatever the shape
+  }
+  c.device.attention.push_back({r.train.seq_len, 16, 0.5, 0.5});
+  const Plan half = make_plan(r, c);
+  EXPECT_NEAR(half.chunks[0].forward, 2 * at_peak.chunks[0].forward, 1e-6 * half.chunks[0].forward);
+  EXPECT_NEAR(half.mfu, at_peak.mfu / 2, 1e-3);
+  for (const std::string& n : half.notes) EXPECT_EQ(n.find("fp32 GEMMs at the device's peak"), std::string::npos) << n;
+}
+
+// Pipeline stages exchange activations over the link; an FB pair overlaps its all-to-alls.
+TEST(Plan, PipelineAndOverlap) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  c.network.intra_node_gbs = 1e-3;  // 1 MB/s: transfers dominate
+  const trainer::Recipe r = tiny({"model.n_layers=4", "parallel.pp=2", "parallel.dp=2",
+                                  "parallel.ep=2", "parallel.micro_batches=4",
+                                  "parallel.schedule=dualpipev"});
+  const Plan overlapped = make_plan(r, c);
+  const Plan serial = make_plan(tiny({"model.n_layers=4", "parallel.pp=2", "parallel.dp=2", "parallel.ep=2",
+                                      "parallel.micro_batches=4", "parallel.schedule=dualpipev",
+                                      "parallel.overlap=false"}),
+                                c);
+  double comm = 0.0;  // layer 0 is dense; the MoE layers' chunks exchange rows
+  for (const ChunkCost& chunk : overlapped.chunks) comm += chunk.forward_comm + chunk.backward_comm;
+  EXPECT_GT(comm, 0.0);
+  EXPECT_LT(overlapped.step_s, serial.step_s);
+  EXPECT_LT(overlapped.exposed_comm_s, serial.exposed_comm_s);
+  EXPECT_GT(overlapped.bubble_fraction, 0.0);
+  EXPECT_EQ(overlapped.world, 4);
+}
+
+TEST(Plan, RefusesMoreRanksThanDevices) {
+  const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));  // 8 devices
+  try {
+    make_plan(tiny({"model.n_layers=4", "parallel.pp=4", "parallel.dp=4", "parallel.ep=4", "parallel.micro_batches=4",
+                    "train.global_batch=16"}),
+              c);
+    FAIL() << "expected ClusterSpecError";
+  } catch (const ClusterSpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("16 ranks"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tessera::cluster

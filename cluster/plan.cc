@@ -6,12 +6,16 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
+#include "cluster/plan_pieces.h"
 #include "parallel/rank_grid.h"
 #include "parallel/schedule_registry.h"
 #include "trainer/flop_count.h"
+#include "trainer/layers/moe_block.h"
 #include "trainer/model.h"
 #include "trainer/parallel_layout.h"
 
@@ -94,12 +98,15 @@ class Pricing {
 
   // One all-to-all over an EP group of `ranks` (`nodes` nodes): every rank sends `rows` rows of
   // `row_bytes`; balanced routing sends (ranks - 1) / ranks of them off the rank. Across nodes a
-  // row crosses to at most `nodes_per_row` other nodes (node-limited routing / node-aware dispatch)
-  // and fans out inside them.
-  double all_to_all(double rows, double row_bytes, int ranks, int nodes, double rows_fanout,
-                    double nodes_per_row) const {
-    if (ranks <= 1 || rows <= 0) return 0.0;
-    const double off_rank = rows * row_bytes * (ranks - 1) / ranks;
+  // row crosses to at most `nodes_per_row` other nodes and fans out inside them: `flat` is one
+  // exchange doing both (the slower link sets its time), `across` and `within` the two hops of
+  // node-aware dispatch, each its own exchange.
+  struct AllToAll {
+    double flat = 0, across = 0, within = 0;
+  };
+  AllToAll all_to_all(double rows, double row_bytes, int ranks, int nodes, double rows_fanout,
+                      double nodes_per_row) const {
+    if (ranks <= 1 || rows <= 0) return {};
     if (!c_.network.all_to_all.empty()) {  // measured: bytes_per_rank counts the own slice too
       const double all = rows * row_bytes;
       const AllToAllPoint* best = nullptr;
@@ -112,15 +119,26 @@ class Pricing {
         notes_.insert("all-to-all over " + std::to_string(ranks) +
                       " ranks priced at the measured " + std::to_string(best->ranks) + "-rank rate");
       }
-      return all / (best->gbs * 1e9);
+      const double t = all / (best->gbs * 1e9);
+      return {t, t, 0.0};
     }
     const NetworkSpec& n = c_.network;
-    if (nodes <= 1) return n.intra_node_latency_us * 1e-6 + off_rank / (n.intra_node_gbs * 1e9);
+    const double off_rank = rows * row_bytes * (ranks - 1) / ranks;
+    if (nodes <= 1) {
+      const double t = n.intra_node_latency_us * 1e-6 + off_rank / (n.intra_node_gbs * 1e9);
+      return {t, t, 0.0};
+    }
     const double per_node = static_cast<double>(ranks) / nodes;
     const double cross = rows / rows_fanout * nodes_per_row * (nodes - 1) / nodes * row_bytes;
     const double within = rows * row_bytes * (per_node - 1) / per_node;
-    return n.inter_node_latency_us * 1e-6 +
-           std::max(cross / (n.inter_node_gbs * 1e9), within / (n.intra_node_gbs * 1e9));
+    const double across_s = n.inter_node_latency_us * 1e-6 + cross / (n.inter_node_gbs * 1e9);
+    const double within_s = n.intra_node_latency_us * 1e-6 + within / (n.intra_node_gbs * 1e9);
+    return {std::max(across_s, within_s), across_s, within_s};
+  }
+
+  double latency(bool across_nodes) const {
+    return (across_nodes ? c_.network.inter_node_latency_us : c_.network.intra_node_latency_us) *
+           1e-6;
   }
 
   // Ring reduce-scatter or all-gather of `bytes` (the whole buffer) over `ranks`.
@@ -143,12 +161,26 @@ class Pricing {
   std::set<std::string>& notes_;
 };
 
-// Adds one compute unit's work on `tokens` tokens to `cost`.
-void price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens, const Pricing& price,
-                const WireBytes& wire, int ep_nodes, ChunkCost& cost) {
+// Where a linear map's work goes (plan_pieces.h's kinds), by its parameter name.
+PhaseCost& kind_of(const LinearShape& l, UnitCost& u, PhaseCost& glue) {
+  auto has = [&](const char* part) { return l.name.find(part) != std::string::npos; };
+  if (l.routed_expert) return u.experts;
+  if (has(".attn.")) return u.attention;
+  if (has(".moe.gate")) return u.router;
+  if (has(".moe.shared.")) return u.shared;
+  if (has(".ffn.")) return u.ffn;
+  return glue;  // the head, MTP's eh_proj and its pass through the shared head
+}
+
+// One compute unit's work on `tokens` tokens; what belongs to no block (head, MTP's projection)
+// goes to `glue`.
+UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens,
+                    const Pricing& price, const WireBytes& wire, int ep_nodes, bool node_aware,
+                    PhaseCost& glue) {
   const trainer::ModelConfig& m = r.model;
   const std::string& precision = r.precision.compute;
   const int ep = static_cast<int>(r.parallel.ep);
+  UnitCost cost;
   // What V3 keeps in higher precision (head, router gate, attention core) runs in bf16 on the
   // tensor cores once the blocks are below fp32; fp32 recipes run everything in fp32.
   const std::string higher = precision == "fp32" ? "fp32" : "bf16";
@@ -158,28 +190,39 @@ void price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens, c
     // peer's rows for them (balanced: tokens x top_k / n_experts x ep each).
     const double count = l.routed_expert ? static_cast<double>(l.count) / ep : l.count;
     const double rows = tokens * l.rows_per_token * (l.routed_expert ? ep : 1);
-    cost.forward += count * price.gemm(p, "nt", rows, l.out, l.in);
-    cost.backward_input += count * price.gemm(p, "nn", rows, l.in, l.out);
-    cost.backward_weight += count * price.gemm(p, "tn", l.out, l.in, rows);
+    PhaseCost& k = kind_of(l, cost, glue);
+    k.f += count * price.gemm(p, "nt", rows, l.out, l.in);
+    k.b += count * price.gemm(p, "nn", rows, l.in, l.out);
+    k.w += count * price.gemm(p, "tn", l.out, l.in, rows);
   }
-  cost.forward += price.attention(u.attention, r.train.seq_len, tokens, higher, false);
-  cost.backward_input += price.attention(u.attention, r.train.seq_len, tokens, higher, true);
+  cost.attention.f += price.attention(u.attention, r.train.seq_len, tokens, higher, false);
+  cost.attention.b += price.attention(u.attention, r.train.seq_len, tokens, higher, true);
 
   // Element-wise passes, fp32 values read + written per token (the trainer's activations are
-  // fp32): 2 RMSNorms, 2 residual adds, RoPE on q and k, SwiGLU over the hidden width; MoE adds
-  // the router (scores, top-k) and the permute / unpermute of top_k rows. The backward touches
-  // about twice as much.
+  // fp32); the backward touches about twice as much. Attention: its norm, RoPE on q and k, the
+  // residual add. FFN: its norm, SwiGLU over the hidden width, the residual add; MoE splits them
+  // over the router (norm, scores, top-k), the shared and routed experts' SwiGLU, and the
+  // permute / unpermute of top_k rows with the residual.
+  auto traffic = [&](PhaseCost& k, double values) {
+    k.f += price.traffic(4.0 * values * tokens);
+    k.b += price.traffic(8.0 * values * tokens);
+  };
   if (u.attention.heads > 0) {
     const double rope = m.attention == "mla" ? m.qk_rope_head_dim : u.attention.qk_dim;
-    double values = 2 * 2 * u.dim + 2 * 3 * u.dim + 2 * 2 * u.attention.heads * rope + 3 * u.hidden;
-    if (u.moe) values += 4 * m.n_experts + 2 * u.top_k * u.dim + (u.top_k + 1) * u.dim;
-    cost.forward += price.traffic(4.0 * values * tokens);
-    cost.backward_input += price.traffic(8.0 * values * tokens);
+    traffic(cost.attention, 2 * u.dim + 3 * u.dim + 2 * 2 * u.attention.heads * rope);
+    if (u.moe) {
+      traffic(cost.router, 2 * u.dim + 4 * m.n_experts);
+      traffic(cost.shared, 3 * m.n_shared_experts * m.moe_inter_dim);
+      traffic(cost.experts, 3 * u.top_k * m.moe_inter_dim);
+      traffic(cost.permute, 2 * u.top_k * u.dim + (u.top_k + 1) * u.dim + 3 * u.dim);
+    } else {
+      traffic(cost.ffn, 2 * u.dim + 3 * u.hidden + 3 * u.dim);
+    }
   }
   if (u.name == "head") {  // final norm, logits, softmax cross-entropy
     const double values = 2 * u.dim + 3 * m.vocab_size;
-    cost.forward += price.traffic(4.0 * values * tokens);
-    cost.backward_input += price.traffic(8.0 * values * tokens);
+    glue.f += price.traffic(4.0 * values * tokens);
+    glue.b += price.traffic(8.0 * values * tokens);
   }
   if (u.moe && ep > 1) {
     const double rows = tokens * m.top_k;
@@ -194,9 +237,17 @@ void price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens, c
       return price.all_to_all(rows, row * bytes, ep, ep_nodes, static_cast<double>(m.top_k),
                               nodes_per_row);
     };
-    cost.forward_comm += a2a(wire.dispatch) + a2a(wire.combine);
-    cost.backward_comm += 2.0 * a2a(wire.backward);
+    const Pricing::AllToAll d = a2a(wire.dispatch), c = a2a(wire.combine), b = a2a(wire.backward);
+    if (node_aware) {
+      cost.dispatch = d.across, cost.combine = c.across, cost.backward = b.across;
+      cost.dispatch_within = d.within, cost.combine_within = c.within;
+      cost.backward_within = b.within;
+    } else {
+      cost.dispatch = d.flat, cost.combine = c.flat, cost.backward = b.flat;
+    }
+    cost.small = price.latency(ep_nodes > 1);
   }
+  return cost;
 }
 
 std::string layer_range(const trainer::ModelChunkSpec& s) {
@@ -291,63 +342,101 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                         static_cast<double>(recipe.train.seq_len);
   const int per_node = static_cast<int>(cluster.gpus_per_node);
   const int ep_nodes = std::max(1, (plan.ep + per_node - 1) / per_node);
-  std::vector<std::vector<ChunkCost>> costs(static_cast<size_t>(plan.pp));
+  // Every (stage, chunk): its blocks (their pieces, with this rank's node-aware dispatch, as the
+  // trainer builds them), each unit's work, the glue; then its instructions timed.
+  std::vector<std::unique_ptr<trainer::Model>> models;
+  std::vector<std::vector<ChunkWork>> work(static_cast<size_t>(plan.pp));
   for (int s = 0; s < plan.pp; ++s) {
+    const int rank = s * plan.dp;  // stage-major: the stage's first replica
     const trainer::ModelPart part = trainer::recipe_model_part(recipe, s, plan.ep, 0);
+    models.push_back(trainer::Model::Describe(recipe.model, part));
+    trainer::Model& model = *models.back();
+    const trainer::NodeDispatch nodes = trainer::recipe_node_dispatch(recipe, grid, rank);
+    for (trainer::MoeBlock* moe : model.moe_blocks()) {
+      moe->set_nodes(nodes.ep_ranks_per_node, nodes.node_aware);
+    }
     for (size_t c = 0; c < part.chunks.size(); ++c) {
       const trainer::ModelChunkSpec& cs = part.chunks[c];
-      ChunkCost cost;
-      cost.stage = s;
-      cost.chunk = static_cast<int>(c);
-      cost.layers = layer_range(cs);
+      ChunkWork w;
+      w.blocks = model.chunk_blocks(static_cast<int>(c));
       for (int l = cs.first_layer; l < cs.end_layer; ++l) {
-        price_unit(compute.layers[static_cast<size_t>(l)], recipe, tokens, price, wire, ep_nodes,
-                   cost);
+        w.units.push_back(price_unit(compute.layers[static_cast<size_t>(l)], recipe, tokens, price,
+                                     wire, ep_nodes, nodes.node_aware, w.head));
       }
       if (cs.embedding) {  // the lookup, and its gradient scattered back
-        cost.forward += price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
-        cost.backward_weight += price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
+        w.embedding.f = price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
+        w.embedding.w = price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
       }
       if (cs.head) {
-        price_unit(compute.head, recipe, tokens, price, wire, ep_nodes, cost);
+        price_unit(compute.head, recipe, tokens, price, wire, ep_nodes, nodes.node_aware, w.head);
         for (const ComputeUnit& u : compute.mtp) {
-          price_unit(u, recipe, tokens, price, wire, ep_nodes, cost);
+          w.units.push_back(
+              price_unit(u, recipe, tokens, price, wire, ep_nodes, nodes.node_aware, w.head));
         }
       }
-      costs[static_cast<size_t>(s)].push_back(cost);
-      plan.chunks.push_back(cost);
+      if (w.blocks.size() != 2 * w.units.size()) {
+        throw std::logic_error("planner: stage " + std::to_string(s) + " chunk " +
+                               std::to_string(c) + " has " + std::to_string(w.blocks.size()) +
+                               " blocks for " + std::to_string(w.units.size()) + " layers");
+      }
+      work[static_cast<size_t>(s)].push_back(std::move(w));
     }
   }
 
+  // Each instruction's time on its stage, by running the trainer's step policy on a clock
+  // (plan_pieces.h); cached, as the lists repeat them per micro-batch.
   const bool overlap = par.overlap;
-  auto chunk = [&](int s, int c) -> const ChunkCost& {
-    return costs[static_cast<size_t>(s)][static_cast<size_t>(c)];
+  struct ChunkTimes {
+    Timed forward, backward_input, backward_weight, backward;
   };
-  // Compute and communication of one instruction; the time it takes is compute + comm, except an
-  // overlapped FB pair: max of the two.
-  struct Split {
-    double compute = 0, comm = 0;
-  };
-  auto split = [&](int s, const parallel::Instruction& inst) -> Split {
+  std::vector<std::vector<ChunkTimes>> times(static_cast<size_t>(plan.pp));
+  for (int s = 0; s < plan.pp; ++s) {
+    for (size_t c = 0; c < work[static_cast<size_t>(s)].size(); ++c) {
+      const ChunkWork& w = work[static_cast<size_t>(s)][c];
+      ChunkTimes t{time_forward(w), time_backward_input(w), time_backward_weight(w),
+                   time_backward(w)};
+      times[static_cast<size_t>(s)].push_back(t);
+      ChunkCost cost;
+      cost.stage = s;
+      cost.chunk = static_cast<int>(c);
+      cost.layers = layer_range(trainer::recipe_model_part(recipe, s, plan.ep, 0).chunks[c]);
+      cost.forward = t.forward.compute;
+      cost.backward_input = t.backward_input.compute;
+      cost.backward_weight = t.backward_weight.compute;
+      cost.forward_comm = t.forward.comm;
+      cost.backward_comm = t.backward_input.comm;
+      plan.chunks.push_back(cost);
+    }
+  }
+  std::map<std::tuple<int, int, int>, Timed> pairs;
+  auto timed = [&](int s, const parallel::Instruction& inst) -> Timed {
     using parallel::Op;
-    const ChunkCost& f = chunk(s, inst.chunk);
+    const ChunkTimes& t = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk)];
     switch (inst.op) {
-      case Op::kForward: return {f.forward, f.forward_comm};
-      case Op::kBackward: return {f.backward_input + f.backward_weight, f.backward_comm};
-      case Op::kBackwardInput: return {f.backward_input, f.backward_comm};
-      case Op::kBackwardWeight: return {f.backward_weight, 0.0};
+      case Op::kForward: return t.forward;
+      case Op::kBackward: return t.backward;
+      case Op::kBackwardInput: return t.backward_input;
+      case Op::kBackwardWeight: return t.backward_weight;
       case Op::kForwardBackward: {
-        const ChunkCost& b = chunk(s, inst.chunk_b);
-        return {f.forward + b.backward_input + b.backward_weight, f.forward_comm + b.backward_comm};
+        const ChunkTimes& b = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)];
+        if (!overlap) {  // F, then the full backward
+          return {t.forward.seconds + b.backward.seconds, t.forward.waited + b.backward.waited,
+                  t.forward.compute + b.backward.compute, t.forward.comm + b.backward.comm};
+        }
+        const auto key = std::make_tuple(s, inst.chunk, inst.chunk_b);
+        auto it = pairs.find(key);
+        if (it == pairs.end()) {
+          const auto& ws = work[static_cast<size_t>(s)];
+          it = pairs.emplace(key, time_forward_backward(ws[static_cast<size_t>(inst.chunk)],
+                                                        ws[static_cast<size_t>(inst.chunk_b)]))
+                   .first;
+        }
+        return it->second;
       }
       default: return {};
     }
   };
-  auto duration = [&](int s, const parallel::Instruction& inst) {
-    const Split x = split(s, inst);
-    return inst.op == parallel::Op::kForwardBackward && overlap ? std::max(x.compute, x.comm)
-                                                                : x.compute + x.comm;
-  };
+  auto duration = [&](int s, const parallel::Instruction& inst) { return timed(s, inst).seconds; };
   const double boundary_bytes = tokens * static_cast<double>(recipe.model.dim) * wire.pipeline;
   auto transfer = [&](int s, const parallel::Instruction& send) {
     // Stage-major ranks: stage s's first replica is rank s * dp.
@@ -359,16 +448,12 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   plan.pipeline_s = plan.run.makespan;
   plan.bubble_fraction = plan.run.bubble_fraction;
 
-  // Exposed communication on the busiest stage: its instructions' comm not hidden by compute.
+  // Exposed communication on the busiest stage: what its compute thread waited for exchanges.
   const int busiest = static_cast<int>(
       std::max_element(plan.run.busy.begin(), plan.run.busy.end()) - plan.run.busy.begin());
   double exposed = 0.0;
   for (const parallel::Instruction& inst : plan.schedule_lists.per_stage[static_cast<size_t>(busiest)]) {
-    if (!parallel::is_compute(inst.op)) continue;
-    const Split x = split(busiest, inst);
-    exposed += inst.op == parallel::Op::kForwardBackward && overlap
-                   ? std::max(0.0, x.comm - x.compute)
-                   : x.comm;
+    if (parallel::is_compute(inst.op)) exposed += timed(busiest, inst).waited;
   }
 
   // After the pipeline: ZeRO-1 and the optimizer, per stage; the slowest stage sets the step.

@@ -5,11 +5,11 @@
 // micro-batch is priced from its GEMM shapes (trainer/flop_count.h) at the cluster's measured
 // GEMM throughput of the nearest shape (or the peak), the attention core likewise, element-wise
 // passes as memory traffic at device.memory_gbs; MoE layers add a dispatch and a combine
-// all-to-all each way (balanced routing; node-limited fan-out across nodes); the schedule's own
-// instruction lists are then replayed (parallel/schedule_cost.h) with per-stage costs and the
-// pipeline messages' transfer times: an FB pair takes max(compute, communication) of its two
-// halves when parallel.overlap is on (the interleaving hides each half's exchanges behind the
-// other's compute), their sum otherwise. After the pipeline: the ZeRO-1 gradient reduce-scatter's
+// all-to-all each way (balanced routing; node-limited fan-out across nodes). Each instruction's
+// time comes from running the trainer's own step policy over the blocks' real pieces on a virtual
+// clock (plan_pieces.h: an FB pair hides what run_overlapped's interleaving hides); the schedule's
+// instruction lists are then replayed (parallel/schedule_cost.h) with these per-stage times and
+// the pipeline messages' transfer times. After the pipeline: the ZeRO-1 gradient reduce-scatter's
 // last bucket (the rest overlaps the backward), the optimizer step (memory traffic) and the
 // parameter all-gather (ring formulas over the data and expert-data groups).
 #pragma once

@@ -167,6 +167,17 @@ void Model::CarveChunk(const Chunk& c, ChunkContext& ctx, ActivationArena& arena
   }
 }
 
+std::vector<const Block*> Model::chunk_blocks(int chunk) const {
+  const Chunk& c = chunks_.at(static_cast<size_t>(chunk));
+  std::vector<const Block*> out;
+  for (const auto& b : c.blocks) out.push_back(b.get());
+  for (const auto& m : c.mtp) {
+    out.push_back(&m->attention());
+    out.push_back(&m->ffn());
+  }
+  return out;
+}
+
 int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
                                kernels::Device device) const {
   const Chunk& c = chunks_.at(chunk);

@@ -136,6 +136,10 @@ class Model {
     return {embedding_params_.first, embedding_params_.end};
   }
   int n_chunks() const { return static_cast<int>(chunks_.size()); }
+  // The blocks of `chunk` in layer order (each layer's attention block, then its FFN block), and
+  // of its MTP modules' (after the layers, depth by depth): what the planner walks to price each
+  // piece (cluster/plan.h). Valid on a described model.
+  std::vector<const Block*> chunk_blocks(int chunk) const;
 
   // Bytes of one ChunkContext's arena for micro-batches of (batch, seq_len) on `device`.
   int64_t ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len, kernels::Device device) const;

@@ -8,4 +8,9 @@ dataset=data-cache/markov-v64-o1
 if [ ! -f "$dataset/manifest.yaml" ]; then
   build/tessera prepare synthetic --vocab 64 --order 1 --tokens 4000000 --seed 1 --out "$dataset"
 fi
-build/tessera train recipes/tiny-moe.yaml "$@"
+# Each run of this script starts the job over in runs/tiny-moe (a fresh run into a used run.dir
+# is refused without --overwrite); pass --resume auto to continue the previous one instead.
+case " $* " in
+  *" --resume"*|*" --overwrite "*) build/tessera train recipes/tiny-moe.yaml "$@" ;;
+  *) build/tessera train recipes/tiny-moe.yaml --overwrite "$@" ;;
+esac

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "data/xxhash64.h"
 #include "trainer/hdf5_io.h"
 #include "trainer/model.h"
 
@@ -70,6 +71,41 @@ std::string layout_text(const Recipe& r) {
   return s.str();
 }
 
+// trainer.yaml's last line: the XXH64 of every byte before it.
+constexpr const char* kContentChecksumKey = "content_checksum";
+
+std::string with_content_checksum(const std::string& text) {
+  return text + kContentChecksumKey + ": " +
+         data::format_checksum(data::xxh64(text.data(), text.size())) + "\n";
+}
+
+// Checks the content checksum of trainer.yaml's text; throws CheckpointDamaged naming the file.
+// Format 2 files predate it: without the line they pass unchecked.
+void check_content_checksum(const std::string& path, const std::string& text,
+                            int64_t format_version) {
+  const std::string marker = std::string("\n") + kContentChecksumKey + ":";
+  const size_t at = text.rfind(marker);
+  if (at == std::string::npos) {
+    if (format_version < 3) return;
+    throw CheckpointDamaged(path + ": no " + kContentChecksumKey +
+                            " line (format_version " + std::to_string(format_version) +
+                            " writes one last): the file was cut short or edited");
+  }
+  const std::string body = text.substr(0, at + 1);
+  std::string line = text.substr(at + marker.size());
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  while (!line.empty() && line.front() == ' ') line.erase(0, 1);
+  uint64_t want = 0;
+  if (!data::parse_checksum(line, &want)) {
+    throw CheckpointDamaged(path + ": malformed " + kContentChecksumKey + " '" + line +
+                            "' (expected xxh64:<16 hex digits> on the last line)");
+  }
+  if (data::xxh64(body.data(), body.size()) != want) {
+    throw CheckpointDamaged(path + ": " + kContentChecksumKey +
+                            " mismatch: the file was edited or damaged after it was written");
+  }
+}
+
 std::string trainer_yaml(const CheckpointMeta& meta, const Recipe& recipe,
                          const std::vector<CheckpointTensor>& tensors,
                          const std::vector<uint64_t>& checksums) {
@@ -101,7 +137,7 @@ std::string trainer_yaml(const CheckpointMeta& meta, const Recipe& recipe,
     out << YAML::Key << "metrics_line" << YAML::Value << YAML::DoubleQuoted << meta.metrics_line;
   }
   out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+  return with_content_checksum(std::string(out.c_str()) + "\n");
 }
 
 void check_mpi(int rc, const char* what) {
@@ -115,6 +151,15 @@ void agree(MPI_Comm comm, bool ok, const std::string& what, const std::string& m
   check_mpi(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm), "MPI_Allreduce");
   if (!any) return;
   throw CheckpointDamaged(ok ? what + " failed on another rank (see its log)" : mine);
+}
+
+// model.h5's step attribute against trainer.yaml's: two files of one save agree.
+void check_same_step(const H5File& file, const CheckpointInfo& info) {
+  const int64_t step = file.read_attr_i64("step");
+  if (step != info.meta.step) {
+    throw CheckpointDamaged(file.path() + " is of step " + std::to_string(step) +
+                            " but trainer.yaml says step " + std::to_string(info.meta.step));
+  }
 }
 
 }  // namespace
@@ -229,10 +274,31 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
 CheckpointInfo read_checkpoint_info(const std::string& step_dir) {
   const fs::path path = fs::path(step_dir) / "trainer.yaml";
   if (!fs::is_regular_file(path)) throw CheckpointDamaged(path.string() + ": missing");
+  std::string text;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream all;
+    all << in.rdbuf();
+    if (!in) throw CheckpointDamaged(path.string() + ": cannot read");
+    text = all.str();
+  }
   CheckpointInfo info;
+  YAML::Node y;
   try {
-    const YAML::Node y = YAML::LoadFile(path.string());
+    y = YAML::Load(text);
     info.format_version = y["format_version"].as<int64_t>();
+  } catch (const std::exception& e) {
+    throw CheckpointDamaged(path.string() + ": malformed (" + e.what() + ")");
+  }
+  if (info.format_version < kOldestCheckpointFormatVersion ||
+      info.format_version > kCheckpointFormatVersion) {
+    throw CheckpointDamaged(path.string() + ": format_version " +
+                            std::to_string(info.format_version) + ", this tessera reads " +
+                            std::to_string(kOldestCheckpointFormatVersion) + " to " +
+                            std::to_string(kCheckpointFormatVersion));
+  }
+  check_content_checksum(path.string(), text, info.format_version);
+  try {
     info.meta.step = y["step"].as<int64_t>();
     info.meta.tokens_seen = y["tokens_seen"].as<int64_t>();
     info.meta.optimizer_step = y["optimizer_step"].as<int64_t>();
@@ -251,11 +317,6 @@ CheckpointInfo read_checkpoint_info(const std::string& step_dir) {
   } catch (const std::exception& e) {
     throw CheckpointDamaged(path.string() + ": malformed (" + e.what() + ")");
   }
-  if (info.format_version != kCheckpointFormatVersion) {
-    throw CheckpointDamaged(path.string() + ": format_version " +
-                            std::to_string(info.format_version) + ", this tessera reads " +
-                            std::to_string(kCheckpointFormatVersion));
-  }
   return info;
 }
 
@@ -270,6 +331,7 @@ CheckpointMeta read_checkpoint(MPI_Comm comm, const std::string& step_dir,
   try {
     info = read_checkpoint_info(step_dir);
     H5File file(path, H5File::Mode::kReadOnly);
+    check_same_step(file, info);
     // Every rank checks every tensor's shape (metadata only), so a different model is reported
     // identically everywhere and never mistaken for damage.
     for (const CheckpointTensor& t : tensors) {
@@ -323,6 +385,11 @@ std::vector<std::string> verify_checkpoint(const std::string& step_dir) {
   try {
     const Recipe recipe = parse_recipe(info.recipe_yaml, step_dir + "/trainer.yaml");
     H5File file(path, H5File::Mode::kReadOnly);
+    try {
+      check_same_step(file, info);
+    } catch (const std::exception& e) {
+      problems.push_back(e.what());
+    }
     std::vector<float> data;
     for (const CheckpointTensor& t : checkpoint_tensors(recipe.model)) {
       try {
@@ -362,22 +429,39 @@ std::string resolve_checkpoint(const std::string& path) {
   throw std::runtime_error(path + ": not a checkpoint (no model.h5 and no 'latest' file)");
 }
 
-std::vector<std::string> resume_candidates(const std::string& checkpoints_dir) {
+std::vector<std::string> resume_candidates(const std::string& checkpoints_dir,
+                                           std::vector<std::string>* skipped) {
   const fs::path root(checkpoints_dir);
   std::vector<std::string> out;
   if (!fs::is_directory(root)) return out;
-  auto complete = [](const fs::path& dir) {
-    return fs::is_regular_file(dir / "model.h5") && fs::is_regular_file(dir / "trainer.yaml");
+  // "" when complete, else what is missing.
+  auto missing = [](const fs::path& dir) -> std::string {
+    if (!fs::is_directory(dir)) return "does not exist";
+    const bool h5 = fs::is_regular_file(dir / "model.h5");
+    const bool yaml = fs::is_regular_file(dir / "trainer.yaml");
+    if (h5 && yaml) return "";
+    if (!h5 && !yaml) return "no model.h5 and no trainer.yaml";
+    return h5 ? "no trainer.yaml" : "no model.h5";
+  };
+  auto skip = [&](const std::string& what) {
+    if (skipped) skipped->push_back(what);
   };
   std::string latest;
-  if (std::ifstream in(root / "latest"); in >> latest && complete(root / latest)) {
-    out.push_back((root / latest).string());
+  if (std::ifstream in(root / "latest"); in >> latest) {
+    if (const std::string why = missing(root / latest); why.empty()) {
+      out.push_back((root / latest).string());
+    } else {
+      skip((root / latest).string() + " (named by " + (root / "latest").string() + "): " + why);
+    }
   }
   std::vector<std::string> steps;
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string n = entry.path().filename().string();
-    if (entry.is_directory() && n.rfind("step-", 0) == 0 && n != latest && complete(entry.path())) {
+    if (!entry.is_directory() || n.rfind("step-", 0) != 0 || n == latest) continue;
+    if (const std::string why = missing(entry.path()); why.empty()) {
       steps.push_back(n);
+    } else {
+      skip(entry.path().string() + ": " + why);
     }
   }
   std::sort(steps.rbegin(), steps.rend());
@@ -386,12 +470,24 @@ std::vector<std::string> resume_candidates(const std::string& checkpoints_dir) {
 }
 
 int64_t load_checkpoint(const std::string& step_dir, ParamTable& params) {
+  const CheckpointInfo info = read_checkpoint_info(step_dir);
   H5File file((fs::path(step_dir) / "model.h5").string(), H5File::Mode::kReadOnly);
-  // HDF5 reads into host memory: a device's values go through a host copy.
+  check_same_step(file, info);
+  // HDF5 reads into host memory: a device's values go through a host copy. Every parameter here
+  // is a whole tensor (one process), so its checksum is trainer.yaml's.
+  std::string bad;
   params.update_values_on_host([&](float* values) {
-    for (const ParamDesc& d : params.descs()) file.read_f32(d.name, d.shape, values + d.offset);
+    for (const ParamDesc& d : params.descs()) {
+      file.read_f32(d.name, d.shape, values + d.offset);
+      const auto it = info.checksums.find(d.name);
+      if (it == info.checksums.end() ||
+          slice_checksum(0, values + d.offset, d.numel()) != it->second) {
+        bad += (bad.empty() ? "" : ", ") + d.name;
+      }
+    }
   });
-  return file.read_attr_i64("step");
+  if (!bad.empty()) throw CheckpointDamaged(file.path() + ": checksum mismatch in " + bad);
+  return info.meta.step;
 }
 
 }  // namespace tessera::trainer

@@ -6,7 +6,10 @@
 //                 writes only the elements it owns (its ZeRO-1 shard of each parameter region, of
 //                 the values and the moments); nothing is gathered to one rank.
 //   trainer.yaml  step, tokens seen, LR-schedule and optimizer positions, loader state, the recipe,
-//                 the layout it ran with, format version and one checksum per dataset.
+//                 the layout it ran with, format version and one checksum per dataset; its last
+//                 line, `content_checksum: xxh64:<hex>`, is the XXH64 of every byte before it, so
+//                 an edited or damaged trainer.yaml is damage like a flipped byte in model.h5.
+//                 Format 2 (before the content checksum) is still read, unchecked.
 // A checkpoint is written under a temporary name (.tmp-step-N), flushed, fsynced and renamed into
 // place; the text file `latest` then names it. A crash at any point leaves the previous complete
 // checkpoint (and maybe the new one), never a half-written directory that resume would pick.
@@ -32,7 +35,9 @@
 
 namespace tessera::trainer {
 
-constexpr int64_t kCheckpointFormatVersion = 2;
+constexpr int64_t kCheckpointFormatVersion = 3;
+// The oldest format this tessera reads: 2, whose trainer.yaml has no content_checksum.
+constexpr int64_t kOldestCheckpointFormatVersion = 2;
 // Dataset names of a parameter's AdamW moments: prefix + parameter name.
 constexpr const char* kExpAvgPrefix = "optimizer/exp_avg/";
 constexpr const char* kExpAvgSqPrefix = "optimizer/exp_avg_sq/";
@@ -91,7 +96,8 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
                              const std::vector<TensorSlice>& owned, const CheckpointMeta& meta,
                              const Recipe& recipe, int64_t keep_last);
 
-// trainer.yaml of a step directory. Throws CheckpointDamaged if it is missing or malformed.
+// trainer.yaml of a step directory. Throws CheckpointDamaged if it is missing, malformed, of an
+// unknown format_version, or (format 3) its content checksum is missing or differs.
 struct CheckpointInfo {
   CheckpointMeta meta;
   int64_t format_version = 0;
@@ -104,8 +110,9 @@ CheckpointInfo read_checkpoint_info(const std::string& step_dir);
 // Collective over `comm`: reads every slice of `reads` from step_dir/model.h5, then checks the
 // checksums of `owned` (slices pointing into the data just read; over all ranks they cover every
 // tensor once) against trainer.yaml. Every rank throws the same CheckpointDamaged if any rank
-// failed to read or any checksum differs, or std::runtime_error naming the first tensor whose
-// shape differs from `tensors` (a different model). Returns the checkpoint's meta.
+// failed to read, model.h5's step differs from trainer.yaml's or any checksum differs, or
+// std::runtime_error naming the first tensor whose shape differs from `tensors` (a different
+// model). Returns the checkpoint's meta.
 CheckpointMeta read_checkpoint(MPI_Comm comm, const std::string& step_dir,
                                const std::vector<CheckpointTensor>& tensors,
                                const std::vector<TensorSlice>& reads,
@@ -121,13 +128,17 @@ std::vector<std::string> verify_checkpoint(const std::string& step_dir);
 std::string resolve_checkpoint(const std::string& path);
 
 // The complete checkpoints (directories with model.h5 and trainer.yaml) under checkpoints_dir:
-// the one `latest` names first, then the others, newest first. Empty if there are none.
-std::vector<std::string> resume_candidates(const std::string& checkpoints_dir);
+// the one `latest` names first, then the others, newest first. Empty if there are none. When
+// `skipped` is given, it gets one line per step directory left out, naming the missing file
+// ("<dir> (named by latest): no trainer.yaml").
+std::vector<std::string> resume_candidates(const std::string& checkpoints_dir,
+                                           std::vector<std::string>* skipped = nullptr);
 
 // Loads the whole model's parameter values from a step directory, in one process (evaluation),
-// through a host copy when the model lives on a device.
-// A missing tensor or a shape mismatch is an error naming the tensor. Returns the checkpoint's
-// step.
+// through a host copy when the model lives on a device, and checks each against trainer.yaml's
+// checksum. A missing tensor or a shape mismatch is an error naming the tensor; a damaged
+// trainer.yaml, a step that differs from model.h5's or a checksum mismatch is CheckpointDamaged
+// naming the file and the datasets. Returns the checkpoint's step.
 int64_t load_checkpoint(const std::string& step_dir, ParamTable& params);
 
 }  // namespace tessera::trainer

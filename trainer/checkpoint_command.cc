@@ -1,4 +1,5 @@
-// `tessera checkpoint verify|info DIR`: check a checkpoint against its checksums, or describe it;
+// `tessera checkpoint verify|info DIR`: check a checkpoint against its checksums, or describe it
+// and check it;
 // `export` and `import` (Hugging Face checkpoints) live in hf_checkpoint_command.cc.
 #include <iostream>
 
@@ -11,9 +12,12 @@ namespace tessera::trainer {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: tessera checkpoint verify DIR   read every dataset and check it against the\n"
-    "                                       checksums of trainer.yaml (exit 1 on any problem)\n"
-    "       tessera checkpoint info DIR     print the step, the layout that wrote it and its tensors\n"
+    "Usage: tessera checkpoint verify DIR   check trainer.yaml against its content_checksum and\n"
+    "                                       every dataset against trainer.yaml's checksums, and\n"
+    "                                       model.h5's step against trainer.yaml's (exit 1 on any\n"
+    "                                       problem)\n"
+    "       tessera checkpoint info DIR     print the step, the layout that wrote it, its tensors,\n"
+    "                                       then check them as verify does (exit 1 if damaged)\n"
     "       tessera checkpoint export DIR --format hf --out OUT [--dtype bf16|fp32] [--shard-mb N]\n"
     "                                       the model as a Hugging Face DeepSeek-V3 checkpoint\n"
     "       tessera checkpoint import HF_DIR --recipe RECIPE --out DIR\n"
@@ -49,6 +53,17 @@ int info(const std::string& dir) {
   for (const CheckpointTensor& t : tensors) {
     std::cout << "    " << t.name << " " << kernels::shape_string(t.shape) << "\n";
   }
+  // A description of a damaged checkpoint must not read as a sound one.
+  const std::vector<std::string> problems = verify_checkpoint(dir);
+  for (const std::string& p : problems) std::cout << "damaged: " << p << "\n";
+  if (!problems.empty()) {
+    std::cout << dir << ": " << problems.size() << " problem(s); `tessera checkpoint verify` "
+              << "says the same\n";
+    return 1;
+  }
+  std::cout << "  checksums: ok (" << tensors.size() << " datasets"
+            << (i.format_version < 3 ? "; format 2: trainer.yaml has no content checksum)\n"
+                                     : " and trainer.yaml)\n");
   return 0;
 }
 

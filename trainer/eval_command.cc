@@ -1,11 +1,14 @@
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <iostream>
+#include <thread>
 
 #include "kernels/factory/make_backend.h"
 #include "kernels/gemm.h"
 #include "trainer/checkpoint.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
+#include "trainer/cpu_threads_check.h"
 #include "trainer/evaluate.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -19,7 +22,9 @@ int run_eval_command(const std::vector<std::string>& args) {
       "Usage: tessera eval RECIPE --checkpoint DIR --data DIR [--batches N] [--set k=v]...\n\n"
       "Mean cross-entropy of a checkpoint on the validation split of a dataset. The model shape\n"
       "comes from RECIPE; batches have train.global_batch sequences of train.seq_len tokens.\n"
-      "Progress goes to stderr; the last line on stdout is a JSON object with loss and tokens.\n\n"
+      "Progress goes to stderr; the last line on stdout is a JSON object with loss and tokens.\n"
+      "The parameters read are checked against the checkpoint's checksums: a damaged checkpoint,\n"
+      "or a loss that is not finite (NaN weights), is an error (exit 1) with no JSON line.\n\n"
       "Options");
   visible.add_options()
       ("help,h", "show this help")
@@ -47,6 +52,12 @@ int run_eval_command(const std::vector<std::string>& args) {
     return 2;
   }
   try {
+    check_cpu_threads(recipe.run.cpu_threads, std::thread::hardware_concurrency());
+  } catch (const RecipeError& e) {
+    std::cerr << "tessera eval: " << e.what() << "\n";
+    return 2;
+  }
+  try {
     kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
     const std::unique_ptr<kernels::Backend> backend = kernels::make_backend(recipe.run.device);
     Model model(recipe.model, *backend);
@@ -58,6 +69,12 @@ int run_eval_command(const std::vector<std::string>& args) {
         batches, [](int64_t done, int64_t total) {
           std::cerr << "tessera eval: batch " << done << "/" << total << "\n";
         });
+    // A NaN or infinite loss is no result (weights holding NaN, or no tokens): say so, exit 1.
+    if (!std::isfinite(r.loss)) {
+      throw std::runtime_error("the loss of " + dir + " is not finite (" + std::to_string(r.loss) +
+                               " over " + std::to_string(r.tokens) +
+                               " tokens): its weights hold NaN or Inf");
+    }
     JsonLine line;
     line.add("loss", r.loss).add("tokens", r.tokens).add("batches", r.batches)
         .add("step", step).add("checkpoint", dir);

@@ -107,8 +107,10 @@ const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
       field<&R::run, &RunConfig::dir>(
           "run.dir", "run directory: metrics.jsonl, checkpoints/, logs/", non_empty()),
+      // The upper bound stops absurd values (OpenMP crashes or never finishes a step) early;
+      // training also checks the value against the machine's cores (trainer/cpu_threads_check.h).
       field<&R::run, &RunConfig::cpu_threads>("run.cpu_threads", "BLAS/OpenMP threads per process",
-                                              at_least(1)),
+                                              between(1, 1024)),
       field<&R::run, &RunConfig::device>(
           "run.device", "compute device: cpu, or cuda (one GPU per process, by local rank)",
           one_of({"cpu", "cuda"})),

@@ -22,7 +22,8 @@ class RecipeError : public std::runtime_error {
 
 struct RunConfig {
   std::string dir = "runs/default";  // run.dir: metrics.jsonl, checkpoints/, logs/
-  int64_t cpu_threads = 1;          // run.cpu_threads: BLAS/OpenMP threads per process, >= 1
+  int64_t cpu_threads = 1;          // run.cpu_threads: BLAS/OpenMP threads per process, 1..1024
+                                    // (training: also <= 4 x the machine's hardware threads)
   std::string device = "cpu";       // run.device: cpu | cuda (one GPU per process, by local rank)
 
   friend bool operator==(const RunConfig&, const RunConfig&) = default;

@@ -8,6 +8,7 @@
 #include "trainer/commands.h"
 #include "trainer/memory_plan.h"
 #include "trainer/param_count.h"
+#include "trainer/run_dir_claim.h"
 #include "trainer/trainer.h"
 
 namespace tessera::trainer {
@@ -40,7 +41,9 @@ int run_train_command(const std::vector<std::string>& args) {
       "`tessera prepare`. Under mpirun the processes form parallel.pp pipeline stages (schedule\n"
       "parallel.schedule over parallel.micro_batches) times parallel.dp data replicas (ZeRO-1), and\n"
       "parallel.ep of the replicas split the routed experts; pp x dp must equal the number of\n"
-      "processes and ep must divide dp and model.n_experts. Any layout trains the same model.\n\n") +
+      "processes and ep must divide dp and model.n_experts. Any layout trains the same model.\n"
+      "World rank 0 holds run.dir/.tessera.lock (\"host pid\") while the run lives: a second run\n"
+      "into the same run.dir is refused (exit 1), naming the holder.\n\n") +
       schedules_help() + "Options");
   visible.add_options()
       ("help,h", "show this help")
@@ -49,6 +52,10 @@ int run_train_command(const std::vector<std::string>& args) {
       ("resume", po::value<std::string>(),
        "continue from a checkpoint: 'auto' = the newest valid one under run.dir/checkpoints "
        "(a fresh start if there is none), or a step/checkpoints/run directory")
+      ("overwrite",
+       "start over in a run.dir that holds a previous run: delete its checkpoints/, "
+       "metrics.jsonl, DONE, logs/ and trace first (without --resume or --overwrite such a "
+       "run.dir is refused, exit 2)")
       ("dry-run",
        "print the parameter counts (main model, activated per token, MTP modules, per pipeline "
        "stage) and each rank's planned device memory by kind (parameters, gradients, optimizer "
@@ -56,6 +63,10 @@ int run_train_command(const std::vector<std::string>& args) {
        "layout on run.device, then exit; allocates nothing and needs no mpirun");
   po::variables_map vm;
   if (auto status = parse_recipe_command("train", args, visible, vm)) return *status;
+  if (vm.count("overwrite") && vm.count("resume")) {
+    std::cerr << "tessera train: --overwrite starts over and --resume continues: pass one\n";
+    return 2;
+  }
 
   std::unique_ptr<parallel::MpiComm> world = parallel::MpiComm::world();
   const bool root = world->rank() == 0;
@@ -82,10 +93,14 @@ int run_train_command(const std::vector<std::string>& args) {
   try {
     TrainOptions options;
     if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();
+    options.overwrite = vm.count("overwrite") > 0;
     train(*recipe, *world, std::cout, options);
   } catch (const RecipeError& e) {  // layout errors: identical on every rank
     if (root) std::cerr << "tessera train: " << e.what() << "\n";
     return 2;
+  } catch (const RunDirRefused& e) {  // rank 0's verdict on run.dir, broadcast to every rank
+    if (root) std::cerr << "tessera train: " << e.what() << "\n";
+    return e.exit_status();
   } catch (const std::exception& e) {
     // One rank's failure must end every rank: its peers would wait in a collective forever.
     if (world->size() > 1) parallel::abort_all(std::string("tessera train: error: ") + e.what(), 1);

@@ -25,6 +25,7 @@
 #include "trainer/checkpoint_slices.h"
 #include "trainer/checkpoint_staging.h"
 #include "trainer/checkpoint_writer.h"
+#include "trainer/cpu_threads_check.h"
 #include "trainer/device_backend.h"
 #include "trainer/device_groups.h"
 #include "trainer/distributed_eval.h"
@@ -35,6 +36,7 @@
 #include "trainer/parallel_layout.h"
 #include "trainer/pipeline_stage.h"
 #include "trainer/rank_log.h"
+#include "trainer/run_dir_claim.h"
 #include "trainer/step_tracer.h"
 #include "trainer/stop_signal.h"
 #include "trainer/zero_optimizer.h"
@@ -87,10 +89,14 @@ CheckpointMeta resume_from(const std::string& resume, const Recipe& recipe, MPI_
                            const CheckpointSlices& slices, std::ostream& log) {
   const bool automatic = resume == "auto";
   const std::string checkpoints = (fs::path(recipe.run.dir) / "checkpoints").string();
-  const std::vector<std::string> candidates =
-      automatic ? resume_candidates(checkpoints) : std::vector{resolve_checkpoint(resume)};
+  std::vector<std::string> skipped;  // step directories missing a file, with why
+  const std::vector<std::string> candidates = automatic
+                                                  ? resume_candidates(checkpoints, &skipped)
+                                                  : std::vector{resolve_checkpoint(resume)};
+  for (const std::string& why : skipped) log << "tessera: --resume auto: skipping " << why << "\n";
   if (candidates.empty()) {
-    log << "tessera: --resume auto: no checkpoint under " << checkpoints << "; starting fresh\n";
+    log << "tessera: --resume auto: no " << (skipped.empty() ? "" : "complete ")
+        << "checkpoint under " << checkpoints << "; starting fresh\n";
     return {};
   }
   for (size_t i = 0; i < candidates.size(); ++i) {
@@ -123,6 +129,14 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         "train: checkpoints (checkpoint.every_steps, checkpoint.final, --resume) need an MPI "
         "world communicator");
   }
+  check_cpu_threads(recipe.run.cpu_threads, world);
+  // Before anything touches run.dir; rank 0 keeps the lock until train() returns (it outlives
+  // everything declared below, the checkpoint writer included).
+  const RunDirLock run_dir_lock = claim_run_dir(
+      recipe.run.dir,
+      !options.resume.empty() ? RunDirUse::kResume
+                              : (options.overwrite ? RunDirUse::kOverwrite : RunDirUse::kFresh),
+      world);
   parallel::Comm& dp = *layout.dp;
   const bool is_root = world.rank() == 0;
   kernels::set_cpu_threads(static_cast<int>(recipe.run.cpu_threads));
@@ -217,6 +231,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         << parallel::PipelineExecutor::PlannedPoolBuffers(layout.schedule, layout.coords.pp_rank)
         << "\n";
   }
+  if (!run_dir_lock.warning().empty()) log << run_dir_lock.warning() << "\n";
   log.flush();
 
   CheckpointMeta resumed;

@@ -23,6 +23,9 @@ struct TrainOptions {
   // "" = start fresh; "auto" = continue from run.dir/checkpoints (the newest valid checkpoint; a
   // fresh start if there is none); else a checkpoint path (step, checkpoints or run directory).
   std::string resume;
+  // With resume empty: a run.dir holding a previous run's checkpoints or metrics is refused
+  // unless overwrite, which deletes them first (trainer/run_dir_claim.h).
+  bool overwrite = false;
   // The process's stop-signal watcher (one per process: ranks run as threads share it); null:
   // train() installs its own for the run.
   const StopSignal* stop_signal = nullptr;
@@ -41,6 +44,10 @@ struct TrainOptions {
 // reaches any rank: then every rank finishes the step, saves and returns (stop_reason says why).
 // After the last step, run.dir/DONE is written. Resuming on the same layout continues bit for
 // bit; on another layout each rank reads its slices of the global tensors.
+// World rank 0 holds run.dir's lock for the whole run; a run.dir in use by another run, or one
+// holding a previous run when starting fresh without options.overwrite, is a RunDirRefused on
+// every rank (trainer/run_dir_claim.h); run.cpu_threads above 4 x the machine's hardware threads
+// is a RecipeError on every rank. Both come after the layout check, before anything is written.
 // Throws on any error (bad layout, bad data, NaN loss, I/O, a damaged checkpoint to resume).
 // Checkpoints use MPI-IO: without them (checkpoint.every_steps 0, checkpoint.final false, no
 // resume) any Comm will do, e.g. the fake communicator's threads; else world must be an

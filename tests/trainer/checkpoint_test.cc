@@ -1,7 +1,8 @@
 // Checkpoint files in one process (MPI_COMM_SELF): hyperslab slices of global tensors, the round
-// trip of parameters, moments and meta, checksums catching damage, model mismatches, retention and
-// the choice of checkpoints to resume from. Multi-rank writes and resharding are tested end to end
-// by resume_test.py under mpirun.
+// trip of parameters, moments and meta, checksums catching damage (in model.h5, and an edited
+// trainer.yaml; format 2 files still read), model mismatches, retention and the choice of
+// checkpoints to resume from, with why a directory was skipped. Multi-rank writes and resharding
+// are tested end to end by resume_test.py under mpirun.
 #include "trainer/checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
@@ -52,6 +54,38 @@ Recipe SmallRecipe() {
   return r;
 }
 
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream all;
+  all << in.rdbuf();
+  return all.str();
+}
+
+void WriteText(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+
+// `text` with the first `from` replaced by `to` (which must be there).
+std::string Replaced(std::string text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// trainer.yaml as format 2 wrote it: without the content_checksum line.
+std::string AsFormat2(const std::string& text) {
+  const size_t at = text.rfind("content_checksum:");
+  EXPECT_NE(at, std::string::npos);
+  return Replaced(text.substr(0, at), "format_version: 3", "format_version: 2");
+}
+
+#define EXPECT_DAMAGE(statement, needle)                                         \
+  try {                                                                          \
+    statement;                                                                   \
+    ADD_FAILURE() << "expected CheckpointDamaged from " #statement;              \
+  } catch (const CheckpointDamaged& e) {                                         \
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what(); \
+  }
+
 fs::path FreshDir(const std::string& name) {
   fs::path dir = fs::path(::testing::TempDir()) / ("tessera_ckpt_" + name);
   fs::remove_all(dir);
@@ -83,6 +117,10 @@ struct Trainee {
   std::vector<CheckpointTensor> tensors;
   CheckpointSlices slices;
 };
+
+CheckpointMeta ReadBack(Trainee& t, const std::string& step_dir) {
+  return read_checkpoint(MPI_COMM_SELF, step_dir, t.tensors, t.slices.reads(), t.slices.owned());
+}
 
 std::string Save(Trainee& t, const Recipe& r, const fs::path& dir, int64_t step,
                  int64_t keep_last = 3) {
@@ -200,6 +238,58 @@ TEST(Checkpoint, CorruptByteIsDamageNamingTheDataset) {
   const std::vector<std::string> problems = verify_checkpoint(step_dir);
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_NE(problems[0].find(victim), std::string::npos) << problems[0];
+  // tessera eval's whole-model load checks what it reads too.
+  kernels::CpuBackend cpu;
+  Model c(r.model, cpu);
+  EXPECT_DAMAGE(load_checkpoint(step_dir, c.params()), "checksum mismatch in " + victim);
+}
+
+// trainer.yaml checks itself: `step: 7` edited to 999 is damage for every reader, not a run that
+// resumes past its last step.
+TEST(Checkpoint, EditedTrainerYamlIsDamage) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3), b(r, 4);
+  const std::string step_dir = Save(a, r, FreshDir("edited"), 7);
+  const fs::path yaml = fs::path(step_dir) / "trainer.yaml";
+  const std::string original = ReadText(yaml);
+  EXPECT_NE(original.find("\ncontent_checksum: xxh64:"), std::string::npos) << original;
+  WriteText(yaml, Replaced(original, "step: 7", "step: 999"));
+  EXPECT_DAMAGE(read_checkpoint_info(step_dir), "content_checksum mismatch");
+  EXPECT_DAMAGE(ReadBack(b, step_dir),
+                "trainer.yaml: content_checksum mismatch");
+  kernels::CpuBackend cpu;
+  Model c(r.model, cpu);
+  EXPECT_DAMAGE(load_checkpoint(step_dir, c.params()), "content_checksum mismatch");
+  const std::vector<std::string> problems = verify_checkpoint(step_dir);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("content_checksum mismatch"), std::string::npos) << problems[0];
+  // Cut off (no checksum line) in format 3 is damage too.
+  WriteText(yaml, original.substr(0, original.rfind("content_checksum:")));
+  EXPECT_DAMAGE(read_checkpoint_info(step_dir), "no content_checksum line");
+}
+
+// Format 2 (before the content checksum) is still read; model.h5's own step attribute still
+// catches the edit of trainer.yaml's step there.
+TEST(Checkpoint, Format2TrainerYamlIsReadAndItsStepCheckedAgainstModelH5) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3), b(r, 4);
+  const std::string step_dir = Save(a, r, FreshDir("format2"), 7);
+  const fs::path yaml = fs::path(step_dir) / "trainer.yaml";
+  const std::string v2 = AsFormat2(ReadText(yaml));
+  WriteText(yaml, v2);
+  EXPECT_EQ(read_checkpoint_info(step_dir).format_version, 2);
+  EXPECT_TRUE(verify_checkpoint(step_dir).empty());
+  EXPECT_EQ(ReadBack(b, step_dir).step, 7);
+  WriteText(yaml, Replaced(v2, "step: 7", "step: 999"));
+  EXPECT_DAMAGE(ReadBack(b, step_dir),
+                "is of step 7 but trainer.yaml says step 999");
+  kernels::CpuBackend cpu;
+  Model c(r.model, cpu);
+  EXPECT_DAMAGE(load_checkpoint(step_dir, c.params()),
+                "is of step 7 but trainer.yaml says step 999");
+  EXPECT_FALSE(verify_checkpoint(step_dir).empty());
+  WriteText(yaml, Replaced(v2, "format_version: 2", "format_version: 1"));
+  EXPECT_DAMAGE(read_checkpoint_info(step_dir), "format_version 1, this tessera reads 2 to 3");
 }
 
 TEST(Checkpoint, TruncatedOrIncompleteCheckpointsAreDamage) {
@@ -256,6 +346,31 @@ TEST(Checkpoint, RetentionAndResumeCandidates) {
   EXPECT_FALSE(fs::exists(dir / "step-00000003"));
   EXPECT_TRUE(fs::exists(dir / "step-00000002"));
   EXPECT_THROW(resolve_checkpoint(FreshDir("none").string()), std::runtime_error);
+}
+
+// --resume auto says why it passes over a step directory: `latest` naming one without
+// trainer.yaml, one without model.h5, one that does not exist.
+TEST(Checkpoint, ResumeCandidatesSayWhatIsMissing) {
+  const Recipe r = SmallRecipe();
+  Trainee a(r, 3);
+  const fs::path dir = FreshDir("skipped");
+  for (int64_t step : {1, 2, 3}) Save(a, r, dir, step);
+  fs::remove(dir / "step-00000003" / "trainer.yaml");  // `latest` names it
+  fs::remove(dir / "step-00000002" / "model.h5");
+  std::vector<std::string> skipped;
+  std::vector<std::string> c = resume_candidates(dir.string(), &skipped);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(fs::path(c[0]).filename(), "step-00000001");
+  ASSERT_EQ(skipped.size(), 2u);
+  EXPECT_EQ(skipped[0], (dir / "step-00000003").string() + " (named by " +
+                            (dir / "latest").string() + "): no trainer.yaml");
+  EXPECT_EQ(skipped[1], (dir / "step-00000002").string() + ": no model.h5");
+  std::ofstream(dir / "latest") << "step-00000009\n";
+  skipped.clear();
+  c = resume_candidates(dir.string(), &skipped);
+  ASSERT_FALSE(skipped.empty());
+  EXPECT_NE(skipped[0].find("step-00000009 (named by"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[0].find("): does not exist"), std::string::npos) << skipped[0];
 }
 
 // tessera eval's load on a device: the values arrive through a host copy, equal to the host path.

@@ -55,9 +55,12 @@ small=(--set model.vocab_size=300 --set model.dim=32 --set model.n_heads=2 --set
 check train_on_bpe 0 "step 3/3" "$tessera" train "$recipe" "${small[@]}"
 check metrics_written 0 '"step":3' cat "$work/run/metrics.jsonl"
 check eval_on_bpe 0 '"loss":' "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/run" --data "$work/bpe" --batches 1
-check vocab_too_small_names_shard 1 "shard-" "$tessera" train "$recipe" "${small[@]}" --set model.vocab_size=100
+# Runs that fail get run.dirs of their own ($work/run holds a run: a fresh run there is refused).
+check vocab_too_small_names_shard 1 "shard-" "$tessera" train "$recipe" "${small[@]}" --set model.vocab_size=100 \
+  --set run.dir="$work/run-vocab"
 check eval_missing_checkpoint 1 "$work/nowhere" "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/nowhere" --data "$work/bpe"
-check train_missing_dataset 1 "$work/no-data" "$tessera" train "$recipe" "${small[@]}" --set data.path="$work/no-data"
+check train_missing_dataset 1 "$work/no-data" "$tessera" train "$recipe" "${small[@]}" --set data.path="$work/no-data" \
+  --set run.dir="$work/run-no-data"
 
 # --dry-run plans every rank's memory without mpirun, a device or a dataset, and writes nothing.
 layout=(--set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=2

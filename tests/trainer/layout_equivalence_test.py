@@ -182,7 +182,10 @@ def main():
         if args.only not in name:
             continue
         if tuple(model) not in references:
-            ref_name = "single" + "".join("_" + m.split(".")[1].replace("=", "") for m in model)[:80]
+            # Numbered: models that differ only after the first 80 characters must not share a
+            # run.dir (a fresh run into a used one is refused).
+            ref_name = ("single" + "".join("_" + m.split(".")[1].replace("=", "") for m in model)[:80]
+                        + f"_{len(references)}")
             references[tuple(model)] = train(args, ref_name, 1, model, data)
         ref_losses, ref_params = references[tuple(model)]
         losses, params = train(args, name, procs, overrides + model, data)

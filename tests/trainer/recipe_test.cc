@@ -301,7 +301,10 @@ INSTANTIATE_TEST_SUITE_P(
     Run, RecipeBadValue,
     ::testing::Values(
         BadValue{"DirEmpty", {{"run.dir", "''"}}, {"run.dir", "must not be empty"}},
-        BadValue{"CpuThreads", {{"run.cpu_threads", "0"}}, {"run.cpu_threads", ">= 1, got 0"}}),
+        BadValue{"CpuThreads", {{"run.cpu_threads", "0"}}, {"run.cpu_threads", "[1, 1024], got 0"}},
+        BadValue{"CpuThreadsAbsurd",
+                 {{"run.cpu_threads", "100000"}},
+                 {"run.cpu_threads", "[1, 1024], got 100000"}}),
     [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cluster/commands.h"
+#include "cluster/train_cluster_option.h"
 #include "kernels/host_memory.h"
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
@@ -17,7 +18,7 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  train RECIPE [--set k=v]...            train a model from a YAML recipe\n"
     "  eval RECIPE --checkpoint DIR --data DIR  validation loss of a checkpoint\n"
-    "  checkpoint verify|info DIR             check a checkpoint's checksums, or describe it\n"
+    "  checkpoint verify|info DIR             check a checkpoint's checksums, or describe and check it\n"
     "  checkpoint export|import ...           to and from Hugging Face DeepSeek-V3 checkpoints\n"
     "  prepare text|synthetic ...             write an HDF5 token dataset\n"
     "  submit RECIPE [--set k=v]... [--dry-run]  train RECIPE as a Slurm job (sbatch)\n"
@@ -50,7 +51,14 @@ int main(int argc, char** argv) {
     // communicator the command creates.
     try {
       tessera::parallel::MpiEnv mpi(&argc, &argv);
-      return run_train_command(args);
+      std::vector<std::string> train_args;
+      try {  // --cluster FILE: every rank reads the same files and fails alike; rank 0 says why
+        train_args = tessera::cluster::resolve_train_cluster(args);
+      } catch (const std::exception& e) {
+        if (mpi.world_rank() == 0) std::cerr << "tessera train: --cluster: " << e.what() << "\n";
+        return 2;
+      }
+      return run_train_command(train_args);
     } catch (const std::exception& e) {
       std::cerr << "tessera train: error: " << e.what() << "\n";
       return 1;

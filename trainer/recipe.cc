@@ -114,6 +114,11 @@ const std::vector<Field>& fields() {
       field<&R::run, &RunConfig::device>(
           "run.device", "compute device: cpu, or cuda (one GPU per process, by local rank)",
           one_of({"cpu", "cuda"})),
+      field<&R::run, &RunConfig::peak_tflops>(
+          "run.peak_tflops",
+          "peak TFLOP/s of one device at precision.compute, for the mfu metric (0 = no mfu; "
+          "`tessera train --cluster FILE` sets it from a cluster file)",
+          between(0, 1e6)),
 
       field<&R::model, &ModelConfig::vocab_size>("model.vocab_size", "vocabulary size",
                                                  at_least(2)),

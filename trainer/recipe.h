@@ -25,6 +25,9 @@ struct RunConfig {
   int64_t cpu_threads = 1;          // run.cpu_threads: BLAS/OpenMP threads per process, 1..1024
                                     // (training: also <= 4 x the machine's hardware threads)
   std::string device = "cpu";       // run.device: cpu | cuda (one GPU per process, by local rank)
+  // run.peak_tflops: one device's peak at precision.compute; > 0 adds `mfu` to the metrics
+  // (training FLOPs per token from trainer/flop_count.h x tokens/s / (world x peak)).
+  double peak_tflops = 0.0;
 
   friend bool operator==(const RunConfig&, const RunConfig&) = default;
 };

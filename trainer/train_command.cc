@@ -56,6 +56,10 @@ int run_train_command(const std::vector<std::string>& args) {
        "start over in a run.dir that holds a previous run: delete its checkpoints/, "
        "metrics.jsonl, DONE, logs/ and trace first (without --resume or --overwrite such a "
        "run.dir is refused, exit 2)")
+      ("cluster", po::value<std::string>(),
+       "cluster description (YAML, as `tessera plan` reads): its device's peak TFLOP/s at "
+       "precision.compute sets run.peak_tflops, so the metrics report mfu (the planner's FLOP "
+       "formulas)")
       ("dry-run",
        "print the parameter counts (main model, activated per token, MTP modules, per pipeline "
        "stage) and each rank's planned device memory by kind (parameters, gradients, optimizer "
@@ -63,6 +67,10 @@ int run_train_command(const std::vector<std::string>& args) {
        "layout on run.device, then exit; allocates nothing and needs no mpirun");
   po::variables_map vm;
   if (auto status = parse_recipe_command("train", args, visible, vm)) return *status;
+  if (vm.count("cluster")) {  // the entry point (cluster/main.cc) resolves it before train runs
+    std::cerr << "tessera train: --cluster is resolved by the tessera binary's entry point\n";
+    return 2;
+  }
   if (vm.count("overwrite") && vm.count("resume")) {
     std::cerr << "tessera train: --overwrite starts over and --resume continues: pass one\n";
     return 2;

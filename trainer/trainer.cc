@@ -29,6 +29,7 @@
 #include "trainer/device_backend.h"
 #include "trainer/device_groups.h"
 #include "trainer/distributed_eval.h"
+#include "trainer/flop_count.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -146,6 +147,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   // Data replicas: the grid's (with dualpipe the dp group spans a mirrored stage pair).
   const int64_t mb_rows = tc.global_batch / (layout.grid.dp() * micro_batches);
   const int64_t tokens_per_step = tc.global_batch * tc.seq_len;
+  const double training_flops_per_token = flops_per_token(recipe.model, tc.seq_len).training;
 
   const fs::path run_dir(recipe.run.dir);
   if (is_root) {
@@ -410,6 +412,12 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         .add("expert_load_max_over_mean", load_ratio)
         .add("tokens_seen", tokens_seen);
     if (!mtp_loss.empty()) line.add("mtp_loss", mtp_loss).add("mtp_weight", scale.mtp_weight);
+    // Model FLOPs utilisation: the planner's FLOP formulas over the devices' peak.
+    const double mfu = recipe.run.peak_tflops > 0
+                           ? training_flops_per_token * tokens_per_step / step_s /
+                                 (world.size() * recipe.run.peak_tflops * 1e12)
+                           : 0.0;
+    if (recipe.run.peak_tflops > 0) line.add("mfu", mfu);
     {  // ---- node-aware expert dispatch: bytes the expert exchanges sent off-node, all ranks
       int64_t cross_node = 0;
       for (MoeBlock* moe : model.moe_blocks()) cross_node += moe->take_cross_node_bytes();
@@ -457,6 +465,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         log << "  ce " << format("%.4f", ce) << "  mtp";
         for (double l : mtp_loss) log << " " << format("%.4f", l);
       }
+      if (recipe.run.peak_tflops > 0) log << "  mfu " << format("%.1f", 100 * mfu) << "%";
       if (world.size() > 1) {
         log << "  bubble " << format("%.3f", bubble) << "  exposed comm "
             << format("%.4f", exposed_comm) << " s";

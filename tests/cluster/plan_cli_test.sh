@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `tessera plan` from the command line: the report, --json's keys, --trace, --search, and clear
-# errors (exit 2) naming the option, key or file. Usage: plan_cli_test.sh TESSERA SOURCE_DIR WORKDIR
+# errors (exit 2) naming the option, key or file; `tessera train --cluster FILE`'s mfu metric.
+# Usage: plan_cli_test.sh TESSERA SOURCE_DIR WORKDIR
 set -uo pipefail
 tessera=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -61,6 +62,27 @@ grep -q "layouts considered" <<<"$out" && grep -q "^best: tessera plan" <<<"$out
 
 out=$("$tessera" plan "$tiny" --cluster "$work/../bad-missing.yaml" 2>&1); rc=$?
 [ "$rc" -eq 2 ] && grep -q "cannot open cluster file" <<<"$out" || fail "missing cluster file: exit $rc: $out"
+
+# train --cluster FILE: metrics report mfu from the planner's FLOP count and the file's peak.
+"$tessera" prepare synthetic --vocab 64 --order 1 --tokens 60000 --seed 1 --out "$work/data" --quiet \
+  || fail "prepare"
+"$tessera" train "$tiny" --cluster "$h800" --set train.steps=2 --set train.eval_every=0 \
+  --set data.path="$work/data" --set run.dir="$work/run" --set checkpoint.final=false \
+  >"$work/train.log" 2>&1 || fail "train --cluster exited $?: $(tail -5 "$work/train.log")"
+"$tessera" plan "$tiny" --cluster "$h800" --json >"$work/tiny.json" 2>/dev/null || fail "tiny plan"
+"$py" - "$work/run/metrics.jsonl" "$work/tiny.json" <<'PY' || fail "train --cluster: mfu"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+flops = json.load(open(sys.argv[2]))["training_flops_per_token"]
+assert len(lines) == 2, lines
+for l in lines:   # fp32 recipe on one rank: H800's fp32 peak, 67 TFLOP/s
+    want = flops * l["tokens_per_s"] / 67e12
+    assert abs(l["mfu"] - want) <= 1e-9 * want, (l["mfu"], want)
+PY
+grep -q "mfu " "$work/train.log" || fail "train --cluster: no mfu on the step line"
+out=$("$tessera" train "$tiny" --cluster "$work/nope.yaml" --set run.dir="$work/run2" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "nope.yaml: cannot open cluster file" <<<"$out" \
+  || fail "train --cluster missing file: exit $rc: $out"
 
 [ "$failures" -eq 0 ] && echo "plan CLI: all passed"
 exit "$failures"

@@ -10,6 +10,7 @@
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
 #include "trainer/prepare_command.h"
+#include "trainer/stop_signal.h"
 
 namespace {
 
@@ -49,6 +50,9 @@ int main(int argc, char** argv) {
   if (command == "train") {
     // MPI for the training processes (a singleton without mpirun). MpiEnv outlives every
     // communicator the command creates.
+    // Stop signals wait for the training loop's own thread (trainer/stop_signal.h): blocked
+    // before MPI starts any thread, so no thread is interrupted by them.
+    tessera::trainer::block_stop_signals();
     try {
       tessera::parallel::MpiEnv mpi(&argc, &argv);
       std::vector<std::string> train_args;

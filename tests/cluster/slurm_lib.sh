@@ -41,3 +41,26 @@ for line in open(sys.argv[2]):
 for s in sorted(last):
     print(s, repr(last[s]))' "$1" "$2"
 }
+
+# steps_for_seconds SECONDS [MIN_STEPS]: the training steps of the tiny settings that take about
+# SECONDS on this machine (two local runs of different lengths, so start-up cost cancels), at
+# least MIN_STEPS (default 200), at most 20000. Tests that must interrupt a run use it: a fixed
+# step count finished before the interruption on a faster machine.
+steps_for_seconds() {
+  local seconds=$1 min=${2:-200}
+  _run_steps() {
+    local begin end
+    begin=$(date +%s.%N)
+    "$tessera" train "$recipe" "${tiny[@]}" --set run.dir="$work/calib" --set train.steps="$1" \
+      --set checkpoint.every_steps=0 --set checkpoint.final=false \
+      --set logging.every_steps=1000 --overwrite >/dev/null 2>&1 || fail "calibration run of $1 steps"
+    end=$(date +%s.%N)
+    rm -rf "$work/calib"
+    /usr/bin/python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$begin" "$end"
+  }
+  local short long
+  short=$(_run_steps 20) long=$(_run_steps 120)
+  /usr/bin/python3 -c "import sys; t, lo, s, l = map(float, sys.argv[1:]); \
+print(int(max(lo, min(20000, round(t / max((l - s) / 100, 1e-4))))))" "$seconds" "$min" "$short" "$long"
+}
+

@@ -5,8 +5,12 @@
 # requeues). Each time it resumes from the checkpoint (--resume auto) and its per-step losses
 # equal those of an uninterrupted run submitted alongside.
 source "$(dirname "$0")/slurm_lib.sh"
-common=("${tiny[@]}" --set train.steps=400 --set checkpoint.every_steps=0 --set parallel.dp=2
-        --set slurm.ntasks_per_node=2 --set logging.every_steps=50)
+# Long enough (about 30 s uninterrupted, calibrated here) that both stops land mid-run however
+# fast the machine is: a fixed 400 steps finished before the signal arrived on a fast one.
+steps=$(steps_for_seconds 30 400)
+echo "calibration: $steps steps for ~30 s of training"
+common=("${tiny[@]}" --set train.steps="$steps" --set checkpoint.every_steps=0 --set parallel.dp=2
+        --set slurm.ntasks_per_node=2 --set logging.every_steps=500)
 t0=$SECONDS
 ref=$("$tessera" submit "$recipe" "${common[@]}" --set run.dir="$work/reference") || fail "submit reference"
 id=$("$tessera" submit "$recipe" "${common[@]}" --set run.dir="$work/preempted") || fail "submit"
@@ -52,7 +56,7 @@ grep -q "requeueing, restart 1" "$log" || fail "the job did not requeue itself a
 [ "$(job_states "$id" | tail -1)" = COMPLETED ] || fail "job states: $(job_states "$id" | tr '\n' ' ')"
 metric_by_step loss "$work/reference/metrics.jsonl" > reference.loss
 metric_by_step loss "$work/preempted/metrics.jsonl" > preempted.loss
-[ "$(wc -l < reference.loss)" = 400 ] || fail "reference has $(wc -l < reference.loss) steps"
+[ "$(wc -l < reference.loss)" = "$steps" ] || fail "reference has $(wc -l < reference.loss) steps"
 if ! cmp -s reference.loss preempted.loss; then
   fail "per-step losses differ from the uninterrupted run:"; diff reference.loss preempted.loss | head
 fi

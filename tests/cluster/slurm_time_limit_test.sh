@@ -5,22 +5,8 @@
 # The step count is calibrated on this machine first, so that the training takes ~45 s however
 # fast the machine is (a fixed count finished inside one start on a fast machine).
 source "$(dirname "$0")/slurm_lib.sh"
-# Seconds per step: two local runs of different lengths, so start-up cost cancels.
-calibrate() {
-  local n=$1 begin end
-  begin=$(date +%s.%N)
-  "$tessera" train "$recipe" "${tiny[@]}" --set run.dir="$work/calib" --set train.steps="$n" \
-    --set checkpoint.every_steps=0 --set logging.every_steps=1000 >/dev/null 2>&1 ||
-    fail "calibration run of $n steps"
-  end=$(date +%s.%N)
-  rm -rf "$work/calib"
-  /usr/bin/python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 3))" \
-    "$begin" "$end"
-}
-short=$(calibrate 20) long=$(calibrate 120)
-steps=$(/usr/bin/python3 -c "import sys; s, l = map(float, sys.argv[1:]); \
-print(max(200, min(20000, round(45 / max((l - s) / 100, 1e-4)))))" "$short" "$long")
-echo "calibration: 20 steps ${short} s, 120 steps ${long} s -> $steps steps for ~45 s of training"
+steps=$(steps_for_seconds 45)
+echo "calibration: $steps steps for ~45 s of training"
 t0=$SECONDS
 id=$("$tessera" submit "$recipe" "${tiny[@]}" --set run.dir="$work/run" --set train.steps="$steps" \
      --set checkpoint.every_steps=0 --set logging.every_steps=100 --set slurm.time=1 \

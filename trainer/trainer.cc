@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "data/split_reader.h"
 #include "kernels/gemm.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/pipeline_executor.h"
@@ -262,6 +263,12 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   lo.cache_bytes /= static_cast<uint64_t>(layout.grid.ranks_per_node());
   data::Loader loader(lo);
   const data::Manifest& manifest = loader.manifest();
+  // The validation split is first read at an evaluation, the last one after the last step: a
+  // damaged shard found only then ended a run whose steps were done, before its final checkpoint.
+  // Every rank reads it at evaluations, so every rank checks it now (checksums, ids < vocab).
+  data::SplitReader(recipe.data.path, manifest, data::kValidationSplit, recipe.model.vocab_size,
+                    /*cache_bytes=*/0)
+      .verify_all();
   if (manifest.entropy_rate_nats) {
     log << "tessera: data entropy floor " << format("%.4f", *manifest.entropy_rate_nats)
         << " nats/token\n";

@@ -61,6 +61,21 @@ check vocab_too_small_names_shard 1 "shard-" "$tessera" train "$recipe" "${small
 check eval_missing_checkpoint 1 "$work/nowhere" "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/nowhere" --data "$work/bpe"
 check train_missing_dataset 1 "$work/no-data" "$tessera" train "$recipe" "${small[@]}" --set data.path="$work/no-data" \
   --set run.dir="$work/run-no-data"
+# A damaged validation shard stops the run at start-up, naming the shard, before any step (it
+# used to surface at the final evaluation, after every step had run).
+cp -r "$work/bpe" "$work/bpe-bad"
+/usr/bin/python3 - "$work/bpe-bad/manifest.yaml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+head, val = text.split("  validation:", 1)
+val = re.sub(r"xxh64:[0-9a-f]{16}", "xxh64:0123456789abcdef", val, count=1)
+open(sys.argv[1], "w").write(head + "  validation:" + val)
+PY
+check damaged_validation_shard_at_start 1 "shard-" "$tessera" train "$recipe" "${small[@]}" \
+  --set data.path="$work/bpe-bad" --set run.dir="$work/run-bad-val"
+if [ -e "$work/run-bad-val/metrics.jsonl" ] && [ -s "$work/run-bad-val/metrics.jsonl" ]; then
+  echo "FAIL damaged_validation_shard_at_start: steps ran before the check"; failures=$((failures + 1))
+fi
 
 # --dry-run plans every rank's memory without mpirun, a device or a dataset, and writes nothing.
 layout=(--set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=2

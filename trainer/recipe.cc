@@ -104,6 +104,8 @@ constexpr std::string_view kSections[] = {"run",        "model",     "train",   
 
 const std::vector<Field>& fields() {
   using R = Recipe;
+  // Sizes are bounded far above any real model (token ids are int32): absurd values fail here,
+  // naming the key; whether a size fits the machine is train()'s memory check.
   static const std::vector<Field> table = {
       field<&R::run, &RunConfig::dir>(
           "run.dir", "run directory: metrics.jsonl, checkpoints/, logs/", non_empty()),
@@ -121,9 +123,10 @@ const std::vector<Field>& fields() {
           between(0, 1e6)),
 
       field<&R::model, &ModelConfig::vocab_size>("model.vocab_size", "vocabulary size",
-                                                 at_least(2)),
-      field<&R::model, &ModelConfig::dim>("model.dim", "model width", at_least(2)),
-      field<&R::model, &ModelConfig::n_layers>("model.n_layers", "transformer layers", at_least(1)),
+                                                 between(2, 2147483647)),
+      field<&R::model, &ModelConfig::dim>("model.dim", "model width", between(2, 1 << 20)),
+      field<&R::model, &ModelConfig::n_layers>("model.n_layers", "transformer layers",
+                                               between(1, 10000)),
       field<&R::model, &ModelConfig::n_heads>(
           "model.n_heads", "attention heads; must divide dim, head_dim even", at_least(1)),
       field<&R::model, &ModelConfig::attention>(
@@ -152,9 +155,10 @@ const std::vector<Field>& fields() {
           "tokens trained after which mtp_lambda_after replaces mtp_lambda (0 = never)",
           at_least(0)),
       field<&R::model, &ModelConfig::inter_dim>("model.inter_dim", "dense SwiGLU hidden size",
-                                                at_least(1)),
+                                                between(1, 1 << 22)),
       field<&R::model, &ModelConfig::moe_inter_dim>(
-          "model.moe_inter_dim", "hidden size of each routed and shared expert", at_least(1)),
+          "model.moe_inter_dim", "hidden size of each routed and shared expert",
+          between(1, 1 << 22)),
       field<&R::model, &ModelConfig::n_experts>("model.n_experts", "routed experts, 1..256",
                                                 between(1, 256)),
       field<&R::model, &ModelConfig::n_shared_experts>(
@@ -180,9 +184,11 @@ const std::vector<Field>& fields() {
           "model.seq_aux_alpha", "sequence-wise balance loss weight (0 = off)", at_least(0)),
 
       field<&R::train, &TrainConfig::steps>("train.steps", "optimizer steps", at_least(1)),
-      field<&R::train, &TrainConfig::seq_len>("train.seq_len", "tokens per sequence", at_least(1)),
+      field<&R::train, &TrainConfig::seq_len>("train.seq_len", "tokens per sequence",
+                                              between(1, 1 << 24)),
       field<&R::train, &TrainConfig::global_batch>(
-          "train.global_batch", "sequences per optimizer step, whatever the layout", at_least(1)),
+          "train.global_batch", "sequences per optimizer step, whatever the layout",
+          between(1, 1 << 30)),
       field<&R::train, &TrainConfig::seed>("train.seed", "seed of initialisation and data order"),
       field<&R::train, &TrainConfig::eval_every>(
           "train.eval_every", "validation every N steps (0 = only at the end)", at_least(0)),

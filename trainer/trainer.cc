@@ -31,6 +31,7 @@
 #include "trainer/device_groups.h"
 #include "trainer/distributed_eval.h"
 #include "trainer/flop_count.h"
+#include "trainer/memory_check.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -132,6 +133,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
         "world communicator");
   }
   check_cpu_threads(recipe.run.cpu_threads, world);
+  check_memory_fits(recipe, layout.grid.ranks_per_node(), world);
   // Before anything touches run.dir; rank 0 keeps the lock until train() returns (it outlives
   // everything declared below, the checkpoint writer included).
   const RunDirLock run_dir_lock = claim_run_dir(

@@ -77,6 +77,10 @@ if [ -e "$work/run-bad-val/metrics.jsonl" ] && [ -s "$work/run-bad-val/metrics.j
   echo "FAIL damaged_validation_shard_at_start: steps ran before the check"; failures=$((failures + 1))
 fi
 
+# A model too large for this machine stops before anything is allocated, naming the term.
+check too_large_for_memory 2 "largest term is" "$tessera" train "$recipe" "${small[@]}" \
+  --set model.dim=65536 --set model.n_heads=256 --set run.dir="$work/run-huge"
+
 # --dry-run plans every rank's memory without mpirun, a device or a dataset, and writes nothing.
 layout=(--set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=2
         --set run.dir="$work/dry")

@@ -54,6 +54,9 @@ class H5Id {
   // Closes now and reports failure (destructors cannot); used where a failed close loses data.
   // Returns false if the close failed.
   bool close();
+  // Forgets the id without closing it (the HDF5 library still holds the object): for a parallel
+  // file whose collective close would wait forever after a failed write on another rank.
+  void release() { id_ = H5I_INVALID_HID; }
 
  private:
   hid_t id_ = H5I_INVALID_HID;

@@ -218,6 +218,16 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
   }
   agree(comm, error.empty(), "creating " + tmp.string(), error);
 
+  // A failed save leaves no partial directory behind, on every rank's word.
+  auto agree_or_clean = [&](bool ok, const std::string& what, const std::string& mine) {
+    try {
+      agree(comm, ok, what, mine);
+    } catch (...) {
+      std::error_code ec;
+      if (rank == 0) fs::remove_all(tmp, ec);
+      throw;
+    }
+  };
   std::vector<uint64_t> checksums(tensors.size(), 0);
   {
     H5File file((tmp / "model.h5").string(), comm);
@@ -225,12 +235,35 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
     file.write_attr_i64("step", meta.step);
     file.write_attr_i64("format_version", kCheckpointFormatVersion);
     crash_point("created", meta.step);
-    for (const TensorSlice& s : owned) {
-      file.write_f32_slice(tensors.at(s.tensor).name, s.begin, s.end, s.data);
-      checksums[s.tensor] += slice_checksum(s.begin, s.data, s.end - s.begin);
+    // A full disk fails the writes on some ranks only. The ranks compare outcomes before the
+    // collective close: after a failed write HDF5's close diverges between ranks (rank 0 waits in
+    // a barrier, the others in a broadcast, forever), so on any failure no rank closes: every
+    // rank gives the file up and throws, and the error ends the job (the partial directory is
+    // removed first). A rank that threw from a write used to skip the collectives after it.
+    std::string write_error;
+    try {
+      for (const TensorSlice& s : owned) {
+        file.write_f32_slice(tensors.at(s.tensor).name, s.begin, s.end, s.data);
+        checksums[s.tensor] += slice_checksum(s.begin, s.data, s.end - s.begin);
+      }
+      crash_point("written", meta.step);
+    } catch (const std::exception& e) {
+      write_error = e.what();
     }
-    crash_point("written", meta.step);
-    file.close();
+    const std::string model_h5 = (tmp / "model.h5").string();
+    try {
+      agree_or_clean(write_error.empty(), "writing " + model_h5, write_error);
+    } catch (const std::exception& e) {
+      file.abandon();
+      throw CheckpointWriteFailed(e.what());
+    }
+    std::string close_error;
+    try {
+      file.close();
+    } catch (const std::exception& e) {
+      close_error = e.what();
+    }
+    agree_or_clean(close_error.empty(), "closing " + model_h5, close_error);
   }
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, checksums.data(), static_cast<int>(checksums.size()),
                           MPI_UINT64_T, MPI_SUM, comm),
@@ -267,7 +300,7 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
       error = e.what();
     }
   }
-  agree(comm, error.empty(), "committing " + final_dir.string(), error);
+  agree_or_clean(error.empty(), "committing " + final_dir.string(), error);
   return final_dir.string();
 }
 

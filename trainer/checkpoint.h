@@ -80,6 +80,15 @@ class CheckpointDamaged : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A save that failed while writing model.h5 (a full disk, say), on every rank alike. HDF5 still
+// holds the file it could not close (closing would hang the ranks: checkpoint.cc), and
+// MPI_Finalize's HDF5 clean-up crashes on it, so the process must end without finalizing:
+// `tessera train` ends through parallel::abort_all, on one rank too.
+class CheckpointWriteFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Partial checksum of elements [begin, begin + n) of a tensor.
 uint64_t slice_checksum(int64_t begin, const float* data, int64_t n);
 

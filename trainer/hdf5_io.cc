@@ -1,5 +1,8 @@
 #include "trainer/hdf5_io.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -163,10 +166,14 @@ void H5File::write_f32_slice(const std::string& name, int64_t begin, int64_t end
   H5Id file_space = flat_selection(it->second.get(), begin, end, path_, name);
   const hsize_t n = static_cast<hsize_t>(end - begin);
   H5Id mem_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  errno = 0;
   if (!mem_space.valid() || H5Dwrite(it->second.get(), H5T_NATIVE_FLOAT, mem_space.get(),
                                      file_space.get(), H5P_DEFAULT, data) < 0) {
+    // HDF5's error stack says only "file write failed"; the system's reason (a full disk: "No
+    // space left on device") is in errno, which the failed write(2) under MPI-IO left behind.
+    const int err = errno;
     fail(path_, "cannot write elements [" + std::to_string(begin) + ", " + std::to_string(end) +
-                    ") of dataset " + name);
+                    ") of dataset " + name + (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
   }
 }
 
@@ -188,6 +195,12 @@ void H5File::read_f32_slice(const std::string& name, const std::vector<int64_t>&
                                     H5P_DEFAULT, data) < 0) {
     fail(path_, "cannot read dataset " + name + " (truncated or corrupt file?)");
   }
+}
+
+void H5File::abandon() {
+  for (auto& [name, ds] : created_) ds.release();
+  created_.clear();
+  file_.release();
 }
 
 void H5File::close() {

@@ -54,6 +54,10 @@ class H5File {
   // Closes every dataset and the file (collective in parallel mode); throws if HDF5 fails,
   // which is where buffered data reaches the file.
   void close();
+  // Gives the file up without the collective close: after a write failed on some rank, HDF5's
+  // close diverges between ranks (a metadata flush fails on one only) and waits forever. The
+  // library keeps the file open; the caller ends the process (the error aborts the job).
+  void abandon();
 
   void write_attr_i64(const std::string& name, int64_t value);
   void write_attr_f64(const std::string& name, double value);

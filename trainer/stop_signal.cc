@@ -2,17 +2,20 @@
 
 #include <pthread.h>
 
-#include <cerrno>
+#include <atomic>
 #include <csignal>
-#include <ctime>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 
 namespace tessera::trainer {
 
 namespace {
 
 std::atomic<bool> g_exists{false};  // one StopSignal at a time: the signals are per process
+std::atomic<bool> g_armed{false};   // a StopSignal lives: signals are stop requests
 std::atomic<int> g_received{0};
+std::once_flag g_waiter_started;
 
 void record(int signal) {
   int none = 0;
@@ -29,11 +32,34 @@ sigset_t stop_set() {
   return set;
 }
 
+// Takes every stop signal sent to the process for its whole life: a stop request while a
+// StopSignal lives; otherwise the signal's default action (ending the process), as if nothing
+// had blocked it, so a run is as killable outside its training loop as before.
+void wait_for_signals() {
+  const sigset_t set = stop_set();
+  for (;;) {
+    const int signal = sigwaitinfo(&set, nullptr);
+    if (signal < 0) continue;  // EINTR
+    if (g_armed.load()) {
+      record(signal);
+      continue;
+    }
+    std::signal(signal, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, signal);
+    pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    std::raise(signal);
+  }
+}
+
 }  // namespace
 
 void block_stop_signals() {
   const sigset_t set = stop_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Started after the block: it inherits the mask and is the one thread that takes them.
+  std::call_once(g_waiter_started, [] { std::thread(wait_for_signals).detach(); });
 }
 
 StopSignal::StopSignal() {
@@ -49,24 +75,11 @@ StopSignal::StopSignal() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &action, &old_usr1_);
   sigaction(SIGTERM, &action, &old_term_);
-  waiter_ = std::thread([this] {
-    const sigset_t set = stop_set();
-    const timespec poll{0, 50'000'000};  // how soon the destructor's request is seen
-    while (!done_.load()) {
-      siginfo_t info;
-      const int signal = sigtimedwait(&set, &info, &poll);
-      if (signal > 0) {
-        record(signal);
-      } else if (errno != EAGAIN && errno != EINTR) {
-        return;  // cannot wait (never seen): stop requests are then ignored, not fatal
-      }
-    }
-  });
+  g_armed = true;
 }
 
 StopSignal::~StopSignal() {
-  done_ = true;
-  waiter_.join();
+  g_armed = false;
   sigaction(SIGUSR1, &old_usr1_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
   g_exists = false;

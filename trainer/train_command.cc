@@ -4,6 +4,7 @@
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
 #include "parallel/schedule_registry.h"
+#include "trainer/checkpoint.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/memory_plan.h"
@@ -109,6 +110,8 @@ int run_train_command(const std::vector<std::string>& args) {
   } catch (const RunDirRefused& e) {  // rank 0's verdict on run.dir, broadcast to every rank
     if (root) std::cerr << "tessera train: " << e.what() << "\n";
     return e.exit_status();
+  } catch (const CheckpointWriteFailed& e) {  // must not reach MPI_Finalize (checkpoint.h)
+    parallel::abort_all(std::string("tessera train: error: ") + e.what(), 1);
   } catch (const std::exception& e) {
     // One rank's failure must end every rank: its peers would wait in a collective forever.
     if (world->size() > 1) parallel::abort_all(std::string("tessera train: error: ") + e.what(), 1);

@@ -3,7 +3,11 @@
 // Prints tokens/s, achieved model GFLOP/s, and that as a fraction of the SGEMM peak measured in
 // the same process with the same backend and threads. Last line: one JSON object.
 //
-// Usage: train_throughput [--recipe PATH] [--steps N] [--warmup N] [--threads N] [--set k=v]...
+// --profile 1: the model runs on a kernels::ProfilingBackend around the backend, and a table of
+// the timed steps' time per backend op kind (share of the step) is printed before the summary.
+//
+// Usage: train_throughput [--recipe PATH] [--steps N] [--warmup N] [--threads N] [--profile 0|1]
+//                         [--set k=v]...
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +18,7 @@
 #include "kernels/factory/make_backend.h"
 #include "kernels/gemm.h"
 #include "kernels/host_memory.h"
+#include "kernels/profiling_backend.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -63,6 +68,7 @@ double measured_sgemm_peak() {
 int main(int argc, char** argv) {
   std::string recipe_path = "recipes/bench-moe.yaml";
   int steps = 10, warmup = 2, threads = 1;
+  bool profile = false;
   std::vector<std::string> overrides;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -75,6 +81,7 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::stoi(v);
     else if (a == "--warmup") warmup = std::stoi(v);
     else if (a == "--threads") threads = std::stoi(v);
+    else if (a == "--profile") profile = std::stoi(v) != 0;
     else if (a == "--set") overrides.push_back(v);
     else {
       std::cerr << "unknown option " << a << "\n";
@@ -93,7 +100,10 @@ int main(int argc, char** argv) {
   const ModelConfig& mc = recipe.model;
   const int64_t B = recipe.train.global_batch, T = recipe.train.seq_len;
 
-  const std::unique_ptr<kernels::Backend> backend = kernels::make_backend(recipe.run.device);
+  const std::unique_ptr<kernels::Backend> device = kernels::make_backend(recipe.run.device);
+  std::unique_ptr<kernels::ProfilingBackend> profiler;
+  if (profile) profiler = std::make_unique<kernels::ProfilingBackend>(*device);
+  kernels::Backend* const backend = profiler ? profiler.get() : device.get();
   Model model(mc, *backend);
   ParamTable& params = model.params();
   params.init(recipe.train.seed, mc.init_std);
@@ -105,6 +115,7 @@ int main(int argc, char** argv) {
 
   std::vector<double> times;
   for (int s = 0; s < warmup + steps; ++s) {
+    if (profiler && s == warmup) profiler->reset();
     const auto t0 = Clock::now();
     params.zero_grads();
     model.TrainMicroBatch(tokens.data(), B, T, scale);
@@ -113,6 +124,13 @@ int main(int argc, char** argv) {
     for (MoeBlock* moe : model.moe_blocks()) moe->update_bias(mc.bias_update_gamma);
     backend->synchronize();  // a device's step is over when its stream is
     if (s >= warmup) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  if (profiler) {
+    double total = 0;
+    for (double t : times) total += t;
+    std::printf("profile of %d steps (%.4f s per step; ops timed one by one):\n", steps,
+                total / steps);
+    profiler->print(stdout, total);
   }
   std::sort(times.begin(), times.end());
   const double step_s = times[times.size() / 2];  // median

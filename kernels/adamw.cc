@@ -1,16 +1,42 @@
 #include "kernels/adamw.h"
 
+#include <type_traits>
+
 #include "kernels/cpu_loop.h"
+#include "kernels/cpu_simd.h"
 #include "kernels/math/adamw.h"
 
 namespace tessera::kernels {
+
+namespace {
+
+// Elements per parallel chunk: each chunk is one vectorised (kernels/cpu_simd.h) loop.
+constexpr int64_t kChunk = 4096;
+
+// math::adamw_elem over [0, n), vectorised: the same operations, element by element.
+TESSERA_CPU_CLONES void adamw_f32(float* param, const float* grad, float* m, float* v, int64_t n,
+                                  const math::AdamWCoeffs<float>& k) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) math::adamw_elem(param + i, grad[i], m + i, v + i, k);
+}
+
+}  // namespace
 
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& hp, bool decay,
                   T grad_scale) {
   const math::AdamWCoeffs<T> k = math::adamw_coeffs(hp, decay, grad_scale, "adamw_update");
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for if (n >= cpu::kMinParallelWork)
-  for (int64_t i = 0; i < n; ++i) math::adamw_elem(param + i, grad[i], m + i, v + i, k);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t i = c * kChunk;
+      adamw_f32(param + i, grad + i, m + i, v + i, n - i < kChunk ? n - i : kChunk, k);
+    }
+  } else {
+#pragma omp parallel for if (n >= cpu::kMinParallelWork)
+    for (int64_t i = 0; i < n; ++i) math::adamw_elem(param + i, grad[i], m + i, v + i, k);
+  }
 }
 
 template void adamw_update<float>(float*, const float*, float*, float*, int64_t,

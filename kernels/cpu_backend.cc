@@ -1,7 +1,9 @@
 #include "kernels/cpu_backend.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -24,6 +26,29 @@
 namespace tessera::kernels {
 
 namespace {
+
+// Large copies and zero fills in chunks over the threads (one core's bandwidth is well below
+// the socket's); small ones in one call.
+constexpr size_t kByteChunk = size_t{1} << 18;
+
+void parallel_copy(void* dst, const void* src, size_t bytes) {
+  const int64_t chunks = static_cast<int64_t>((bytes + kByteChunk - 1) / kByteChunk);
+#pragma omp parallel for if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t off = static_cast<size_t>(c) * kByteChunk;
+    std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off,
+                std::min(kByteChunk, bytes - off));
+  }
+}
+
+void parallel_zero(void* dst, size_t bytes) {
+  const int64_t chunks = static_cast<int64_t>((bytes + kByteChunk - 1) / kByteChunk);
+#pragma omp parallel for if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t off = static_cast<size_t>(c) * kByteChunk;
+    std::memset(static_cast<char*>(dst) + off, 0, std::min(kByteChunk, bytes - off));
+  }
+}
 
 class CpuEvent final : public Event {
  public:
@@ -95,6 +120,75 @@ class CpuOps final : public SegmentLoopOps<T> {
       refuse(p);
     }
     gemm<T>(Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
+  }
+
+  // Grouped maps: in fp32 with several threads, the segments (experts) are spread over the
+  // threads, each GEMM on one thread (oneDNN runs single-threaded inside a parallel region):
+  // small expert GEMMs lose when split. Forward and input gradient write disjoint rows; the
+  // weight gradient gives each thread whole groups, their segments in order. Otherwise (one
+  // thread, bf16/fp8 with its shared scratch, double) the segments run in order on all threads.
+  void grouped_linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W,
+                              std::span<const RowSegment> segments, int64_t I, int64_t O,
+                              const LinearOptions& o) override {
+    if (!segments_in_parallel(segments, o.precision)) {
+      return SegmentLoopOps<T>::grouped_linear_forward(y, ldy, x, ldx, W, segments, I, O, o);
+    }
+    const std::vector<RowSegment> order = largest_first(segments);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < order.size(); ++i) {
+      const RowSegment& s = order[i];
+      linear_forward(y + s.offset * ldy, ldy, x + s.offset * ldx, ldx, W + s.group * O * I,
+                     s.rows, I, O, o);
+    }
+  }
+  void grouped_linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
+                                     std::span<const RowSegment> segments, int64_t I, int64_t O,
+                                     const LinearOptions& o) override {
+    if (!segments_in_parallel(segments, o.precision)) {
+      return SegmentLoopOps<T>::grouped_linear_backward_input(dx, lddx, dy, lddy, W, segments, I,
+                                                              O, o);
+    }
+    const std::vector<RowSegment> order = largest_first(segments);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < order.size(); ++i) {
+      const RowSegment& s = order[i];
+      linear_backward_input(dx + s.offset * lddx, lddx, dy + s.offset * lddy, lddy,
+                            W + s.group * O * I, s.rows, I, O, o);
+    }
+  }
+  void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
+                                      std::span<const RowSegment> segments, int64_t I, int64_t O,
+                                      Precision p) override {
+    if (!segments_in_parallel(segments, p)) {
+      return SegmentLoopOps<T>::grouped_linear_backward_weight(dW, dy, lddy, x, ldx, segments, I,
+                                                               O, p);
+    }
+    // Groups, largest first; each keeps its segments in their order.
+    std::vector<int64_t> groups;
+    std::vector<int64_t> rows_of;
+    for (const RowSegment& s : segments) {
+      if (s.rows == 0) continue;
+      const auto it = std::find(groups.begin(), groups.end(), s.group);
+      if (it == groups.end()) {
+        groups.push_back(s.group);
+        rows_of.push_back(s.rows);
+      } else {
+        rows_of[it - groups.begin()] += s.rows;
+      }
+    }
+    std::vector<size_t> order(groups.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return rows_of[a] > rows_of[b]; });
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < order.size(); ++i) {
+      const int64_t g = groups[order[i]];
+      for (const RowSegment& s : segments) {
+        if (s.rows == 0 || s.group != g) continue;
+        linear_backward_weight(dW + g * O * I, dy + s.offset * lddy, lddy, x + s.offset * ldx,
+                               ldx, s.rows, I, O, p);
+      }
+    }
   }
 
   // saved: the causal softmax (B, H, T, T); scratch: (T, T) (attention_saved_numel).
@@ -205,9 +299,15 @@ class CpuOps final : public SegmentLoopOps<T> {
   }
 
   void copy(T* dst, const T* src, int64_t n) override {
-    if (n > 0 && dst != src) std::memcpy(dst, src, sizeof(T) * n);
+    if (n > 0 && dst != src) parallel_copy(dst, src, sizeof(T) * n);
   }
-  void fill(T* x, T value, int64_t n) override { std::fill(x, x + n, value); }
+  void fill(T* x, T value, int64_t n) override {
+    if (value == T(0) && !std::signbit(value)) {
+      parallel_zero(x, sizeof(T) * n);  // +0 is all zero bits
+      return;
+    }
+    std::fill(x, x + n, value);
+  }
   void copy_2d(T* dst, int64_t ld_dst, const T* src, int64_t ld_src, int64_t rows, int64_t cols,
                bool accumulate) override {
     kernels::copy_2d(dst, ld_dst, src, ld_src, rows, cols, accumulate);
@@ -226,6 +326,22 @@ class CpuOps final : public SegmentLoopOps<T> {
   [[noreturn]] static void refuse(Precision p) {
     throw std::invalid_argument(std::string("cpu backend: ") + precision_name(p) +
                                 " linear maps take float, not double");
+  }
+  static bool segments_in_parallel(std::span<const RowSegment> segments, Precision p) {
+    if (!std::is_same_v<T, float> || p != Precision::kF32 || cpu_threads() < 2) return false;
+    int non_empty = 0;
+    for (const RowSegment& s : segments) non_empty += s.rows > 0 ? 1 : 0;
+    return non_empty > 1;
+  }
+  // The non-empty segments, most rows first (stable), for dynamic scheduling.
+  static std::vector<RowSegment> largest_first(std::span<const RowSegment> segments) {
+    std::vector<RowSegment> order;
+    for (const RowSegment& s : segments) {
+      if (s.rows > 0) order.push_back(s);
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [](const RowSegment& a, const RowSegment& b) { return a.rows > b.rows; });
+    return order;
   }
   LowPrecisionGemm lp_;  // used by the float ops
 };

@@ -3,7 +3,11 @@
 #include <stdexcept>
 #include <string>
 
+#include <cmath>
+#include <type_traits>
+
 #include "kernels/cpu_loop.h"
+#include "kernels/cpu_simd.h"
 #include "kernels/math/cross_entropy.h"
 
 namespace tessera::kernels {
@@ -19,6 +23,38 @@ void check_targets(const int32_t* targets, int64_t N, int64_t V, const char* op)
     }
   }
 }
+// math/cross_entropy.h's rows in float, vectorised with exp_f32 (kernels/cpu_simd.h); the sum
+// of exponentials in cpu::kLanes partial sums.
+TESSERA_CPU_CLONES void cross_entropy_forward_row_f32(float* loss, float* lse,
+                                                      const float* logits, int32_t target,
+                                                      int64_t V) {
+  float mx = logits[0];
+#pragma omp simd reduction(max : mx)
+  for (int64_t v = 0; v < V; ++v) mx = logits[v] > mx ? logits[v] : mx;
+  float part[cpu::kLanes] = {};
+  const int64_t full = V / cpu::kLanes * cpu::kLanes;
+  for (int64_t v0 = 0; v0 < full; v0 += cpu::kLanes) {
+#pragma omp simd
+    for (int l = 0; l < cpu::kLanes; ++l) part[l] += cpu::exp_f32(logits[v0 + l] - mx);
+  }
+  for (int64_t v = full; v < V; ++v) part[v - full] += cpu::exp_f32(logits[v] - mx);
+  float sum = 0;
+  for (int l = 0; l < cpu::kLanes; ++l) sum += part[l];
+  const float l = mx + std::log(sum);
+  *lse = l;
+  *loss = l - logits[target];
+}
+
+TESSERA_CPU_CLONES void cross_entropy_backward_row_f32(float* dlogits, const float* logits,
+                                                       float lse, int32_t target, int64_t V,
+                                                       float scale) {
+#pragma omp simd
+  for (int64_t v = 0; v < V; ++v) {
+    const float p = cpu::exp_f32(logits[v] - lse);
+    dlogits[v] = scale * (v == target ? p - 1.0f : p);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -27,7 +63,11 @@ void cross_entropy_forward(T* losses, T* lse, const T* logits, const int32_t* ta
   check_targets(targets, N, V, "cross_entropy_forward");
 #pragma omp parallel for if (N * V >= cpu::kMinParallelWork)
   for (int64_t n = 0; n < N; ++n) {
-    math::cross_entropy_forward_row(losses + n, lse + n, logits + n * V, targets[n], V);
+    if constexpr (std::is_same_v<T, float>) {
+      cross_entropy_forward_row_f32(losses + n, lse + n, logits + n * V, targets[n], V);
+    } else {
+      math::cross_entropy_forward_row(losses + n, lse + n, logits + n * V, targets[n], V);
+    }
   }
 }
 
@@ -37,8 +77,13 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int
   check_targets(targets, N, V, "cross_entropy_backward");
 #pragma omp parallel for if (N * V >= cpu::kMinParallelWork)
   for (int64_t n = 0; n < N; ++n) {
-    math::cross_entropy_backward_row(dlogits + n * V, logits + n * V, lse[n], targets[n], V,
+    if constexpr (std::is_same_v<T, float>) {
+      cross_entropy_backward_row_f32(dlogits + n * V, logits + n * V, lse[n], targets[n], V,
                                      scale);
+    } else {
+      math::cross_entropy_backward_row(dlogits + n * V, logits + n * V, lse[n], targets[n], V,
+                                       scale);
+    }
   }
 }
 

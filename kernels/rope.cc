@@ -4,7 +4,10 @@
 #include <stdexcept>
 #include <string>
 
+#include <type_traits>
+
 #include "kernels/cpu_loop.h"
+#include "kernels/cpu_simd.h"
 #include "kernels/math/rope.h"
 
 namespace tessera::kernels {
@@ -13,6 +16,24 @@ namespace {
 void check_hd(int64_t hd) {
   if (hd <= 0 || hd % 2 != 0) {
     throw std::invalid_argument("rope: head_dim " + std::to_string(hd) + " must be even and > 0");
+  }
+}
+
+// math::rope_rotate_row in float, vectorised over the pairs (the same operations).
+TESSERA_CPU_CLONES void rope_rotate_row_f32(float* x, const float* cos_row, const float* sin_row,
+                                            int64_t H, int64_t hd, float sign) {
+  const int64_t half = hd / 2;
+  for (int64_t h = 0; h < H; ++h) {
+    float* xh = x + h * hd;
+#pragma omp simd
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = cos_row[i];
+      const float s = sign * sin_row[i];
+      const float x0 = xh[2 * i];
+      const float x1 = xh[2 * i + 1];
+      xh[2 * i] = x0 * c - x1 * s;
+      xh[2 * i + 1] = x0 * s + x1 * c;
+    }
   }
 }
 
@@ -29,7 +50,12 @@ void rope_apply(T* x, int64_t ld, const T* cos_table, const T* sin_table, int64_
 #pragma omp parallel for if (rows * H * hd >= cpu::kMinParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = r % T_len;
-    math::rope_rotate_row(x + r * ld, cos_table + t * half, sin_table + t * half, H, hd, sign);
+    if constexpr (std::is_same_v<T, float>) {
+      rope_rotate_row_f32(x + r * ld, cos_table + t * half, sin_table + t * half, H, hd, sign);
+    } else {
+      math::rope_rotate_row(x + r * ld, cos_table + t * half, sin_table + t * half, H, hd,
+                            sign);
+    }
   }
 }
 }  // namespace

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/cpu_loop.h"
+#include "kernels/cpu_simd.h"
 
 namespace tessera::kernels {
 
@@ -21,6 +22,36 @@ void check_copy_2d(const char* op, int64_t ld_dst, int64_t ld_src, int64_t rows,
 namespace {
 // Fixed-size chunks summed in chunk order: the result does not depend on the thread count.
 constexpr int64_t kSumChunk = 4096;
+
+// One chunk's sum of squares in double: kLanes partial sums (lane l takes i = l mod kLanes, in
+// order), then the partial sums in lane order; the same on every ISA (kernels/cpu_simd.h).
+template <typename T>
+TESSERA_CPU_CLONES double chunk_sum_squares(const T* x, int64_t n) {
+  double part[cpu::kLanes] = {};
+  const int64_t full = n / cpu::kLanes * cpu::kLanes;
+  for (int64_t i0 = 0; i0 < full; i0 += cpu::kLanes) {
+#pragma omp simd
+    for (int l = 0; l < cpu::kLanes; ++l) {
+      part[l] += static_cast<double>(x[i0 + l]) * static_cast<double>(x[i0 + l]);
+    }
+  }
+  for (int64_t i = full; i < n; ++i) part[i - full] += static_cast<double>(x[i]) * x[i];
+  double s = 0;
+  for (int l = 0; l < cpu::kLanes; ++l) s += part[l];
+  return s;
+}
+
+template <typename T>
+TESSERA_CPU_CLONES void add_chunk(T* y, const T* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+template <typename T>
+TESSERA_CPU_CLONES void scale_chunk(T* x, T s, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
 }  // namespace
 
 template <typename T>
@@ -30,9 +61,7 @@ double sum_squares(const T* x, int64_t n) {
 #pragma omp parallel for if (n >= cpu::kMinParallelWork)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t end = (c + 1) * kSumChunk < n ? (c + 1) * kSumChunk : n;
-    double s = 0;
-    for (int64_t i = c * kSumChunk; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
-    partial[c] = s;
+    partial[c] = chunk_sum_squares(x + c * kSumChunk, end - c * kSumChunk);
   }
   double total = 0;
   for (double p : partial) total += p;
@@ -41,14 +70,22 @@ double sum_squares(const T* x, int64_t n) {
 
 template <typename T>
 void add_inplace(T* y, const T* x, int64_t n) {
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
 #pragma omp parallel for if (n >= cpu::kMinParallelWork)
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i = c * kSumChunk;
+    add_chunk(y + i, x + i, n - i < kSumChunk ? n - i : kSumChunk);
+  }
 }
 
 template <typename T>
 void scale_inplace(T* x, T s, int64_t n) {
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
 #pragma omp parallel for if (n >= cpu::kMinParallelWork)
-  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i = c * kSumChunk;
+    scale_chunk(x + i, s, n - i < kSumChunk ? n - i : kSumChunk);
+  }
 }
 
 template <typename T>

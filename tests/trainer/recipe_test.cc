@@ -855,8 +855,9 @@ fs::path recipes_dir() {
 }
 
 TEST_F(RecipeTest, ShippedRecipesLoadAndWriteEverySection) {
-  for (const char* name : {"tiny-moe.yaml", "bench-moe.yaml", "deepseek-v3-tiny.yaml",
-                           "deepseek-v3-16b.yaml", "deepseek-v3-671b.yaml"}) {
+  for (const char* name : {"tiny-moe.yaml", "bench-moe.yaml", "bench-moe-wide.yaml",
+                           "deepseek-v3-tiny.yaml", "deepseek-v3-16b.yaml",
+                           "deepseek-v3-671b.yaml"}) {
     const std::string path = (recipes_dir() / name).string();
     const Recipe r = load_recipe(path);
     EXPECT_EQ(r.source, path);

@@ -1,0 +1,77 @@
+// The CPU kernels' vectorisable float math (kernels/cpu_simd.h) and the thread-count
+// independence of the float kernels that spread work over threads (attention over (batch, head)
+// pairs, the CPU backend's grouped GEMMs over experts: tests/backend/profiling_backend_test.cc).
+#include "kernels/cpu_simd.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/gemm.h"
+#include "tests/kernels/test_util.h"
+
+namespace tessera::kernels {
+namespace {
+
+TEST(CpuSimd, ExpWithinOneUlpOfTheExactExponential) {
+  double worst = 0;
+  for (double x = -87.0; x < 88.0; x += 0.00173) {
+    const float xf = static_cast<float>(x);
+    const double exact = std::exp(static_cast<double>(xf));
+    const float got = cpu::exp_f32(xf);
+    const float ref = static_cast<float>(exact);
+    const double ulp = std::nextafter(ref, std::numeric_limits<float>::infinity()) - ref;
+    worst = std::max(worst, std::fabs(static_cast<double>(got) - exact) / ulp);
+  }
+  EXPECT_LE(worst, 1.0);
+  EXPECT_EQ(cpu::exp_f32(0.0f), 1.0f);
+}
+
+TEST(CpuSimd, ExpSaturatesAndPropagatesNan) {
+  EXPECT_EQ(cpu::exp_f32(-100.0f), 0.0f);
+  EXPECT_EQ(cpu::exp_f32(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(cpu::exp_f32(100.0f), std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(cpu::exp_f32(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST(CpuSimd, SigmoidMatchesTheFormulaOnBothSides) {
+  for (float x : {-30.0f, -5.5f, -1.0f, -0.0f, 0.0f, 0.25f, 3.0f, 20.0f}) {
+    const double exact = 1.0 / (1.0 + std::exp(-static_cast<double>(x)));
+    EXPECT_NEAR(cpu::sigmoid_f32(x), exact, 2e-7 * exact) << x;
+  }
+}
+
+// Float attention runs its (batch, head) pairs on one thread each: 1 and 2 threads give the
+// same bits.
+TEST(CpuSimd, FloatAttentionDoesNotDependOnTheThreadCount) {
+  constexpr int64_t B = 2, T = 70, H = 3, hd = 8, D = H * hd, ld = 3 * D;
+  const auto qkv = testing::to_float(testing::random_vector(B * T * ld, 11, -2.0, 2.0));
+  const auto dout = testing::to_float(testing::random_vector(B * T * D, 12));
+  struct Result {
+    std::vector<float> out, probs, dqkv;
+  };
+  auto run = [&](int threads) {
+    const int before = cpu_threads();
+    set_cpu_threads(threads);
+    Result r{std::vector<float>(B * T * D), std::vector<float>(B * H * T * T),
+             std::vector<float>(B * T * ld)};
+    std::vector<float> scratch(T * T);
+    attention_forward(r.out.data(), D, r.probs.data(), qkv.data(), qkv.data() + D,
+                      qkv.data() + 2 * D, ld, B, T, H, hd);
+    attention_backward(r.dqkv.data(), r.dqkv.data() + D, r.dqkv.data() + 2 * D, ld,
+                       scratch.data(), dout.data(), D, r.probs.data(), qkv.data(),
+                       qkv.data() + D, qkv.data() + 2 * D, ld, B, T, H, hd);
+    set_cpu_threads(before);
+    return r;
+  };
+  const Result one = run(1), two = run(2);
+  EXPECT_EQ(one.out, two.out);
+  EXPECT_EQ(one.probs, two.probs);
+  EXPECT_EQ(one.dqkv, two.dqkv);
+}
+
+}  // namespace
+}  // namespace tessera::kernels

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The planner against measured runs on this machine, side by side in one run: calibrate at each
+# rank count used (`tessera plan calibrate`, all ranks measuring at once as they train), then for
+# each layout of the benchmark model predict (`tessera plan --json`) and train a few steps, and
+# compare the step time (median of the steps after the first two) and the peak memory per rank
+# (planned device memory vs the largest peak resident set of any rank, which also holds the
+# process itself: binary, MPI, HDF5, the loader's cache).
+# Usage: bench/run_plan_check.sh [build dir, default build] [steps, default 8]
+# Run it on an otherwise idle machine: calibration and training must see the same cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+steps=${2:-8}
+tessera=$build/tessera
+recipe=recipes/bench-moe.yaml
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+py=/usr/bin/python3
+data=data-cache/markov-v256-o1
+[ -d "$data" ] || "$tessera" prepare synthetic --vocab 256 --order 1 --tokens 2000000 --seed 1 \
+  --out "$data" --quiet
+echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $recipe, $steps steps per layout"
+for np in 2 4; do
+  echo "# calibrating with $np ranks ..."
+  mpirun --oversubscribe -np "$np" "$tessera" plan calibrate "$recipe" --out "$work/cal-$np.yaml" \
+    > "$work/cal-$np.log" 2>&1 || { echo "calibration failed:"; tail -20 "$work/cal-$np.log"; exit 1; }
+done
+printf "%-30s %5s | %9s %9s %7s | %10s %10s %7s\n" layout ranks "pred s" "meas s" "err" \
+  "pred MiB" "RSS MiB" "err"
+check() {  # NAME NP OVERRIDES...
+  local name=$1 np=$2; shift 2
+  local run=$work/run-$np-$RANDOM
+  "$tessera" plan "$recipe" --cluster "$work/cal-$np.yaml" --json "$@" > "$run.plan.json"
+  mpirun --oversubscribe -np "$np" "$tessera" train "$recipe" --set train.steps="$steps" \
+    --set run.dir="$run" --set checkpoint.every_steps=0 --set checkpoint.final=false \
+    --set train.eval_every=0 --set data.path="$data" "$@" > "$run.log" 2>&1 \
+    || { echo "$name: training failed:"; tail -20 "$run.log"; exit 1; }
+  "$py" - "$name" "$np" "$run.plan.json" "$run/metrics.jsonl" <<'PY'
+import json, statistics, sys
+name, np, plan_path, metrics_path = sys.argv[1:]
+plan = json.load(open(plan_path))
+lines = [json.loads(l) for l in open(metrics_path) if l.strip()]
+steps = [l for l in lines if "step_s" in l]
+measured = statistics.median(l["step_s"] for l in steps[2:]) if len(steps) > 2 else steps[-1]["step_s"]
+rss = max(l["peak_rss_mib"] for l in steps)
+pred_mib = plan["peak_memory_gib"] * 1024
+print("%-30s %5s | %9.3f %9.3f %+6.1f%% | %10.1f %10.1f %+6.1f%%" % (
+    name, np, plan["step_s"], measured, 100 * (plan["step_s"] / measured - 1), pred_mib, rss,
+    100 * (pred_mib / rss - 1)))
+PY
+}
+check "dp2"                          2 --set parallel.dp=2
+check "dp2 ep2"                      2 --set parallel.dp=2 --set parallel.ep=2
+check "pp2 mb4 1f1b"                 2 --set parallel.pp=2 --set parallel.micro_batches=4 --set parallel.schedule=1f1b
+check "pp2 dp2 ep2 mb4 1f1b"         4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --set parallel.schedule=1f1b
+check "pp2 dp2 ep2 mb4 dualpipev"    4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --set parallel.schedule=dualpipev
+check "pp2 dp2 mb4 zb1p"             4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.micro_batches=4 --set parallel.schedule=zb1p
+check "dp4 ep4"                      4 --set parallel.dp=4 --set parallel.ep=4

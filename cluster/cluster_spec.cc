@@ -66,7 +66,9 @@ class MapReader {
     } catch (const YAML::Exception&) {
       fail(prefix_ + key, "expected an integer", v->Mark());
     }
-    if (x < min) fail(prefix_ + key, "must be >= " + std::to_string(min) + ", got " + v->Scalar(), v->Mark());
+    if (x < min) {
+      fail(prefix_ + key, "must be >= " + std::to_string(min) + ", got " + v->Scalar(), v->Mark());
+    }
     return x;
   }
 

@@ -31,8 +31,11 @@ run() {  # NAME NP EXTRA_ARGS... (NP 1: a single process, no mpirun)
   if grep -q "Segmentation fault\|signal 11" <<<"$out"; then fail "$name: crashed: $(tail -3 <<<"$out")"; fi
   grep -q "tessera train: error: .*model.h5" <<<"$out" || fail "$name: no error naming model.h5: $out"
   echo "ok   $name: exit $rc: $(grep -m1 "tessera train: error" <<<"$out")"
-  # Exited processes may linger as zombies until reaped; a live rank is in any other state.
-  if ps -C tessera -o stat= | grep -qv '^Z'; then fail "$name: a rank is still running"; fi
+  # This test's ranks (their run.dir is ours; other tests run tessera meanwhile). Exited ones may
+  # linger as zombies until reaped; a live rank is in any other state.
+  if ps -eo stat=,args= | grep -F -- "$work/mnt/run" | grep -v grep | grep -qv '^Z'; then
+    fail "$name: a rank is still running"
+  fi
 }
 run first_run 4
 ls -a "$work/mnt/run/checkpoints" 2>/dev/null | grep -q "^\.tmp-" && fail "a partial .tmp- directory is left"

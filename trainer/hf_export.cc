@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -118,6 +119,10 @@ void export_hf_checkpoint(const std::string& step_dir, const std::string& out_di
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   uint64_t total_bytes = 0;
   std::vector<float> values;
+  // What export reads is checked against trainer.yaml's checksums as it goes (the optimizer's
+  // datasets, which export skips, are not read): damaged weights are not exported.
+  std::map<std::string, uint64_t> sums;
+  std::map<std::string, int64_t> covered;
   for (size_t k = 0; k < shards.size(); ++k) {
     const std::string file = hf_shard_name(static_cast<int64_t>(k) + 1, static_cast<int64_t>(shards.size()));
     std::vector<SafetensorsTensorSpec> specs;
@@ -127,12 +132,33 @@ void export_hf_checkpoint(const std::string& step_dir, const std::string& out_di
       const ExportTensor& t = tensors[i];
       values.resize(static_cast<size_t>(t.end - t.begin));
       h5.read_f32_slice(t.dataset, t.dataset_shape, t.begin, t.end, values.data());
+      sums[t.dataset] += slice_checksum(t.begin, values.data(), t.end - t.begin);
+      covered[t.dataset] += t.end - t.begin;
       writer.write_floats(values);
       weight_map[t.spec.name] = file;
       total_bytes += t.spec.nbytes();
       counter.advance();
     }
     writer.close();
+  }
+  for (const auto& [dataset, sum] : sums) {
+    const auto want = info.checksums.find(dataset);
+    int64_t numel = 1;
+    for (const ExportTensor& t : tensors) {
+      if (t.dataset == dataset) {
+        numel = 1;
+        for (int64_t d : t.dataset_shape) numel *= d;
+        break;
+      }
+    }
+    if (covered[dataset] != numel) continue;  // exported in part: its checksum covers more
+    if (want == info.checksums.end() || want->second != sum) {
+      std::error_code ec;
+      fs::remove_all(out, ec);
+      throw CheckpointDamaged(step_dir + ": " + dataset +
+                              ": checksum mismatch (model.h5 differs from trainer.yaml); not "
+                              "exported (`tessera checkpoint verify` lists every damaged dataset)");
+    }
   }
   write_json(out / kHfConfigFile,
              hf_config_json(recipe.model, options.dtype == "bf16" ? "bfloat16" : "float32",

@@ -76,6 +76,11 @@ check damaged_verify 1 "embed.weight: checksum mismatch" "$tessera" checkpoint v
 check damaged_info 1 "damaged: embed.weight: checksum mismatch" "$tessera" checkpoint info "$work/damaged"
 check damaged_eval 1 "checksum mismatch in embed.weight" "$tessera" eval "$recipe" "${small[@]}" \
   --checkpoint "$work/damaged" "${evalargs[@]}"
+check damaged_export 1 "embed.weight: checksum mismatch" "$tessera" checkpoint export "$work/damaged" \
+  --format hf --out "$work/hf-damaged" --dtype fp32
+if [ -e "$work/hf-damaged" ]; then
+  echo "FAIL damaged_export_leaves_nothing: $work/hf-damaged exists"; failures=$((failures + 1))
+fi
 
 # Sound checksums over NaN weights: export, NaN into the final norm, import, eval.
 check export 0 "tensors written" "$tessera" checkpoint export "$work/run" --format hf --out "$work/hf" \

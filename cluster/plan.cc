@@ -44,8 +44,7 @@ double log_distance(double a, double b) { return std::abs(std::log(a) - std::log
 // Prices work on one device of the cluster; collects the assumptions it had to make.
 class Pricing {
  public:
-  Pricing(const ClusterSpec& cluster, std::set<std::string>& notes)
-      : c_(cluster), notes_(notes) {}
+  Pricing(const ClusterSpec& cluster, std::set<std::string>& notes) : c_(cluster), notes_(notes) {}
 
   double gemm(const std::string& precision, const std::string& layout, double m, double n,
               double k) const {
@@ -80,7 +79,9 @@ class Pricing {
       const double d = log_distance(seq_len, p.seq_len) + log_distance(a.qk_dim, p.head_dim);
       if (d < best_d) best_d = d, best = &p;
     }
-    if (best != nullptr) return flops / ((backward ? best->backward_tflops : best->forward_tflops) * 1e12);
+    if (best != nullptr) {
+      return flops / ((backward ? best->backward_tflops : best->forward_tflops) * 1e12);
+    }
     // No measurement: the core's two GEMMs per head at the GEMM rate of their shape.
     const double per_gemm = gemm(precision, backward ? "nn" : "nt", static_cast<double>(seq_len),
                                  static_cast<double>(seq_len), static_cast<double>(a.qk_dim));
@@ -117,7 +118,8 @@ class Pricing {
       }
       if (best->ranks != ranks) {
         notes_.insert("all-to-all over " + std::to_string(ranks) +
-                      " ranks priced at the measured " + std::to_string(best->ranks) + "-rank rate");
+                      " ranks priced at the measured " + std::to_string(best->ranks) +
+                      "-rank rate");
       }
       const double t = all / (best->gbs * 1e9);
       return {t, t, 0.0};
@@ -283,14 +285,14 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   plan.virtual_stages = static_cast<int>(par.virtual_stages);
   plan.world = plan.pp * plan.dp;
   if (plan.world > cluster.devices()) {
-    throw ClusterSpecError(recipe.source + ": parallel.pp * parallel.dp = " +
-                           std::to_string(plan.world) + " ranks, but " + plan.cluster + " has " +
-                           std::to_string(cluster.devices()) + " devices (" +
-                           std::to_string(cluster.nodes) + " nodes x " +
-                           std::to_string(cluster.gpus_per_node) + ")");
+    throw ClusterSpecError(
+        recipe.source + ": parallel.pp * parallel.dp = " + std::to_string(plan.world) +
+        " ranks, but " + plan.cluster + " has " + std::to_string(cluster.devices()) + " devices (" +
+        std::to_string(cluster.nodes) + " nodes x " + std::to_string(cluster.gpus_per_node) + ")");
   }
   plan.tokens_per_step = recipe.train.global_batch * recipe.train.seq_len;
-  plan.training_flops_per_token = trainer::flops_per_token(recipe.model, recipe.train.seq_len).training;
+  plan.training_flops_per_token =
+      trainer::flops_per_token(recipe.model, recipe.train.seq_len).training;
 
   std::set<std::string> notes_early;
   // Memory: the trainer's allocation plan on this kind of device.
@@ -307,20 +309,15 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     const trainer::RankMemory& m = *std::find_if(
         plan.memory.begin(), plan.memory.end(),
         [&](const trainer::RankMemory& r) { return r.rank == plan.peak_memory_rank; });
-    const std::pair<const char*, int64_t> terms[] = {{"parameters", m.parameters},
-                                                     {"gradients", m.gradients},
-                                                     {"optimizer state", m.optimizer},
-                                                     {"activations", m.activations},
-                                                     {"communication buffers", m.communication}};
-    const auto* largest = std::max_element(std::begin(terms), std::end(terms),
-                                           [](auto& a, auto& b) { return a.second < b.second; });
+    const trainer::MemoryTerm largest = trainer::largest_memory_term(m);
     char buf[256];
     plan.fits = plan.peak_memory_gib <= cluster.device.memory_gib;
-    std::snprintf(buf, sizeof(buf), "%s: rank %d needs %.1f GiB of %.1f GiB (largest term: %s, %.1f GiB)",
+    std::snprintf(buf, sizeof(buf),
+                  "%s: rank %d needs %.1f GiB of %.1f GiB (largest term: %s, %.1f GiB)",
                   plan.fits ? "fits" : "does not fit", m.rank, plan.peak_memory_gib,
-                  cluster.device.memory_gib, largest->first, largest->second / kGiB);
+                  cluster.device.memory_gib, largest.name.c_str(), largest.bytes / kGiB);
     plan.verdict = buf;
-    if (!plan.fits && largest->second == m.activations) {
+    if (!plan.fits && largest.name == "activations") {
       notes_early.insert(
           "activations are the trainer's arenas: fp32, saved activations and backward workspaces "
           "of every micro-batch in flight, no recomputation, expert-side buffers sized for the "
@@ -334,8 +331,8 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   const WireBytes wire = wire_bytes(recipe.precision.compute);
   const parallel::LayoutSpec spec = trainer::recipe_layout_spec(recipe, plan.world);
   const parallel::RankGrid grid(spec);
-  plan.schedule_lists = parallel::make_schedule(par.schedule, plan.pp, plan.micro_batches,
-                                                plan.virtual_stages);
+  plan.schedule_lists =
+      parallel::make_schedule(par.schedule, plan.pp, plan.micro_batches, plan.virtual_stages);
   const trainer::ModelCompute compute = trainer::describe_compute(recipe.model);
   const double tokens = static_cast<double>(recipe.train.global_batch) /
                         static_cast<double>(par.dp * par.micro_batches) *
@@ -399,7 +396,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
       ChunkCost cost;
       cost.stage = s;
       cost.chunk = static_cast<int>(c);
-      cost.layers = layer_range(trainer::recipe_model_part(recipe, s, plan.ep, 0).chunks[c]);
+      cost.layers = layer_range(models[static_cast<size_t>(s)]->part().chunks[c]);
       cost.forward = t.forward.compute;
       cost.backward_input = t.backward_input.compute;
       cost.backward_weight = t.backward_weight.compute;
@@ -413,10 +410,14 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     using parallel::Op;
     const ChunkTimes& t = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk)];
     switch (inst.op) {
-      case Op::kForward: return t.forward;
-      case Op::kBackward: return t.backward;
-      case Op::kBackwardInput: return t.backward_input;
-      case Op::kBackwardWeight: return t.backward_weight;
+      case Op::kForward:
+        return t.forward;
+      case Op::kBackward:
+        return t.backward;
+      case Op::kBackwardInput:
+        return t.backward_input;
+      case Op::kBackwardWeight:
+        return t.backward_weight;
       case Op::kForwardBackward: {
         const ChunkTimes& b = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)];
         if (!overlap) {  // F, then the full backward
@@ -427,13 +428,15 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
         auto it = pairs.find(key);
         if (it == pairs.end()) {
           const auto& ws = work[static_cast<size_t>(s)];
-          it = pairs.emplace(key, time_forward_backward(ws[static_cast<size_t>(inst.chunk)],
-                                                        ws[static_cast<size_t>(inst.chunk_b)]))
+          it = pairs
+                   .emplace(key, time_forward_backward(ws[static_cast<size_t>(inst.chunk)],
+                                                       ws[static_cast<size_t>(inst.chunk_b)]))
                    .first;
         }
         return it->second;
       }
-      default: return {};
+      default:
+        return {};
     }
   };
   auto duration = [&](int s, const parallel::Instruction& inst) { return timed(s, inst).seconds; };
@@ -452,7 +455,8 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   const int busiest = static_cast<int>(
       std::max_element(plan.run.busy.begin(), plan.run.busy.end()) - plan.run.busy.begin());
   double exposed = 0.0;
-  for (const parallel::Instruction& inst : plan.schedule_lists.per_stage[static_cast<size_t>(busiest)]) {
+  for (const parallel::Instruction& inst :
+       plan.schedule_lists.per_stage[static_cast<size_t>(busiest)]) {
     if (parallel::is_compute(inst.op)) exposed += timed(busiest, inst).waited;
   }
 
@@ -465,11 +469,10 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   const bool dp_crosses = plan.dp > per_node;
   const bool expert_dp_crosses = dp_crosses;
   for (int s = 0; s < plan.pp; ++s) {
-    const std::unique_ptr<trainer::Model> model =
-        trainer::Model::Describe(recipe.model, trainer::recipe_model_part(recipe, s, plan.ep, 0));
-    const double dense = 4.0 * model->params().padded_region_numel(trainer::ParamRegion::kDense, dense_dp);
+    const trainer::ParamTable& params = models[static_cast<size_t>(s)]->params();
+    const double dense = 4.0 * params.padded_region_numel(trainer::ParamRegion::kDense, dense_dp);
     const double expert =
-        4.0 * model->params().padded_region_numel(trainer::ParamRegion::kExpert, expert_dp);
+        4.0 * params.padded_region_numel(trainer::ParamRegion::kExpert, expert_dp);
     const double zero = price.ring(std::min(bucket, dense), dense_dp, dp_crosses) +
                         price.ring(std::min(bucket, expert), expert_dp, expert_dp_crosses) +
                         price.ring(dense, dense_dp, dp_crosses) +
@@ -506,13 +509,14 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
 std::string format_plan(const Plan& p) {
   std::string out;
   char line[512];
-  std::snprintf(line, sizeof(line),
-                "plan: %s on %s\nlayout: pp %d x dp %d (ep %d), %s, %d micro-batches%s, "
-                "precision %s, %d ranks\n",
-                p.recipe.c_str(), p.cluster.c_str(), p.pp, p.dp, p.ep, p.schedule.c_str(),
-                p.micro_batches,
-                p.virtual_stages > 1 ? (", " + std::to_string(p.virtual_stages) + " virtual stages").c_str() : "",
-                p.precision.c_str(), p.world);
+  std::snprintf(
+      line, sizeof(line),
+      "plan: %s on %s\nlayout: pp %d x dp %d (ep %d), %s, %d micro-batches%s, "
+      "precision %s, %d ranks\n",
+      p.recipe.c_str(), p.cluster.c_str(), p.pp, p.dp, p.ep, p.schedule.c_str(), p.micro_batches,
+      p.virtual_stages > 1 ? (", " + std::to_string(p.virtual_stages) + " virtual stages").c_str()
+                           : "",
+      p.precision.c_str(), p.world);
   out += line;
   std::snprintf(line, sizeof(line),
                 "step %.4g s (pipeline %.4g s, bubble %.1f%%; ZeRO %.3g s; optimizer %.3g s), "
@@ -527,8 +531,9 @@ std::string format_plan(const Plan& p) {
                 p.gpu_hours_per_trillion_tokens, p.days_per_trillion_tokens);
   out += line;
   out += "memory: " + p.verdict + "\n";
-  out += "per micro-batch (s): stage chunk | forward backward-input backward-weight | "
-         "all-to-all fwd bwd | layers\n";
+  out +=
+      "per micro-batch (s): stage chunk | forward backward-input backward-weight | "
+      "all-to-all fwd bwd | layers\n";
   for (const ChunkCost& c : p.chunks) {
     std::snprintf(line, sizeof(line), "  %5d %5d | %7.3g %14.3g %15.3g | %10.3g %8.3g | %s\n",
                   c.stage, c.chunk, c.forward, c.backward_input, c.backward_weight, c.forward_comm,

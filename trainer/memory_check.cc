@@ -26,27 +26,7 @@ void check_memory_fits(const std::vector<RankMemory>& plans, int64_t available_b
       plans.begin(), plans.end(),
       [](const RankMemory& a, const RankMemory& b) { return a.total() < b.total(); });
   if (worst.total() <= available_bytes) return;
-  struct Term {
-    const char* name;
-    int64_t bytes;
-    const char* keys;
-  };
-  static constexpr const char* kParameterKeys =
-      "model.dim, model.n_layers, model.vocab_size, model.inter_dim, model.moe_inter_dim, "
-      "model.n_experts (parallel.pp and parallel.ep split them)";
-  const std::string optimizer_keys = std::string(kParameterKeys) + "; parallel.dp shards it";
-  const Term terms[] = {
-      {"parameters", worst.parameters, kParameterKeys},
-      {"gradients", worst.gradients, kParameterKeys},
-      {"optimizer state", worst.optimizer, optimizer_keys.c_str()},
-      {"activations", worst.activations,
-       "train.global_batch, train.seq_len, parallel.micro_batches, parallel.dp, model.dim, "
-       "model.vocab_size, model.top_k, parallel.schedule (micro-batches in flight)"},
-      {"communication buffers", worst.communication,
-       "train.global_batch, train.seq_len, model.dim, parallel.schedule"}};
-  const Term& largest = *std::max_element(
-      std::begin(terms), std::end(terms),
-      [](const Term& a, const Term& b) { return a.bytes < b.bytes; });
+  const MemoryTerm largest = largest_memory_term(worst);
   throw RecipeError("memory: rank " + std::to_string(worst.rank) + " (stage " +
                     std::to_string(worst.stage) + ") plans " + gib(worst.total()) + ", but " +
                     available_what + " is " + gib(available_bytes) + "; its largest term is " +

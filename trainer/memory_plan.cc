@@ -1,5 +1,6 @@
 #include "trainer/memory_plan.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -81,6 +82,24 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
 
 std::vector<RankMemory> plan_memory_per_stage(const Recipe& recipe, kernels::Device device) {
   return plan_ranks(recipe, device, true);
+}
+
+MemoryTerm largest_memory_term(const RankMemory& m) {
+  const std::string parameter_keys =
+      "model.dim, model.n_layers, model.vocab_size, model.inter_dim, model.moe_inter_dim, "
+      "model.n_experts (parallel.pp and parallel.ep split them)";
+  const MemoryTerm terms[] = {
+      {"parameters", m.parameters, parameter_keys},
+      {"gradients", m.gradients, parameter_keys},
+      {"optimizer state", m.optimizer, parameter_keys + "; parallel.dp shards it"},
+      {"activations", m.activations,
+       "train.global_batch, train.seq_len, parallel.micro_batches, parallel.dp, model.dim, "
+       "model.vocab_size, model.top_k, parallel.schedule (micro-batches in flight)"},
+      {"communication buffers", m.communication,
+       "train.global_batch, train.seq_len, model.dim, parallel.schedule"}};
+  return *std::max_element(
+      std::begin(terms), std::end(terms),
+      [](const MemoryTerm& a, const MemoryTerm& b) { return a.bytes < b.bytes; });
 }
 
 std::string format_memory_plan(const std::vector<RankMemory>& ranks) {

@@ -40,6 +40,16 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
 // a large world (the planner's search).
 std::vector<RankMemory> plan_memory_per_stage(const Recipe& recipe, kernels::Device device);
 
+// The largest of a rank's five kinds ("parameters", "gradients", "optimizer state",
+// "activations", "communication buffers"; the first on a tie) and the recipe keys that size it,
+// for messages that say what to change.
+struct MemoryTerm {
+  std::string name;
+  int64_t bytes = 0;
+  std::string keys;
+};
+MemoryTerm largest_memory_term(const RankMemory& rank);
+
 // A table, one line per rank, in MiB.
 std::string format_memory_plan(const std::vector<RankMemory>& ranks);
 

@@ -219,7 +219,7 @@ class Comm {
   AllToAllVOptions check_all_to_all_v(const void* in, size_t in_n, const void* out, size_t out_n,
                                       size_t esize, const AllToAllVOptions& options) const;
   void check_peer(const char* op, int peer, int tag) const;
-  std::string where() const;  // "on comm 'dp' (rank 1 of 4)"
+  virtual std::string where() const;  // "on comm 'dp' (rank 1 of 4)"
 
   // One relaxed atomic load when tracing is off.
   bool tracing() const { return trace_ && trace_->enabled(); }

@@ -10,8 +10,11 @@
 #include <functional>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "parallel/blocking_watch.h"
+#include "parallel/liveness.h"
 #include "parallel/mpi_env.h"
 #include "parallel/mpi_group_split.h"
 
@@ -25,8 +28,9 @@ using OnDone = std::function<std::exception_ptr(const MPI_Status&)>;
 // One thread per process that drives every outstanding request of every MpiComm.
 class ProgressEngine {
  public:
-  explicit ProgressEngine(int poll_interval_us)
+  ProgressEngine(int poll_interval_us, std::shared_ptr<ActivityBoard> board)
       : poll_interval_(poll_interval_us),
+        board_(std::move(board)),
         shared_(std::make_shared<Shared>()),
         thread_([this] { loop(); }) {}
 
@@ -42,10 +46,11 @@ class ProgressEngine {
 
   void add(MPI_Request request, std::shared_ptr<WorkState> work, OnDone on_done,
            std::shared_ptr<std::atomic<int>> in_flight) {
+    const ActivityBoard::Id board_id = board_->begin(work->description());
     {
       std::lock_guard<std::mutex> lock(shared_->mu);
-      shared_->inbox.push_back(
-          {request, Pending{std::move(work), std::move(on_done), std::move(in_flight)}});
+      shared_->inbox.push_back({request, Pending{std::move(work), std::move(on_done),
+                                                 std::move(in_flight), board_id}});
     }
     shared_->cv.notify_one();
   }
@@ -57,6 +62,7 @@ class ProgressEngine {
     std::shared_ptr<WorkState> work;
     OnDone on_done;
     std::shared_ptr<std::atomic<int>> in_flight;
+    ActivityBoard::Id board_id;
   };
 
   // State shared with the Works (as their WaiterSignal), which may outlive the engine.
@@ -83,15 +89,20 @@ class ProgressEngine {
     // A Work already failed by the watchdog may have had its buffers released: leave them.
     if (!error && p.on_done && status && !p.work->done()) error = p.on_done(*status);
     p.work->complete(std::move(error));
+    board_->end(p.board_id);
     p.in_flight->fetch_sub(1);
   }
 
   void loop() {
+    using Clock = std::chrono::steady_clock;
     std::vector<MPI_Request> requests;  // owned by this thread
     std::vector<Pending> pending;
     std::vector<int> indices;
     std::vector<MPI_Status> statuses;
     bool progressed = true;
+    bool spinning = false;
+    Clock::time_point idle_since = Clock::now();  // the last progress while somebody waits
+    std::chrono::microseconds backoff{0};
     Shared& sh = *shared_;
     for (;;) {
       bool spin = false;
@@ -105,8 +116,13 @@ class ProgressEngine {
           // for a new request or a caller starting to wait.
           sh.cv.wait_for(lock, poll_interval_,
                          [&] { return sh.stop || !sh.inbox.empty() || sh.waiters > 0; });
+        } else if (backoff.count() > 0) {
+          // Somebody has waited long: poll less often (a stalled peer costs no core), but wake
+          // at once for a new request.
+          sh.cv.wait_for(lock, backoff, [&] { return sh.stop || !sh.inbox.empty(); });
         }
         if (sh.stop) return;
+        if (!sh.inbox.empty()) idle_since = Clock::now();
         for (auto& [request, p] : sh.inbox) {
           requests.push_back(request);
           pending.push_back(std::move(p));
@@ -114,6 +130,8 @@ class ProgressEngine {
         sh.inbox.clear();
         spin = sh.waiters > 0 || poll_interval_.count() == 0;
       }
+      if (spin && !spinning) idle_since = Clock::now();
+      spinning = spin;
       const int n = static_cast<int>(requests.size());
       indices.resize(n);
       statuses.resize(n);
@@ -143,7 +161,9 @@ class ProgressEngine {
         requests[indices[k]] = MPI_REQUEST_NULL;  // Testsome did this too; be explicit
       }
       progressed = outcount > 0;
+      const std::chrono::microseconds previous_backoff = std::exchange(backoff, {});
       if (progressed) {
+        idle_since = Clock::now();
         size_t kept = 0;
         for (size_t i = 0; i < requests.size(); ++i) {
           if (requests[i] == MPI_REQUEST_NULL) continue;
@@ -154,12 +174,23 @@ class ProgressEngine {
         requests.resize(kept);
         pending.resize(kept);
       } else if (spin) {
-        std::this_thread::yield();  // somebody waits: poll back to back, but share the core
+        // Somebody waits: poll back to back (yielding the core) for kSpinWindow, so a short
+        // operation completes with no added latency; after that back off, doubling the sleep
+        // up to kMaxBackoff, so a rank waiting for a slow or stopped peer does not spin.
+        if (Clock::now() - idle_since < kSpinWindow) {
+          std::this_thread::yield();
+        } else {
+          backoff = std::min(kMaxBackoff, std::max(kMinBackoff, 2 * previous_backoff));
+        }
       }
     }
   }
 
+  static constexpr std::chrono::microseconds kSpinWindow{2000};
+  static constexpr std::chrono::microseconds kMinBackoff{20};
+  static constexpr std::chrono::microseconds kMaxBackoff{1000};
   const std::chrono::microseconds poll_interval_;
+  std::shared_ptr<ActivityBoard> board_;
   std::shared_ptr<Shared> shared_;
   std::thread thread_;  // last: starts after everything above exists
 };
@@ -237,6 +268,10 @@ double MpiCommOptions::default_timeout_s() {
   return env_double("TESSERA_COMM_TIMEOUT_S", kDefaultTimeoutS);
 }
 
+double MpiCommOptions::default_stall_s() {
+  return env_double("TESSERA_COMM_STALL_S", kDefaultStallS);
+}
+
 int MpiCommOptions::default_poll_interval_us() {
   const double us = env_double("TESSERA_COMM_POLL_US", kDefaultPollIntervalUs);
   if (us < 0 || us > 1e6) {
@@ -263,20 +298,61 @@ std::unique_ptr<MpiComm> MpiComm::world(const MpiCommOptions& options) {
   MPI_Comm comm = MPI_COMM_NULL;
   check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup(MPI_COMM_WORLD)");
   check_mpi(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
-  auto engine = std::make_shared<mpi_detail::ProgressEngine>(options.poll_interval_us);
-  return std::unique_ptr<MpiComm>(new MpiComm(comm, std::move(engine), "world", options.timeout_s));
+  auto liveness = std::make_shared<Liveness>(options.stall_s, options.liveness_window_s);
+  auto watch = std::make_shared<BlockingWatch>(liveness);
+  auto engine = std::make_shared<mpi_detail::ProgressEngine>(options.poll_interval_us,
+                                                             liveness->shared_board());
+  return std::unique_ptr<MpiComm>(new MpiComm(comm, std::move(engine), "world", options.timeout_s,
+                                              std::move(liveness), std::move(watch)));
 }
 
 MpiComm::MpiComm(MPI_Comm comm, std::shared_ptr<mpi_detail::ProgressEngine> engine,
-                 std::string name, double timeout_s)
+                 std::string name, double timeout_s, std::shared_ptr<Liveness> liveness,
+                 std::shared_ptr<BlockingWatch> blocking_watch)
     : Comm(std::move(name)),
       comm_(comm),
       engine_(std::move(engine)),
+      liveness_(std::move(liveness)),
+      blocking_watch_(std::move(blocking_watch)),
       timeout_s_(timeout_s),
       broken_(std::make_shared<std::atomic<bool>>(false)),
       in_flight_(std::make_shared<std::atomic<int>>(0)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  // Member -> world rank, for messages and liveness checks.
+  MPI_Group group = MPI_GROUP_NULL, world_group = MPI_GROUP_NULL;
+  MPI_Comm_group(comm_, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  std::vector<int> members(static_cast<size_t>(size_));
+  for (int i = 0; i < size_; ++i) members[static_cast<size_t>(i)] = i;
+  world_ranks_.resize(members.size());
+  MPI_Group_translate_ranks(group, size_, members.data(), world_group, world_ranks_.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+}
+
+std::string MpiComm::where() const {
+  std::string s = "on comm '" + name() + "' (rank " + std::to_string(rank_) + " of " +
+                  std::to_string(size_);
+  if (name() != "world") {
+    std::vector<int> sorted = world_ranks_;
+    std::sort(sorted.begin(), sorted.end());
+    s += std::string(size_ == 1 ? ", world rank " : ", world ranks ") + format_rank_list(sorted);
+  }
+  return s + ")";
+}
+
+std::vector<int> MpiComm::other_members() const {
+  std::vector<int> peers;
+  for (int i = 0; i < size_; ++i) {
+    if (i != rank_) peers.push_back(world_ranks_[static_cast<size_t>(i)]);
+  }
+  return peers;
+}
+
+std::string MpiComm::peer_detail(int rank) const {
+  if (rank < 0 || rank >= size_) return "";
+  return " (world rank " + std::to_string(world_ranks_[static_cast<size_t>(rank)]) + ")";
 }
 
 MpiComm::~MpiComm() {
@@ -299,7 +375,7 @@ MpiComm::~MpiComm() {
   }
 }
 
-Work MpiComm::submit(Request request) {
+Work MpiComm::submit(Request request, std::vector<int> peers) {
   if (broken()) {
     throw std::runtime_error("cannot post " + request.description +
                              ": the communicator is broken " +
@@ -309,6 +385,21 @@ Work MpiComm::submit(Request request) {
   o.timeout_s = timeout_s();
   o.on_timeout = [broken = broken_] { broken->store(true); };
   o.waiter_signal = engine_->waiter_signal();
+  if (!peers.empty()) {
+    // Weak: a Work may outlive its communicators (and the census's MPI communicator).
+    std::weak_ptr<Liveness> weak = liveness_;
+    o.stall_s = liveness_->stall_s();
+    o.on_stall = [weak, peers, what = o.description](
+                     double waited, const std::function<bool()>& done) -> std::optional<std::string> {
+      const std::shared_ptr<Liveness> live = weak.lock();
+      if (!live) return std::nullopt;
+      return live->check_stalled(what, peers, waited, done);
+    };
+    o.diagnose = [weak, peers]() -> std::string {
+      const std::shared_ptr<Liveness> live = weak.lock();
+      return live ? live->diagnose(peers) : std::string();
+    };
+  }
   auto work = std::make_shared<WorkState>(std::move(o));
   if (request.owner) work->keep_alive(std::move(request.owner));
   MPI_Request mpi_request = MPI_REQUEST_NULL;
@@ -333,7 +424,7 @@ Work MpiComm::post_all_reduce(const void* in, void* out, int64_t count, DType dt
     return MPI_Iallreduce(in == out ? MPI_IN_PLACE : in, out, n, mpi_type(dtype), mpi_op(op), comm_,
                           req);
   };
-  return submit(std::move(r));
+  return submit(std::move(r), other_members());
 }
 
 Work MpiComm::post_reduce_scatter(const void* in, void* out, int64_t count_per_rank, DType dtype,
@@ -365,7 +456,7 @@ Work MpiComm::post_reduce_scatter(const void* in, void* out, int64_t count_per_r
       return MPI_Ireduce_scatter_block(in, out, n, mpi_type(dtype), mpi_op(op), comm_, req);
     };
   }
-  return submit(std::move(r));
+  return submit(std::move(r), other_members());
 }
 
 Work MpiComm::post_all_gather(const void* in, void* out, int64_t count_per_rank, DType dtype) {
@@ -384,7 +475,7 @@ Work MpiComm::post_all_gather(const void* in, void* out, int64_t count_per_rank,
     }
     return MPI_Iallgather(in, n, mpi_type(dtype), out, n, mpi_type(dtype), comm_, req);
   };
-  return submit(std::move(r));
+  return submit(std::move(r), other_members());
 }
 
 Work MpiComm::post_all_to_all_v(const void* in, int64_t in_count, void* out, DType dtype,
@@ -425,7 +516,7 @@ Work MpiComm::post_all_to_all_v(const void* in, int64_t in_count, void* out, DTy
                           a->recv_counts.data(), a->recv_displs.data(), t, comm_, req);
   };
   r.owner = std::move(args);
-  return submit(std::move(r));
+  return submit(std::move(r), other_members());
 }
 
 Work MpiComm::post_send(const void* data, int64_t count, DType dtype, int dst, int tag) {
@@ -433,12 +524,12 @@ Work MpiComm::post_send(const void* data, int64_t count, DType dtype, int dst, i
   Request r;
   r.description = describe("send", next_p2p_seq(),
                            count_detail(dtype, count) + " to rank " + std::to_string(dst) +
-                               ", tag " + std::to_string(tag));
+                               peer_detail(dst) + ", tag " + std::to_string(tag));
   const int n = to_int(count, r.description);
   r.post = [=, this](MPI_Request* req) {
     return MPI_Isend(data, n, mpi_type(dtype), dst, tag, comm_, req);
   };
-  return submit(std::move(r));
+  return submit(std::move(r), {world_rank(dst)});
 }
 
 Work MpiComm::post_recv(void* data, int64_t count, DType dtype, int src, int tag) {
@@ -446,7 +537,7 @@ Work MpiComm::post_recv(void* data, int64_t count, DType dtype, int src, int tag
   Request r;
   r.description = describe("recv", next_p2p_seq(),
                            count_detail(dtype, count) + " from rank " + std::to_string(src) +
-                               ", tag " + std::to_string(tag));
+                               peer_detail(src) + ", tag " + std::to_string(tag));
   const int n = to_int(count, r.description);
   r.post = [=, this](MPI_Request* req) {
     return MPI_Irecv(data, n, mpi_type(dtype), src, tag, comm_, req);
@@ -461,7 +552,7 @@ Work MpiComm::post_recv(void* data, int64_t count, DType dtype, int src, int tag
         std::runtime_error(what + ": received " + std::to_string(got) + " elements, expected " +
                            std::to_string(n) + " (the matching send has a different count)"));
   };
-  return submit(std::move(r));
+  return submit(std::move(r), {world_rank(src)});
 }
 
 Work MpiComm::post_broadcast(void* data, int64_t count, DType dtype, int root) {
@@ -473,7 +564,7 @@ Work MpiComm::post_broadcast(void* data, int64_t count, DType dtype, int root) {
   r.post = [=, this](MPI_Request* req) {
     return MPI_Ibcast(data, n, mpi_type(dtype), root, comm_, req);
   };
-  return submit(std::move(r));
+  return submit(std::move(r), other_members());
 }
 
 Work MpiComm::post_barrier() {
@@ -481,7 +572,7 @@ Work MpiComm::post_barrier() {
   Request r;
   r.description = describe("barrier", next_collective_seq(), "");
   r.post = [this](MPI_Request* req) { return MPI_Ibarrier(comm_, req); };
-  return submit(std::move(r));
+  return submit(std::move(r), other_members());
 }
 
 std::unique_ptr<Comm> MpiComm::split(const std::vector<int>& ranks, std::string name) {
@@ -494,7 +585,8 @@ std::unique_ptr<Comm> MpiComm::split(const std::vector<int>& ranks, std::string 
   if (name.empty()) name = default_split_name(ranks);
   const std::string what = describe("split", next_collective_seq(), "group " + name);
   const MpiGroupSplit sub = split_mpi_group(comm_, rank_, ranks, name, what);
-  return std::unique_ptr<Comm>(new MpiComm(sub.comm, engine_, std::move(name), timeout_s()));
+  return std::unique_ptr<Comm>(new MpiComm(sub.comm, engine_, std::move(name), timeout_s(),
+                                           liveness_, blocking_watch_));
 }
 
 }  // namespace tessera::parallel

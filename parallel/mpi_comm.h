@@ -12,11 +12,19 @@
 // to back (yielding), since that thread has nothing else to do: the latency of a small operation
 // then does not depend on the poll interval (bench/comm_bench measures both).
 //
+// A waiting rank backs off: after 2 ms of back-to-back polls the progress thread sleeps between
+// polls (doubling up to 1 ms), so a rank that waits long for a slow or stopped peer costs
+// next to no CPU.
+//
 // Communicators carry MPI_ERRORS_RETURN; MPI error codes become exceptions with
-// MPI_Error_string. A Work not complete after `timeout_s` fails with an error naming the
-// operation and its sequence number (the watchdog). After a timeout the communicator is
-// BROKEN: MPI may still write into the posted buffers, later posts throw, and the only safe
-// continuation is abort_all().
+// MPI_Error_string. Two limits bound every Work (parallel/liveness.h): once it has been pending
+// `stall_s`, and every stall_s after that, it asks the peers it waits for whether they are
+// alive, and a peer that does not answer fails it at once, named by world rank, host and pid
+// (a stopped, hung or dead process); peers that answer are alive, so the wait goes on until the
+// watchdog `timeout_s`, whose error says what each peer was doing. Either error names the
+// operation, its sequence number and its communicator's world ranks. After one the
+// communicator is BROKEN: MPI may still write into the posted buffers, later posts throw, and
+// the only safe continuation is abort_all().
 //
 // Thread-safety: as Comm. MPI must be initialized with MPI_THREAD_MULTIPLE (see MpiEnv).
 #pragma once
@@ -27,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "parallel/comm.h"
 
@@ -36,22 +45,33 @@ struct MpiCommOptions {
   // Watchdog for every Work; <= 0 disables it.
   // Default: $TESSERA_COMM_TIMEOUT_S if set, else 300 s.
   double timeout_s = default_timeout_s();
+  // Liveness checks of a Work's peers after it has been pending this long, and again every
+  // stall_s; <= 0 disables them. Default: $TESSERA_COMM_STALL_S if set, else 10 s.
+  double stall_s = default_stall_s();
+  // How long a liveness check waits for answers before naming the silent peers.
+  double liveness_window_s = kDefaultLivenessWindowS;
   // Sleep between empty MPI_Testsome polls while no thread waits; 0 polls back to back.
   // Default: $TESSERA_COMM_POLL_US if set, else kDefaultPollIntervalUs.
   int poll_interval_us = default_poll_interval_us();
 
   static constexpr double kDefaultTimeoutS = 300.0;
+  static constexpr double kDefaultStallS = 10.0;
+  // Answers come from a thread that probes every 20 ms; 5 s leaves room for a loaded machine.
+  static constexpr double kDefaultLivenessWindowS = 5.0;
   // Measured with bench/comm_bench (2 ranks, 2 cores): 8-byte all-reduce latency ~16 us for
   // intervals 10-200 us; hiding behind compute showed no consistent difference across them.
   static constexpr int kDefaultPollIntervalUs = 50;
   // Read the environment; throw std::invalid_argument naming the variable if it is malformed.
   static double default_timeout_s();
+  static double default_stall_s();
   static int default_poll_interval_us();
 };
 
 namespace mpi_detail {
 class ProgressEngine;
 }
+class BlockingWatch;
+class Liveness;
 
 class MpiComm final : public Comm {
  public:
@@ -77,6 +97,15 @@ class MpiComm final : public Comm {
   double timeout_s() const { return timeout_s_.load(); }
   // Applies to operations posted afterwards.
   void set_timeout_s(double seconds) { timeout_s_ = seconds; }
+  // The world rank of this communicator's rank `rank`.
+  int world_rank(int rank) const { return world_ranks_.at(static_cast<size_t>(rank)); }
+  // "on comm 'dp' (rank 1 of 4, world ranks 0,2,4,6)"
+  std::string where() const override;
+
+  // Shared by the world communicator and every one split from it.
+  Liveness& liveness() const { return *liveness_; }
+  // Bounds blocking calls no Work covers (collective HDF5 I/O): see parallel/blocking_watch.h.
+  const std::shared_ptr<BlockingWatch>& blocking_watch() const { return blocking_watch_; }
 
  protected:
   Work post_all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op) override;
@@ -93,15 +122,24 @@ class MpiComm final : public Comm {
  private:
   struct Request;
   MpiComm(MPI_Comm comm, std::shared_ptr<mpi_detail::ProgressEngine> engine, std::string name,
-          double timeout_s);
+          double timeout_s, std::shared_ptr<Liveness> liveness,
+          std::shared_ptr<BlockingWatch> blocking_watch);
   // Creates the Work, runs `post` (which issues the MPI call), hands the request over.
   // REQUIRES: post_mu_ held (posting order is the collective order).
-  Work submit(Request request);
+  // `peers`: the world ranks the operation waits for (liveness checks ask them).
+  Work submit(Request request, std::vector<int> peers);
+  // Every member but this rank, as world ranks (what a collective waits for).
+  std::vector<int> other_members() const;
+  // " (world rank W)" of communicator rank `rank`, for point-to-point descriptions.
+  std::string peer_detail(int rank) const;
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   std::shared_ptr<mpi_detail::ProgressEngine> engine_;
+  std::shared_ptr<Liveness> liveness_;
+  std::shared_ptr<BlockingWatch> blocking_watch_;
+  std::vector<int> world_ranks_;  // member -> world rank
   std::atomic<double> timeout_s_;
   std::shared_ptr<std::atomic<bool>> broken_;
   std::shared_ptr<std::atomic<int>> in_flight_;  // MPI requests not yet completed

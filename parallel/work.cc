@@ -15,6 +15,17 @@ int64_t ns_between(std::chrono::steady_clock::time_point a,
 
 WorkState::WorkState(Options options) : options_(std::move(options)), posted_at_(Clock::now()) {
   if (options_.counters) options_.counters->posted.fetch_add(1, std::memory_order_relaxed);
+  next_stall_check_ =
+      options_.stall_s > 0 && options_.on_stall
+          ? posted_at_ + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double>(options_.stall_s))
+          : Clock::time_point::max();
+}
+
+WorkState::Clock::time_point WorkState::hard_deadline() const {
+  if (options_.timeout_s <= 0) return Clock::time_point::max();
+  return posted_at_ + std::chrono::duration_cast<Clock::duration>(
+                          std::chrono::duration<double>(options_.timeout_s));
 }
 
 bool WorkState::complete(std::exception_ptr error) {
@@ -64,28 +75,46 @@ void WorkState::keep_alive(std::shared_ptr<const void> owner) {
   if (!done_) owners_.push_back(std::move(owner));
 }
 
-void WorkState::fire_timeout() {
+void WorkState::fire_timeout(const std::string& stall_error) {
   std::ostringstream msg;
-  msg << "communication timeout: " << options_.description << " did not complete within "
-      << options_.timeout_s
-      << " s (a rank skipped or reordered a collective, or a peer died; "
-         "watchdog set by TESSERA_COMM_TIMEOUT_S)";
+  if (!stall_error.empty()) {
+    msg << "communication timeout: " << stall_error
+        << "\n  (liveness checks every TESSERA_COMM_STALL_S = " << options_.stall_s << " s)";
+  } else {
+    msg << "communication timeout: " << options_.description << " did not complete within "
+        << options_.timeout_s
+        << " s (a rank skipped or reordered a collective, or a peer died; "
+           "watchdog set by TESSERA_COMM_TIMEOUT_S)";
+    if (options_.diagnose) msg << options_.diagnose();
+  }
   if (complete(std::make_exception_ptr(std::runtime_error(msg.str()))) && options_.on_timeout) {
     options_.on_timeout();
   }
 }
 
+bool WorkState::run_due_stall_check(std::unique_lock<std::mutex>& lock) {
+  const Clock::time_point now = Clock::now();
+  if (done_ || now < next_stall_check_) return false;
+  next_stall_check_ = now + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(options_.stall_s));
+  lock.unlock();
+  const std::optional<std::string> error =
+      options_.on_stall(std::chrono::duration<double>(now - posted_at_).count(),
+                        [this] { return done(); });
+  if (error) fire_timeout(*error);
+  lock.lock();
+  return error.has_value();
+}
+
 bool WorkState::test() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (done_) return true;
-  }
-  if (options_.timeout_s > 0 &&
-      Clock::now() - posted_at_ > std::chrono::duration<double>(options_.timeout_s)) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (done_) return true;
+  if (Clock::now() >= hard_deadline()) {
+    lock.unlock();
     fire_timeout();
     return true;
   }
-  return false;
+  return run_due_stall_check(lock) || done_;
 }
 
 void WorkState::wait() {
@@ -97,16 +126,21 @@ void WorkState::wait() {
     const std::shared_ptr<TraceRecorder> traced =
         trace_.recorder && trace_.recorder->enabled() ? trace_.recorder : nullptr;
     if (options_.waiter_signal) options_.waiter_signal->waiter_blocked();
-    if (options_.timeout_s > 0) {
-      const auto deadline = posted_at_ + std::chrono::duration_cast<Clock::duration>(
-                                             std::chrono::duration<double>(options_.timeout_s));
-      if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
+    const Clock::time_point deadline = hard_deadline();
+    while (!done_) {
+      const Clock::time_point wake = std::min(deadline, next_stall_check_);
+      if (wake == Clock::time_point::max()) {
+        cv_.wait(lock, [this] { return done_; });
+        break;
+      }
+      if (cv_.wait_until(lock, wake, [this] { return done_; })) break;
+      if (Clock::now() >= deadline) {
         lock.unlock();
         fire_timeout();
         lock.lock();
+        break;
       }
-    } else {
-      cv_.wait(lock, [this] { return done_; });
+      run_due_stall_check(lock);
     }
     if (options_.waiter_signal) options_.waiter_signal->waiter_unblocked();
     // Blocked until the operation completed: the thread's wake-up latency after that is the

@@ -4,6 +4,8 @@
 // until the operation finished and rethrows its error. A Work created with a timeout turns a
 // hang into an error naming the operation and its sequence number (the watchdog): `wait()`
 // throws once the deadline passes, and `test()` past the deadline completes it with that error.
+// Before that deadline, liveness checks (Options::on_stall) can fail it early when a peer it
+// waits for is stopped or dead (parallel/liveness.h).
 //
 // Backends create a WorkState per operation, keep it until the operation completes, and call
 // `complete()` exactly once from any thread (later calls are ignored, so a watchdog timeout and
@@ -21,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,6 +68,14 @@ class WorkState {
     double timeout_s = 0;                    // <= 0: no watchdog
     std::function<void()> on_timeout;        // run once by the thread that detects the timeout
     std::shared_ptr<WaiterSignal> waiter_signal;  // may be null
+    // Liveness checks: once the operation has been pending `stall_s` (and every stall_s after
+    // that), a thread in wait() or test() runs `on_stall(pending seconds, done)`, without
+    // locks (`done` says whether the operation has completed meanwhile). It returns the error
+    // to fail with now (a peer is silent), or nullopt to keep waiting.
+    double stall_s = 0;  // <= 0 or no on_stall: no checks
+    std::function<std::optional<std::string>(double, const std::function<bool()>&)> on_stall;
+    // Appended to the watchdog timeout's message (what the peers said); may be empty.
+    std::function<std::string()> diagnose;
   };
   explicit WorkState(Options options);
   WorkState(const WorkState&) = delete;
@@ -95,13 +106,20 @@ class WorkState {
     int lane = 0;
     std::vector<TraceArg> args;
   };
-  void fire_timeout();
+  // Fails the operation with a "communication timeout" error: after the watchdog timeout
+  // (stall_error empty) or with what a liveness check found.
+  void fire_timeout(const std::string& stall_error = {});
+  // The stall check due now, if any (claimed under mu_, so one thread runs it); runs it without
+  // the lock. Returns true if it failed the operation. REQUIRES: lock holds mu_.
+  bool run_due_stall_check(std::unique_lock<std::mutex>& lock);
+  Clock::time_point hard_deadline() const;
   // REQUIRES: mu_ held (the recorder's own lock nests inside it; it never calls back).
   void emit_trace(const TraceTarget& target, Clock::time_point completed_at) const;
 
   const Options options_;
   const Clock::time_point posted_at_;
   mutable std::mutex mu_;
+  Clock::time_point next_stall_check_;  // max(): none
   std::condition_variable cv_;
   bool done_ = false;
   std::exception_ptr error_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 #include <utility>
 
@@ -13,10 +14,39 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+double checkpoint_timeout_s(int64_t bytes) {
+  if (const char* v = std::getenv("TESSERA_CHECKPOINT_TIMEOUT_S"); v && *v) {
+    char* end = nullptr;
+    const double s = std::strtod(v, &end);
+    if (*end != '\0' || !(s >= 0)) {
+      throw std::invalid_argument(std::string("TESSERA_CHECKPOINT_TIMEOUT_S='") + v +
+                                  "' is not a number of seconds >= 0");
+    }
+    return s;
+  }
+  return 600.0 + static_cast<double>(bytes) / 20e6;
+}
+
+parallel::BlockingWatch::Region watch_checkpoint_io(
+    const std::shared_ptr<parallel::BlockingWatch>& watch, const std::string& what, int64_t bytes) {
+  if (!watch) return {};
+  return parallel::BlockingWatch::watch(watch, what + " (collective HDF5 I/O)",
+                                        checkpoint_timeout_s(bytes));
+}
+
+namespace {
+int64_t slice_bytes(const std::vector<TensorSlice>& slices) {
+  int64_t n = 0;
+  for (const TensorSlice& s : slices) n += (s.end - s.begin) * static_cast<int64_t>(sizeof(float));
+  return n;
+}
+}  // namespace
+
 CheckpointWriter::CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors,
-                                   bool async)
+                                   bool async, std::shared_ptr<parallel::BlockingWatch> watch)
     : tensors_(std::make_shared<const std::vector<CheckpointTensor>>(std::move(tensors))),
-      async_(async) {
+      async_(async),
+      watch_(std::move(watch)) {
   if (MPI_Comm_dup(world, &comm_) != MPI_SUCCESS) {
     throw std::runtime_error("checkpoint writer: MPI_Comm_dup failed");
   }
@@ -51,7 +81,9 @@ double CheckpointWriter::Save(const std::vector<TensorSlice>& owned, const Check
                               int64_t keep_last) {
   const auto t0 = std::chrono::steady_clock::now();
   Wait();
+  const std::string what = "checkpoint save of step " + std::to_string(meta.step);
   if (!async_) {
+    const auto region = watch_checkpoint_io(watch_, what, slice_bytes(owned));
     last_dir_ = write_checkpoint(comm_, checkpoints_dir, *tensors_, owned, meta, recipe, keep_last);
     return seconds_since(t0);
   }
@@ -69,8 +101,9 @@ double CheckpointWriter::Save(const std::vector<TensorSlice>& owned, const Check
   }
   pending_ = pending;
   thread_ = std::thread([pending, tensors = tensors_, comm = comm_, meta, recipe, checkpoints_dir,
-                         keep_last] {
+                         keep_last, watch = watch_, what, bytes = slice_bytes(owned)] {
     try {
+      const auto region = watch_checkpoint_io(watch, what, bytes);
       pending->dir = write_checkpoint(comm, checkpoints_dir, *tensors, pending->slices, meta,
                                       recipe, keep_last);
     } catch (...) {

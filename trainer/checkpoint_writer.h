@@ -2,7 +2,9 @@
 // checkpoint.async on a background thread: Save() then copies this rank's slices into a snapshot
 // and returns while the thread writes them, so training goes on; the next Save() (or Wait()) first
 // waits for the write in flight. The writes use a duplicate of the world communicator, so they
-// never interleave with the training's collectives.
+// never interleave with the training's collectives. Each write runs inside a BlockingWatch region
+// (HDF5's collective I/O blocks inside MPI, where no Work's watchdog reaches): a silent rank or
+// a write past its timeout (checkpoint_timeout_s) ends every rank with an error naming it.
 //
 // Thread-safety: call Save/Wait from one thread (the training loop).
 #pragma once
@@ -15,14 +17,24 @@
 #include <thread>
 #include <vector>
 
+#include "parallel/blocking_watch.h"
 #include "trainer/checkpoint.h"
 
 namespace tessera::trainer {
 
+// How long one rank's checkpoint read or write of `bytes` may block before every rank is ended:
+// $TESSERA_CHECKPOINT_TIMEOUT_S if set, else 10 minutes plus 20 MB/s (a rank's share of a busy
+// parallel file system). Liveness checks name a stopped rank long before (TESSERA_COMM_STALL_S).
+double checkpoint_timeout_s(int64_t bytes);
+// A region of `watch` for a checkpoint read or write (an empty Region when watch is null).
+parallel::BlockingWatch::Region watch_checkpoint_io(
+    const std::shared_ptr<parallel::BlockingWatch>& watch, const std::string& what, int64_t bytes);
+
 class CheckpointWriter {
  public:
-  // Collective over `world` (duplicates it).
-  CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors, bool async);
+  // Collective over `world` (duplicates it). `watch` bounds each write; null: unbounded.
+  CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors, bool async,
+                   std::shared_ptr<parallel::BlockingWatch> watch);
   // Joins a write in flight (its error, if any, is lost: call Wait first). While an exception
   // unwinds the training loop it does NOT wait: the write's collective may never complete on the
   // other ranks, and the caller is about to abort every rank (parallel::abort_all).
@@ -53,6 +65,7 @@ class CheckpointWriter {
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::shared_ptr<const std::vector<CheckpointTensor>> tensors_;
   bool async_;
+  std::shared_ptr<parallel::BlockingWatch> watch_;
   std::thread thread_;
   std::shared_ptr<Pending> pending_;
   std::vector<float> spare_;  // the last snapshot's buffer

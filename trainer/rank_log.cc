@@ -1,5 +1,8 @@
 #include "trainer/rank_log.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <stdexcept>
 
@@ -11,14 +14,32 @@ std::string log_path(const std::string& run_dir, int rank) {
   std::filesystem::create_directories(dir);
   return (dir / ("rank-" + std::to_string(rank) + ".log")).string();
 }
+
+std::string truncated(const std::string& path) {
+  std::ofstream(path, std::ios::trunc);
+  return path;
+}
 }  // namespace
 
 RankLog::RankLog(const std::string& run_dir, int rank, std::ostream* console)
-    : path_(log_path(run_dir, rank)),
-      file_(path_, std::ios::trunc),
+    : path_(truncated(log_path(run_dir, rank))),
+      // Append mode: lines other threads add with append() land after ours, never over them.
+      file_(path_, std::ios::app),
       tee_(file_.rdbuf(), console ? console->rdbuf() : nullptr),
       stream_(&tee_) {
   if (!file_) throw std::runtime_error(path_ + ": cannot open for writing");
+}
+
+void RankLog::append(const std::string& run_dir, int rank, const std::string& line) {
+  const std::filesystem::path path =
+      std::filesystem::path(run_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log");
+  if (!std::filesystem::is_directory(path.parent_path())) return;
+  // One write(2) on an O_APPEND descriptor: whole, after whatever the log holds.
+  const std::string text = line + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  [[maybe_unused]] const ssize_t n = ::write(fd, text.data(), text.size());
+  ::close(fd);
 }
 
 int RankLog::TeeBuf::overflow(int c) {

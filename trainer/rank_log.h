@@ -1,6 +1,7 @@
 // RankLog: every rank's progress lines go to run.dir/logs/rank-<R>.log; world rank 0's also go to
 // the console. The file is flushed with every line the trainer flushes, so a crashed rank's log
-// shows how far it got.
+// shows how far it got; the error that ends a run and lines about stalled peers are appended
+// too (append()).
 #pragma once
 
 #include <fstream>
@@ -19,6 +20,9 @@ class RankLog {
   RankLog& operator=(const RankLog&) = delete;
 
   std::ostream& stream() { return stream_; }
+  // Adds `line` to run_dir's log of `rank`, from any thread or after the RankLog is gone (the
+  // error that ends a run, a liveness line); does nothing if run_dir has no logs/ yet.
+  static void append(const std::string& run_dir, int rank, const std::string& line);
   const std::string& path() const { return path_; }
 
  private:

@@ -9,6 +9,7 @@
 #include "trainer/commands.h"
 #include "trainer/memory_plan.h"
 #include "trainer/param_count.h"
+#include "trainer/rank_log.h"
 #include "trainer/run_dir_claim.h"
 #include "trainer/trainer.h"
 
@@ -29,6 +30,22 @@ std::string schedules_help() {
                "as F then B\n(identical results).\n\n";
 }
 
+// The limits that turn a stalled or dead rank into an error on every rank (parallel/liveness.h,
+// parallel/blocking_watch.h, trainer/checkpoint_writer.h).
+std::string failure_detection_help() {
+  return "Failure detection (environment variables; when one rank fails, every rank exits):\n"
+         "  TESSERA_COMM_STALL_S (default 10): a communication pending this long asks the ranks it\n"
+         "    waits for whether they are alive, and again every as long; a rank that does not\n"
+         "    answer within 5 s (stopped, hung or dead) ends the run, named by world rank, host\n"
+         "    and pid. 0 turns the checks off.\n"
+         "  TESSERA_COMM_TIMEOUT_S (default 300): ends a communication that live peers never\n"
+         "    complete (a deadlock); the error says what each peer was doing.\n"
+         "  TESSERA_CHECKPOINT_TIMEOUT_S (default 600 + 1 s per 20 MB of the rank's share): the\n"
+         "    same for a checkpoint's collective HDF5 reads and writes (checked for stalls too).\n"
+         "  Waiting ranks back off instead of spinning. Lines about long waits and the error that\n"
+         "  ends a run are also in logs/rank-R.log.\n\n";
+}
+
 }  // namespace
 
 int run_train_command(const std::vector<std::string>& args) {
@@ -45,7 +62,7 @@ int run_train_command(const std::vector<std::string>& args) {
       "processes and ep must divide dp and model.n_experts. Any layout trains the same model.\n"
       "World rank 0 holds run.dir/.tessera.lock (\"host pid\") while the run lives: a second run\n"
       "into the same run.dir is refused (exit 1), naming the holder.\n\n") +
-      schedules_help() + "Options");
+      schedules_help() + failure_detection_help() + "Options");
   visible.add_options()
       ("help,h", "show this help")
       ("set", po::value<std::vector<std::string>>()->composing(),
@@ -111,8 +128,10 @@ int run_train_command(const std::vector<std::string>& args) {
     if (root) std::cerr << "tessera train: " << e.what() << "\n";
     return e.exit_status();
   } catch (const CheckpointWriteFailed& e) {  // must not reach MPI_Finalize (checkpoint.h)
+    RankLog::append(recipe->run.dir, world->rank(), std::string("error: ") + e.what());
     parallel::abort_all(std::string("tessera train: error: ") + e.what(), 1);
   } catch (const std::exception& e) {
+    RankLog::append(recipe->run.dir, world->rank(), std::string("error: ") + e.what());
     // One rank's failure must end every rank: its peers would wait in a collective forever.
     if (world->size() > 1) parallel::abort_all(std::string("tessera train: error: ") + e.what(), 1);
     std::cerr << "tessera train: error: " << e.what() << "\n";

@@ -19,6 +19,7 @@
 #include "data/loader.h"
 #include "data/split_reader.h"
 #include "kernels/gemm.h"
+#include "parallel/liveness.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule_registry.h"
@@ -40,6 +41,7 @@
 #include "trainer/pipeline_stage.h"
 #include "trainer/rank_log.h"
 #include "trainer/run_dir_claim.h"
+#include "trainer/step_stats.h"
 #include "trainer/step_tracer.h"
 #include "trainer/stop_signal.h"
 #include "trainer/zero_optimizer.h"
@@ -82,6 +84,26 @@ CommTime comm_time(const std::vector<parallel::Comm*>& comms) {
   }
   return t;
 }
+
+// Points the world communicator's liveness lines at this rank's log while it lives.
+class LivenessToRankLog {
+ public:
+  LivenessToRankLog(parallel::MpiComm* world, const std::string& run_dir, int rank)
+      : world_(world) {
+    if (world_) {
+      world_->liveness().set_sink(
+          [run_dir, rank](const std::string& line) { RankLog::append(run_dir, rank, line); });
+    }
+  }
+  ~LivenessToRankLog() {
+    if (world_) world_->liveness().set_sink(nullptr);
+  }
+  LivenessToRankLog(const LivenessToRankLog&) = delete;
+  LivenessToRankLog& operator=(const LivenessToRankLog&) = delete;
+
+ private:
+  parallel::MpiComm* world_;
+};
 
 // Restores the model, optimizer and data position from a checkpoint (collective). With
 // resume == "auto": the newest valid checkpoint under run.dir/checkpoints, falling back past
@@ -206,13 +228,18 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   CheckpointStaging staging(params, optimizer);
   const CheckpointSlices slices(tensors, params, optimizer, staging.buffers());
   std::optional<CheckpointWriter> checkpoints;
-  if (mpi_world) checkpoints.emplace(mpi_world->handle(), tensors, recipe.checkpoint.async);
+  if (mpi_world) {
+    checkpoints.emplace(mpi_world->handle(), tensors, recipe.checkpoint.async,
+                        mpi_world->blocking_watch());
+  }
   std::optional<StopSignal> own_stop_signal;
   const StopSignal& stop_signal =
       options.stop_signal ? *options.stop_signal : own_stop_signal.emplace();
 
   RankLog rank_log(recipe.run.dir, world.rank(), is_root ? &out : nullptr);
   std::ostream& log = rank_log.stream();
+  // Lines about stalled waits (what the peers were doing) go to this log too, for this run.
+  const LivenessToRankLog liveness_log(mpi_world, recipe.run.dir, world.rank());
   const parallel::PredictedBubble bubble_theory = parallel::predicted_bubble(
       recipe.parallel.schedule, layout.schedule.pp(), layout.schedule.micro_batches,
       static_cast<int>(recipe.parallel.virtual_stages));
@@ -241,6 +268,11 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
 
   CheckpointMeta resumed;
   if (!options.resume.empty()) {
+    int64_t bytes = 0;
+    for (const TensorSlice& t : slices.owned()) bytes += (t.end - t.begin) * int64_t{sizeof(float)};
+    const auto region = watch_checkpoint_io(mpi_world->blocking_watch(),
+                                            "checkpoint load (--resume " + options.resume + ")",
+                                            bytes);
     resumed = resume_from(options.resume, recipe, mpi_world->handle(), tensors, slices, log);
     staging.to_device();
     optimizer.set_steps_taken(resumed.optimizer_step);
@@ -329,13 +361,18 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const double sum_squares = optimizer.FinishReduction();
     const MicroBatchLoss& part = stage.loss();
     const int signal = stop_signal.received();
-    std::vector<double> scalars = {sum_squares, part.loss, part.ce_sum, part.aux,
-                                   static_cast<double>(part.tokens), pipe.compute_s, pipe.total_s,
-                                   signal ? 1.0 : 0.0};
-    constexpr size_t kMtpScalars = 8;  // then one CE sum per MTP depth
-    scalars.resize(kMtpScalars + recipe.model.mtp_depth, 0.0);
-    for (size_t d = 0; d < part.mtp_ce_sum.size(); ++d) scalars[kMtpScalars + d] = part.mtp_ce_sum[d];
-    world.all_reduce(std::span<double>(scalars)).wait();
+    StepSums mine;
+    mine.grad_sum_squares = sum_squares;
+    mine.loss = part.loss;
+    mine.ce_sum = part.ce_sum;
+    mine.aux = part.aux;
+    mine.tokens = static_cast<double>(part.tokens);
+    mine.pipeline_compute_s = pipe.compute_s;
+    mine.pipeline_total_s = pipe.total_s;
+    mine.stop_requests = signal ? 1.0 : 0.0;
+    mine.mtp_ce_sum.assign(static_cast<size_t>(recipe.model.mtp_depth), 0.0);
+    std::copy(part.mtp_ce_sum.begin(), part.mtp_ce_sum.end(), mine.mtp_ce_sum.begin());
+    const StepSums sums = all_reduce_step_sums(world, mine);
     loads_work.wait();
     size_t offset = 0;
     for (MoeBlock* moe : model.moe_blocks()) {
@@ -343,49 +380,51 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
       offset += moe->n_experts();
     }
     MicroBatchLoss step_loss;
-    step_loss.loss = scalars[1];
-    step_loss.ce_sum = scalars[2];
-    step_loss.aux = scalars[3];
-    step_loss.tokens = static_cast<int64_t>(scalars[4]);
+    step_loss.loss = sums.loss;
+    step_loss.ce_sum = sums.ce_sum;
+    step_loss.aux = sums.aux;
+    step_loss.tokens = static_cast<int64_t>(sums.tokens);
     if (!std::isfinite(step_loss.loss)) {
       throw std::runtime_error("loss is not finite at step " + std::to_string(step) +
                                " (lower optimizer.lr or check the data)");
     }
-    const double norm = std::sqrt(scalars[0]);
-    const double bubble = scalars[6] > 0 ? 1.0 - scalars[5] / scalars[6] : 0.0;
-    const bool stop_now = scalars[7] > 0;
+    const double norm = std::sqrt(sums.grad_sum_squares);
+    const double bubble =
+        sums.pipeline_total_s > 0 ? 1.0 - sums.pipeline_compute_s / sums.pipeline_total_s : 0.0;
+    const bool stop_now = sums.stop_requests > 0;
     const double lr = learning_rate(recipe.optimizer.lr, recipe.schedule, step, tc.steps);
     optimizer.Step(lr, clip_scale(norm, recipe.optimizer.grad_clip));
-    double load_ratio = 0;  // the worst MoE layer of the whole model
-    for (MoeBlock* moe : model.moe_blocks()) {
-      load_ratio = std::max(load_ratio, moe->update_bias(recipe.model.bias_update_gamma));
-    }
-    if (layout.grid.pp() > 1) {
-      world.all_reduce(std::span<double>(&load_ratio, 1), {parallel::ReduceOp::kMax}).wait();
+    StepMetricTotals metrics_mine;
+    for (MoeBlock* moe : model.moe_blocks()) {  // the worst MoE layer of the whole model
+      metrics_mine.expert_load_max_over_mean =
+          std::max(metrics_mine.expert_load_max_over_mean,
+                   moe->update_bias(recipe.model.bias_update_gamma));
     }
     tokens_seen += tokens_per_step;
     const double step_s = seconds_since(t0);
+    // Averaged over the ranks (the metrics' all-reduces themselves are not counted).
     const CommTime comm_after = comm_time(comms);
-    // Averaged over the ranks (this all-reduce itself is not counted).
     const CommTime expert_after = comm_time(expert_comms);
-    double comm_per_rank[] = {comm_after.exposed - comm_before.exposed,
-                              comm_after.total - comm_before.total,
-                              expert_after.exposed - expert_before.exposed,
-                              expert_after.total - expert_before.total};
-    double peak_rss_mib = peak_rss_bytes() / double(1 << 20);
-    if (world.size() > 1) {
-      world.all_reduce(std::span<double>(comm_per_rank)).wait();
-      world.all_reduce(std::span<double>(&peak_rss_mib, 1), {parallel::ReduceOp::kMax}).wait();
+    metrics_mine.exposed_comm_s = comm_after.exposed - comm_before.exposed;
+    metrics_mine.comm_s = comm_after.total - comm_before.total;
+    metrics_mine.expert_exposed_comm_s = expert_after.exposed - expert_before.exposed;
+    metrics_mine.expert_comm_s = expert_after.total - expert_before.total;
+    metrics_mine.peak_rss_mib = peak_rss_bytes() / double(1 << 20);
+    for (MoeBlock* moe : model.moe_blocks()) {  // bytes the expert exchanges sent off-node
+      metrics_mine.expert_cross_node_bytes += static_cast<double>(moe->take_cross_node_bytes());
     }
-    const double exposed_comm = comm_per_rank[0] / world.size();
-    const double comm_s = comm_per_rank[1] / world.size();
-    const double expert_exposed_comm = comm_per_rank[2] / world.size();
-    const double expert_comm_s = comm_per_rank[3] / world.size();
+    const StepMetricTotals step_metrics = all_reduce_step_metrics(world, metrics_mine);
+    const double load_ratio = step_metrics.expert_load_max_over_mean;
+    const double peak_rss_mib = step_metrics.peak_rss_mib;
+    const double exposed_comm = step_metrics.exposed_comm_s / world.size();
+    const double comm_s = step_metrics.comm_s / world.size();
+    const double expert_exposed_comm = step_metrics.expert_exposed_comm_s / world.size();
+    const double expert_comm_s = step_metrics.expert_comm_s / world.size();
     step_time_total += step_s;
     const double ce = step_loss.ce_sum / static_cast<double>(step_loss.tokens);
     std::vector<double> mtp_loss;  // per depth: mean CE over the same tokens as ce
-    for (int64_t d = 0; d < recipe.model.mtp_depth; ++d) {
-      mtp_loss.push_back(scalars[kMtpScalars + d] / static_cast<double>(step_loss.tokens));
+    for (double ce_sum : sums.mtp_ce_sum) {
+      mtp_loss.push_back(ce_sum / static_cast<double>(step_loss.tokens));
     }
     summary.final_loss = step_loss.loss;
     summary.steps = step;
@@ -427,12 +466,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
                                  (world.size() * recipe.run.peak_tflops * 1e12)
                            : 0.0;
     if (recipe.run.peak_tflops > 0) line.add("mfu", mfu);
-    {  // ---- node-aware expert dispatch: bytes the expert exchanges sent off-node, all ranks
-      int64_t cross_node = 0;
-      for (MoeBlock* moe : model.moe_blocks()) cross_node += moe->take_cross_node_bytes();
-      if (world.size() > 1) world.all_reduce(std::span<int64_t>(&cross_node, 1)).wait();
-      line.add("expert_cross_node_bytes", cross_node);
-    }  // ---- end node-aware expert dispatch
+    line.add("expert_cross_node_bytes",
+             static_cast<int64_t>(step_metrics.expert_cross_node_bytes));  // all ranks
 
     const bool eval_now =
         !stop_now && ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps);

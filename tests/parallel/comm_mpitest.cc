@@ -131,7 +131,7 @@ std::string count_errors(Comm& c) {
     std::vector<int32_t> big(8), small(4);
     f += expect_error(c.recv(std::span<int32_t>(big), 0, 11), "received 4 elements, expected 8");
     f += expect_error(c.recv(std::span<int32_t>(small), 0, 12),
-                      "[i32 x 4 from rank 0, tag 12] on comm 'world' (rank 1 of ");
+                      "[i32 x 4 from rank 0 (world rank 0), tag 12] on comm 'world' (rank 1 of ");
   }
   return f;
 }
@@ -149,8 +149,8 @@ std::string watchdog(MpiComm& world) {
     comm.set_timeout_s(0.5);
     const auto t0 = Clock::now();
     f += expect_error(comm.recv(std::span<float>(x), 1, 1),
-                      "communication timeout: recv #0 [f32 x 2 from rank 1, tag 1] on comm "
-                      "'watchdog' (rank 0 of ");
+                      "communication timeout: recv #0 [f32 x 2 from rank 1 (world rank 1), tag 1] "
+                      "on comm 'watchdog' (rank 0 of ");
     const double seconds = seconds_since(t0);
     if (seconds < 0.45 || seconds > 5.0) {
       f += "timeout fired after " + std::to_string(seconds) + " s";

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs abort_mpitest under mpirun and checks that the job exits non-zero within 30 s and prints
-# the expected message exactly once.
+# Runs an abort test program under mpirun and checks that the job exits non-zero within 30 s,
+# prints the expected message exactly once and leaves no process behind.
 # usage: run_abort_mpitest.sh <mpiexec> <np> <abort_mpitest binary> <mode> <expected message>
 set -u
 mpiexec=$1 np=$2 binary=$3 mode=$4 expected=$5
@@ -19,4 +19,10 @@ if [ "$rc" -eq 124 ]; then echo "FAIL: mpirun still running after 60 s"; fail=1;
 if [ "$elapsed_ms" -ge 30000 ]; then echo "FAIL: took ${elapsed_ms} ms (limit 30 s)"; fail=1; fi
 if [ "$count" -ne 1 ]; then echo "FAIL: expected message printed $count times, wanted once: $expected"; fail=1; fi
 if grep -q "finished without the failure" <<<"$output"; then echo "FAIL: a rank finished"; fail=1; fi
+# No rank left behind (a stopped one included): give the launcher's kills a moment.
+for _ in $(seq 50); do pgrep -f -- "^$binary $mode" >/dev/null || break; sleep 0.2; done
+if pgrep -fa -- "^$binary $mode"; then
+  echo "FAIL: processes left behind"; pkill -CONT -f -- "^$binary $mode"; pkill -KILL -f -- "^$binary $mode"
+  fail=1
+fi
 exit $fail

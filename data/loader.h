@@ -52,8 +52,9 @@ struct LoaderOptions {
   int64_t global_batch = 0;     // samples per step over all replicas; % n_replicas == 0
   int replica = 0;              // in [0, n_replicas)
   int n_replicas = 1;
-  int64_t vocab_size = 0;       // token ids must be < this, else an error naming the shard file.
-                                // 0: the manifest's vocab_size
+  int64_t vocab_size = 0;       // the model's (model.vocab_size): must be >= the manifest's, else
+                                // a DataError naming both; 0: not checked. Token ids are checked
+                                // against the manifest's vocab_size (errors name the shard file).
   uint64_t seed = 0;
   bool shuffle = true;          // false for validation: samples in stream order
   int prefetch = 4;             // batches kept ready by the background thread (0 = synchronous)

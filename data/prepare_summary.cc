@@ -47,6 +47,10 @@ std::string format_summary(const PrepareSummary& s) {
                   *s.entropy_rate_nats, *s.entropy_rate_nats / std::log(2.0));
     out += text;
   }
+  if (s.invalid_utf8_replaced) {
+    out += "  replaced " + std::to_string(*s.invalid_utf8_replaced) +
+           " invalid UTF-8 sequence(s) with U+FFFD\n";
+  }
   return out;
 }
 

@@ -23,6 +23,7 @@ struct PrepareSummary {
   uint64_t bytes = 0;  // shards + manifest (+ merges)
   double seconds = 0.0;
   std::optional<double> entropy_rate_nats;
+  std::optional<uint64_t> invalid_utf8_replaced;  // text with --replace-invalid-utf8
 };
 
 // The counts of a finished writer and the manifest it wrote; the caller adds what only it knows

@@ -56,18 +56,26 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
   validate(o);
   DatasetWriter::check_output(o.out_dir, o.overwrite);
 
-  const TextCorpus corpus(o.inputs, o.doc_delimiter);
+  const TextCorpus corpus(o.inputs, o.doc_delimiter,
+                          o.replace_invalid_utf8 ? Utf8Filter::Policy::kReplace
+                                                 : Utf8Filter::Policy::kRefuse);
   if (o.log != nullptr) {
     *o.log << "prepare text: " << corpus.files().size() << " file(s), "
            << human_count(static_cast<double>(corpus.total_bytes())) << "B\n";
   }
 
-  // Pass 1: count documents and choose the validation ones.
-  uint64_t documents = 0;
+  // Pass 1: count documents and choose the validation ones. It also checks the UTF-8 of every
+  // file, so invalid input stops the prepare before anything is written.
+  TextCorpus::Counts counts;
   {
     Progress progress(o.log, o.tty, "scan documents", corpus.total_bytes(), "B");
-    documents = corpus.for_each({[](uint64_t, std::string_view) {}, [](uint64_t) {},
-                                 [&](uint64_t bytes) { progress.update(bytes); }});
+    counts = corpus.for_each({[](uint64_t, std::string_view) {}, [](uint64_t) {},
+                              [&](uint64_t bytes) { progress.update(bytes); }});
+  }
+  const uint64_t documents = counts.documents;
+  if (o.replace_invalid_utf8 && o.log != nullptr) {
+    *o.log << "prepare text: replaced " << counts.invalid_utf8_replaced
+           << " invalid UTF-8 sequence(s) with U+FFFD\n";
   }
   if (documents < 2) {
     throw DataError("prepare text: found " + std::to_string(documents) +
@@ -88,12 +96,12 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
   // Pass 2 (bpe): learn merges from the training documents' pre-tokens.
   Tokenizer tokenizer;
   if (o.tokenizer == "bpe") {
-    std::unordered_map<std::string, uint64_t> counts;
+    std::unordered_map<std::string, uint64_t> pretokens;
     {
       Progress progress(o.log, o.tty, "count pre-tokens", corpus.total_bytes(), "B");
       corpus.for_each({[&](uint64_t doc, std::string_view piece) {
                          if (is_validation[doc]) return;
-                         for_each_pretoken(piece, [&](std::string_view p) { ++counts[std::string(p)]; });
+                         for_each_pretoken(piece, [&](std::string_view p) { ++pretokens[std::string(p)]; });
                        },
                        [](uint64_t) {}, [&](uint64_t bytes) { progress.update(bytes); }});
     }
@@ -101,7 +109,7 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
     std::vector<BpeMerge> merges;
     {
       Progress progress(o.log, o.tty, "learn BPE merges", wanted, "merges");
-      merges = train_bpe(counts, wanted, Tokenizer::kFirstMerge,
+      merges = train_bpe(pretokens, wanted, Tokenizer::kFirstMerge,
                          [&](size_t done) { progress.update(done); });
     }
     if (merges.size() < wanted && o.log != nullptr) {
@@ -147,12 +155,17 @@ PrepareSummary prepare_text(const PrepareTextOptions& o) {
   manifest.notes["document_delimiter"] = o.doc_delimiter.empty() ? "(one document per file)" : o.doc_delimiter;
   manifest.notes["validation"] = std::to_string(n_validation) + " of " + std::to_string(documents) +
                                  " documents chosen by hash with seed " + std::to_string(o.seed);
+  if (o.replace_invalid_utf8) {
+    manifest.notes["invalid_utf8"] = std::to_string(counts.invalid_utf8_replaced) +
+                                     " invalid sequence(s) replaced with U+FFFD";
+  }
   if (o.tokenizer == "bpe") {
     manifest.notes["bpe"] = "byte-level: ids 0-255 bytes, 256 end of document, merge i makes id 257+i";
   }
   const Manifest written = writer.finish(manifest);
 
   PrepareSummary summary = summarize(writer, written, o.out_dir, o.tokenizer);
+  if (o.replace_invalid_utf8) summary.invalid_utf8_replaced = counts.invalid_utf8_replaced;
   if (o.tokenizer == "bpe") {
     summary.bytes += std::filesystem::file_size(std::filesystem::path(o.out_dir) / kBpeMergesFile);
   }

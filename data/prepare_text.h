@@ -1,5 +1,9 @@
 // `tessera prepare text`: a dataset from UTF-8 text files.
 //
+// Input that is not valid UTF-8 is refused (DataError naming the file, the byte offset and line of
+// the first invalid sequence) before anything is written, unless replace_invalid_utf8 asks for each
+// invalid sequence to become U+FFFD (counted in the summary and the manifest's notes).
+//
 // Documents (text_corpus.h: a file each, or split by a delimiter) are encoded with the byte
 // tokenizer (vocabulary 257) or a byte-level BPE trained here on the training documents (merges
 // saved as DIR/bpe-merges.txt and named in the manifest, so later runs encode identically). Every
@@ -30,6 +34,7 @@ struct PrepareTextOptions {
   std::string doc_delimiter;        // empty: each file is one document
   uint64_t seed = 0;                // validation selection
   bool overwrite = false;
+  bool replace_invalid_utf8 = false;  // else invalid UTF-8 is an error
   std::ostream* log = nullptr;      // progress lines (null: quiet)
   bool tty = false;                 // draw progress bars on `log`
 };

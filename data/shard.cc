@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <utility>
 
 #include "data/atomic_file.h"
 #include "data/data_error.h"
@@ -24,6 +25,20 @@ hid_t file_type(TokenDtype dtype) {
 
 hid_t memory_type(TokenDtype dtype) {
   return dtype == TokenDtype::kUint16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_UINT32;
+}
+
+// A signed `tokens` (written by another tool) may hold negative ids: the first one, by position,
+// makes a better error than "wrong dtype". Returns {size, -} when there is none.
+std::pair<uint64_t, int64_t> first_negative(const H5Id& tokens, uint64_t size, const std::string& path) {
+  std::vector<int64_t> ids(static_cast<size_t>(std::min<uint64_t>(size, kShardChunkTokens)));
+  for (uint64_t at = 0; at < size; at += ids.size()) {
+    const uint64_t count = std::min<uint64_t>(ids.size(), size - at);
+    h5_read_1d(tokens, H5T_NATIVE_INT64, at, count, ids.data(), path);
+    for (uint64_t i = 0; i < count; ++i) {
+      if (ids[i] < 0) return {at + i, ids[i]};
+    }
+  }
+  return {size, 0};
 }
 
 }  // namespace
@@ -68,7 +83,7 @@ ShardInfo write_shard(const std::string& dir, const std::string& file, TokenDtyp
   return info;
 }
 
-ShardReader::ShardReader(std::string path, const ShardInfo& info, TokenDtype dtype)
+ShardReader::ShardReader(std::string path, const ShardInfo& info, TokenDtype dtype, int64_t vocab_size)
     : path_(std::move(path)), dtype_(dtype) {
   std::error_code ec;
   if (!std::filesystem::exists(path_, ec)) {
@@ -78,6 +93,18 @@ ShardReader::ShardReader(std::string path, const ShardInfo& info, TokenDtype dty
   file_ = h5_open_file(path_);
   tokens_ = h5_open_dataset(file_, "tokens", path_, /*uncached=*/true);
   const H5DatasetInfo d = h5_dataset_info(tokens_, path_);
+  // (Only when the size matches the manifest's: a damaged size is reported as such, below.)
+  if (d.rank == 1 && d.is_integer && d.is_signed && d.size == info.tokens) {
+    const std::string vocab =
+        vocab_size > 0 ? "; the manifest's vocab_size is " + std::to_string(vocab_size) : "";
+    const auto [position, id] = first_negative(tokens_, d.size, path_);
+    if (position < d.size) {
+      throw DataError(path_ + ": token id " + std::to_string(id) + " at position " +
+                      std::to_string(position) + " is negative (ids must be in [0, vocab_size)" +
+                      vocab + "); 'tokens' must be uint16 or uint32, not a signed type");
+    }
+    throw DataError(path_ + ": 'tokens' is a signed integer dataset; it must be uint16 or uint32" + vocab);
+  }
   if (d.rank != 1 || !d.is_integer || d.is_signed || (d.element_bytes != 2 && d.element_bytes != 4)) {
     throw DataError(path_ + ": 'tokens' must be a 1-D uint16 or uint32 dataset");
   }
@@ -92,6 +119,7 @@ ShardReader::ShardReader(std::string path, const ShardInfo& info, TokenDtype dty
                     " (truncated or replaced shard)");
   }
   size_ = d.size;
+  documents_ = info.documents;
 }
 
 void ShardReader::read_raw(uint64_t begin, uint64_t count, void* out) {
@@ -108,8 +136,20 @@ std::vector<uint64_t> ShardReader::read_doc_offsets() {
   H5Id offsets = h5_open_dataset(file_, "doc_offsets", path_);
   const H5DatasetInfo d = h5_dataset_info(offsets, path_);
   if (d.rank != 1 || !d.is_integer) throw DataError(path_ + ": 'doc_offsets' must be a 1-D integer dataset");
+  // The manifest's count, not the file's, bounds the allocation.
+  if (d.size != documents_) {
+    throw DataError(path_ + ": 'doc_offsets' holds " + std::to_string(d.size) +
+                    " entries but the manifest lists " + std::to_string(documents_) + " documents");
+  }
   std::vector<uint64_t> out(d.size);
   h5_read_1d(offsets, H5T_NATIVE_UINT64, 0, d.size, out.data(), path_);
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] > size_ || (i > 0 && out[i] < out[i - 1])) {
+      throw DataError(path_ + ": 'doc_offsets' entry " + std::to_string(i) + " (" +
+                      std::to_string(out[i]) + ") is not ascending within the shard's " +
+                      std::to_string(size_) + " tokens");
+    }
+  }
   return out;
 }
 

@@ -27,10 +27,12 @@ ShardInfo write_shard(const std::string& dir, const std::string& file, TokenDtyp
 
 // Reads one shard. The constructor checks the file against its manifest entry (it exists, opens as
 // HDF5 - a truncated file does not -, has a 1-D unsigned `tokens` of the manifest's dtype and token
-// count); every failure is a DataError naming the file. Not thread-safe; takes the HDF5 lock.
+// count); every failure is a DataError naming the file. A signed `tokens` is refused naming its
+// first negative id, if it has one. `vocab_size` (the manifest's; 0: unknown) is only named in
+// errors. Not thread-safe; takes the HDF5 lock.
 class ShardReader {
  public:
-  ShardReader(std::string path, const ShardInfo& info, TokenDtype dtype);
+  ShardReader(std::string path, const ShardInfo& info, TokenDtype dtype, int64_t vocab_size = 0);
 
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
@@ -38,12 +40,15 @@ class ShardReader {
 
   // Tokens [begin, begin + count) in the stored dtype: count * dtype_bytes(dtype()) bytes to out.
   void read_raw(uint64_t begin, uint64_t count, void* out);
+  // Throws DataError unless there are as many as the manifest's `documents`, in ascending order,
+  // none past size().
   std::vector<uint64_t> read_doc_offsets();
 
  private:
   std::string path_;
   TokenDtype dtype_;
   uint64_t size_ = 0;
+  uint64_t documents_ = 0;  // the manifest's
   H5Id file_;
   H5Id tokens_;
 };

@@ -33,14 +33,21 @@ uint64_t first_out_of_range(const T* tokens, uint64_t n, uint64_t limit) {
 }  // namespace
 
 SplitReader::SplitReader(std::string dataset_dir, const Manifest& manifest,
-                         const std::string& split, int64_t vocab_limit, uint64_t cache_bytes)
+                         const std::string& split, int64_t model_vocab, uint64_t cache_bytes)
     : dir_(std::move(dataset_dir)),
       dtype_(manifest.dtype),
-      vocab_limit_(vocab_limit > 0 ? vocab_limit : manifest.vocab_size),
-      manifest_vocab_(manifest.vocab_size),
+      vocab_size_(manifest.vocab_size),
       cache_bytes_(cache_bytes) {
-  if (vocab_limit_ > (int64_t{1} << 31)) {
-    throw DataError(manifest_path(dir_) + ": vocab_size " + std::to_string(vocab_limit_) +
+  // A model smaller than the dataset's vocabulary has no embedding row for some of its ids; refuse
+  // it up front rather than at the first out-of-range id, which may come hours into a run.
+  if (model_vocab > 0 && model_vocab < vocab_size_) {
+    throw DataError(manifest_path(dir_) + ": vocab_size " + std::to_string(vocab_size_) +
+                    " is larger than the model's model.vocab_size " + std::to_string(model_vocab) +
+                    ": the dataset's ids go up to " + std::to_string(vocab_size_ - 1) +
+                    "; set model.vocab_size >= " + std::to_string(vocab_size_));
+  }
+  if (vocab_size_ > (int64_t{1} << 31)) {
+    throw DataError(manifest_path(dir_) + ": vocab_size " + std::to_string(vocab_size_) +
                     " does not fit int32 token ids");
   }
   const SplitInfo& info = manifest.split(split, manifest_path(dir_));
@@ -49,7 +56,7 @@ SplitReader::SplitReader(std::string dataset_dir, const Manifest& manifest,
     shard.info = shard_info;
     shard.path = (std::filesystem::path(dir_) / shard_info.file).string();
     shard.begin = size_;
-    ShardReader check(shard.path, shard_info, dtype_);  // metadata only
+    ShardReader check(shard.path, shard_info, dtype_, vocab_size_);  // metadata only
     size_ += shard_info.tokens;
     ends_.push_back(size_);
     shards_.push_back(std::move(shard));
@@ -67,19 +74,19 @@ ShardReader& SplitReader::open(Shard& shard) {
     }
   }
   if (open_.size() >= kMaxOpenShards) open_.pop_back();
-  open_.emplace_front(index, std::make_unique<ShardReader>(shard.path, shard.info, dtype_));
+  open_.emplace_front(index, std::make_unique<ShardReader>(shard.path, shard.info, dtype_, vocab_size_));
   return *open_.front().second;
 }
 
 void SplitReader::verify(Shard& shard) {
   const uint64_t n = shard.info.tokens;
   const uint64_t bytes = n * dtype_bytes(dtype_);
-  const uint64_t limit = static_cast<uint64_t>(vocab_limit_);
+  const uint64_t limit = static_cast<uint64_t>(vocab_size_);
   uint64_t checksum = 0;
   uint64_t bad = n;  // position of the first id out of range
   uint64_t bad_id = 0;
   if (resident_bytes_ + bytes <= cache_bytes_) {
-    ShardReader reader(shard.path, shard.info, dtype_);
+    ShardReader reader(shard.path, shard.info, dtype_, vocab_size_);
     if (dtype_ == TokenDtype::kUint16) {
       shard.u16.resize(n);
       reader.read_raw(0, n, shard.u16.data());
@@ -128,9 +135,9 @@ void SplitReader::verify(Shard& shard) {
     shard.u16 = {};
     shard.u32 = {};
     throw DataError(shard.path + ": token id " + std::to_string(bad_id) + " at position " +
-                    std::to_string(bad) + " is >= the vocabulary size " +
-                    std::to_string(vocab_limit_) + " (the model's vocab_size; the dataset's manifest says " +
-                    std::to_string(manifest_vocab_) + ")");
+                    std::to_string(bad) + " is >= the manifest's vocab_size " +
+                    std::to_string(vocab_size_) + " (" + manifest_path(dir_) +
+                    "): corrupt shard or wrong manifest");
   }
   shard.resident = !shard.u16.empty() || !shard.u32.empty();
   if (shard.resident) resident_bytes_ += bytes;

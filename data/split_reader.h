@@ -1,9 +1,10 @@
 // Random access to one split of a dataset as a single token stream: the split's shards
 // concatenated in manifest order.
 //
-// The constructor checks every shard's metadata against the manifest (ShardReader). A shard's
-// contents are verified the first time any of its tokens is read: the XXH64 of its bytes must match
-// the manifest and every id must be < vocab_limit; errors name the shard file. Verified shards are
+// The constructor checks every shard's metadata against the manifest (ShardReader), and that the
+// model's vocabulary holds the manifest's. A shard's contents are verified the first time any of
+// its tokens is read: the XXH64 of its bytes must match the manifest and every id must be < the
+// manifest's vocab_size; errors name the shard file, the id and the vocab_size. Verified shards are
 // kept in memory while their total size stays within `cache_bytes`; shards beyond that budget are
 // read range by range from their files (up to 32 kept open).
 //
@@ -23,9 +24,10 @@ namespace tessera::data {
 
 class SplitReader {
  public:
-  // `vocab_limit`: token ids must be < this (0: the manifest's vocab_size).
+  // `model_vocab`: the model's vocab_size (model.vocab_size), which must be >= the manifest's, else
+  // DataError naming both (0: no model to check against).
   SplitReader(std::string dataset_dir, const Manifest& manifest, const std::string& split,
-              int64_t vocab_limit, uint64_t cache_bytes);
+              int64_t model_vocab, uint64_t cache_bytes);
   ~SplitReader();
   SplitReader(const SplitReader&) = delete;
   SplitReader& operator=(const SplitReader&) = delete;
@@ -57,8 +59,7 @@ class SplitReader {
 
   std::string dir_;
   TokenDtype dtype_;
-  int64_t vocab_limit_;
-  int64_t manifest_vocab_;
+  int64_t vocab_size_;  // the manifest's: every id is < this
   uint64_t cache_bytes_;
   uint64_t resident_bytes_ = 0;
   uint64_t size_ = 0;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "data/data_error.h"
 #include "data/pretokenize.h"
@@ -23,8 +24,11 @@ bool hidden(const fs::path& path) {
 }  // namespace
 
 TextCorpus::TextCorpus(const std::vector<std::string>& inputs, std::string delimiter,
-                       size_t read_block, size_t max_pending)
-    : delimiter_(std::move(delimiter)), read_block_(std::max<size_t>(read_block, 1)), max_pending_(max_pending) {
+                       Utf8Filter::Policy invalid_utf8, size_t read_block, size_t max_pending)
+    : delimiter_(std::move(delimiter)),
+      invalid_utf8_(invalid_utf8),
+      read_block_(std::max<size_t>(read_block, 1)),
+      max_pending_(max_pending) {
   for (const std::string& input : inputs) {
     std::error_code ec;
     const fs::file_status status = fs::status(input, ec);
@@ -52,8 +56,9 @@ TextCorpus::TextCorpus(const std::vector<std::string>& inputs, std::string delim
   for (const std::string& file : files_) total_bytes_ += fs::file_size(file);
 }
 
-uint64_t TextCorpus::for_each(const Visitor& visitor) const {
+TextCorpus::Counts TextCorpus::for_each(const Visitor& visitor) const {
   uint64_t doc = 0;
+  uint64_t replaced = 0;
   uint64_t consumed = 0;
   bool open = false;  // the current document has had a piece
   const auto emit = [&](std::string_view piece) {
@@ -71,21 +76,23 @@ uint64_t TextCorpus::for_each(const Visitor& visitor) const {
   std::string pending;
   std::vector<char> block(read_block_);
   for (const std::string& path : files_) {
-    std::FILE* file = std::fopen(path.c_str(), "rb");
+    // Closed on every path: a visitor or the UTF-8 check may throw.
+    const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                               &std::fclose);
     if (file == nullptr) throw DataError(path + ": cannot open: " + std::strerror(errno));
+    Utf8Filter utf8(path, invalid_utf8_);
     pending.clear();
     size_t search_from = 0;
     for (;;) {
-      const size_t got = std::fread(block.data(), 1, block.size(), file);
+      const size_t got = std::fread(block.data(), 1, block.size(), file.get());
       if (got == 0) {
-        if (std::ferror(file)) {
-          std::fclose(file);
-          throw DataError(path + ": read error: " + std::strerror(errno));
-        }
-        break;
+        if (std::ferror(file.get())) throw DataError(path + ": read error: " + std::strerror(errno));
+        utf8.finish(pending);
       }
-      consumed += got;
-      pending.append(block.data(), got);
+      if (got > 0) {
+        consumed += got;
+        utf8.feed(std::string_view(block.data(), got), pending);
+      }
       if (!delimiter_.empty()) {
         size_t start = 0;
         for (;;) {
@@ -110,12 +117,13 @@ uint64_t TextCorpus::for_each(const Visitor& visitor) const {
         }
       }
       if (visitor.progress) visitor.progress(consumed);
+      if (got == 0) break;
     }
-    std::fclose(file);
+    replaced += utf8.replaced();
     emit(pending);
     end_document();
   }
-  return doc;
+  return {doc, replaced};
 }
 
 }  // namespace tessera::data

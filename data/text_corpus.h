@@ -3,7 +3,8 @@
 // Inputs are files or directories (searched recursively; hidden files skipped; sorted by path so
 // the order is reproducible). Each file is one document unless a delimiter is given, in which case
 // the delimiter separates documents inside a file (and is dropped). Empty documents are skipped.
-// Bytes are passed on as they are: invalid UTF-8 is not an error (byte-level tokenizers encode it).
+// Input must be UTF-8 (utf8_filter.h): invalid sequences are an error naming the file, byte offset
+// and line, or, with Utf8Filter::Policy::kReplace, become U+FFFD before delimiters are looked for.
 //
 // A long document arrives in several pieces, cut only where pretokenisation is unaffected
 // (pretokenize.h: last_safe_cut), so encoding piece by piece equals encoding the whole.
@@ -14,6 +15,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "data/utf8_filter.h"
 
 namespace tessera::data {
 
@@ -26,6 +29,7 @@ class TextCorpus {
   // no input file is found. Files are read `read_block` bytes at a time; a document longer than
   // `max_pending` bytes is passed on in pieces (where a safe cut exists).
   TextCorpus(const std::vector<std::string>& inputs, std::string delimiter,
+             Utf8Filter::Policy invalid_utf8 = Utf8Filter::Policy::kRefuse,
              size_t read_block = kDefaultReadBlock, size_t max_pending = kDefaultMaxPending);
 
   const std::vector<std::string>& files() const { return files_; }
@@ -39,13 +43,19 @@ class TextCorpus {
     // Bytes of input consumed so far (optional).
     std::function<void(uint64_t bytes)> progress;
   };
-  // Streams every document; returns the number of documents.
-  uint64_t for_each(const Visitor& visitor) const;
+  struct Counts {
+    uint64_t documents = 0;
+    uint64_t invalid_utf8_replaced = 0;  // ill-formed sequences made U+FFFD (kReplace)
+  };
+  // Streams every document. Under kRefuse, throws DataError at the first invalid UTF-8 sequence
+  // (the pieces before it have been visited; prepare_text's first pass visits nothing).
+  Counts for_each(const Visitor& visitor) const;
 
  private:
   std::vector<std::string> files_;
   uint64_t total_bytes_ = 0;
   std::string delimiter_;
+  Utf8Filter::Policy invalid_utf8_;
   size_t read_block_;
   size_t max_pending_;
 };

@@ -426,6 +426,14 @@ std::vector<std::string> verify_checkpoint(const std::string& step_dir) {
     std::vector<float> data;
     for (const CheckpointTensor& t : checkpoint_tensors(recipe.model)) {
       try {
+        // The shape comes from trainer.yaml's recipe: check it against model.h5's before it sizes
+        // the buffer (a damaged recipe could ask for terabytes).
+        const std::vector<int64_t> stored = file.shape_of(t.name);
+        if (stored != t.shape) {
+          problems.push_back(t.name + ": " + path + " holds shape " + kernels::shape_string(stored) +
+                             " but trainer.yaml's recipe gives " + kernels::shape_string(t.shape));
+          continue;
+        }
         data.resize(static_cast<size_t>(t.numel()));
         file.read_f32_slice(t.name, t.shape, 0, t.numel(), data.data());
         auto it = info.checksums.find(t.name);

@@ -141,7 +141,10 @@ int text_command(const std::vector<std::string>& args) {
   po::options_description text("Usage: tessera prepare text [options] --out DIR FILE|DIR...\n\n"
                                "Tokenizes UTF-8 text files (directories are searched recursively) "
                                "into documents\nfollowed by the end-of-document id 256, split into "
-                               "train and validation documents.\n\nText options",
+                               "train and validation documents.\nInput that is not valid UTF-8 is "
+                               "refused, naming the file, byte offset and line of the\nfirst "
+                               "invalid sequence, and nothing is written (see "
+                               "--replace-invalid-utf8).\n\nText options",
                                kLineLength, kDescriptionColumn);
   text.add_options()
       ("tokenizer", po::value<std::string>()->default_value("byte")->value_name("byte|bpe"),
@@ -152,7 +155,10 @@ int text_command(const std::vector<std::string>& args) {
        "string separating documents inside a file (\\n, \\t escapes allowed); "
        "default: each file is one document")
       ("seed", po::value<uint64_t>()->default_value(0)->value_name("S"),
-       "seed of the choice of validation documents");
+       "seed of the choice of validation documents")
+      ("replace-invalid-utf8", po::bool_switch(),
+       "replace each invalid UTF-8 sequence with U+FFFD (and report how many) instead of "
+       "refusing the input");
   text.add(common_options());
   po::options_description hidden;
   hidden.add_options()("input", po::value<std::vector<std::string>>(), "input files or directories");
@@ -177,6 +183,7 @@ int text_command(const std::vector<std::string>& args) {
   if (o.tokenizer == "bpe" && !p.vm.count("vocab")) throw UsageError("--tokenizer bpe needs --vocab N");
   if (p.vm.count("doc-delimiter")) o.doc_delimiter = unescape(p.vm["doc-delimiter"].as<std::string>());
   o.seed = p.vm["seed"].as<uint64_t>();
+  o.replace_invalid_utf8 = p.vm["replace-invalid-utf8"].as<bool>();
   read_common_options(p.vm, o);
   check_options([&] { data::validate(o); });
   std::cout << data::format_summary(data::prepare_text(o));

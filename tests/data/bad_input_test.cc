@@ -1,6 +1,6 @@
 // Every bad input yields a DataError that names the offending file: a missing or truncated shard,
-// a checksum mismatch, token ids out of the model's vocabulary, an unknown manifest version, a
-// dtype mismatch, an empty dataset. Errors found on the prefetch thread surface from next().
+// a checksum mismatch, token ids out of the manifest's vocabulary (or negative), a model vocabulary
+// smaller than the manifest's, an unknown manifest version, a dtype mismatch, an empty dataset. Errors found on the prefetch thread surface from next().
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include "data/hdf5.h"
 #include "data/loader.h"
 #include "data/manifest.h"
+#include "data/shard.h"
 #include "data/split_reader.h"
 #include "tests/data/data_test_util.h"
 
@@ -128,11 +129,67 @@ TEST_F(BadInputTest, ChecksumMismatchSurfacesFromNextWithPrefetch) {
   EXPECT_DATA_ERROR(read_split_tokens(dir(), kTrainSplit), shard(1), "checksum mismatch");
 }
 
-TEST_F(BadInputTest, TokenIdOutOfTheModelsVocabulary) {
+TEST_F(BadInputTest, ModelVocabularySmallerThanTheManifestsIsRefused) {
   LoaderOptions o = options();
-  o.vocab_size = 200;  // the dataset holds ids up to 299: shard 2 (ids 200..299) is out of range
+  o.vocab_size = 200;  // the manifest says 300: ids 200..299 would have no embedding row
+  EXPECT_DATA_ERROR(Loader{o}, manifest(), "vocab_size 300", "model.vocab_size 200");
+  EXPECT_DATA_ERROR((SplitReader{dir(), read_manifest(dir()), kValidationSplit, 299, 0}), manifest(),
+                    "model.vocab_size 299");
+  o.vocab_size = 301;  // a larger model is fine
   Loader loader(o);
-  EXPECT_DATA_ERROR(drain(loader), shard(2), "token id 200", "vocabulary size 200");
+  drain(loader);
+}
+
+TEST_F(BadInputTest, TokenIdOutOfTheManifestsVocabulary) {
+  // The shards hold ids up to 299 (their checksums intact) but the manifest declares 200 ids: shard
+  // 2 (ids 200..299) is refused whatever the model's size, and read_split_tokens refuses it too.
+  replace_in_manifest("vocab_size: 300", "vocab_size: 200");
+  for (const int64_t model_vocab : {int64_t{0}, int64_t{200}, int64_t{300}}) {
+    for (const uint64_t cache : {uint64_t{0}, uint64_t{1} << 20}) {
+      LoaderOptions o = options();
+      o.vocab_size = model_vocab;
+      o.cache_bytes = cache;
+      Loader loader(o);
+      EXPECT_DATA_ERROR(drain(loader), shard(2), "token id 200", "position 0", "vocab_size 200",
+                        manifest());
+    }
+  }
+  EXPECT_DATA_ERROR(read_split_tokens(dir(), kTrainSplit), shard(2), "token id 200");
+}
+
+TEST_F(BadInputTest, SignedTokensAreRefusedNamingTheNegativeId) {
+  // A shard written by another tool as int32 with a negative id at position 7.
+  std::vector<int32_t> ids(100, 5);
+  ids[7] = -3;
+  const std::vector<uint64_t> offsets = {0};
+  {
+    Hdf5Guard guard;
+    H5Id file = h5_create_file(shard(1));
+    h5_write_1d(file, "tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, ids.data(), ids.size(), 100, shard(1));
+    h5_write_1d(file, "doc_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, offsets.data(), 1, 1, shard(1));
+  }
+  EXPECT_DATA_ERROR(Loader{options()}, shard(1), "token id -3", "position 7", "negative",
+                    "vocab_size is 300");
+}
+
+TEST_F(BadInputTest, DocOffsetsMustMatchTheManifestAndAscend) {
+  // Shard 1 holds no document start; rewrite it with two (descending) offsets.
+  std::vector<uint16_t> ids(100, 5);
+  const std::vector<uint64_t> offsets = {50, 20};
+  {
+    Hdf5Guard guard;
+    H5Id file = h5_create_file(shard(1));
+    h5_write_1d(file, "tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, ids.data(), ids.size(), 100, shard(1));
+    h5_write_1d(file, "doc_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, offsets.data(), 2, 2, shard(1));
+  }
+  const Manifest m = read_manifest(dir());
+  ShardInfo info = m.split(kTrainSplit, manifest()).shards[1];
+  ASSERT_EQ(info.documents, 0u);
+  EXPECT_DATA_ERROR(ShardReader(shard(1), info, m.dtype).read_doc_offsets(), shard(1),
+                    "holds 2 entries but the manifest lists 0");
+  info.documents = 2;
+  EXPECT_DATA_ERROR(ShardReader(shard(1), info, m.dtype).read_doc_offsets(), shard(1),
+                    "entry 1 (20) is not ascending");
 }
 
 TEST_F(BadInputTest, UnknownManifestVersion) {

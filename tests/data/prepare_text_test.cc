@@ -1,5 +1,6 @@
 // Round trips: prepare text -> read returns exactly the tokens written (byte and BPE tokenizers,
-// uint16 and uint32 shards), with documents, EOD tokens, splits and shard metadata as documented.
+// uint16 and uint32 shards), with documents, EOD tokens, splits and shard metadata as documented;
+// invalid UTF-8 refused before anything is written, or replaced with U+FFFD when asked.
 #include "data/prepare_text.h"
 
 #include <gtest/gtest.h>
@@ -20,12 +21,13 @@
 namespace tessera::data {
 namespace {
 
+using testing::read_file;
 using testing::ScratchDir;
 using testing::write_file;
 
 std::string random_document(Rng& rng) {
   static const std::vector<std::string> words = {"the", " model", " reads", " tokens", ",", ".",
-                                                 "\n", " é", " 日本", " 42", " naïve", "\xff"};
+                                                 "\n", " é", " 日本", " 42", " naïve", " €"};
   std::string doc;
   const size_t n = 5 + rng.below(60);
   for (size_t i = 0; i < n; ++i) doc += words[rng.below(words.size())];
@@ -97,7 +99,7 @@ void expect_round_trip(const std::string& dir, const std::vector<std::string>& i
     std::vector<uint64_t> listed;
     uint64_t base = 0;
     for (const ShardInfo& shard : info.shards) {
-      ShardReader reader(dir + "/" + shard.file, shard, manifest.dtype);
+      ShardReader reader(dir + "/" + shard.file, shard, manifest.dtype, manifest.vocab_size);
       const std::vector<uint64_t> offsets = reader.read_doc_offsets();
       EXPECT_EQ(offsets.size(), shard.documents);
       for (const uint64_t o : offsets) listed.push_back(base + o);
@@ -224,6 +226,60 @@ TEST(PrepareText, RefusesToOverwriteUnlessAsked) {
     shards += e.path().filename().string().rfind("shard-", 0) == 0;
   }
   EXPECT_EQ(shards, again.shards);
+}
+
+TEST(PrepareText, InvalidUtf8IsRefusedAndNothingIsWritten) {
+  ScratchDir scratch;
+  write_documents(scratch, 6, 6);
+  // doc-002's third line holds a lone continuation byte, at offset 15.
+  write_file(scratch / "input/doc-002.txt", "first\nsecond\nab\x80" "cd\n");
+  PrepareTextOptions o;
+  o.inputs = {scratch / "input"};
+  o.out_dir = scratch / "ds";
+  for (const std::string tokenizer : {"byte", "bpe"}) {
+    o.tokenizer = tokenizer;
+    o.vocab_size = tokenizer == "bpe" ? 300 : 0;
+    EXPECT_DATA_ERROR(prepare_text(o), scratch / "input/doc-002.txt", "byte offset 15 (line 3)",
+                      "bytes 80");
+    EXPECT_FALSE(std::filesystem::exists(o.out_dir)) << tokenizer;
+  }
+  // An existing dataset that --overwrite would replace is left whole.
+  write_file(scratch / "input/doc-002.txt", "valid again");
+  o.tokenizer = "byte";
+  o.vocab_size = 0;
+  prepare_text(o);
+  const std::string before = read_file(o.out_dir + "/manifest.yaml");
+  write_file(scratch / "input/doc-004.txt", "cut short \xE2\x82");
+  o.overwrite = true;
+  EXPECT_DATA_ERROR(prepare_text(o), scratch / "input/doc-004.txt", "byte offset 10 (line 1)");
+  EXPECT_EQ(read_file(o.out_dir + "/manifest.yaml"), before);
+  EXPECT_NO_THROW(read_split_tokens(o.out_dir, kTrainSplit));  // its shards are still there
+}
+
+TEST(PrepareText, ReplaceInvalidUtf8MakesEachSequenceUFFFDAndCountsThem) {
+  ScratchDir scratch;
+  const std::vector<std::string> valid = write_documents(scratch, 8, 7);
+  // Four ill-formed sequences: a lone continuation byte, and a surrogate's three bytes (A0 cannot
+  // follow ED, so each byte is a maximal subpart of its own).
+  write_file(scratch / "input/doc-003.txt", "a\x80" "b\xED\xA0\x80" "c");
+  std::vector<std::string> expected = valid;
+  expected[3] = "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "c";
+  for (const std::string tokenizer : {"byte", "bpe"}) {
+    PrepareTextOptions o;
+    o.inputs = {scratch / "input"};
+    o.out_dir = scratch / ("ds-" + tokenizer);
+    o.tokenizer = tokenizer;
+    o.vocab_size = tokenizer == "bpe" ? 300 : 0;
+    o.replace_invalid_utf8 = true;
+    const PrepareSummary summary = prepare_text(o);
+    EXPECT_EQ(summary.invalid_utf8_replaced, std::optional<uint64_t>(4));
+    EXPECT_NE(format_summary(summary).find("replaced 4 invalid UTF-8 sequence(s) with U+FFFD"),
+              std::string::npos)
+        << format_summary(summary);
+    EXPECT_EQ(read_manifest(o.out_dir).notes.at("invalid_utf8"),
+              "4 invalid sequence(s) replaced with U+FFFD");
+    expect_round_trip(o.out_dir, expected, 1);  // round(0.05 * 8) = 0, raised to at least one
+  }
 }
 
 TEST(PrepareText, BadOptionsAreErrors) {

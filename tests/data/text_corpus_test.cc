@@ -41,7 +41,7 @@ Collected collect(const TextCorpus& corpus) {
          current.clear();
          pieces = 0;
        },
-       {}});
+       {}}).documents;
   EXPECT_EQ(n, c.documents.size());
   return c;
 }
@@ -78,7 +78,7 @@ TEST(TextCorpus, DelimitersAcrossReadBlocksAndLongDocumentsInPieces) {
   write_file(dir / "f.txt", file);
   // Tiny read blocks split delimiters between reads; a small max_pending cuts long documents.
   for (size_t block : {size_t{1}, size_t{7}, size_t{64}, size_t{1} << 20}) {
-    const TextCorpus corpus({dir / "f.txt"}, delimiter, block, 100);
+    const TextCorpus corpus({dir / "f.txt"}, delimiter, Utf8Filter::Policy::kRefuse, block, 100);
     const Collected c = collect(corpus);
     EXPECT_EQ(c.documents, docs) << "block " << block;
     size_t max_pieces = 0;
@@ -99,7 +99,7 @@ TEST(TextCorpus, EncodingPiecesEqualsEncodingTheWholeDocument) {
   Tokenizer bpe(train_bpe(counts, 20, Tokenizer::kFirstMerge));
   std::vector<uint32_t> whole, pieces;
   bpe.encode(doc, whole);
-  const TextCorpus corpus({dir / "d.txt"}, "", 16, 64);
+  const TextCorpus corpus({dir / "d.txt"}, "", Utf8Filter::Policy::kRefuse, 16, 64);
   size_t n_pieces = 0;
   corpus.for_each({[&](uint64_t, std::string_view piece) {
                      bpe.encode(piece, pieces);
@@ -108,6 +108,24 @@ TEST(TextCorpus, EncodingPiecesEqualsEncodingTheWholeDocument) {
                    [](uint64_t) {}, {}});
   EXPECT_GT(n_pieces, 5u);
   EXPECT_EQ(pieces, whole);
+}
+
+TEST(TextCorpus, InvalidUtf8IsRefusedOrReplacedBeforeDelimitersAreFound) {
+  ScratchDir dir;
+  write_file(dir / "a.txt", "good\n");
+  // The second file: an invalid byte at offset 9 (line 3), in its second document, and a sequence
+  // cut short by the end of the file.
+  write_file(dir / "b.txt", "one\n--\ntw\xFFo\n--\nthree\xE2\x82");
+  for (size_t block : {size_t{1}, size_t{4}, size_t{1} << 20}) {
+    const TextCorpus refusing({dir / "a.txt", dir / "b.txt"}, "--", Utf8Filter::Policy::kRefuse, block);
+    EXPECT_DATA_ERROR(collect(refusing), dir / "b.txt", "byte offset 9 (line 3)", "bytes ff");
+    const TextCorpus replacing({dir / "a.txt", dir / "b.txt"}, "--", Utf8Filter::Policy::kReplace, block);
+    EXPECT_EQ(collect(replacing).documents,
+              (std::vector<std::string>{"good\n", "one\n", "\ntw\xEF\xBF\xBDo\n", "\nthree\xEF\xBF\xBD"}))
+        << "block " << block;
+    EXPECT_EQ(replacing.for_each({[](uint64_t, std::string_view) {}, [](uint64_t) {}, {}}).invalid_utf8_replaced,
+              2u);
+  }
 }
 
 TEST(TextCorpus, MissingInputIsAnError) {

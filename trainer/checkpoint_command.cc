@@ -77,9 +77,15 @@ int run_checkpoint_command(const std::vector<std::string>& args) {
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "export") return run_checkpoint_export_command(rest);
   if (args[0] == "import") return run_checkpoint_import_command(rest);
-  if (args.size() != 2 || (args[0] != "verify" && args[0] != "info")) {
-    std::cerr << "tessera checkpoint: expected `verify DIR`, `info DIR`, `export ...` or "
-                 "`import ...`\n\n" << kUsage;
+  if (args[0] != "verify" && args[0] != "info") {
+    std::cerr << "tessera checkpoint: unknown action '" << args[0]
+              << "': expected `verify DIR`, `info DIR`, `export ...` or `import ...`\n\n"
+              << kUsage;
+    return 2;
+  }
+  if (args.size() != 2) {
+    std::cerr << "tessera checkpoint " << args[0] << ": expected one DIR, got " << rest.size()
+              << " argument(s)\n\n" << kUsage;
     return 2;
   }
   try {

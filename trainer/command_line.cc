@@ -11,9 +11,10 @@ std::optional<int> parse_recipe_command(const std::string& command,
                                         const po::options_description& visible,
                                         po::variables_map& vm) {
   po::options_description all;
-  all.add(visible).add_options()("recipe", po::value<std::string>());
+  all.add(visible).add_options()("recipe", po::value<std::string>())(
+      "extra", po::value<std::vector<std::string>>());
   po::positional_options_description positional;
-  positional.add("recipe", 1);
+  positional.add("recipe", 1).add("extra", -1);  // extras are collected to be named, not used
   try {
     po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
     po::notify(vm);
@@ -24,6 +25,13 @@ std::optional<int> parse_recipe_command(const std::string& command,
   if (vm.count("help")) {
     std::cout << visible << "\n";
     return 0;
+  }
+  if (vm.count("extra")) {
+    std::cerr << "tessera " << command << ": unexpected argument '"
+              << vm["extra"].as<std::vector<std::string>>().front()
+              << "' after RECIPE (one recipe; override its keys with --set key=value)\n"
+              << visible << "\n";
+    return 2;
   }
   if (!vm.count("recipe")) {
     std::cerr << "tessera " << command << ": missing RECIPE\n" << visible << "\n";

@@ -44,6 +44,10 @@ struct Constraint {
   std::vector<std::string_view> choices;  // allowed string values (empty = any)
   std::vector<std::string_view> planned;  // recognised values that are not implemented yet
   bool non_empty = false;
+  // A sanity ceiling, checked after the range and reported on its own ("must be <= 1, got
+  // 1.0e+30"): it stops typos such as an epsilon of 1e30, which trains without an error but
+  // learns nothing, without changing how the range itself reads ("must be > 0").
+  std::optional<double> ceiling;
 };
 
 Constraint range(std::optional<double> min, bool min_open, std::optional<double> max,
@@ -54,6 +58,11 @@ Constraint range(std::optional<double> min, bool min_open, std::optional<double>
 }
 Constraint at_least(double v) { return range(v, false, std::nullopt, false); }
 Constraint above(double v) { return range(v, true, std::nullopt, false); }
+Constraint above(double v, double ceiling) {
+  Constraint c = above(v);
+  c.ceiling = ceiling;
+  return c;
+}
 Constraint between(double lo, double hi) { return range(lo, false, hi, false); }
 Constraint from_up_to_excl(double lo, double hi) { return range(lo, false, hi, true); }
 Constraint one_of(std::vector<std::string_view> choices,
@@ -174,7 +183,8 @@ const std::vector<Field>& fields() {
                                                   "multiplier on the normalised gates", above(0)),
       field<&R::model, &ModelConfig::first_dense_layers>(
           "model.first_dense_layers", "layers [0, N) use the dense FFN", at_least(0)),
-      field<&R::model, &ModelConfig::norm_eps>("model.norm_eps", "RMSNorm epsilon", above(0)),
+      field<&R::model, &ModelConfig::norm_eps>("model.norm_eps", "RMSNorm epsilon, in (0, 1]",
+                                                above(0, 1)),
       field<&R::model, &ModelConfig::rope_theta>("model.rope_theta", "RoPE base", above(0)),
       field<&R::model, &ModelConfig::init_std>(
           "model.init_std", "std of the normal init of weight matrices", above(0)),
@@ -239,7 +249,8 @@ const std::vector<Field>& fields() {
                                                     from_up_to_excl(0, 1)),
       field<&R::optimizer, &OptimizerConfig::beta2>("optimizer.beta2", "in [0, 1)",
                                                     from_up_to_excl(0, 1)),
-      field<&R::optimizer, &OptimizerConfig::eps>("optimizer.eps", "AdamW epsilon", above(0)),
+      field<&R::optimizer, &OptimizerConfig::eps>("optimizer.eps", "AdamW epsilon, in (0, 1]",
+                                                   above(0, 1)),
       field<&R::optimizer, &OptimizerConfig::weight_decay>(
           "optimizer.weight_decay", "decoupled, on weight matrices only", at_least(0)),
       field<&R::optimizer, &OptimizerConfig::grad_clip>(
@@ -671,6 +682,7 @@ void apply_override(const std::string& text, Recipe& recipe, Origins& origins) {
     throw RecipeError(src + ": expected key=value (e.g. --set model.dim=128)");
   }
   const std::string key = trim(std::string_view(text).substr(0, eq));
+  if (key.empty()) throw RecipeError(src + ": expected key=value, got no key before '='");
   const std::string value = text.substr(eq + 1);
   const Field* f = find_field(key);
   if (f == nullptr) throw RecipeError(src + ": unknown key " + key + did_you_mean(key));
@@ -745,11 +757,15 @@ class Checker {
     // Written as "ok = ..." so that NaN fails.
     const bool min_ok = !c.min || (c.min_open ? v > *c.min : v >= *c.min);
     const bool max_ok = !c.max || (c.max_open ? v < *c.max : v <= *c.max);
-    if (min_ok && max_ok) return;
     auto bound = [](double b) {  // shortest form: "2", "0", "1", not "2.0"
       char buf[64];
       return std::string(buf, std::to_chars(buf, buf + sizeof buf, b).ptr);
     };
+    if (min_ok && max_ok) {
+      if (c.ceiling && v > *c.ceiling)
+        fail({f.key}, "must be <= " + bound(*c.ceiling) + ", got " + text);
+      return;
+    }
     if (c.min && c.max) {
       fail({f.key}, "must be in " + std::string(c.min_open ? "(" : "[") + bound(*c.min) + ", " +
                         bound(*c.max) + (c.max_open ? ")" : "]") + ", got " + text);

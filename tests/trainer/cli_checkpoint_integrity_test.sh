@@ -10,24 +10,9 @@ set -uo pipefail
 tessera=$1 recipe=$2 work=$3
 python=${TESSERA_PYTHON:-python3}
 rm -rf "$work" && mkdir -p "$work"
-failures=0 passed=0
-
-check() {  # check NAME EXPECTED_EXIT EXPECTED_SUBSTRING CMD...
-  local name=$1 want_rc=$2 want=$3
-  shift 3
-  local out rc
-  out=$(timeout 120 "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then
-    echo "FAIL $name: exit $rc, expected $want_rc"; echo "$out" | tail -n 8 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  if [ -n "$want" ] && ! grep -qF -- "$want" <<<"$out"; then
-    echo "FAIL $name: output lacks '$want'"; echo "$out" | tail -n 8 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  echo "ok   $name"; passed=$((passed + 1))
-}
+CHECK_TIMEOUT=120 CHECK_TAIL=8
+# shellcheck source-path=SCRIPTDIR source=cli_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_check.sh"  # check, expect, check_summary
 
 check prepare 0 "tokens" "$tessera" prepare synthetic --vocab 64 --order 1 --tokens 20000 --seed 1 \
   --out "$work/data"
@@ -105,5 +90,4 @@ check nan_verifies 0 ": ok" "$tessera" checkpoint verify "$work/nan"
 check nan_eval_fails 1 "is not finite" "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/nan" \
   "${evalargs[@]}"
 
-echo "$passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+check_summary

@@ -5,24 +5,9 @@
 set -uo pipefail
 tessera=$1 recipe=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
-failures=0 passed=0
-
-check() {  # check NAME EXPECTED_EXIT EXPECTED_SUBSTRING CMD...
-  local name=$1 want_rc=$2 want=$3
-  shift 3
-  local out rc
-  out=$(timeout 120 "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then
-    echo "FAIL $name: exit $rc, expected $want_rc"; echo "$out" | tail -n 5 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  if [ -n "$want" ] && ! grep -qF -- "$want" <<<"$out"; then
-    echo "FAIL $name: output lacks '$want'"; echo "$out" | tail -n 5 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  echo "ok   $name"; passed=$((passed + 1))
-}
+CHECK_TIMEOUT=120 CHECK_TAIL=5
+# shellcheck source-path=SCRIPTDIR source=cli_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_check.sh"  # check, expect, check_summary
 
 check help 0 "prepare text|synthetic" "$tessera" --help
 check no_command 2 "Usage: tessera" "$tessera"
@@ -34,6 +19,10 @@ check prepare_text_help 0 "--tokenizer" "$tessera" prepare text --help
 check prepare_synthetic_help 0 "--order" "$tessera" prepare synthetic --help
 check train_unknown_option 2 "--bogus" "$tessera" train "$recipe" --bogus
 check train_missing_recipe 2 "missing RECIPE" "$tessera" train
+check train_extra_argument 2 "unexpected argument 'surplus.yaml'" "$tessera" train "$recipe" surplus.yaml
+check help_before_extra_argument 0 "--set" "$tessera" train --help surplus.yaml
+check checkpoint_unknown_action 2 "unknown action 'frobnicate'" "$tessera" checkpoint frobnicate "$work"
+check checkpoint_verify_two_dirs 2 "expected one DIR, got 2" "$tessera" checkpoint verify "$work" "$work"
 check prepare_bad_vocab 2 "--vocab" "$tessera" prepare synthetic --vocab 1 --tokens 1000 --out "$work/x"
 check eval_missing_args 2 "--checkpoint" "$tessera" eval "$recipe" --data "$work"
 
@@ -56,7 +45,7 @@ check train_on_bpe 0 "step 3/3" "$tessera" train "$recipe" "${small[@]}"
 check metrics_written 0 '"step":3' cat "$work/run/metrics.jsonl"
 check eval_on_bpe 0 '"loss":' "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/run" --data "$work/bpe" --batches 1
 # Runs that fail get run.dirs of their own ($work/run holds a run: a fresh run there is refused).
-check vocab_too_small_names_shard 1 "shard-" "$tessera" train "$recipe" "${small[@]}" --set model.vocab_size=100 \
+check vocab_too_small_names_both_keys 1 "model.vocab_size 100" "$tessera" train "$recipe" "${small[@]}" --set model.vocab_size=100 \
   --set run.dir="$work/run-vocab"
 check eval_missing_checkpoint 1 "$work/nowhere" "$tessera" eval "$recipe" "${small[@]}" --checkpoint "$work/nowhere" --data "$work/bpe"
 check train_missing_dataset 1 "$work/no-data" "$tessera" train "$recipe" "${small[@]}" --set data.path="$work/no-data" \
@@ -101,5 +90,4 @@ else
   echo "FAIL dry_run_contexts_follow_the_schedule:"; echo "$plan" | sed 's/^/    /'; failures=$((failures + 1))
 fi
 
-echo "$passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+check_summary

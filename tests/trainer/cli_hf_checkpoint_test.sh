@@ -7,24 +7,9 @@
 set -uo pipefail
 tessera=$1 recipe=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
-failures=0 passed=0
-
-check() {  # check NAME EXPECTED_EXIT EXPECTED_SUBSTRING CMD...
-  local name=$1 want_rc=$2 want=$3
-  shift 3
-  local out rc
-  out=$(timeout 300 "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then
-    echo "FAIL $name: exit $rc, expected $want_rc"; echo "$out" | tail -n 5 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  if [ -n "$want" ] && ! grep -qF -- "$want" <<<"$out"; then
-    echo "FAIL $name: output lacks '$want'"; echo "$out" | tail -n 5 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  echo "ok   $name"; passed=$((passed + 1))
-}
+CHECK_TIMEOUT=300 CHECK_TAIL=5
+# shellcheck source-path=SCRIPTDIR source=cli_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_check.sh"  # check, expect, check_summary
 
 small=(--set model.dim=32 --set model.n_heads=2 --set model.inter_dim=48 --set model.moe_inter_dim=16
        --set model.n_experts=4 --set train.seq_len=16 --set train.global_batch=4
@@ -81,5 +66,4 @@ check resume_from_import 0 "step 2/2" "$tessera" train "$recipe" "${small[@]}" -
   --set run.dir="$work/resumed" --resume "$work/imported"
 check resume_logged 0 "resumed from $work/imported/step-00000000 (step 0" cat "$work/resumed/logs/rank-0.log"
 
-echo "$passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+check_summary

@@ -39,10 +39,13 @@ expect_error heads_not_dividing_dim "model.n_heads" "$recipe" --set model.n_head
 expect_error ep_not_dividing_dp "parallel.ep" "$recipe" --set parallel.dp=2 --set parallel.ep=3
 expect_error batch_not_divisible "train.global_batch" "$recipe" --set parallel.micro_batches=3
 expect_error negative_lr "optimizer.lr" "$recipe" --set optimizer.lr=-1
+expect_error norm_eps_absurd "model.norm_eps: must be <= 1, got 1.0e+30" "$recipe" --set model.norm_eps=1e30
+expect_error adam_eps_absurd "optimizer.eps: must be <= 1, got 2.0" "$recipe" --set optimizer.eps=2
 expect_error cpu_threads_absurd "run.cpu_threads: must be in [1, 1024], got 100000" "$recipe" \
   --set run.cpu_threads=100000
 expect_error unknown_override_key "--set" "$recipe" --set model.nope=1
 expect_error override_missing_equals "model.dim" "$recipe" --set model.dim
+expect_error override_empty_key "--set =5: expected key=value" "$recipe" --set =5
 expect_error missing_recipe_file "no-such.yaml" "$work/no-such.yaml"
 expect_error yaml_syntax "syntax.yaml" "$(bad syntax 's/^model:/model: [/')"
 expect_error multi_process_layout "parallel.pp" "$recipe" --set parallel.pp=2

@@ -9,36 +9,11 @@
 set -uo pipefail
 tessera=$1 mpirun=$2 recipe=$3 work=$4
 rm -rf "$work" && mkdir -p "$work"
-failures=0 passed=0
+CHECK_TIMEOUT=180 CHECK_TAIL=8
+# shellcheck source-path=SCRIPTDIR source=cli_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_check.sh"  # check, expect, check_summary
 live_pid=""
 trap '[ -n "$live_pid" ] && kill -KILL "$live_pid" 2>/dev/null' EXIT
-
-check() {  # check NAME EXPECTED_EXIT EXPECTED_SUBSTRING CMD...
-  local name=$1 want_rc=$2 want=$3
-  shift 3
-  local rc
-  out=$(timeout 180 "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then
-    echo "FAIL $name: exit $rc, expected $want_rc"; echo "$out" | tail -n 8 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  if [ -n "$want" ] && ! grep -qF -- "$want" <<<"$out"; then
-    echo "FAIL $name: output lacks '$want'"; echo "$out" | tail -n 8 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  echo "ok   $name"; passed=$((passed + 1))
-}
-
-expect() {  # expect NAME CONDITION_COMMAND...: a test of state after a check
-  local name=$1
-  shift
-  if "$@"; then
-    echo "ok   $name"; passed=$((passed + 1))
-  else
-    echo "FAIL $name: $*"; failures=$((failures + 1))
-  fi
-}
 
 count_in_out() { grep -cF -- "$1" <<<"$out"; }
 lines() { wc -l < "$1"; }
@@ -125,5 +100,4 @@ fi
 check cpu_threads_absurd 2 "run.cpu_threads: must be in [1, 1024], got 100000" \
   "$tessera" train "$recipe" "${small[@]}" --set run.dir="$work/threads" --set run.cpu_threads=100000
 
-echo "$passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+check_summary

@@ -8,24 +8,9 @@ set -uo pipefail
 tessera=$1 mpirun=$2 recipe=$3 work=$4
 python=${TESSERA_PYTHON:-python3}
 rm -rf "$work" && mkdir -p "$work"
-failures=0 passed=0
-
-check() {  # check NAME EXPECTED_EXIT EXPECTED_SUBSTRING CMD...
-  local name=$1 want_rc=$2 want=$3
-  shift 3
-  local out rc
-  out=$(timeout 300 "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then
-    echo "FAIL $name: exit $rc, expected $want_rc"; echo "$out" | tail -n 8 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  if [ -n "$want" ] && ! grep -qF -- "$want" <<<"$out"; then
-    echo "FAIL $name: output lacks '$want'"; echo "$out" | tail -n 8 | sed 's/^/    /'
-    failures=$((failures + 1)); return
-  fi
-  echo "ok   $name"; passed=$((passed + 1))
-}
+CHECK_TIMEOUT=300 CHECK_TAIL=8
+# shellcheck source-path=SCRIPTDIR source=cli_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_check.sh"  # check, expect, check_summary
 
 check prepare 0 "tokens" "$tessera" prepare synthetic --vocab 64 --order 1 --tokens 40000 --seed 1 \
   --out "$work/data"
@@ -97,5 +82,4 @@ else
   echo "ok   untraced_run_writes_no_trace"; passed=$((passed + 1))
 fi
 
-echo "$passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+check_summary

@@ -480,11 +480,28 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     // AdamW reads parameter, gradient and two moments and writes three of them, per shard value.
     const double shard_values = dense / 4.0 / dense_dp + expert / 4.0 / expert_dp;
     const double optimizer = price.traffic(7.0 * 4.0 * shard_values);
+    // The trainer's own per-step work beside the pipeline and ZeRO (trainer.cc): zeroing the
+    // gradient buffer, the expert loads' data-parallel all-reduce, and the world all-reduces of
+    // the step's scalars and metrics (trainer/step_stats.h: one before the optimizer, two
+    // after), small enough to cost recursive doubling's latency.
+    int64_t loads = 0;
+    for (const trainer::MoeBlock* moe : models[static_cast<size_t>(s)]->moe_blocks()) {
+      loads += moe->n_experts();
+    }
+    const auto small_all_reduce = [&](int ranks, bool crosses) {
+      return ranks <= 1 ? 0.0 : 2.0 * std::ceil(std::log2(ranks)) * price.latency(crosses);
+    };
+    const double tail = price.traffic(4.0 * static_cast<double>(params.numel())) +
+                        (loads > 0 ? 2.0 * price.ring(8.0 * static_cast<double>(loads), dense_dp,
+                                                      dp_crosses)
+                                   : 0.0) +
+                        3.0 * small_all_reduce(plan.world, plan.world > per_node);
     plan.zero_s = std::max(plan.zero_s, zero);
     plan.optimizer_s = std::max(plan.optimizer_s, optimizer);
+    plan.step_tail_s = std::max(plan.step_tail_s, tail);
   }
   plan.exposed_comm_s = exposed + plan.zero_s;
-  plan.step_s = plan.pipeline_s + plan.zero_s + plan.optimizer_s;
+  plan.step_s = plan.pipeline_s + plan.zero_s + plan.optimizer_s + plan.step_tail_s;
   plan.tokens_per_s = static_cast<double>(plan.tokens_per_step) / plan.step_s;
   plan.mfu = plan.training_flops_per_token * plan.tokens_per_s /
              (plan.world * cluster.device.peak_tflops(plan.precision) * 1e12);
@@ -519,10 +536,10 @@ std::string format_plan(const Plan& p) {
       p.precision.c_str(), p.world);
   out += line;
   std::snprintf(line, sizeof(line),
-                "step %.4g s (pipeline %.4g s, bubble %.1f%%; ZeRO %.3g s; optimizer %.3g s), "
-                "exposed communication %.3g s\n",
+                "step %.4g s (pipeline %.4g s, bubble %.1f%%; ZeRO %.3g s; optimizer %.3g s; "
+                "step tail %.3g s), exposed communication %.3g s\n",
                 p.step_s, p.pipeline_s, 100 * p.bubble_fraction, p.zero_s, p.optimizer_s,
-                p.exposed_comm_s);
+                p.step_tail_s, p.exposed_comm_s);
   out += line;
   std::snprintf(line, sizeof(line),
                 "%.4g tokens/s, MFU %.1f%% (%.4g GFLOP per token trained, %s peak), "
@@ -561,6 +578,7 @@ std::string plan_json(const Plan& p) {
   j["pipeline_s"] = p.pipeline_s;
   j["zero_s"] = p.zero_s;
   j["optimizer_s"] = p.optimizer_s;
+  j["step_tail_s"] = p.step_tail_s;
   j["tokens_per_s"] = p.tokens_per_s;
   j["mfu"] = p.mfu;
   j["bubble_fraction"] = p.bubble_fraction;

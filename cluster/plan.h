@@ -41,13 +41,14 @@ struct Plan {
   double training_flops_per_token = 0;
 
   // Time.
-  double step_s = 0;            // pipeline + after-pipeline work
+  double step_s = 0;            // pipeline + ZeRO + optimizer + step tail
   double pipeline_s = 0;        // the replayed schedule's makespan
   double bubble_fraction = 0;   // of the pipeline: stage-time idle (waits and exposed transfers)
   double exposed_comm_s = 0;    // communication the critical stage waits for (all-to-all not
                                 // hidden by an FB pair, pipeline transfers, ZeRO tail)
   double optimizer_s = 0;       // AdamW over this rank's shards
   double zero_s = 0;            // exposed reduce-scatter tail + parameter all-gather
+  double step_tail_s = 0;       // zeroing gradients, expert loads, the step's small all-reduces
   double tokens_per_s = 0;
   double mfu = 0;               // training FLOPs per second / (world x peak at the precision)
   double gpu_hours_per_trillion_tokens = 0;

@@ -22,6 +22,9 @@ std::string plan_chrome_trace(const Plan& plan) {
     events.push_back({"ZeRO reduce-scatter tail + all-gather", 0, t * 1e6, plan.zero_s * 1e6, {}});
     t += plan.zero_s;
     events.push_back({"optimizer", 0, t * 1e6, plan.optimizer_s * 1e6, {}});
+    t += plan.optimizer_s;
+    events.push_back({"step tail (zero grads, loads, scalars)", 0, t * 1e6,
+                      plan.step_tail_s * 1e6, {}});
     const int pid = s * plan.dp;
     documents.push_back(trainer::chrome_trace_json(
         events, {"compute"}, pid,

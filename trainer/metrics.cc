@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 
 namespace tessera::trainer {
@@ -96,6 +97,20 @@ void truncate_metrics(const std::string& path, int64_t max_step, const std::stri
   std::ofstream out(path, std::ios::trunc);
   out << kept;
   if (!out.flush()) throw std::runtime_error(path + ": cannot rewrite the metrics file");
+}
+
+std::string set_aside_metrics(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0 || ec) {
+    return "";
+  }
+  for (int n = 1;; ++n) {
+    const std::string to = path + "." + std::to_string(n);
+    if (std::filesystem::exists(to)) continue;
+    std::filesystem::rename(path, to, ec);
+    if (ec) throw std::runtime_error(path + ": cannot rename to " + to + ": " + ec.message());
+    return to;
+  }
 }
 
 }  // namespace tessera::trainer

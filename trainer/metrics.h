@@ -42,4 +42,9 @@ class MetricsWriter {
 // killed between saving a step and logging it loses no line.
 void truncate_metrics(const std::string& path, int64_t max_step, const std::string& last_line = {});
 
+// Renames a non-empty metrics file to the first free "<path>.N" (N = 1, 2, ...) and returns that
+// path; returns "" (and does nothing) when the file is missing or empty. Throws naming both paths
+// if the rename fails.
+std::string set_aside_metrics(const std::string& path);
+
 }  // namespace tessera::trainer

@@ -40,6 +40,7 @@
 #include "trainer/parallel_layout.h"
 #include "trainer/pipeline_stage.h"
 #include "trainer/rank_log.h"
+#include "trainer/recipe_agreement.h"
 #include "trainer/run_dir_claim.h"
 #include "trainer/step_stats.h"
 #include "trainer/step_tracer.h"
@@ -144,7 +145,9 @@ CheckpointMeta resume_from(const std::string& resume, const Recipe& recipe, MPI_
 
 TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& out,
                    const TrainOptions& options) {
-  // Layout first: a bad one fails identically on every rank before anything is allocated.
+  // The same recipe on every rank, then the layout: a bad one fails identically on every rank
+  // before anything is allocated.
+  check_same_recipe(recipe, world);
   ParallelLayout layout = make_parallel_layout(recipe, world);
   auto* mpi_world = dynamic_cast<parallel::MpiComm*>(&world);
   const bool checkpointing =
@@ -312,7 +315,16 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   if (is_root) {
     const std::string path = (run_dir / "metrics.jsonl").string();
     // A resumed run continues the file from its checkpoint's step.
-    if (resumed.step > 0) truncate_metrics(path, resumed.step, resumed.metrics_line);
+    if (resumed.step > 0) {
+      truncate_metrics(path, resumed.step, resumed.metrics_line);
+    } else if (!options.resume.empty()) {
+      // --resume found nothing to resume: the steps of an attempt that ended before its first
+      // checkpoint are redone, and their lines are kept beside the new ones, not overwritten.
+      if (const std::string kept = set_aside_metrics(path); !kept.empty()) {
+        log << "tessera: the metrics of the attempt without a checkpoint are kept in " << kept
+            << "\n";
+      }
+    }
     metrics.emplace(path, /*append=*/resumed.step > 0);
   }
 

@@ -159,6 +159,11 @@ TEST(Plan, PipelineAndOverlap) {
   EXPECT_LT(overlapped.exposed_comm_s, serial.exposed_comm_s);
   EXPECT_GT(overlapped.bubble_fraction, 0.0);
   EXPECT_EQ(overlapped.world, 4);
+  // The step tail: at least the world's three small all-reduces (recursive doubling over 4
+  // ranks on one node) and the expert loads' all-reduce; all of it in the step.
+  EXPECT_GE(overlapped.step_tail_s, 3 * 2 * 2 * c.network.intra_node_latency_us * 1e-6);
+  EXPECT_DOUBLE_EQ(overlapped.step_s, overlapped.pipeline_s + overlapped.zero_s +
+                                          overlapped.optimizer_s + overlapped.step_tail_s);
 }
 
 TEST(Plan, RefusesMoreRanksThanDevices) {

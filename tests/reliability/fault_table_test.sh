@@ -86,8 +86,11 @@ inject() {
     kill -"$sig" "$pid"
     echo "sent SIG$sig to world rank $rank (pid $pid) after $((waited / 5)) s" >> "$d/inject.txt"
   else
-    echo "no world rank $rank found to send SIG$sig (the job's output never matched '$pattern')" \
-      >> "$d/inject.txt"
+    local alive=no
+    kill -0 "$job" 2>/dev/null && alive=yes
+    echo "no world rank $rank found to send SIG$sig (output matched '$pattern': $(grep -cE -- \
+      "$pattern" "$d/job.log" 2>/dev/null) lines; polled $waited times; job alive: $alive;" \
+      "$(wc -c < "$d/job.log" 2>/dev/null) bytes of output)" >> "$d/inject.txt"
   fi
   wait "$job"
   local rc=$?
@@ -243,8 +246,9 @@ row ckpt_resume_other_layout_mpi checkpoint 'step-00000003/model.h5: missing dat
 row ckpt_resume_auto_all_damaged checkpoint 'step-00000001/trainer.yaml: content_checksum mismatch' \
   'trained && sed -i "s/^step: \([0-9]\)$/step: 99\1/" "$d"/run/checkpoints/step-*/trainer.yaml' \
   'train --resume auto --set train.steps=4'
-row ckpt_resume_auto_nothing_to_resume checkpoint 'run.dir $d/run' \
-  'trained && rm -r "$d/run/checkpoints"' 'train --resume auto'
+# (--resume auto with metrics but no checkpoint is right to start fresh, as a requeued job
+# killed before its first save must: tests/trainer/cli_run_dir_test.sh checks it keeps the
+# earlier metrics aside.)
 row ckpt_fresh_into_used_run_dir checkpoint 'run.dir $d/run already holds a training run' 'trained' 'train'
 row ckpt_two_runs_one_run_dir checkpoint 'run.dir $d/run is in use by another training run' \
   'trained && hold' 'train --resume auto'

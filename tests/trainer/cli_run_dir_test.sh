@@ -3,7 +3,8 @@
 # naming --resume auto and --overwrite) and changes nothing; --overwrite starts over; a run.dir
 # whose lock another process holds is refused (exit 1) naming the holder's host and pid, on every
 # rank of a 2-rank mpirun too (the message once, no rank left waiting); a live run's lock names its
-# pid and dies with it (SIGKILL); run.cpu_threads above 4 x the hardware threads is refused.
+# pid and dies with it (SIGKILL); run.cpu_threads above 4 x the hardware threads is refused;
+# --resume auto with nothing to resume keeps the earlier attempt's metrics aside.
 # No step depends on timing: the holders are flock(1) or a training process stopped with SIGSTOP.
 # Usage: cli_run_dir_test.sh TESSERA MPIRUN RECIPE WORKDIR
 set -uo pipefail
@@ -99,5 +100,15 @@ else
 fi
 check cpu_threads_absurd 2 "run.cpu_threads: must be in [1, 1024], got 100000" \
   "$tessera" train "$recipe" "${small[@]}" --set run.dir="$work/threads" --set run.cpu_threads=100000
+
+# --resume auto with metrics but no checkpoint (an attempt ended before its first save, as a
+# requeued Slurm job's can): it starts fresh, and the earlier lines are kept beside, not lost.
+check no_checkpoint_first 0 "step 2/2" "$tessera" train "$recipe" "${small[@]}" --set train.steps=2 \
+  --set run.dir="$work/no-ckpt"
+rm -r "$work/no-ckpt/checkpoints"
+check resume_without_checkpoint_starts_fresh 0 "metrics of the attempt without a checkpoint are kept in $work/no-ckpt/metrics.jsonl.1" \
+  "$tessera" train "$recipe" "${small[@]}" --set train.steps=2 --set run.dir="$work/no-ckpt" --resume auto
+expect earlier_metrics_kept [ "$(lines "$work/no-ckpt/metrics.jsonl.1")" -eq 2 ]
+expect new_metrics_written [ "$(lines "$work/no-ckpt/metrics.jsonl")" -eq 2 ]
 
 check_summary

@@ -3,7 +3,7 @@
 // `export` and `import` (Hugging Face checkpoints) live in hf_checkpoint_command.cc.
 #include <iostream>
 
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/commands.h"
 #include "trainer/recipe.h"
 

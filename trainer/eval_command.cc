@@ -5,7 +5,7 @@
 
 #include "kernels/factory/make_backend.h"
 #include "kernels/gemm.h"
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/cpu_threads_check.h"

@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "parallel/mpi_env.h"
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/commands.h"
 #include "trainer/hf_checkpoint.h"
 #include "trainer/recipe.h"

@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "trainer/checkpoint.h"
-#include "trainer/hdf5_io.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/hdf5_io.h"
 #include "trainer/hf_checkpoint.h"
 #include "trainer/hf_config.h"
 #include "trainer/hf_names.h"

@@ -11,7 +11,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/hf_checkpoint.h"
 #include "trainer/hf_config.h"
 #include "trainer/hf_names.h"

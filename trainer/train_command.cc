@@ -1,10 +1,13 @@
 #include <boost/program_options.hpp>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
 #include "parallel/schedule_registry.h"
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/crashing_env.h"
 #include "trainer/command_line.h"
 #include "trainer/commands.h"
 #include "trainer/memory_plan.h"
@@ -31,7 +34,7 @@ std::string schedules_help() {
 }
 
 // The limits that turn a stalled or dead rank into an error on every rank (parallel/liveness.h,
-// parallel/blocking_watch.h, trainer/checkpoint_writer.h).
+// parallel/blocking_watch.h, trainer/checkpoint/writer.h).
 std::string failure_detection_help() {
   return "Failure detection (environment variables; when one rank fails, every rank exits):\n"
          "  TESSERA_COMM_STALL_S (default 10): a communication pending this long asks the ranks it\n"
@@ -116,8 +119,14 @@ int run_train_command(const std::vector<std::string>& args) {
     }
     return 0;
   }
+  // Crash tests (TESSERA_CHECKPOINT_CRASH=<point>[@<step>]): the process dies at that point of a
+  // checkpoint save. Declared before the try: a write in flight may use it until the job ends.
+  std::optional<CrashingEnv> crashing_env;
   try {
     TrainOptions options;
+    if (const char* spec = std::getenv("TESSERA_CHECKPOINT_CRASH"); spec && *spec) {
+      options.checkpoint_env = &crashing_env.emplace(CheckpointEnv::Posix(), spec);
+    }
     if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();
     options.overwrite = vm.count("overwrite") > 0;
     train(*recipe, *world, std::cout, options);

@@ -23,10 +23,11 @@
 #include "parallel/mpi_comm.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule_registry.h"
-#include "trainer/checkpoint.h"
-#include "trainer/checkpoint_slices.h"
-#include "trainer/checkpoint_staging.h"
-#include "trainer/checkpoint_writer.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/resume.h"
+#include "trainer/checkpoint/slices.h"
+#include "trainer/checkpoint/staging.h"
+#include "trainer/checkpoint/writer.h"
 #include "trainer/cpu_threads_check.h"
 #include "trainer/device_backend.h"
 #include "trainer/device_groups.h"
@@ -105,41 +106,6 @@ class LivenessToRankLog {
  private:
   parallel::MpiComm* world_;
 };
-
-// Restores the model, optimizer and data position from a checkpoint (collective). With
-// resume == "auto": the newest valid checkpoint under run.dir/checkpoints, falling back past
-// damaged ones, or a fresh start when there is none. Returns the checkpoint's meta (step 0 when
-// starting fresh).
-CheckpointMeta resume_from(const std::string& resume, const Recipe& recipe, MPI_Comm comm,
-                           const std::vector<CheckpointTensor>& tensors,
-                           const CheckpointSlices& slices, std::ostream& log) {
-  const bool automatic = resume == "auto";
-  const std::string checkpoints = (fs::path(recipe.run.dir) / "checkpoints").string();
-  std::vector<std::string> skipped;  // step directories missing a file, with why
-  const std::vector<std::string> candidates = automatic
-                                                  ? resume_candidates(checkpoints, &skipped)
-                                                  : std::vector{resolve_checkpoint(resume)};
-  for (const std::string& why : skipped) log << "tessera: --resume auto: skipping " << why << "\n";
-  if (candidates.empty()) {
-    log << "tessera: --resume auto: no " << (skipped.empty() ? "" : "complete ")
-        << "checkpoint under " << checkpoints << "; starting fresh\n";
-    return {};
-  }
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    try {
-      const CheckpointMeta meta =
-          read_checkpoint(comm, candidates[i], tensors, slices.reads(), slices.owned());
-      log << "tessera: resumed from " << candidates[i] << " (step " << meta.step << ", written by "
-          << meta.world_size << " process(es))\n";
-      return meta;
-    } catch (const CheckpointDamaged& e) {
-      if (!automatic || i + 1 == candidates.size()) throw;
-      log << "tessera: checkpoint " << candidates[i] << " is damaged (" << e.what()
-          << "); falling back to " << candidates[i + 1] << "\n";
-    }
-  }
-  throw std::logic_error("resume_from: unreachable");
-}
 
 }  // namespace
 
@@ -233,7 +199,7 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
   std::optional<CheckpointWriter> checkpoints;
   if (mpi_world) {
     checkpoints.emplace(mpi_world->handle(), tensors, recipe.checkpoint.async,
-                        mpi_world->blocking_watch());
+                        mpi_world->blocking_watch(), *options.checkpoint_env);
   }
   std::optional<StopSignal> own_stop_signal;
   const StopSignal& stop_signal =
@@ -276,7 +242,8 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
     const auto region = watch_checkpoint_io(mpi_world->blocking_watch(),
                                             "checkpoint load (--resume " + options.resume + ")",
                                             bytes);
-    resumed = resume_from(options.resume, recipe, mpi_world->handle(), tensors, slices, log);
+    resumed = resume_from_checkpoint(options.resume, recipe, mpi_world->handle(), tensors, slices,
+                                     log, *options.checkpoint_env);
     staging.to_device();
     optimizer.set_steps_taken(resumed.optimizer_step);
   }

@@ -6,6 +6,7 @@
 #include <iosfwd>
 
 #include "parallel/comm.h"
+#include "trainer/checkpoint/env.h"
 #include "trainer/recipe.h"
 #include "trainer/stop_signal.h"
 
@@ -29,6 +30,10 @@ struct TrainOptions {
   // The process's stop-signal watcher (one per process: ranks run as threads share it); null:
   // train() installs its own for the run.
   const StopSignal* stop_signal = nullptr;
+  // Every file operation of checkpoint saves and resume (trainer/checkpoint/env.h); never null.
+  // REQUIRES: it outlives train() (an asynchronous write may still use it while an error ends
+  // the job).
+  CheckpointEnv* checkpoint_env = &CheckpointEnv::Posix();
 };
 
 // Runs the whole job on the processes of `world` (every rank calls it), laid out as the recipe's

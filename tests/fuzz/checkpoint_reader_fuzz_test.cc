@@ -17,7 +17,7 @@
 #include "kernels/cpu_backend.h"
 #include "tests/fuzz/fuzz_case.h"
 #include "tests/fuzz/mutator.h"
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/model.h"
 
 namespace tessera::fuzz {

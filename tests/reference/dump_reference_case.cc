@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu_backend.h"
-#include "trainer/hdf5_io.h"
+#include "trainer/checkpoint/hdf5_io.h"
 #include "trainer/model.h"
 #include "trainer/recipe.h"
 #include "trainer/rng.h"

@@ -3,7 +3,7 @@
 // trainer.yaml; format 2 files still read), model mismatches, retention and the choice of
 // checkpoints to resume from, with why a directory was skipped. Multi-rank writes and resharding
 // are tested end to end by resume_test.py under mpirun.
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
@@ -17,9 +17,10 @@
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
+#include "tests/trainer/checkpoint_harness.h"
 #include "tests/trainer/staged_cpu_backend.h"
-#include "trainer/checkpoint_slices.h"
-#include "trainer/hdf5_io.h"
+#include "trainer/checkpoint/slices.h"
+#include "trainer/checkpoint/hdf5_io.h"
 #include "trainer/model.h"
 #include "trainer/zero_optimizer.h"
 
@@ -38,21 +39,11 @@ class MpiEnvironment : public ::testing::Environment {
 };
 const auto* const kMpi = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
-Recipe SmallRecipe() {
-  Recipe r;
-  r.source = "test";
-  r.data.path = "unused";
-  r.model.vocab_size = 11;
-  r.model.dim = 8;
-  r.model.n_layers = 2;
-  r.model.n_heads = 2;
-  r.model.inter_dim = 12;
-  r.model.moe_inter_dim = 4;
-  r.model.n_experts = 4;
-  r.model.top_k = 2;
-  r.model.first_dense_layers = 1;
-  return r;
-}
+using testing::FreshDir;
+using testing::ReadBack;
+using testing::Save;
+using testing::SmallRecipe;
+using testing::Trainee;
 
 std::string ReadText(const fs::path& path) {
   std::ifstream in(path);
@@ -85,48 +76,6 @@ std::string AsFormat2(const std::string& text) {
   } catch (const CheckpointDamaged& e) {                                         \
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what(); \
   }
-
-fs::path FreshDir(const std::string& name) {
-  fs::path dir = fs::path(::testing::TempDir()) / ("tessera_ckpt_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
-
-// A whole model with its (single-rank) ZeRO optimizer, parameters and moments filled with
-// values derived from `seed`.
-struct Trainee {
-  explicit Trainee(const Recipe& r, uint64_t seed)
-      : comms(parallel::FakeComm::create_world(1)),
-        model(r.model, cpu),
-        optimizer(r.optimizer, model.params(), *comms[0], *comms[0]),
-        tensors(checkpoint_tensors(r.model)),
-        slices(tensors, model.params(), optimizer) {
-    model.params().init(seed, 0.1);
-    for (size_t k = 0; k < optimizer.shards().size(); ++k) {
-      std::span<float> m = optimizer.exp_avg(k), v = optimizer.exp_avg_sq(k);
-      for (size_t i = 0; i < m.size(); ++i) {
-        m[i] = 0.001f * static_cast<float>(i + seed);
-        v[i] = 0.002f * static_cast<float>(i + k);
-      }
-    }
-  }
-  std::vector<std::unique_ptr<parallel::FakeComm>> comms;
-  kernels::CpuBackend cpu;
-  Model model;
-  ZeroOptimizer optimizer;
-  std::vector<CheckpointTensor> tensors;
-  CheckpointSlices slices;
-};
-
-CheckpointMeta ReadBack(Trainee& t, const std::string& step_dir) {
-  return read_checkpoint(MPI_COMM_SELF, step_dir, t.tensors, t.slices.reads(), t.slices.owned());
-}
-
-std::string Save(Trainee& t, const Recipe& r, const fs::path& dir, int64_t step,
-                 int64_t keep_last = 3) {
-  return write_checkpoint(MPI_COMM_SELF, dir.string(), t.tensors, t.slices.owned(),
-                          {step, step * 100, 1, 5, step, 1}, r, keep_last);
-}
 
 // Slices of a 3-D tensor written in pieces of random lengths land where a whole write puts them,
 // and random slices read back equal the same elements of the whole.

@@ -11,7 +11,7 @@
 #include "kernels/cpu_backend.h"
 #include "parallel/device_comm/make_device_comm.h"
 #include "parallel/fake_comm.h"
-#include "trainer/checkpoint_staging.h"
+#include "trainer/checkpoint/staging.h"
 #include "tests/trainer/staged_cpu_backend.h"
 #include "trainer/model.h"
 #include "trainer/zero_optimizer.h"

@@ -24,9 +24,9 @@
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
-#include "trainer/checkpoint.h"
-#include "trainer/checkpoint_slices.h"
-#include "trainer/hdf5_io.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/slices.h"
+#include "trainer/checkpoint/hdf5_io.h"
 #include "trainer/model.h"
 #include "trainer/safetensors.h"
 #include "trainer/zero_optimizer.h"

@@ -1,4 +1,4 @@
-// Saves checkpoints (checkpoint.h's collective write_checkpoint) synchronously, or with
+// Saves checkpoints (directory.h's collective write_checkpoint) synchronously, or with
 // checkpoint.async on a background thread: Save() then copies this rank's slices into a snapshot
 // and returns while the thread writes them, so training goes on; the next Save() (or Wait()) first
 // waits for the write in flight. The writes use a duplicate of the world communicator, so they
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "parallel/blocking_watch.h"
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/directory.h"
 
 namespace tessera::trainer {
 
@@ -32,9 +32,11 @@ parallel::BlockingWatch::Region watch_checkpoint_io(
 
 class CheckpointWriter {
  public:
-  // Collective over `world` (duplicates it). `watch` bounds each write; null: unbounded.
+  // Collective over `world` (duplicates it). `watch` bounds each write; null: unbounded. Every
+  // write's file operations go through `env` (REQUIRES: env outlives the writer and its writes).
   CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors, bool async,
-                   std::shared_ptr<parallel::BlockingWatch> watch);
+                   std::shared_ptr<parallel::BlockingWatch> watch,
+                   CheckpointEnv& env = CheckpointEnv::Posix());
   // Joins a write in flight (its error, if any, is lost: call Wait first). While an exception
   // unwinds the training loop it does NOT wait: the write's collective may never complete on the
   // other ranks, and the caller is about to abort every rank (parallel::abort_all).
@@ -66,6 +68,7 @@ class CheckpointWriter {
   std::shared_ptr<const std::vector<CheckpointTensor>> tensors_;
   bool async_;
   std::shared_ptr<parallel::BlockingWatch> watch_;
+  CheckpointEnv* env_;
   std::thread thread_;
   std::shared_ptr<Pending> pending_;
   std::vector<float> spare_;  // the last snapshot's buffer

@@ -1,4 +1,4 @@
-// Which elements of the checkpoint's global tensors this rank writes and reads (checkpoint.h's
+// Which elements of the checkpoint's global tensors this rank writes and reads (tensors.h's
 // TensorSlice), from its ParamTable (its model part: stage layers, expert slice) and its ZeRO-1
 // shards:
 //   owned: the rank's ZeRO-1 shard of each parameter region, as slices of the parameter values and
@@ -12,8 +12,8 @@
 
 #include <vector>
 
-#include "trainer/checkpoint.h"
-#include "trainer/checkpoint_staging.h"
+#include "trainer/checkpoint/tensors.h"
+#include "trainer/checkpoint/staging.h"
 #include "trainer/param_table.h"
 #include "trainer/zero_optimizer.h"
 

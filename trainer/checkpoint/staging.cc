@@ -1,4 +1,4 @@
-#include "trainer/checkpoint_staging.h"
+#include "trainer/checkpoint/staging.h"
 
 namespace tessera::trainer {
 

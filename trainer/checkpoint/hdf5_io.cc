@@ -1,4 +1,4 @@
-#include "trainer/hdf5_io.h"
+#include "trainer/checkpoint/hdf5_io.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "trainer/checkpoint_slices.h"
+#include "trainer/checkpoint/slices.h"
 
 #include <stdexcept>
 #include <unordered_map>

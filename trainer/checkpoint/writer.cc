@@ -1,4 +1,4 @@
-#include "trainer/checkpoint_writer.h"
+#include "trainer/checkpoint/writer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -43,10 +43,12 @@ int64_t slice_bytes(const std::vector<TensorSlice>& slices) {
 }  // namespace
 
 CheckpointWriter::CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors,
-                                   bool async, std::shared_ptr<parallel::BlockingWatch> watch)
+                                   bool async, std::shared_ptr<parallel::BlockingWatch> watch,
+                                   CheckpointEnv& env)
     : tensors_(std::make_shared<const std::vector<CheckpointTensor>>(std::move(tensors))),
       async_(async),
-      watch_(std::move(watch)) {
+      watch_(std::move(watch)),
+      env_(&env) {
   if (MPI_Comm_dup(world, &comm_) != MPI_SUCCESS) {
     throw std::runtime_error("checkpoint writer: MPI_Comm_dup failed");
   }
@@ -84,7 +86,8 @@ double CheckpointWriter::Save(const std::vector<TensorSlice>& owned, const Check
   const std::string what = "checkpoint save of step " + std::to_string(meta.step);
   if (!async_) {
     const auto region = watch_checkpoint_io(watch_, what, slice_bytes(owned));
-    last_dir_ = write_checkpoint(comm_, checkpoints_dir, *tensors_, owned, meta, recipe, keep_last);
+    last_dir_ = write_checkpoint(comm_, checkpoints_dir, *tensors_, owned, meta, recipe, keep_last,
+                                 *env_);
     return seconds_since(t0);
   }
   // Snapshot: the training loop may change the parameters as soon as we return.
@@ -101,11 +104,11 @@ double CheckpointWriter::Save(const std::vector<TensorSlice>& owned, const Check
   }
   pending_ = pending;
   thread_ = std::thread([pending, tensors = tensors_, comm = comm_, meta, recipe, checkpoints_dir,
-                         keep_last, watch = watch_, what, bytes = slice_bytes(owned)] {
+                         keep_last, watch = watch_, env = env_, what, bytes = slice_bytes(owned)] {
     try {
       const auto region = watch_checkpoint_io(watch, what, bytes);
       pending->dir = write_checkpoint(comm, checkpoints_dir, *tensors, pending->slices, meta,
-                                      recipe, keep_last);
+                                      recipe, keep_last, *env);
     } catch (...) {
       pending->error = std::current_exception();
     }

@@ -284,6 +284,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   plan.micro_batches = static_cast<int>(par.micro_batches);
   plan.virtual_stages = static_cast<int>(par.virtual_stages);
   plan.world = plan.pp * plan.dp;
+  trainer::validate_layout(recipe, plan.world, trainer::recipe_ranks_per_node(recipe, plan.world));
   if (plan.world > cluster.devices()) {
     throw ClusterSpecError(
         recipe.source + ": parallel.pp * parallel.dp = " + std::to_string(plan.world) +

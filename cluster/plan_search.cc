@@ -28,21 +28,18 @@ bool faster(const SearchCandidate& a, const SearchCandidate& b) {
 SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cluster,
                             const SearchOptions& options) {
   const int64_t world = options.world > 0 ? options.world : cluster.devices();
-  const trainer::ModelConfig& m = recipe.model;
   std::vector<trainer::Recipe> candidates;
   std::vector<std::vector<std::string>> overrides;
+  // Every combination is enumerated; the layout's rules (trainer::validate_layout, through
+  // validate_recipe here and make_plan's memory plan with the world) refuse those that cannot run.
   for (int64_t pp : divisors(world)) {
-    if (pp > m.n_layers) continue;
     const int64_t dp = world / pp;
-    if (recipe.train.global_batch % dp != 0) continue;
     for (int64_t ep : divisors(dp)) {
-      if (m.n_experts % ep != 0) continue;
       for (const std::string& schedule : parallel::schedule_names()) {
         std::vector<int64_t> mbs = {1, pp, 2 * pp, 4 * pp, 8 * pp};
         std::sort(mbs.begin(), mbs.end());
         mbs.erase(std::unique(mbs.begin(), mbs.end()), mbs.end());
         for (int64_t mb : mbs) {
-          if (recipe.train.global_batch % (dp * mb) != 0) continue;
           trainer::Recipe r = recipe;
           r.parallel.pp = pp;
           r.parallel.dp = dp;

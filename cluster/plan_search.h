@@ -30,9 +30,11 @@ struct SearchResult {
   std::vector<SearchCandidate> not_fitting;  // fastest first
 };
 
-// Enumerates pp (dividing the world, <= model.n_layers), dp = world / pp, ep (dividing dp and
-// model.n_experts), every registered schedule (interleaved with 2 virtual stages), and
-// micro-batches in {1, pp, 2 pp, 4 pp, 8 pp} that divide the global batch per replica.
+// Enumerates pp (dividing the world), dp = world / pp, ep (dividing dp), every registered
+// schedule (interleaved with 2 virtual stages), and micro-batches in {1, pp, 2 pp, 4 pp, 8 pp};
+// those the layout's rules refuse (trainer::validate_layout: pp <= model.n_layers, ep dividing
+// model.n_experts, the global batch dividing by dp x micro-batches, the schedule's rules, ...)
+// are counted in `invalid`.
 SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cluster,
                             const SearchOptions& options = {});
 

@@ -234,36 +234,6 @@ std::string RankGrid::describe() const {
   return os.str();
 }
 
-void validate_layout(const LayoutSpec& spec, int n_experts, int n_layers, int virtual_stages) {
-  std::vector<std::string> p = structural_problems(spec);
-  if (virtual_stages < 1) {
-    p.push_back("parallel.virtual_stages=" + std::to_string(virtual_stages) + " must be >= 1");
-  }
-  if (n_layers < 1) p.push_back("model.n_layers=" + std::to_string(n_layers) + " must be >= 1");
-  if (n_experts < 0) p.push_back("model.n_experts=" + std::to_string(n_experts) + " must be >= 0");
-  if (n_experts == 0 && spec.ep > 1) {
-    p.push_back("parallel.ep=" + std::to_string(spec.ep) +
-                " needs routed experts but model.n_experts=0 (a dense model runs with ep=1)");
-  } else if (spec.ep >= 1 && n_experts > 0 && n_experts % spec.ep != 0) {
-    p.push_back("model.n_experts=" + std::to_string(n_experts) +
-                " is not divisible by parallel.ep=" + std::to_string(spec.ep));
-  }
-  if (spec.pp >= 1 && virtual_stages >= 1 && n_layers >= 1 &&
-      int64_t{spec.pp} * virtual_stages > n_layers) {
-    if (virtual_stages == 1) {
-      p.push_back("parallel.pp=" + std::to_string(spec.pp) + " exceeds model.n_layers=" +
-                  std::to_string(n_layers) + " (every stage needs at least one layer)");
-    } else {
-      p.push_back("parallel.pp=" + std::to_string(spec.pp) + " x " +
-                  std::to_string(virtual_stages) +
-                  " model chunks per stage (parallel.virtual_stages, or the V of "
-                  "parallel.schedule=dualpipev) exceed model.n_layers=" +
-                  std::to_string(n_layers) + " (every chunk needs at least one layer)");
-    }
-  }
-  throw_if_any(p);
-}
-
 std::vector<int> split_layers(int n_layers, int n_parts, const std::vector<int>& explicit_split,
                               const std::string& split_key) {
   if (n_parts < 1) throw LayoutError("pipeline parts=" + std::to_string(n_parts) + " must be >= 1");

@@ -81,7 +81,8 @@ const char* group_kind_name(GroupKind kind);  // "pp", "dp", "ep", "expert-dp", 
 class RankGrid {
  public:
   // Throws LayoutError if pp × dp != world, ep does not divide dp, a degree is < 1, or the stages
-  // are mirrored and pp is odd.
+  // are mirrored and pp is odd: the grid's own guard. A recipe's layout is checked, naming its
+  // keys, before any grid is built (trainer::validate_layout, trainer/recipe.h).
   explicit RankGrid(const LayoutSpec& spec);
 
   const LayoutSpec& spec() const { return spec_; }
@@ -138,15 +139,6 @@ class RankGrid {
   LayoutSpec spec_;
   int ranks_per_node_;
 };
-
-// Every check a layout must pass before anything is allocated; all violations are reported in one
-// LayoutError naming the recipe keys (parallel.pp, parallel.dp, parallel.ep, parallel.virtual_stages,
-// model.n_experts, model.n_layers) and their values:
-//   degrees >= 1; pp × dp = world; ep divides dp; n_experts divisible by ep (a dense model,
-//   n_experts = 0, needs ep = 1); every model chunk gets at least one layer:
-//   pp × virtual_stages <= n_layers, where virtual_stages counts the DISTINCT model chunks per
-//   stage (Placement::blocks() / pp: 2 for dualpipev, 1 for dualpipe, whose two chunks mirror).
-void validate_layout(const LayoutSpec& spec, int n_experts, int n_layers, int virtual_stages = 1);
 
 // Layers per pipeline part (a stage, or with virtual stages a model chunk: part c*pp + s is chunk
 // c of stage s, Megatron's convention). Balanced when `explicit_split` is empty: every part gets

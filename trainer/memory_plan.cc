@@ -20,12 +20,9 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
   const int micro_batches = static_cast<int>(recipe.parallel.micro_batches);
   std::vector<RankMemory> ranks;
   try {
-    const parallel::Placement placement = recipe_placement(recipe);
     // The launcher's layout (parallel.ranks_per_node, else one node when run without mpirun).
+    validate_layout(recipe, world, recipe_ranks_per_node(recipe, world));
     const parallel::LayoutSpec spec = recipe_layout_spec(recipe, world);
-    parallel::validate_layout(spec, static_cast<int>(recipe.model.n_experts),
-                              static_cast<int>(recipe.model.n_layers),
-                              placement.blocks() / spec.pp);
     const parallel::Schedule schedule =
         parallel::make_schedule(recipe.parallel.schedule, spec.pp, micro_batches,
                                 static_cast<int>(recipe.parallel.virtual_stages));

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <string>
 
+#include "parallel/node_dispatch.h"
 #include "parallel/schedule_registry.h"
+#include "trainer/recipe/layout.h"
 
 namespace tessera::trainer {
 
@@ -18,71 +20,17 @@ parallel::LayoutSpec layout_spec(const Recipe& recipe, int world,
   spec.pp = static_cast<int>(recipe.parallel.pp);
   spec.dp = static_cast<int>(recipe.parallel.dp);
   spec.ep = static_cast<int>(recipe.parallel.ep);
-  // parallel.ranks_per_node > 0 overrides the launcher (one machine playing several nodes).
-  const int64_t forced = std::min<int64_t>(recipe.parallel.ranks_per_node, world);
-  spec.ranks_per_node =
-      forced > 0 ? static_cast<int>(forced) : parallel::ranks_per_node_from_env(world);
+  spec.ranks_per_node = recipe_ranks_per_node(recipe, world);
   return spec;
 }
 
-// Node-limited routing (DESIGN.md "Model"): an EP group spanning N > 1 nodes holds expert group g
-// on node g, so model.n_group must be N and every node an equal, contiguous share of the group.
-// Every rank checks every group: all fail alike. Returns the EP ranks per node of `rank`'s group.
-int check_node_limited(const Recipe& recipe, const parallel::RankGrid& grid, int rank) {
-  const auto s = [](auto v) { return std::to_string(v); };
-  const std::string per_node =
-      recipe.parallel.ranks_per_node > 0
-          ? "parallel.ranks_per_node=" + s(grid.ranks_per_node())
-          : s(grid.ranks_per_node()) + " ranks per node (from the launcher)";
-  for (const std::vector<int>& group : grid.all_ep_groups()) {
-    const parallel::EpNodeSpan span = parallel::ep_node_span(grid, group);
-    if (span.nodes <= 1) continue;
-    if (!span.regular) {
-      throw parallel::LayoutError(
-          "the EP group of ranks " + s(group.front()) + ".." + s(group.back()) +
-          " (parallel.ep=" + s(grid.ep()) + ") spans " + s(span.nodes) + " nodes unevenly with " +
-          per_node + ": node-limited routing needs an equal, contiguous share of every EP group "
-          "on each node and model.n_group = its nodes (model.n_group=" +
-          s(recipe.model.n_group) + "); make parallel.ep a multiple or a divisor of the ranks per "
-          "node");
-    }
-    if (recipe.model.n_group != span.nodes) {
-      throw parallel::LayoutError(
-          "model.n_group=" + s(recipe.model.n_group) + " but each EP group (parallel.ep=" +
-          s(grid.ep()) + ") spans " + s(span.nodes) + " nodes with " + per_node +
-          ": node-limited routing places expert group g on node g of the group, so "
-          "model.n_group must be " + s(span.nodes));
-    }
-  }
-  const parallel::EpNodeSpan mine = parallel::ep_node_span(grid, grid.ep_group(rank));
-  return mine.nodes > 1 ? mine.ranks_per_node : grid.ep();
-}
-
-// "5,3" -> {5, 3}; "" -> {} (balanced).
-std::vector<int> parse_stage_layers(const std::string& text) {
-  std::vector<int> out;
-  size_t at = 0;
-  while (at < text.size()) {
-    const size_t comma = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, comma - at);
-    size_t used = 0;
-    int value = 0;
-    try {
-      value = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || item.find_first_not_of(" ", used) != std::string::npos) {
-      throw parallel::LayoutError("parallel.stage_layers='" + text +
-                                  "' is not a comma-separated list of layer counts");
-    }
-    out.push_back(value);
-    at = comma + 1;
-  }
-  return out;
-}
-
 }  // namespace
+
+int recipe_ranks_per_node(const Recipe& recipe, int world) {
+  // parallel.ranks_per_node > 0 overrides the launcher (one machine playing several nodes).
+  const int64_t forced = std::min<int64_t>(recipe.parallel.ranks_per_node, world);
+  return forced > 0 ? static_cast<int>(forced) : parallel::ranks_per_node_from_env(world);
+}
 
 parallel::Placement recipe_placement(const Recipe& recipe) {
   return parallel::schedule_placement(recipe.parallel.schedule, static_cast<int>(recipe.parallel.pp),
@@ -95,7 +43,7 @@ std::vector<ModelChunkSpec> stage_chunks(const Recipe& recipe, int stage) {
   const int blocks = placement.blocks();
   const std::vector<int> split = parallel::split_layers(
       static_cast<int>(recipe.model.n_layers), blocks,
-      parse_stage_layers(recipe.parallel.stage_layers));
+      recipe_detail::parse_stage_layers(recipe.parallel.stage_layers));
   std::vector<ModelChunkSpec> chunks;
   for (int c = 0; c < placement.chunks(); ++c) {
     const int block = placement.block(placement.virtual_stage(stage, c));
@@ -111,7 +59,10 @@ parallel::LayoutSpec recipe_layout_spec(const Recipe& recipe, int world) {
 
 NodeDispatch recipe_node_dispatch(const Recipe& recipe, const parallel::RankGrid& grid, int rank) {
   NodeDispatch d;
-  d.ep_ranks_per_node = check_node_limited(recipe, grid, rank);
+  // Node-limited routing's rule held (validate_layout): a group spanning several nodes has an
+  // equal share on each.
+  const parallel::EpNodeSpan mine = parallel::ep_node_span(grid, grid.ep_group(rank));
+  d.ep_ranks_per_node = mine.nodes > 1 ? mine.ranks_per_node : grid.ep();
   const std::string& mode = recipe.parallel.node_aware_dispatch;
   d.node_aware = grid.ep() > 1 && (mode == "on" || (mode == "auto" && d.ep_ranks_per_node < grid.ep()));
   return d;
@@ -143,11 +94,9 @@ ModelPart recipe_model_part(const Recipe& recipe, int stage, int ep, int ep_rank
 
 ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world) {
   try {
+    validate_layout(recipe, world.size(), recipe_ranks_per_node(recipe, world.size()));
     const parallel::Placement placement = recipe_placement(recipe);
     const parallel::LayoutSpec spec = layout_spec(recipe, world.size(), placement);
-    parallel::validate_layout(spec, static_cast<int>(recipe.model.n_experts),
-                              static_cast<int>(recipe.model.n_layers),
-                              placement.blocks() / spec.pp);
     parallel::Schedule schedule = parallel::make_schedule(
         recipe.parallel.schedule, spec.pp, static_cast<int>(recipe.parallel.micro_batches),
         static_cast<int>(recipe.parallel.virtual_stages));
@@ -175,7 +124,7 @@ ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world)
       if (holder) layout.embedding_tie = std::move(group);
     }
     return layout;
-  } catch (const parallel::LayoutError& e) {
+  } catch (const parallel::LayoutError& e) {  // a launcher variable that does not parse
     throw RecipeError(recipe.source + ": " + e.what());
   } catch (const parallel::ScheduleError& e) {
     throw RecipeError(recipe.source + ": " + e.what());

@@ -53,22 +53,25 @@ EmbeddingTie recipe_embedding_tie(const Recipe& recipe);
 // The part of the model `stage` holds, with this rank's expert slice.
 ModelPart recipe_model_part(const Recipe& recipe, int stage, int ep, int ep_rank);
 
-// The recipe's layout on `world` ranks (nodes from parallel.ranks_per_node, else the launcher).
+// Ranks per node for `world` ranks: parallel.ranks_per_node (at most world) when > 0, else the
+// launcher's (parallel::ranks_per_node_from_env; a malformed variable is a LayoutError).
+int recipe_ranks_per_node(const Recipe& recipe, int world);
+
+// The recipe's layout on `world` ranks (nodes from recipe_ranks_per_node).
 parallel::LayoutSpec recipe_layout_spec(const Recipe& recipe, int world);
 
 // Where `rank`'s EP group sits on the nodes and whether its experts use node-aware dispatch
-// (parallel.node_aware_dispatch). Throws parallel::LayoutError naming model.n_group, parallel.ep
-// and the ranks per node when node-limited routing's rule fails.
+// (parallel.node_aware_dispatch). REQUIRES: validate_layout(recipe, grid.world(),
+// grid.ranks_per_node()) passed (node-limited routing's rule is checked there).
 struct NodeDispatch {
   int ep_ranks_per_node = 1;
   bool node_aware = false;
 };
 NodeDispatch recipe_node_dispatch(const Recipe& recipe, const parallel::RankGrid& grid, int rank);
 
-// Throws RecipeError (naming recipe keys) when the layout cannot run on world.size() ranks,
-// including node-limited routing's rule: an EP group spanning N > 1 nodes needs model.n_group = N
-// and an equal, contiguous share of the group on each node (expert group g lives on node g).
-// Collective over `world` (the groups are split from it).
+// Throws RecipeError (naming recipe keys) when the layout cannot run on world.size() ranks:
+// validate_layout (trainer/recipe.h) with the world and its ranks per node, node-limited routing's
+// rule included. Collective over `world` (the groups are split from it).
 ParallelLayout make_parallel_layout(const Recipe& recipe, parallel::Comm& world);
 
 // The placement of the recipe's schedule (parallel.schedule, pp, micro_batches, virtual_stages);

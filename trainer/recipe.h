@@ -94,7 +94,7 @@ struct ParallelConfig {
   int64_t micro_batches = 1;      // global_batch % (dp * micro_batches) == 0
   int64_t virtual_stages = 1;
   // Layers per pipeline part (stage, or model chunk with virtual stages), comma-separated, e.g.
-  // "3,2"; empty = balanced. Parsed where the layout is built (trainer/parallel_layout).
+  // "3,2"; empty = balanced. Checked with the layout (validate_layout).
   std::string stage_layers;
   // Gradients are reduce-scattered in buckets of about this size, each as soon as the backward
   // finished it (overlapping the rest of the backward).
@@ -218,6 +218,17 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
 // The value checks of load_recipe alone, for recipes built or edited in code (sweeps, planner).
 // Messages start with recipe.source. Throws RecipeError.
 void validate_recipe(const Recipe& recipe);
+
+// The parallel layout's rules, the one place they are written (trainer/recipe/layout.h lists
+// them): parallel.ep against parallel.dp and model.n_experts, stages and model chunks against
+// model.n_layers, train.global_batch against parallel.dp x parallel.micro_batches, the schedule's
+// own rules (dualpipe's even pp, micro-batches >= 2 pp, virtual stages, ...) and
+// parallel.stage_layers; load_recipe and validate_recipe check these. With world_size > 0 also
+// what needs the launch: parallel.pp x parallel.dp = world_size, and node-limited routing on
+// ranks_per_node ranks per node (0 = all on one node): an EP group spanning N > 1 nodes needs an
+// equal, contiguous share on each node and model.n_group = N. Training, the memory plan and the
+// planner call it with their world. Throws RecipeError "<recipe.source>: <key>: <what>".
+void validate_layout(const Recipe& recipe, int world_size = 0, int ranks_per_node = 0);
 
 // Full recipe (every key, defaults filled in) as YAML; load_recipe(dump) gives the same Recipe.
 // Doubles are printed in their shortest exact form, so they round-trip bit for bit.

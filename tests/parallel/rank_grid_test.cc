@@ -238,9 +238,12 @@ TEST(RankGridTest, OutOfRangeRanksThrow) {
   EXPECT_THROW(g.rank_of(2, 0), std::out_of_range);
 }
 
-std::string layout_error(const LayoutSpec& spec, int n_experts = 8, int n_layers = 8, int v = 1) {
+// The grid's own guard: a spec that cannot be a grid is refused naming the keys. The recipe's
+// layout rules (n_experts, n_layers, schedules, nodes) are trainer::validate_layout's
+// (tests/trainer/recipe_test.cc).
+std::string grid_error(const LayoutSpec& spec) {
   try {
-    validate_layout(spec, n_experts, n_layers, v);
+    RankGrid grid(spec);
   } catch (const LayoutError& e) {
     return e.what();
   }
@@ -251,47 +254,31 @@ bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }
 
-TEST(RankGridTest, ValidateLayoutNamesTheKeysAndValues) {
-  EXPECT_EQ(layout_error({.world = 8, .pp = 2, .dp = 4, .ep = 2}), "");
+TEST(RankGridTest, ConstructorRefusesImpossibleGridsNamingTheKeys) {
+  EXPECT_EQ(grid_error({.world = 8, .pp = 2, .dp = 4, .ep = 2}), "");
 
-  std::string e = layout_error({.world = 8, .pp = 2, .dp = 3, .ep = 1});
+  std::string e = grid_error({.world = 8, .pp = 2, .dp = 3, .ep = 1});
   EXPECT_TRUE(contains(e, "parallel.pp=2")) << e;
   EXPECT_TRUE(contains(e, "parallel.dp=3")) << e;
   EXPECT_TRUE(contains(e, "world size is 8")) << e;
 
-  e = layout_error({.world = 8, .pp = 2, .dp = 4, .ep = 3});
+  e = grid_error({.world = 8, .pp = 2, .dp = 4, .ep = 3});
   EXPECT_TRUE(contains(e, "parallel.ep=3 does not divide parallel.dp=4")) << e;
 
-  e = layout_error({.world = 8, .pp = 2, .dp = 4, .ep = 4}, /*n_experts=*/6);
-  EXPECT_TRUE(contains(e, "model.n_experts=6 is not divisible by parallel.ep=4")) << e;
-
-  e = layout_error({.world = 8, .pp = 2, .dp = 4, .ep = 2}, /*n_experts=*/0);
-  EXPECT_TRUE(contains(e, "parallel.ep=2 needs routed experts but model.n_experts=0")) << e;
-  EXPECT_EQ(layout_error({.world = 8, .pp = 2, .dp = 4, .ep = 1}, /*n_experts=*/0), "");
-
-  e = layout_error({.world = 8, .pp = 8, .dp = 1, .ep = 1}, 8, /*n_layers=*/4);
-  EXPECT_TRUE(contains(e, "parallel.pp=8 exceeds model.n_layers=4")) << e;
-
-  e = layout_error({.world = 4, .pp = 4, .dp = 1, .ep = 1}, 8, /*n_layers=*/6, /*v=*/2);
-  EXPECT_TRUE(contains(e, "parallel.pp=4 x 2 model chunks per stage (parallel.virtual_stages")) << e;
-  EXPECT_TRUE(contains(e, "model.n_layers=6")) << e;
-
-  e = layout_error({.world = 8, .pp = 0, .dp = 4, .ep = 1});
+  e = grid_error({.world = 8, .pp = 0, .dp = 4, .ep = 1});
   EXPECT_TRUE(contains(e, "parallel.pp=0 must be >= 1")) << e;
 
   // Every violation is reported at once.
-  e = layout_error({.world = 8, .pp = 3, .dp = 4, .ep = 3}, /*n_experts=*/8, /*n_layers=*/2);
+  e = grid_error({.world = 8, .pp = 3, .dp = 4, .ep = 3});
   EXPECT_TRUE(contains(e, "parallel.pp=3 x parallel.dp=4")) << e;
   EXPECT_TRUE(contains(e, "parallel.ep=3 does not divide")) << e;
-  EXPECT_TRUE(contains(e, "model.n_experts=8 is not divisible by parallel.ep=3")) << e;
-  EXPECT_TRUE(contains(e, "exceeds model.n_layers=2")) << e;
 
   // Mirrored stages pair k with pp-1-k: pp must be even.
-  e = layout_error({.world = 3, .pp = 3, .dp = 1, .ep = 1, .mirrored = true});
+  e = grid_error({.world = 3, .pp = 3, .dp = 1, .ep = 1, .mirrored = true});
   EXPECT_TRUE(contains(e, "parallel.pp=3 must be even for parallel.schedule=dualpipe")) << e;
-  EXPECT_EQ(layout_error({.world = 4, .pp = 4, .dp = 1, .ep = 1, .mirrored = true}), "");
+  EXPECT_EQ(grid_error({.world = 4, .pp = 4, .dp = 1, .ep = 1, .mirrored = true}), "");
 
-  // The constructor enforces the structural rules, and LayoutError is an invalid_argument.
+  // LayoutError is an invalid_argument.
   EXPECT_THROW(RankGrid(LayoutSpec{.world = 8, .pp = 2, .dp = 4, .ep = 3}), std::invalid_argument);
 }
 

@@ -58,7 +58,7 @@ expect_layout_error dualpipev_micro_batches 2 "dualpipev needs parallel.micro_ba
   train.global_batch=12
 # Node-limited routing: an EP group spanning 2 nodes (parallel.ranks_per_node=2 plays the nodes)
 # needs model.n_group=2; an EP group split 3 + 1 over two nodes is refused whatever n_group.
-expect_layout_error node_limited_n_group 4 "model.n_group=1 but each EP group (parallel.ep=4) spans 2 nodes" \
+expect_layout_error node_limited_n_group 4 "model.n_group: must be 2, got 1: each EP group (parallel.ep=4) spans 2 nodes" \
   parallel.dp=4 parallel.ep=4 parallel.ranks_per_node=2 model.n_group=1
 expect_layout_error node_limited_uneven 4 "spans 2 nodes unevenly with parallel.ranks_per_node=3" \
   parallel.dp=4 parallel.ep=4 parallel.ranks_per_node=3 model.n_group=2

@@ -439,7 +439,33 @@ INSTANTIATE_TEST_SUITE_P(
                  {{"parallel.virtual_stages", "2"}, {"parallel.schedule", "zb1p"}},
                  {"parallel.schedule: does not fit: parallel.schedule=zb1p runs one chunk per "
                   "stage (virtual stages need parallel.schedule=interleaved) but "
-                  "parallel.virtual_stages=2"}}),
+                  "parallel.virtual_stages=2"}},
+        BadValue{"ChunksAboveLayers",
+                 {{"model.n_layers", "3"},
+                  {"parallel.pp", "2"},
+                  {"parallel.schedule", "interleaved"},
+                  {"parallel.virtual_stages", "2"},
+                  {"parallel.micro_batches", "2"}},
+                 {"parallel.pp: 2 stages x 2 model chunks per stage", "= 4 chunks exceed "
+                  "model.n_layers 3 (every chunk needs at least one layer)"}},
+        BadValue{"DualPipeVChunksAboveLayers",
+                 {{"model.n_layers", "3"},
+                  {"parallel.pp", "2"},
+                  {"parallel.schedule", "dualpipev"},
+                  {"parallel.micro_batches", "4"}},
+                 {"parallel.pp: 2 stages x 2 model chunks per stage", "model.n_layers 3"}},
+        BadValue{"StageLayersSum",
+                 {{"parallel.pp", "2"}, {"parallel.stage_layers", "2,1"}},
+                 {"parallel.stage_layers: parallel.stage_layers=[2, 1] sums to 3 but "
+                  "model.n_layers=2"}},
+        BadValue{"StageLayersCount",
+                 {{"model.n_layers", "4"}, {"parallel.pp", "2"}, {"parallel.stage_layers", "4"}},
+                 {"parallel.stage_layers: parallel.stage_layers=[4] has 1 entries but the "
+                  "pipeline has 2 parts"}},
+        BadValue{"StageLayersText",
+                 {{"parallel.pp", "2"}, {"parallel.stage_layers", "one,1"}},
+                 {"parallel.stage_layers: parallel.stage_layers='one,1' is not a "
+                  "comma-separated list of layer counts"}}),
     [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(
@@ -543,8 +569,8 @@ TEST_F(RecipeTest, BoundaryValuesAreAccepted) {
       {"model.topk_group", "2"},
       {"model.top_k", "4"},  // = topk_group * n_experts / n_group
       {"model.n_shared_experts", "0"},
-      {"model.n_layers", "3"},
-      {"model.first_dense_layers", "3"},
+      {"model.n_layers", "6"},  // = pp x virtual_stages: one layer per model chunk
+      {"model.first_dense_layers", "6"},
       {"model.bias_update_gamma", "0"},
       {"parallel.pp", "3"},
       {"parallel.dp", "4"},
@@ -669,6 +695,57 @@ TEST_F(RecipeTest, ValidateRecipeBuiltInCode) {
   EXPECT_THROW(validate_recipe(r), RecipeError);
 }
 
+// ---- validate_layout: the one layout validator, with the world it launches on ----
+
+std::string layout_error(const Recipe& r, int world, int ranks_per_node) {
+  try {
+    validate_layout(r, world, ranks_per_node);
+  } catch (const RecipeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(RecipeTest, ValidateLayoutChecksTheWorldAndTheNodes) {
+  Recipe r;
+  r.source = "l.yaml";
+  r.data.path = "d";
+  r.parallel.pp = 2;
+  r.parallel.dp = 4;
+  r.parallel.ep = 4;
+  r.train.global_batch = 8;
+  EXPECT_EQ(layout_error(r, 8, 0), "");
+  EXPECT_EQ(layout_error(r, 0, 0), "");  // no world yet: only what loading checks
+  EXPECT_EQ(layout_error(r, 4, 0),
+            "l.yaml: parallel.pp: parallel.pp=2 x parallel.dp=4 = 8 but the world size is 4 ranks "
+            "(launch parallel.pp x parallel.dp processes)");
+  // The rules loading checks come first, worded as loading words them.
+  r.parallel.ep = 3;
+  EXPECT_EQ(layout_error(r, 8, 0), "l.yaml: parallel.ep: 3 does not divide parallel.dp 4");
+  r.parallel.ep = 4;
+
+  // Node-limited routing: an EP group of 4 over nodes of 2 ranks spans 2 nodes: model.n_group = 2.
+  EXPECT_EQ(layout_error(r, 8, 2),
+            "l.yaml: model.n_group: must be 2, got 1: each EP group (parallel.ep=4) spans 2 nodes "
+            "with 2 ranks per node (from the launcher) and node-limited routing places expert "
+            "group g on node g of the group");
+  r.parallel.ranks_per_node = 2;
+  EXPECT_NE(layout_error(r, 8, 2).find("with parallel.ranks_per_node=2 and"), std::string::npos);
+  r.model.n_group = 2;
+  EXPECT_EQ(layout_error(r, 8, 2), "");
+  // 3 + 1 over two nodes: refused whatever model.n_group.
+  r.parallel.ranks_per_node = 3;
+  const std::string uneven = layout_error(r, 8, 3);
+  EXPECT_EQ(uneven.rfind("l.yaml: parallel.ep: the EP group of ranks 0..3 (parallel.ep=4) spans "
+                         "2 nodes unevenly with parallel.ranks_per_node=3",
+                         0),
+            0u)
+      << uneven;
+  // Inside one node nothing is asked of model.n_group.
+  r.model.n_group = 1;
+  EXPECT_EQ(layout_error(r, 8, 8), "");
+}
+
 // ---- Dump ----
 
 // Every key set away from its default, to values that are still valid.
@@ -677,7 +754,7 @@ Recipe odd_recipe() {
   r.run = {"runs/odd dir: \"x\"", 2, "cuda"};
   r.model.vocab_size = 300;
   r.model.dim = 96;
-  r.model.n_layers = 5;
+  r.model.n_layers = 11;  // 5 stages x 2 interleaved chunks, each with a layer
   r.model.n_heads = 6;
   r.model.attention = "mha";  // the only valid value; also the default (checked below)
   r.model.inter_dim = 333;
@@ -695,7 +772,7 @@ Recipe odd_recipe() {
   r.model.bias_update_gamma = 0.1 + 0.2;
   r.model.seq_aux_alpha = 1e-300;
   r.train = {7, 33, 40, 18446744073709551615ull, 3, 2};
-  r.parallel = {5, 4, 2, "interleaved", 5, 2, "2,1,3", 0.25};
+  r.parallel = {5, 4, 2, "interleaved", 5, 2, "2,1,1,1,1,1,1,1,1,1", 0.25};
   r.parallel.node_aware_dispatch = "off";  // node-aware expert dispatch keys
   r.parallel.ranks_per_node = 3;
   r.parallel.overlap = false;

@@ -306,7 +306,7 @@ void Model::AppendMtpForwardSteps(const Chunk& c, ChunkContext& ctx, const LossS
     const MtpModule& m = *c.mtp[d];
     MtpModule::Context& mc = *ctx.mtp[d];
     steps.push_back({"mtp input", false, [&m, &mc, &ctx, d, N] {
-      const float* h_prev = d == 0 ? ctx.head.xn : ctx.mtp[d - 1]->h;  // h^{k-1}
+      const float* h_prev = d == 0 ? ctx.head.xn : ctx.mtp[d - 1]->out.xn;  // h^{k-1}
       m.InputForward(mc, h_prev, ctx.mtp_ids + d * N);
     }, 'F'});
     const std::pair<const Block*, BlockContext*> blocks[] = {{&m.attention(), mc.attn.get()},
@@ -328,7 +328,7 @@ void Model::AppendMtpForwardSteps(const Chunk& c, ChunkContext& ctx, const LossS
                                          scale.token_scale * scale.mtp_weight);
       loss.aux += aux;
       loss.loss += aux + mtp;
-      loss.mtp_ce_sum[d] += mc.ce_sum;
+      loss.mtp_ce_sum[d] += mc.out.ce_sum;
     }, 'F'});
   }
 }

@@ -22,6 +22,7 @@ MtpModule::MtpModule(ParamTable& table, const ModelConfig& config, int d, int em
   attention_ = make_attention_block(table, config, p + "block.");
   ffn_ = make_ffn_block(table, config, p + "block.", layer, ep, ep_rank, ep_comm, ep_host_comm);
   norm_ = table.add({p + "norm.weight", {D}, ParamInit::kOnes, false});
+  out_ = std::make_unique<NormedHeadLoss>(table, norm_, head_, D, vocab_, eps_);
 }
 
 std::unique_ptr<MtpModule::Context> MtpModule::NewContext() const {
@@ -32,7 +33,7 @@ std::unique_ptr<MtpModule::Context> MtpModule::NewContext() const {
 }
 
 void MtpModule::Carve(Context& c, ActivationArena& arena, const MicroBatchInfo& mb) const {
-  const int64_t N = mb.tokens(), D = dim_, V = vocab_;
+  const int64_t N = mb.tokens(), D = dim_;
   c.N = N;
   c.e = arena.take<float>(N * D);
   c.e_rstd = arena.take<float>(N);
@@ -43,12 +44,7 @@ void MtpModule::Carve(Context& c, ActivationArena& arena, const MicroBatchInfo& 
   c.h_in = arena.take<float>(N * D);
   c.mid = arena.take<float>(N * D);
   c.z = arena.take<float>(N * D);
-  c.rstd = arena.take<float>(N);
-  c.h = arena.take<float>(N * D);
-  c.logits = arena.take<float>(N * V);
-  c.losses = arena.take<float>(N);
-  c.lse = arena.take<float>(N);
-  c.dh = arena.take<float>(N * D);
+  out_->Carve(c.out, arena, N);
   c.dz = arena.take<float>(N * D);
   c.dmid = arena.take<float>(N * D);
   c.dh_in = arena.take<float>(N * D);
@@ -76,27 +72,11 @@ void MtpModule::InputForward(Context& c, const float* h_prev, const int32_t* ids
 }
 
 double MtpModule::OutputForward(Context& c, const int32_t* targets, double ce_scale) const {
-  const int64_t N = c.N, D = dim_, V = vocab_;
-  kernels::BackendOps<float>& ops = table_.ops();
-  c.targets = targets;
-  c.ce_scale = ce_scale;
-  ops.rmsnorm_forward(c.h, c.rstd, c.z, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
-  ops.linear_forward(c.logits, V, c.h, D, table_.value_ptr(head_), N, D, V);
-  ops.cross_entropy_forward(c.losses, c.lse, c.logits, targets, N, V);
-  c.ce_sum = ops.sum(c.losses, N);
-  return c.ce_sum * ce_scale;
+  return out_->Forward(c.out, c.z, targets, ce_scale);
 }
 
 void MtpModule::OutputBackward(Context& c, const float* dh_next) const {
-  const int64_t N = c.N, D = dim_, V = vocab_;
-  kernels::BackendOps<float>& ops = table_.ops();
-  float* dlogits = c.logits;  // in place: the logits are not needed after this
-  ops.cross_entropy_backward(dlogits, dlogits, c.lse, c.targets, N, V,
-                             static_cast<float>(c.ce_scale));
-  ops.linear_backward_input(c.dh, D, dlogits, V, table_.value_ptr(head_), N, D, V);
-  if (dh_next != nullptr) ops.add_inplace(c.dh, dh_next, N * D);
-  ops.rmsnorm_backward_input(c.dz, c.dh, c.z, table_.value_ptr(norm_), c.rstd, N, D,
-                             /*accumulate=*/false);
+  out_->BackwardInput(c.out, c.dz, dh_next);
 }
 
 void MtpModule::InputBackward(Context& c, float* dh_prev) const {
@@ -112,12 +92,7 @@ void MtpModule::InputBackward(Context& c, float* dh_prev) const {
                              /*accumulate=*/false);
 }
 
-void MtpModule::OutputWeights(Context& c) const {
-  const int64_t N = c.N, D = dim_, V = vocab_;
-  kernels::BackendOps<float>& ops = table_.ops();
-  ops.linear_backward_weight(table_.grad_ptr(head_), c.logits, V, c.h, D, N, D, V);
-  ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dh, c.z, c.rstd, N, D);
-}
+void MtpModule::OutputWeights(Context& c) const { out_->BackwardWeight(c.out); }
 
 void MtpModule::InputWeights(Context& c) const {
   const int64_t N = c.N, D = dim_;

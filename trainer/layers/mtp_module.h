@@ -21,6 +21,7 @@
 #include "parallel/comm.h"
 #include "trainer/activation_arena.h"
 #include "trainer/layers/block.h"
+#include "trainer/layers/normed_head_loss.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
 
@@ -37,21 +38,18 @@ class MtpModule {
 
   struct Context {
     int64_t N = 0;
-    double ce_scale = 0;  // d loss / d (sum of CE): token scale * lambda / D
-    double ce_sum = 0;    // unscaled sum of this depth's per-token CE (for mtp_loss)
     std::unique_ptr<BlockContext> attn, ffn;
     const float* h_prev = nullptr;     // h^{k-1} (N, D), caller-owned
     const int32_t* ids = nullptr;      // t_{i+k} (N), device
-    const int32_t* targets = nullptr;  // t_{i+k+1} (N), device
     float *e = nullptr, *e_rstd = nullptr, *h_rstd = nullptr;  // embed(ids); norms' rstd
     float *en = nullptr, *hn = nullptr;  // (N, D) enorm(e), hnorm(h_prev)
     float* cat = nullptr;     // (N, 2D) [en; hn]: eh_proj's input
     float* h_in = nullptr;    // (N, D) eh_proj(cat): the block's input
     float* mid = nullptr;     // (N, D) between attention and FFN
     float* z = nullptr;       // (N, D) the block's output
-    float *rstd = nullptr, *h = nullptr;  // norm(z): h^k (N, D)
-    float *logits = nullptr, *losses = nullptr, *lse = nullptr;  // logits become dlogits
-    float* dh = nullptr;      // (N, D) dL/dh^k (head, plus the next depth's hnorm)
+    // norm(z) -> head -> CE: out.xn is h^k, out.dxn dL/dh^k (head, plus the next depth's
+    // hnorm), out.scale token scale * lambda / D, out.ce_sum this depth's CE (for mtp_loss).
+    NormedHeadLoss::Buffers out;
     float* dz = nullptr;      // (N, D)
     float* dmid = nullptr;    // (N, D)
     float* dh_in = nullptr;   // (N, D)
@@ -66,7 +64,7 @@ class MtpModule {
   const Block& ffn() const { return *ffn_; }
 
   void InputForward(Context& c, const float* h_prev, const int32_t* ids) const;
-  // Returns the scaled loss (ce_sum * ce_scale).
+  // Returns the scaled loss (out.ce_sum * ce_scale).
   double OutputForward(Context& c, const int32_t* targets, double ce_scale) const;
   // dh_next: the next depth's gradient for h^k (nullptr for the last depth). Writes c.dz.
   void OutputBackward(Context& c, const float* dh_next) const;
@@ -83,6 +81,7 @@ class MtpModule {
   int embed_, head_;
   int enorm_, hnorm_, eh_proj_, norm_;
   std::unique_ptr<Block> attention_, ffn_;
+  std::unique_ptr<NormedHeadLoss> out_;  // norm_ and the shared head_
 };
 
 }  // namespace tessera::trainer

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "trainer/activation_arena.h"
+#include "trainer/layers/normed_head_loss.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
 
@@ -16,30 +17,24 @@ class OutputHead {
  public:
   OutputHead(ParamTable& table, const ModelConfig& config);  // adds norm.weight, head.weight
 
-  struct Context {
-    int64_t N = 0;
-    double token_scale = 0;
-    double ce_sum = 0;  // unscaled sum of per-token CE of the forward (for reporting)
-    const float* x = nullptr;
-    const int32_t* targets = nullptr;
-    float *rstd = nullptr, *xn = nullptr, *logits = nullptr, *losses = nullptr, *lse = nullptr,
-          *dxn = nullptr;  // logits become dlogits in the backward
-  };
-  void Carve(Context& c, ActivationArena& arena, int64_t N) const;
+  using Context = NormedHeadLoss::Buffers;  // scale = token_scale
+  void Carve(Context& c, ActivationArena& arena, int64_t N) const { loss_.Carve(c, arena, N); }
 
   // Returns the scaled loss of this micro-batch (sum of CE * token_scale). x and targets must
   // stay valid until BackwardWeight.
-  double Forward(Context& c, const float* x, const int32_t* targets, double token_scale) const;
+  double Forward(Context& c, const float* x, const int32_t* targets, double token_scale) const {
+    return loss_.Forward(c, x, targets, token_scale);
+  }
   // dx (N, D) written. dxn_extra (optional, (N, D)): another gradient for the normed output
   // (multi-token prediction reads it too).
-  void BackwardInput(Context& c, float* dx, const float* dxn_extra = nullptr) const;
-  void BackwardWeight(Context& c) const;
+  void BackwardInput(Context& c, float* dx, const float* dxn_extra = nullptr) const {
+    loss_.BackwardInput(c, dx, dxn_extra);
+  }
+  void BackwardWeight(Context& c) const { loss_.BackwardWeight(c); }
 
  private:
-  ParamTable& table_;
-  int64_t dim_, vocab_;
-  double eps_;
   int norm_, head_;
+  NormedHeadLoss loss_;
 };
 
 }  // namespace tessera::trainer

@@ -58,7 +58,9 @@ mpmd2() {  # mpmd2 TRAIN_ARGS...: 2 ranks; world rank 1 also gets rank1_env and 
 rank_pid() {
   local pid
   for pid in $(row_pids); do
-    if { tr '\0' '\n' < "/proc/$pid/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+    # grep reads the NUL-separated file itself: 'tr | grep -q' under pipefail failed whenever
+    # grep matched before tr's last write (SIGPIPE), so a rank was sometimes not found.
+    if grep -qzx "OMPI_COMM_WORLD_RANK=$1" "/proc/$pid/environ" 2>/dev/null; then
       echo "$pid"
       return
     fi
@@ -304,7 +306,7 @@ fi
 IFS=, read -r -a expected_failures <<<"${FAULT_TABLE_EXPECTED_FAILURES:-}"
 is_expected_failure() { local e; for e in "${expected_failures[@]}"; do [ "$e" = "$1" ] && return 0; done; return 1; }
 for e in "${expected_failures[@]}"; do
-  printf '%s\n' "${names[@]}" | grep -qx -- "$e" || echo "warning: FAULT_TABLE_EXPECTED_FAILURES names no row '$e'"
+  grep -qx -- "$e" <<<"$(printf '%s\n' "${names[@]}")" || echo "warning: FAULT_TABLE_EXPECTED_FAILURES names no row '$e'"
 done
 
 total=0 pass=0 xfail=0 xpass=0 fail=0 sep=$'\x1f'

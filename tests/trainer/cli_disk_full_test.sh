@@ -33,7 +33,10 @@ run() {  # NAME NP EXTRA_ARGS... (NP 1: a single process, no mpirun)
   echo "ok   $name: exit $rc: $(grep -m1 "tessera train: error" <<<"$out")"
   # This test's ranks (their run.dir is ours; other tests run tessera meanwhile). Exited ones may
   # linger as zombies until reaped; a live rank is in any other state.
-  if ps -eo stat=,args= | grep -F -- "$work/mnt/run" | grep -v grep | grep -qv '^Z'; then
+  # (ps's whole output first: 'ps | ... | grep -q' under pipefail fails when grep exits early.)
+  local ranks
+  ranks=$(ps -eo stat=,args= | grep -F -- "$work/mnt/run" | grep -v grep)
+  if [ -n "$ranks" ] && grep -qv '^Z' <<<"$ranks"; then
     fail "$name: a rank is still running"
   fi
 }

@@ -93,7 +93,13 @@ void BlockingWatch::loop() {
         lock.unlock();
         char text[64];
         std::snprintf(text, sizeof text, " did not finish within %g s", timeout);
-        fail("blocking timeout: " + what + text + liveness_->diagnose(everyone));
+        std::string peers;
+        try {
+          peers = liveness_->diagnose(everyone);
+        } catch (const std::exception& e) {
+          peers = std::string("\n  (the liveness check failed: ") + e.what() + ")";
+        }
+        fail("blocking timeout: " + what + text + peers);
       }
       if (now < r.next_check) continue;
       r.next_check = now + std::chrono::duration_cast<Clock::duration>(
@@ -101,11 +107,15 @@ void BlockingWatch::loop() {
       const std::string what = r.what;
       // The census blocks up to its window: without the lock, so regions can end meanwhile.
       lock.unlock();
-      const std::optional<std::string> error =
-          liveness_->check_stalled(what, everyone, waited, [this, id] {
-            std::lock_guard<std::mutex> guard(mu_);
-            return regions_.count(id) == 0;
-          });
+      std::optional<std::string> error;
+      try {
+        error = liveness_->check_stalled(what, everyone, waited, [this, id] {
+          std::lock_guard<std::mutex> guard(mu_);
+          return regions_.count(id) == 0;
+        });
+      } catch (const std::exception& e) {  // on this thread an escaping exception would terminate
+        error = what + ": the liveness check failed: " + e.what();
+      }
       if (error) fail("blocking call failed: " + *error);
       lock.lock();
       break;  // the map may have changed: rescan at the next interval

@@ -393,11 +393,19 @@ Work MpiComm::submit(Request request, std::vector<int> peers) {
                      double waited, const std::function<bool()>& done) -> std::optional<std::string> {
       const std::shared_ptr<Liveness> live = weak.lock();
       if (!live) return std::nullopt;
-      return live->check_stalled(what, peers, waited, done);
+      try {
+        return live->check_stalled(what, peers, waited, done);
+      } catch (const std::exception& e) {  // the census's own MPI calls failed: so does the wait
+        return what + ": the liveness check failed: " + e.what();
+      }
     };
     o.diagnose = [weak, peers]() -> std::string {
       const std::shared_ptr<Liveness> live = weak.lock();
-      return live ? live->diagnose(peers) : std::string();
+      try {
+        return live ? live->diagnose(peers) : std::string();
+      } catch (const std::exception& e) {
+        return std::string("\n  (the liveness check failed: ") + e.what() + ")";
+      }
     };
   }
   auto work = std::make_shared<WorkState>(std::move(o));

@@ -389,8 +389,9 @@ Work MpiComm::submit(Request request, std::vector<int> peers) {
     // Weak: a Work may outlive its communicators (and the census's MPI communicator).
     std::weak_ptr<Liveness> weak = liveness_;
     o.stall_s = liveness_->stall_s();
-    o.on_stall = [weak, peers, what = o.description](
-                     double waited, const std::function<bool()>& done) -> std::optional<std::string> {
+    o.on_stall = [weak, peers, what = o.description](double waited,
+                                                      const std::function<bool()>& done)
+        -> std::optional<std::string> {
       const std::shared_ptr<Liveness> live = weak.lock();
       if (!live) return std::nullopt;
       try {

@@ -127,9 +127,8 @@ std::vector<PeerCensus::Answer> PeerCensus::ask(const std::vector<int>& world_ra
   std::vector<Slot> slots;
   for (int r : world_ranks) {
     if (r == world_rank_ || r < 0 || r >= world_size()) continue;
-    if (std::any_of(slots.begin(), slots.end(), [r](const Slot& s) { return s.answer.world_rank == r; })) {
-      continue;
-    }
+    const auto same = [r](const Slot& s) { return s.answer.world_rank == r; };
+    if (std::any_of(slots.begin(), slots.end(), same)) continue;
     slots.push_back({Answer{r, false, {}}, std::vector<char>(kAnswerBytes), MPI_REQUEST_NULL});
   }
   auto post_recv = [&](Slot& s) {

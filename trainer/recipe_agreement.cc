@@ -76,7 +76,9 @@ void check_same_recipe(const Recipe& recipe, parallel::Comm& world) {
   // Every rank learns the first key whose value differs between rank 0 and `other`: one hash
   // per key from both, then that key's value from each as characters.
   std::vector<int64_t> key_hashes(mine.size());
-  for (size_t i = 0; i < mine.size(); ++i) key_hashes[i] = hash_of(mine[i].key + "=" + mine[i].value);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    key_hashes[i] = hash_of(mine[i].key + "=" + mine[i].value);
+  }
   std::vector<int64_t> zero = key_hashes, theirs = key_hashes;
   world.broadcast(std::span<int64_t>(zero), 0).wait();
   world.broadcast(std::span<int64_t>(theirs), other).wait();

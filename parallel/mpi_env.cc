@@ -10,14 +10,14 @@
 
 namespace tessera::parallel {
 
-namespace {
-
 bool mpi_usable() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   return initialized && !finalized;
 }
+
+namespace {
 
 const char* thread_level_name(int level) {
   switch (level) {

@@ -40,6 +40,9 @@ class MpiEnv {
 };
 
 // MPI_Error_string of an MPI error code.
+// MPI is initialized and not yet finalized (safe to call MPI).
+bool mpi_usable();
+
 std::string mpi_error_string(int code);
 // Throws std::runtime_error("<what>: <MPI error string>") unless code == MPI_SUCCESS.
 void check_mpi(int code, const std::string& what);

@@ -24,13 +24,6 @@ struct PackedId {
   int32_t pid;
 };
 
-bool mpi_usable() {
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  return initialized && !finalized;
-}
-
 }  // namespace
 
 PeerCensus::PeerCensus(std::shared_ptr<const ActivityBoard> board) : board_(std::move(board)) {

@@ -9,20 +9,20 @@
 namespace tessera::trainer {
 
 namespace {
-std::string log_path(const std::string& run_dir, int rank) {
-  const std::filesystem::path dir = std::filesystem::path(run_dir) / "logs";
-  std::filesystem::create_directories(dir);
-  return (dir / ("rank-" + std::to_string(rank) + ".log")).string();
+std::filesystem::path log_file(const std::string& run_dir, int rank) {
+  return std::filesystem::path(run_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log");
 }
 
-std::string truncated(const std::string& path) {
+// Creates logs/ and empties the file; returns its path.
+std::string fresh(const std::filesystem::path& path) {
+  std::filesystem::create_directories(path.parent_path());
   std::ofstream(path, std::ios::trunc);
-  return path;
+  return path.string();
 }
 }  // namespace
 
 RankLog::RankLog(const std::string& run_dir, int rank, std::ostream* console)
-    : path_(truncated(log_path(run_dir, rank))),
+    : path_(fresh(log_file(run_dir, rank))),
       // Append mode: lines other threads add with append() land after ours, never over them.
       file_(path_, std::ios::app),
       tee_(file_.rdbuf(), console ? console->rdbuf() : nullptr),
@@ -31,8 +31,7 @@ RankLog::RankLog(const std::string& run_dir, int rank, std::ostream* console)
 }
 
 void RankLog::append(const std::string& run_dir, int rank, const std::string& line) {
-  const std::filesystem::path path =
-      std::filesystem::path(run_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log");
+  const std::filesystem::path path = log_file(run_dir, rank);
   if (!std::filesystem::is_directory(path.parent_path())) return;
   // One write(2) on an O_APPEND descriptor: whole, after whatever the log holds.
   const std::string text = line + "\n";

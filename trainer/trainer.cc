@@ -237,11 +237,9 @@ TrainSummary train(const Recipe& recipe, parallel::Comm& world, std::ostream& ou
 
   CheckpointMeta resumed;
   if (!options.resume.empty()) {
-    int64_t bytes = 0;
-    for (const TensorSlice& t : slices.owned()) bytes += (t.end - t.begin) * int64_t{sizeof(float)};
     const auto region = watch_checkpoint_io(mpi_world->blocking_watch(),
                                             "checkpoint load (--resume " + options.resume + ")",
-                                            bytes);
+                                            slice_bytes(slices.owned()));
     resumed = resume_from_checkpoint(options.resume, recipe, mpi_world->handle(), tensors, slices,
                                      log, *options.checkpoint_env);
     staging.to_device();

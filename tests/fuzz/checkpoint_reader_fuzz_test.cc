@@ -43,18 +43,6 @@ trainer::Recipe small_recipe() {
   return r;
 }
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
 // Writes step 5 of small_recipe() under `checkpoints`. In a child process: write_checkpoint needs
 // MPI (parallel HDF5), and the parent stays without MPI so that its fuzz children may fork freely.
 void write_small_checkpoint(const std::string& checkpoints) {

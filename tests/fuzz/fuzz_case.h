@@ -19,8 +19,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <new>
+#include <sstream>
 #include <string>
 
 namespace tessera::fuzz {
@@ -110,6 +113,19 @@ inline CaseResult run_case(const std::function<void()>& body,
     return {CaseResult::Kind::kThrew, report};
   }
   return {CaseResult::Kind::kFailed, report};
+}
+
+// A whole file's bytes, and a file made of `bytes` (the mutated inputs).
+inline std::string read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+inline void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
 }
 
 }  // namespace tessera::fuzz

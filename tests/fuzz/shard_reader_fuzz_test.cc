@@ -25,18 +25,6 @@ namespace fs = std::filesystem;
 
 const int kMutations = mutation_count(400);
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
 // Train: 3 shards (100, 100, 37 tokens) with documents; validation: one of 40. Vocabulary 300.
 void write_dataset(const std::string& dir) {
   data::DatasetWriterOptions o;

@@ -34,13 +34,11 @@ parallel::BlockingWatch::Region watch_checkpoint_io(
                                         checkpoint_timeout_s(bytes));
 }
 
-namespace {
 int64_t slice_bytes(const std::vector<TensorSlice>& slices) {
   int64_t n = 0;
   for (const TensorSlice& s : slices) n += (s.end - s.begin) * static_cast<int64_t>(sizeof(float));
   return n;
 }
-}  // namespace
 
 CheckpointWriter::CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors,
                                    bool async, std::shared_ptr<parallel::BlockingWatch> watch,

@@ -26,6 +26,8 @@ namespace tessera::trainer {
 // $TESSERA_CHECKPOINT_TIMEOUT_S if set, else 10 minutes plus 20 MB/s (a rank's share of a busy
 // parallel file system). Liveness checks name a stopped rank long before (TESSERA_COMM_STALL_S).
 double checkpoint_timeout_s(int64_t bytes);
+// Bytes of this rank's slices (what a checkpoint read or write of them moves).
+int64_t slice_bytes(const std::vector<TensorSlice>& slices);
 // A region of `watch` for a checkpoint read or write (an empty Region when watch is null).
 parallel::BlockingWatch::Region watch_checkpoint_io(
     const std::shared_ptr<parallel::BlockingWatch>& watch, const std::string& what, int64_t bytes);

@@ -125,5 +125,82 @@ TEST_F(TrainOnFakeRanks, CheckpointsWithoutMpiAreAClearError) {
   EXPECT_NE(error.find("checkpoint.final"), std::string::npos) << error;
 }
 
+// Trainer::Step() returns, by name, what metrics.jsonl holds, the same on every rank.
+TEST_F(TrainOnFakeRanks, StepReportsWhatTheMetricsLineSaysOnEveryRank) {
+  const fs::path run = root_ / "stepwise";
+  const Recipe recipe = load_recipe(
+      LayoutRecipe(),
+      {"data.path=" + (root_ / "data").string(), "run.dir=" + run.string(), "train.steps=3",
+       "train.eval_every=2", "checkpoint.every_steps=0", "checkpoint.final=false",
+       "parallel.dp=2", "parallel.ep=2"});
+  const StopSignal stop_signal;
+  TrainOptions options;
+  options.stop_signal = &stop_signal;
+  std::vector<std::vector<StepReport>> reports(2);
+  std::vector<TrainSummary> summaries(2);
+  parallel::run_fake_ranks(2, [&](parallel::Comm& comm) {
+    std::ostringstream out;
+    Trainer trainer(recipe, comm, out, options);
+    EXPECT_EQ(trainer.step(), 0);
+    EXPECT_THROW(trainer.Finish(), std::logic_error);  // steps remain
+    while (!trainer.finished()) reports[comm.rank()].push_back(trainer.Step());
+    EXPECT_THROW(trainer.Step(), std::logic_error);  // past train.steps
+    summaries[comm.rank()] = trainer.Finish();
+  });
+  ASSERT_EQ(reports[0].size(), 3u);
+  std::ifstream in(run / "metrics.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    const StepReport& r = reports[0][s];
+    EXPECT_EQ(r.step, static_cast<int64_t>(s + 1));
+    EXPECT_EQ(metrics_line(r).str(), lines[s]) << "step " << s + 1;
+    EXPECT_EQ(r.val_loss.has_value(), s == 1 || s == 2) << "step " << s + 1;  // every 2, last
+    EXPECT_GT(r.grad_norm, 0);
+    EXPECT_GT(r.lr, 0);
+    EXPECT_NEAR(r.loss, r.ce_loss + r.aux_loss, 1e-12 * r.loss);  // no MTP in this recipe
+    const StepReport& other = reports[1][s];  // global numbers: identical on rank 1
+    EXPECT_EQ(other.loss, r.loss);
+    EXPECT_EQ(other.grad_norm, r.grad_norm);
+    EXPECT_EQ(other.tokens_seen, r.tokens_seen);
+    EXPECT_EQ(other.val_loss, r.val_loss);
+    EXPECT_EQ(other.expert_load_max_over_mean, r.expert_load_max_over_mean);
+  }
+  EXPECT_EQ(summaries[0].steps, 3);
+  EXPECT_EQ(summaries[0].final_loss, reports[0][2].loss);
+  EXPECT_EQ(summaries[0].final_val_loss, *reports[0][2].val_loss);
+  EXPECT_EQ(summaries[0].stop_reason, "");
+  EXPECT_TRUE(fs::exists(run / "DONE"));
+}
+
+// A step that throws leaves the trainer spent: no further step, no Finish, no DONE.
+TEST_F(TrainOnFakeRanks, AFailedStepIsFinal) {
+  const fs::path run = root_ / "diverges";
+  const Recipe recipe = load_recipe(
+      LayoutRecipe(),
+      {"data.path=" + (root_ / "data").string(), "run.dir=" + run.string(), "train.steps=5",
+       "train.eval_every=0", "checkpoint.every_steps=0", "checkpoint.final=false",
+       "optimizer.lr=1e30", "optimizer.grad_clip=0", "schedule.warmup_steps=0"});
+  const StopSignal stop_signal;
+  TrainOptions options;
+  options.stop_signal = &stop_signal;
+  parallel::run_fake_ranks(1, [&](parallel::Comm& comm) {
+    std::ostringstream out;
+    Trainer trainer(recipe, comm, out, options);
+    std::string error;
+    try {
+      while (!trainer.finished()) trainer.Step();
+    } catch (const std::runtime_error& e) {
+      error = e.what();
+    }
+    EXPECT_NE(error.find("loss is not finite at step"), std::string::npos) << error;
+    EXPECT_LT(trainer.step(), 5);
+    EXPECT_THROW(trainer.Step(), std::logic_error);
+    EXPECT_THROW(trainer.Finish(), std::logic_error);
+  });
+  EXPECT_FALSE(fs::exists(run / "DONE"));
+}
+
 }  // namespace
 }  // namespace tessera::trainer

@@ -53,12 +53,16 @@ CheckpointWriter::CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor>
 }
 
 CheckpointWriter::~CheckpointWriter() {
-  if (thread_.joinable() && std::uncaught_exceptions() > 0) {
-    thread_.detach();  // it owns what it uses (pending_, tensors_); the communicator stays
-    return;
-  }
+  if (std::uncaught_exceptions() > 0) Abandon();
+  if (abandoned_) return;  // the communicator stays: the detached write still uses it
   Join();
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void CheckpointWriter::Abandon() {
+  if (!thread_.joinable()) return;
+  thread_.detach();  // it owns what it uses (pending_, tensors_)
+  abandoned_ = true;
 }
 
 void CheckpointWriter::Join() {

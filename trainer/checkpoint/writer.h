@@ -54,6 +54,9 @@ class CheckpointWriter {
   // Waits for the write in flight and rethrows its error. Returns the directory of the newest
   // checkpoint written so far ("" if none).
   std::string Wait();
+  // Lets a write in flight go on without waiting for it (its thread owns what it uses), for a
+  // training loop that failed and is about to end every rank. Nothing may be called afterwards.
+  void Abandon();
 
  private:
   // What a background write owns, shared with its thread so that an abandoned thread never
@@ -75,6 +78,7 @@ class CheckpointWriter {
   std::shared_ptr<Pending> pending_;
   std::vector<float> spare_;  // the last snapshot's buffer
   std::string last_dir_;
+  bool abandoned_ = false;  // a write thread was detached: it still uses comm_
 };
 
 }  // namespace tessera::trainer

@@ -94,23 +94,22 @@ int main(int argc, char** argv) {
     const trainer::CheckpointSlices slices(tensors, model.params(), optimizer);
     int64_t bytes = 0;
     for (const auto& t : tensors) bytes += t.numel() * 4;
-    const MPI_Comm comm = world->handle();
     if (root) fs::remove_all(dir);  // a fresh directory: step numbers restart at 1
-    MPI_Barrier(comm);
+    world->barrier().wait();
     std::vector<double> save, load, disk;
     for (int r = 0; r < repeats; ++r) {
-      MPI_Barrier(comm);
+      world->barrier().wait();
       auto t0 = Clock::now();
       const std::string step_dir = trainer::write_checkpoint(
-          comm, dir, tensors, slices.owned(), {r + 1, 0, 0, 0, 0, world->size()}, recipe, 1);
+          *world, dir, tensors, slices.owned(), {r + 1, 0, 0, 0, 0, world->size()}, recipe, 1);
       save.push_back(seconds_since(t0));
-      MPI_Barrier(comm);
+      world->barrier().wait();
       t0 = Clock::now();
-      trainer::read_checkpoint(comm, step_dir, tensors, slices.reads(), slices.owned());
-      MPI_Barrier(comm);
+      trainer::read_checkpoint(*world, step_dir, tensors, slices.reads(), slices.owned());
+      world->barrier().wait();
       load.push_back(seconds_since(t0));
       if (root) disk.push_back(disk_write_seconds(fs::path(dir) / "disk-probe.bin", bytes));
-      MPI_Barrier(comm);
+      world->barrier().wait();
     }
     if (root) {
       const double gb = bytes / 1e9;

@@ -598,4 +598,13 @@ std::unique_ptr<Comm> MpiComm::split(const std::vector<int>& ranks, std::string 
                                            liveness_, blocking_watch_));
 }
 
+MPI_Comm mpi_handle(const Comm& comm, const std::string& user) {
+  const auto* mpi = dynamic_cast<const MpiComm*>(&comm);
+  if (!mpi) {
+    throw std::logic_error(user + " needs an MPI communicator (MPI-IO); '" + comm.name() +
+                           "' is not one");
+  }
+  return mpi->handle();
+}
+
 }  // namespace tessera::parallel

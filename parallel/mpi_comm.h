@@ -146,4 +146,8 @@ class MpiComm final : public Comm {
   std::mutex post_mu_;
 };
 
+// The MPI communicator under `comm`, for MPI-level libraries (parallel HDF5). Throws
+// std::logic_error saying that `user` needs MPI when comm is no MpiComm (a fake or NCCL one).
+MPI_Comm mpi_handle(const Comm& comm, const std::string& user);
+
 }  // namespace tessera::parallel

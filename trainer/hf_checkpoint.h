@@ -26,6 +26,7 @@
 #include <ostream>
 #include <string>
 
+#include "parallel/comm.h"
 #include "trainer/recipe.h"
 
 namespace tessera::trainer {
@@ -49,10 +50,11 @@ void export_hf_checkpoint(const std::string& step_dir, const std::string& out_di
 // Reads hf_dir for the model of `recipe`, checking its config.json first, and writes the step-0
 // checkpoint under checkpoints_dir (created; must not exist or be empty), which then holds
 // step-00000000/ and `latest`. Returns the step directory. Warnings and progress go to
-// `progress` (null: quiet). REQUIRES: MPI initialised (the checkpoint is written on
-// MPI_COMM_SELF). Throws std::runtime_error naming the file and tensor (or config key) at fault.
-std::string import_hf_checkpoint(const std::string& hf_dir, const Recipe& recipe,
-                                 const std::string& checkpoints_dir, std::ostream* progress);
+// `progress` (null: quiet). `comm`: an MpiComm of this process alone (the checkpoint is written
+// through MPI-IO). Throws std::runtime_error naming the file and tensor (or config key) at fault.
+std::string import_hf_checkpoint(parallel::Comm& comm, const std::string& hf_dir,
+                                 const Recipe& recipe, const std::string& checkpoints_dir,
+                                 std::ostream* progress);
 
 // "model-00002-of-00005.safetensors" (k counts from 1).
 std::string hf_shard_name(int64_t k, int64_t n);

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <optional>
 
+#include "parallel/mpi_comm.h"
 #include "parallel/mpi_env.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/commands.h"
@@ -137,8 +138,10 @@ int run_checkpoint_import_command(const std::vector<std::string>& args) {
       if (mpi.world_rank() == 0) std::cerr << "tessera checkpoint import: runs as one process\n";
       return 2;
     }
-    const std::string step_dir = import_hf_checkpoint(vm["HF_DIR"].as<std::string>(), recipe,
-                                                      vm["out"].as<std::string>(), &std::cout);
+    const std::unique_ptr<parallel::MpiComm> self = parallel::MpiComm::world();
+    const std::string step_dir = import_hf_checkpoint(*self, vm["HF_DIR"].as<std::string>(),
+                                                      recipe, vm["out"].as<std::string>(),
+                                                      &std::cout);
     std::cout << "tessera checkpoint import: wrote " << step_dir << "\n";
   } catch (const std::exception& e) {
     std::cerr << "tessera checkpoint import: error: " << e.what() << "\n";

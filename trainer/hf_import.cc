@@ -139,8 +139,9 @@ float max_abs_difference(const std::vector<float>& a, const std::vector<float>& 
 
 }  // namespace
 
-std::string import_hf_checkpoint(const std::string& hf_dir, const Recipe& recipe,
-                                 const std::string& checkpoints_dir, std::ostream* progress) {
+std::string import_hf_checkpoint(parallel::Comm& comm, const std::string& hf_dir,
+                                 const Recipe& recipe, const std::string& checkpoints_dir,
+                                 std::ostream* progress) {
   const fs::path config_path = fs::path(hf_dir) / kHfConfigFile;
   for (const std::string& w :
        check_hf_config(read_json_file(config_path), recipe.model, config_path.string())) {
@@ -211,7 +212,7 @@ std::string import_hf_checkpoint(const std::string& hf_dir, const Recipe& recipe
     owned.push_back({static_cast<int>(i), 0, tensors[i].numel(), data});
   }
   if (progress) *progress << "tessera checkpoint import: writing " << checkpoints_dir << "\n";
-  return write_checkpoint(MPI_COMM_SELF, checkpoints_dir, tensors, owned, CheckpointMeta{}, recipe,
+  return write_checkpoint(comm, checkpoints_dir, tensors, owned, CheckpointMeta{}, recipe,
                           /*keep_last=*/1);
 }
 

@@ -272,7 +272,7 @@ Trainer::Run::Run(const Recipe& recipe_in, parallel::Comm& world_in, std::ostrea
   // tracer.recorder() to compute code for parallel::TraceSpan events --
   stage->set_trace(tracer.recorder());  // every piece of F, B, W and FB
   if (mpi_world) {
-    checkpoints.emplace(mpi_world->handle(), tensors, recipe.checkpoint.async,
+    checkpoints.emplace(world, tensors, recipe.checkpoint.async,
                         mpi_world->blocking_watch(), *options.checkpoint_env);
   }
 
@@ -301,11 +301,12 @@ Trainer::Run::Run(const Recipe& recipe_in, parallel::Comm& world_in, std::ostrea
   log.flush();
 
   if (!options.resume.empty()) {
-    const auto region = watch_checkpoint_io(mpi_world->blocking_watch(),
-                                            "checkpoint load (--resume " + options.resume + ")",
-                                            slice_bytes(slices.owned()));
-    resumed = resume_from_checkpoint(options.resume, recipe, mpi_world->handle(), tensors, slices,
-                                     log, *options.checkpoint_env);
+    const int64_t bytes = slice_bytes(slices.owned());
+    const std::unique_ptr<parallel::Comm> comm = checkpoint_comm(world, bytes);
+    const auto region = watch_checkpoint_io(
+        mpi_world->blocking_watch(), "checkpoint load (--resume " + options.resume + ")", bytes);
+    resumed = resume_from_checkpoint(options.resume, recipe, *comm, tensors, slices, log,
+                                     *options.checkpoint_env);
     staging.to_device();
     optimizer.set_steps_taken(resumed.optimizer_step);
   }

@@ -9,12 +9,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "data/xxhash64.h"
 #include "kernels/cpu_backend.h"
+#include "parallel/mpi_comm.h"
 #include "tests/fuzz/fuzz_case.h"
 #include "tests/fuzz/mutator.h"
 #include "trainer/checkpoint/checkpoint.h"
@@ -47,14 +49,17 @@ trainer::Recipe small_recipe() {
 // MPI (parallel HDF5), and the parent stays without MPI so that its fuzz children may fork freely.
 void write_small_checkpoint(const std::string& checkpoints) {
   const CaseResult r = run_case([&] {
-    MPI_Init(nullptr, nullptr);
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+    auto self = std::make_optional(parallel::MpiComm::world());  // freed before MPI_Finalize
     const trainer::Recipe recipe = small_recipe();
     const std::vector<trainer::CheckpointTensor> tensors = trainer::checkpoint_tensors(recipe.model);
     std::vector<std::vector<float>> values(tensors.size());
     std::vector<trainer::TensorSlice> owned;
     for (size_t t = 0; t < tensors.size(); ++t) {
       values[t].resize(static_cast<size_t>(tensors[t].numel()));
-      for (size_t i = 0; i < values[t].size(); ++i) values[t][i] = 0.01f * static_cast<float>(i + t);
+      for (size_t i = 0; i < values[t].size(); ++i)
+        values[t][i] = 0.01f * static_cast<float>(i + t);
       owned.push_back({static_cast<int>(t), 0, tensors[t].numel(), values[t].data()});
     }
     trainer::CheckpointMeta meta;
@@ -62,7 +67,8 @@ void write_small_checkpoint(const std::string& checkpoints) {
     meta.tokens_seen = 640;
     meta.optimizer_step = 5;
     meta.loader_cursor = 3;
-    trainer::write_checkpoint(MPI_COMM_SELF, checkpoints, tensors, owned, meta, recipe, 1);
+    trainer::write_checkpoint(**self, checkpoints, tensors, owned, meta, recipe, 1);
+    self.reset();
     MPI_Finalize();
   });
   ASSERT_EQ(r.kind, CaseResult::Kind::kLoaded) << r.detail;

@@ -202,7 +202,7 @@ void ExpectLastCompleteCheckpointIntact(const Recipe& r, const fs::path& run_dir
   resumed.run.dir = run_dir.string();
   std::ostringstream log;
   const CheckpointMeta meta =
-      resume_from_checkpoint("auto", resumed, MPI_COMM_SELF, c.tensors, c.slices, log);
+      resume_from_checkpoint("auto", resumed, testing::Self(), c.tensors, c.slices, log);
   EXPECT_EQ(meta.step, step) << log.str();
   EXPECT_NE(log.str().find("resumed from " + step_dir.string()), std::string::npos) << log.str();
 }

@@ -1,5 +1,5 @@
-// The checkpoint tests' harness (one process, MPI_COMM_SELF; checkpoint_test.cc initialises MPI
-// for the whole trainer_tests binary): a small recipe, a whole model with its ZeRO optimizer
+// The checkpoint tests' harness (one process; checkpoint_test.cc initialises MPI for the whole
+// trainer_tests binary and makes Self()): a small recipe, a whole model with its ZeRO optimizer
 // (values from a seed), and save/read helpers.
 #pragma once
 
@@ -15,6 +15,7 @@
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
+#include "parallel/mpi_comm.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/slices.h"
 #include "trainer/model.h"
@@ -23,6 +24,14 @@
 namespace tessera::trainer::testing {
 
 namespace fs = std::filesystem;
+
+// This process's MPI world (one rank: the tests run without mpirun), for collective checkpoint
+// I/O; made after MPI_Init and freed before MPI_Finalize by checkpoint_test.cc's environment.
+inline std::unique_ptr<parallel::MpiComm>& SelfHolder() {
+  static std::unique_ptr<parallel::MpiComm> self;
+  return self;
+}
+inline parallel::Comm& Self() { return *SelfHolder(); }
 
 inline Recipe SmallRecipe() {
   Recipe r;
@@ -75,13 +84,13 @@ struct Trainee {
 
 // The collective read of `step_dir` into `t` (its checksums checked).
 inline CheckpointMeta ReadBack(Trainee& t, const std::string& step_dir) {
-  return read_checkpoint(MPI_COMM_SELF, step_dir, t.tensors, t.slices.reads(), t.slices.owned());
+  return read_checkpoint(Self(), step_dir, t.tensors, t.slices.reads(), t.slices.owned());
 }
 
 // Saves `t` as the checkpoint of `step` under `dir` (meta derived from the step).
 inline std::string Save(Trainee& t, const Recipe& r, const fs::path& dir, int64_t step,
                         int64_t keep_last = 3, CheckpointEnv& env = CheckpointEnv::Posix()) {
-  return write_checkpoint(MPI_COMM_SELF, dir.string(), t.tensors, t.slices.owned(),
+  return write_checkpoint(Self(), dir.string(), t.tensors, t.slices.owned(),
                           {step, step * 100, 1, 5, step, 1}, r, keep_last, env);
 }
 

@@ -1,4 +1,4 @@
-// Checkpoint files in one process (MPI_COMM_SELF): hyperslab slices of global tensors, the round
+// Checkpoint files in one process (testing::Self()): hyperslab slices of global tensors, the round
 // trip of parameters, moments and meta, checksums catching damage (in model.h5, and an edited
 // trainer.yaml; format 2 files still read), model mismatches, retention and the choice of
 // checkpoints to resume from, with why a directory was skipped. Multi-rank writes and resharding
@@ -34,8 +34,12 @@ class MpiEnvironment : public ::testing::Environment {
   void SetUp() override {
     int provided = 0;
     MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+    testing::SelfHolder() = parallel::MpiComm::world();
   }
-  void TearDown() override { MPI_Finalize(); }
+  void TearDown() override {
+    testing::SelfHolder().reset();
+    MPI_Finalize();
+  }
 };
 const auto* const kMpi = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
@@ -88,7 +92,7 @@ TEST(Checkpoint, FlatSlicesOfNdTensorsRoundTrip) {
   for (int64_t i = 0; i < n; ++i) whole[i] = static_cast<float>(i) + 0.5f;
   std::mt19937 rng(7);
   {
-    H5File f((dir / "t.h5").string(), MPI_COMM_SELF);
+    H5File f((dir / "t.h5").string(), testing::Self());
     f.create_f32("x", shape);
     for (int64_t at = 0; at < n;) {
       const int64_t len = std::min<int64_t>(n - at, 1 + rng() % 40);
@@ -119,7 +123,7 @@ TEST(Checkpoint, SaveReadRoundTripsParametersMomentsAndMeta) {
   EXPECT_EQ(resolve_checkpoint(dir.string()), step_dir);
   EXPECT_TRUE(verify_checkpoint(step_dir).empty());
   const CheckpointMeta meta =
-      read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned());
+      read_checkpoint(testing::Self(), step_dir, b.tensors, b.slices.reads(), b.slices.owned());
   EXPECT_EQ(meta.step, 7);
   EXPECT_EQ(meta.tokens_seen, 700);
   EXPECT_EQ(meta.loader_cursor, 5u);
@@ -179,7 +183,7 @@ TEST(Checkpoint, CorruptByteIsDamageNamingTheDataset) {
     io.write(&c, 1);
   }
   try {
-    read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned());
+    read_checkpoint(testing::Self(), step_dir, b.tensors, b.slices.reads(), b.slices.owned());
     FAIL() << "expected CheckpointDamaged";
   } catch (const CheckpointDamaged& e) {
     EXPECT_NE(std::string(e.what()).find(victim), std::string::npos) << e.what();
@@ -248,8 +252,9 @@ TEST(Checkpoint, TruncatedOrIncompleteCheckpointsAreDamage) {
   const std::string step_dir = Save(a, r, dir, 1);
   const fs::path h5 = fs::path(step_dir) / "model.h5";
   fs::resize_file(h5, fs::file_size(h5) / 2);
-  EXPECT_THROW(read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned()),
-               CheckpointDamaged);
+  EXPECT_THROW(
+      read_checkpoint(testing::Self(), step_dir, b.tensors, b.slices.reads(), b.slices.owned()),
+      CheckpointDamaged);
   EXPECT_FALSE(verify_checkpoint(step_dir).empty());
   fs::remove(fs::path(step_dir) / "trainer.yaml");
   EXPECT_THROW(read_checkpoint_info(step_dir), CheckpointDamaged);
@@ -265,7 +270,7 @@ TEST(Checkpoint, ModelMismatchNamesTheTensor) {
   wider.model.dim = 12;
   Trainee b(wider, 4);
   try {
-    read_checkpoint(MPI_COMM_SELF, step_dir, b.tensors, b.slices.reads(), b.slices.owned());
+    read_checkpoint(testing::Self(), step_dir, b.tensors, b.slices.reads(), b.slices.owned());
     FAIL() << "expected a shape error";
   } catch (const CheckpointDamaged& e) {
     FAIL() << "a model mismatch is not damage: " << e.what();

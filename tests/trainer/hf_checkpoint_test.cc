@@ -2,8 +2,8 @@
 // parameters back bit for bit in fp32 (and bf16's rounding in bf16) as a step-0 checkpoint that
 // the resume path reads; fp8 block-scaled weights import as fp8 x their block's scale; bad
 // directories fail naming the tensor, the file or the config key.
-// MPI (for the checkpoint writer on MPI_COMM_SELF) is initialised by checkpoint_test.cc's global
-// test environment, in the same test binary.
+// MPI (for the checkpoint writer on testing::Self()) is initialised by checkpoint_test.cc's
+// global test environment, in the same test binary.
 #include "trainer/hf_checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -24,9 +24,10 @@
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
+#include "tests/trainer/checkpoint_harness.h"
 #include "trainer/checkpoint/checkpoint.h"
-#include "trainer/checkpoint/slices.h"
 #include "trainer/checkpoint/hdf5_io.h"
+#include "trainer/checkpoint/slices.h"
 #include "trainer/model.h"
 #include "trainer/safetensors.h"
 #include "trainer/zero_optimizer.h"
@@ -77,7 +78,8 @@ std::string WriteCheckpoint(const Recipe& r, const fs::path& dir, Values& params
     owned.push_back({static_cast<int>(i), 0, tensors[i].numel(), v.data()});
   }
   for (const ParamDesc& d : Model::WholeModelParams(r.model)) params[d.name] = all.at(d.name);
-  return write_checkpoint(MPI_COMM_SELF, dir.string(), tensors, owned, {9, 900, 1, 5, 9, 1}, r, 2);
+  return write_checkpoint(testing::Self(), dir.string(), tensors, owned, {9, 900, 1, 5, 9, 1}, r,
+                          2);
 }
 
 std::vector<float> ReadDataset(const std::string& step_dir, const std::string& name,
@@ -171,7 +173,8 @@ TEST(HfCheckpoint, ExportImportRoundTripIsBitExactInFp32) {
   ExpectBitEqual(row, std::vector<float>(w3.begin() + 2 * 32, w3.begin() + 3 * 32), expert);
 
   const fs::path out = FreshDir("fp32_import");
-  const std::string imported = import_hf_checkpoint(hf.string(), r, out.string(), nullptr);
+  const std::string imported =
+      import_hf_checkpoint(testing::Self(), hf.string(), r, out.string(), nullptr);
   EXPECT_EQ(fs::path(imported).filename(), "step-00000000");
   EXPECT_EQ(resolve_checkpoint(out.string()), imported);
   EXPECT_TRUE(verify_checkpoint(imported).empty());
@@ -197,7 +200,8 @@ TEST(HfCheckpoint, ExportImportRoundTripIsBitExactInFp32) {
   ZeroOptimizer optimizer(r.optimizer, model.params(), *comms[0], *comms[0]);
   const std::vector<CheckpointTensor> tensors = checkpoint_tensors(r.model);
   CheckpointSlices slices(tensors, model.params(), optimizer);
-  EXPECT_EQ(read_checkpoint(MPI_COMM_SELF, imported, tensors, slices.reads(), slices.owned()).step, 0);
+  EXPECT_EQ(
+      read_checkpoint(testing::Self(), imported, tensors, slices.reads(), slices.owned()).step, 0);
   const int head = model.params().index("head.weight");
   EXPECT_EQ(model.params().value_ptr(head)[17], params.at("head.weight")[17]);
 }
@@ -228,8 +232,8 @@ TEST(HfCheckpoint, MlaModelRoundTripsBitExact) {
     EXPECT_EQ(shard.has("model.layers.0.self_attn.q_a_proj.weight"), q_lora_rank > 0);
     EXPECT_EQ(shard.has("model.layers.0.self_attn.q_proj.weight"), q_lora_rank == 0);
 
-    const std::string imported =
-        import_hf_checkpoint(hf.string(), r, FreshDir("mla_import").string(), nullptr);
+    const std::string imported = import_hf_checkpoint(testing::Self(), hf.string(), r,
+                                                      FreshDir("mla_import").string(), nullptr);
     for (const ParamDesc& d : Model::WholeModelParams(r.model)) {
       ExpectBitEqual(ReadDataset(imported, d.name, d.global_shape()), params.at(d.name), d.name);
     }
@@ -263,7 +267,8 @@ TEST(HfCheckpoint, MtpModuleRoundTripsWithTiedCopies) {
                  std::vector<float>(w2.end() - 32, w2.end()), "last MTP expert");
 
   std::ostringstream log;
-  const std::string imported = import_hf_checkpoint(hf.string(), r, FreshDir("mtp_import").string(), &log);
+  const std::string imported =
+      import_hf_checkpoint(testing::Self(), hf.string(), r, FreshDir("mtp_import").string(), &log);
   EXPECT_EQ(log.str().find("warning"), std::string::npos) << log.str();
   for (const ParamDesc& d : Model::WholeModelParams(r.model)) {
     ExpectBitEqual(ReadDataset(imported, d.name, d.global_shape()), params.at(d.name), d.name);
@@ -275,8 +280,9 @@ TEST(HfCheckpoint, MtpModuleRoundTripsWithTiedCopies) {
     if (t.spec.name == "model.layers.2.embed_tokens.weight") t.bytes[5] ^= 0x40;
   }
   log.str("");
-  const std::string kept = import_hf_checkpoint(WriteLoneFileDir("mtp_differs", hf, tensors).string(),
-                                                r, FreshDir("mtp_differs_import").string(), &log);
+  const std::string kept =
+      import_hf_checkpoint(testing::Self(), WriteLoneFileDir("mtp_differs", hf, tensors).string(),
+                           r, FreshDir("mtp_differs_import").string(), &log);
   EXPECT_NE(log.str().find("warning"), std::string::npos) << log.str();
   EXPECT_NE(log.str().find("'model.layers.2.embed_tokens.weight' differs from "
                            "'model.embed_tokens.weight'"), std::string::npos) << log.str();
@@ -289,7 +295,8 @@ TEST(HfCheckpoint, MtpModuleRoundTripsWithTiedCopies) {
     }
   }
   log.str("");
-  import_hf_checkpoint(WriteLoneFileDir("mtp_no_copies", hf, without_copies).string(), r,
+  import_hf_checkpoint(testing::Self(),
+                       WriteLoneFileDir("mtp_no_copies", hf, without_copies).string(), r,
                        FreshDir("mtp_no_copies_import").string(), &log);
   EXPECT_EQ(log.str().find("warning"), std::string::npos) << log.str();
 }
@@ -306,8 +313,8 @@ TEST(HfCheckpoint, Bf16ExportRoundsWeightsAndKeepsRoutingBiasesF32) {
   EXPECT_EQ(shard.entry("model.layers.1.mlp.gate.weight").dtype, "BF16");
   EXPECT_EQ(shard.entry("model.norm.weight").dtype, "BF16");
 
-  const std::string imported =
-      import_hf_checkpoint(hf.string(), r, FreshDir("bf16_import").string(), nullptr);
+  const std::string imported = import_hf_checkpoint(testing::Self(), hf.string(), r,
+                                                    FreshDir("bf16_import").string(), nullptr);
   for (const ParamDesc& d : Model::WholeModelParams(r.model)) {
     std::vector<float> want = params.at(d.name);
     if (!d.name.ends_with("moe.gate.bias")) {
@@ -363,7 +370,8 @@ TEST(HfCheckpoint, Fp8BlockScaledWeightsImportDequantised) {
     for (const RawTensor& q : AsFp8(t)) tensors.push_back(q);
   }
   const fs::path dir = WriteLoneFileDir("fp8_dir", hf, tensors);
-  const std::string imported = import_hf_checkpoint(dir.string(), r, FreshDir("fp8_import").string(), nullptr);
+  const std::string imported = import_hf_checkpoint(testing::Self(), dir.string(), r,
+                                                    FreshDir("fp8_import").string(), nullptr);
 
   const std::vector<float> embed = ReadDataset(imported, "embed.weight", {260, 8});
   const std::vector<float> w2 = ReadDataset(imported, "layers.0.ffn.w2.weight", {8, 130});
@@ -393,7 +401,10 @@ TEST(HfCheckpoint, BadDirectoriesNameTheTensorFileOrKey) {
   export_hf_checkpoint(step_dir, hf.string(), {"fp32", 4096}, nullptr);
   const std::vector<RawTensor> all = ReadAll(hf);
   auto import_error = [&](const fs::path& dir, const Recipe& recipe) {
-    return ErrorOf([&] { import_hf_checkpoint(dir.string(), recipe, FreshDir("bad_out").string(), nullptr); });
+    return ErrorOf([&] {
+      import_hf_checkpoint(testing::Self(), dir.string(), recipe, FreshDir("bad_out").string(),
+                           nullptr);
+    });
   };
   auto without = [&](const std::string& name) {
     std::vector<RawTensor> out;
@@ -456,8 +467,10 @@ TEST(HfCheckpoint, BadDirectoriesNameTheTensorFileOrKey) {
   fs::create_directories(empty);
   fs::copy_file(hf / kHfConfigFile, empty / kHfConfigFile);
   EXPECT_NE(import_error(empty, r).find("not a Hugging Face checkpoint"), std::string::npos);
-  EXPECT_NE(ErrorOf([&] { import_hf_checkpoint(hf.string(), r, hf.string(), nullptr); })
-                .find("not empty"), std::string::npos);
+  EXPECT_NE(ErrorOf([&] {
+              import_hf_checkpoint(testing::Self(), hf.string(), r, hf.string(), nullptr);
+            }).find("not empty"),
+            std::string::npos);
   EXPECT_NE(ErrorOf([&] { export_hf_checkpoint(step_dir, hf.string(), {}, nullptr); })
                 .find("not empty"), std::string::npos);
 }

@@ -1,31 +1,31 @@
 #include "trainer/checkpoint/agreement.h"
 
-#include <stdexcept>
+#include <cstring>
+#include <span>
 
 namespace tessera::trainer {
 
-namespace {
-void check_mpi(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) throw std::runtime_error(std::string("checkpoint: ") + what + " failed");
-}
-}  // namespace
-
-bool all_ranks_ok(MPI_Comm comm, bool ok) {
-  int bad = ok ? 0 : 1, any = 0;
-  check_mpi(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm), "MPI_Allreduce");
-  return any == 0;
+bool all_ranks_ok(parallel::Comm& comm, bool ok) {
+  int32_t bad = ok ? 0 : 1;
+  comm.all_reduce(std::span<int32_t>(&bad, 1), {.op = parallel::ReduceOp::kMax}).wait();
+  return bad == 0;
 }
 
-void sum_checksums(MPI_Comm comm, std::vector<uint64_t>& checksums) {
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, checksums.data(), static_cast<int>(checksums.size()),
-                          MPI_UINT64_T, MPI_SUM, comm),
-            "MPI_Allreduce of the checksums");
-}
-
-int rank_in(MPI_Comm comm) {
-  int rank = 0;
-  check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
-  return rank;
+void sum_checksums(parallel::Comm& comm, std::vector<uint64_t>& checksums) {
+  // The communicator has no 64-bit unsigned sum: gather every rank's checksums as 32-bit words
+  // (a few per tensor) and add them up here, wrapping mod 2^64 as the checksums' definition says.
+  const size_t n = checksums.size();
+  std::vector<uint32_t> mine(2 * n), all(2 * n * static_cast<size_t>(comm.size()));
+  std::memcpy(mine.data(), checksums.data(), n * sizeof(uint64_t));
+  comm.all_gather(parallel::InSpan<uint32_t>(mine), std::span<uint32_t>(all)).wait();
+  std::fill(checksums.begin(), checksums.end(), uint64_t{0});
+  for (int r = 0; r < comm.size(); ++r) {
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t part = 0;
+      std::memcpy(&part, all.data() + (static_cast<size_t>(r) * n + i) * 2, sizeof(part));
+      checksums[i] += part;
+    }
+  }
 }
 
 }  // namespace tessera::trainer

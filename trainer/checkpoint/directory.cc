@@ -31,11 +31,11 @@ std::string checkpoint_name(int64_t step) {
   return buf;
 }
 
-std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
+std::string write_checkpoint(parallel::Comm& comm, const std::string& checkpoints_dir,
                              const std::vector<CheckpointTensor>& tensors,
                              const std::vector<TensorSlice>& owned, const CheckpointMeta& meta,
                              const Recipe& recipe, int64_t keep_last, CheckpointEnv& env) {
-  const int rank = rank_in(comm);
+  const int rank = comm.rank();
   const fs::path root(checkpoints_dir);
   const std::string name = checkpoint_name(meta.step);
   const std::string tmp = (root / (".tmp-" + name)).string();

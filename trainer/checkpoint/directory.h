@@ -11,7 +11,7 @@
 // CheckpointEnv (env.h), rank 0's for the directory, every rank's for its SavePoints.
 #pragma once
 
-#include <mpi.h>
+#include "parallel/comm.h"
 
 #include <cstdint>
 #include <string>
@@ -32,7 +32,7 @@ std::string checkpoint_name(int64_t step);
 // each rank owns (together they must cover every tensor exactly once) and returns the step
 // directory. Every file operation but HDF5's own goes through `env`. Failures throw
 // CheckpointSaveFailed (CheckpointWriteFailed while writing model.h5) on every rank.
-std::string write_checkpoint(MPI_Comm comm, const std::string& checkpoints_dir,
+std::string write_checkpoint(parallel::Comm& comm, const std::string& checkpoints_dir,
                              const std::vector<CheckpointTensor>& tensors,
                              const std::vector<TensorSlice>& owned, const CheckpointMeta& meta,
                              const Recipe& recipe, int64_t keep_last,

@@ -1,12 +1,12 @@
 #include "trainer/checkpoint/hdf5_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/tensor.h"
+#include "parallel/mpi_comm.h"
 
 namespace tessera::trainer {
 
@@ -117,10 +117,11 @@ H5Id flat_selection(hid_t ds, int64_t begin, int64_t end, const std::string& pat
 
 }  // namespace
 
-H5File::H5File(const std::string& path, MPI_Comm comm) : path_(path) {
+H5File::H5File(const std::string& path, parallel::Comm& comm) : path_(path) {
   Hdf5Guard guard;
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  if (!fapl.valid() || H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL) < 0) {
+  if (!fapl.valid() ||
+      H5Pset_fapl_mpio(fapl.get(), parallel::mpi_handle(comm, "a checkpoint"), MPI_INFO_NULL) < 0) {
     fail(path, "cannot set up parallel (MPI-IO) access");
   }
   file_ = H5Id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);

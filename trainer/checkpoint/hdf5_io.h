@@ -2,8 +2,8 @@
 // tensors as named datasets (intermediate groups created from '/' in names) and scalar
 // attributes on the root.
 //
-// Parallel mode (the MPI_Comm constructor): the file is created collectively through MPI-IO;
-// every rank creates every dataset (create_f32, collective: same names, shapes and order on all
+// Parallel mode (the Comm constructor; an MpiComm, whose communicator MPI-IO uses): the file is
+// created collectively through MPI-IO; every rank creates every dataset (create_f32, collective: same names, shapes and order on all
 // ranks) and then writes only its own elements (write_f32_slice, independent). A slice is a
 // contiguous range of a tensor's elements in row-major order, which is what a rank holds of a
 // global tensor (a ZeRO-1 shard, or rows of a stacked expert tensor); it is selected in the file
@@ -14,14 +14,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
-#include <mpi.h>
-
-#include <map>
-
 #include "data/hdf5.h"
+#include "parallel/comm.h"
 
 namespace tessera::trainer {
 
@@ -29,8 +27,8 @@ class H5File {
  public:
   enum class Mode { kCreate, kReadOnly };
   H5File(const std::string& path, Mode mode);
-  // Parallel create (truncates). Collective over comm.
-  H5File(const std::string& path, MPI_Comm comm);
+  // Parallel create (truncates). Collective over comm; std::logic_error if it is no MpiComm.
+  H5File(const std::string& path, parallel::Comm& comm);
   ~H5File();
   H5File(const H5File&) = delete;
   H5File& operator=(const H5File&) = delete;

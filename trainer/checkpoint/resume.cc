@@ -9,7 +9,8 @@
 namespace tessera::trainer {
 
 CheckpointMeta resume_from_checkpoint(const std::string& resume, const Recipe& recipe,
-                                      MPI_Comm comm, const std::vector<CheckpointTensor>& tensors,
+                                      parallel::Comm& comm,
+                                      const std::vector<CheckpointTensor>& tensors,
                                       const CheckpointSlices& slices, std::ostream& log,
                                       CheckpointEnv& env) {
   const bool automatic = resume == "auto";

@@ -2,12 +2,11 @@
 // checkpoint a path names, and the collective read with fallback past damaged checkpoints.
 #pragma once
 
-#include <mpi.h>
-
 #include <iosfwd>
 #include <string>
 #include <vector>
 
+#include "parallel/comm.h"
 #include "trainer/checkpoint/directory.h"
 #include "trainer/checkpoint/env.h"
 #include "trainer/checkpoint/meta.h"
@@ -23,7 +22,8 @@ namespace tessera::trainer {
 // fresh start when there is none; else the checkpoint `resume` names (resolve_checkpoint), whose
 // damage is an error. Returns the checkpoint's meta (step 0 when starting fresh).
 CheckpointMeta resume_from_checkpoint(const std::string& resume, const Recipe& recipe,
-                                      MPI_Comm comm, const std::vector<CheckpointTensor>& tensors,
+                                      parallel::Comm& comm,
+                                      const std::vector<CheckpointTensor>& tensors,
                                       const CheckpointSlices& slices, std::ostream& log,
                                       CheckpointEnv& env = CheckpointEnv::Posix());
 

@@ -9,7 +9,7 @@ namespace tessera::trainer {
 
 namespace fs = std::filesystem;
 
-std::vector<uint64_t> write_model_h5(MPI_Comm comm, const std::string& path,
+std::vector<uint64_t> write_model_h5(parallel::Comm& comm, const std::string& path,
                                      const std::vector<CheckpointTensor>& tensors,
                                      const std::vector<TensorSlice>& owned, int64_t step,
                                      CheckpointEnv& env) {
@@ -63,7 +63,7 @@ void check_same_step(const H5File& file, const CheckpointInfo& info) {
   }
 }
 
-CheckpointMeta read_checkpoint(MPI_Comm comm, const std::string& step_dir,
+CheckpointMeta read_checkpoint(parallel::Comm& comm, const std::string& step_dir,
                                const std::vector<CheckpointTensor>& tensors,
                                const std::vector<TensorSlice>& reads,
                                const std::vector<TensorSlice>& owned, CheckpointEnv& env) {

@@ -7,7 +7,7 @@
 // trainer.yaml's checksums), or whole in one process (evaluation).
 #pragma once
 
-#include <mpi.h>
+#include "parallel/comm.h"
 
 #include <cstdint>
 #include <string>
@@ -28,7 +28,7 @@ namespace tessera::trainer {
 // A write that fails on any rank is CheckpointWriteFailed on every rank (the file given up, not
 // closed: a collective close after a failed write hangs); a failed close is CheckpointSaveFailed
 // on every rank.
-std::vector<uint64_t> write_model_h5(MPI_Comm comm, const std::string& path,
+std::vector<uint64_t> write_model_h5(parallel::Comm& comm, const std::string& path,
                                      const std::vector<CheckpointTensor>& tensors,
                                      const std::vector<TensorSlice>& owned, int64_t step,
                                      CheckpointEnv& env);
@@ -42,7 +42,7 @@ void check_same_step(const H5File& file, const CheckpointInfo& info);
 // failed to read, model.h5's step differs from trainer.yaml's or any checksum differs, or
 // std::runtime_error naming the first tensor whose shape differs from `tensors` (a different
 // model). Returns the checkpoint's meta.
-CheckpointMeta read_checkpoint(MPI_Comm comm, const std::string& step_dir,
+CheckpointMeta read_checkpoint(parallel::Comm& comm, const std::string& step_dir,
                                const std::vector<CheckpointTensor>& tensors,
                                const std::vector<TensorSlice>& reads,
                                const std::vector<TensorSlice>& owned,

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <numeric>
 #include <stdexcept>
 #include <utility>
+
+#include "parallel/mpi_comm.h"
 
 namespace tessera::trainer {
 
@@ -34,29 +37,39 @@ parallel::BlockingWatch::Region watch_checkpoint_io(
                                         checkpoint_timeout_s(bytes));
 }
 
+void bound_by_checkpoint_timeout(parallel::Comm& comm, int64_t bytes) {
+  if (auto* mpi = dynamic_cast<parallel::MpiComm*>(&comm)) {
+    mpi->set_timeout_s(checkpoint_timeout_s(bytes));
+  }
+}
+
+std::unique_ptr<parallel::Comm> checkpoint_comm(parallel::Comm& world, int64_t bytes) {
+  std::vector<int> everyone(static_cast<size_t>(world.size()));
+  std::iota(everyone.begin(), everyone.end(), 0);
+  std::unique_ptr<parallel::Comm> comm = world.split(everyone, "checkpoint");
+  bound_by_checkpoint_timeout(*comm, bytes);
+  return comm;
+}
+
 int64_t slice_bytes(const std::vector<TensorSlice>& slices) {
   int64_t n = 0;
   for (const TensorSlice& s : slices) n += (s.end - s.begin) * static_cast<int64_t>(sizeof(float));
   return n;
 }
 
-CheckpointWriter::CheckpointWriter(MPI_Comm world, std::vector<CheckpointTensor> tensors,
+CheckpointWriter::CheckpointWriter(parallel::Comm& world, std::vector<CheckpointTensor> tensors,
                                    bool async, std::shared_ptr<parallel::BlockingWatch> watch,
                                    CheckpointEnv& env)
-    : tensors_(std::make_shared<const std::vector<CheckpointTensor>>(std::move(tensors))),
+    : comm_(checkpoint_comm(world, 0)),
+      tensors_(std::make_shared<const std::vector<CheckpointTensor>>(std::move(tensors))),
       async_(async),
       watch_(std::move(watch)),
-      env_(&env) {
-  if (MPI_Comm_dup(world, &comm_) != MPI_SUCCESS) {
-    throw std::runtime_error("checkpoint writer: MPI_Comm_dup failed");
-  }
-}
+      env_(&env) {}
 
 CheckpointWriter::~CheckpointWriter() {
+  // A detached write keeps its own reference to the communicator.
   if (std::uncaught_exceptions() > 0) Abandon();
-  if (abandoned_) return;  // the communicator stays: the detached write still uses it
-  Join();
-  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  if (!abandoned_) Join();
 }
 
 void CheckpointWriter::Abandon() {
@@ -86,9 +99,11 @@ double CheckpointWriter::Save(const std::vector<TensorSlice>& owned, const Check
   const auto t0 = std::chrono::steady_clock::now();
   Wait();
   const std::string what = "checkpoint save of step " + std::to_string(meta.step);
+  // The ranks' agreements wait for the slowest rank's writes.
+  bound_by_checkpoint_timeout(*comm_, slice_bytes(owned));
   if (!async_) {
     const auto region = watch_checkpoint_io(watch_, what, slice_bytes(owned));
-    last_dir_ = write_checkpoint(comm_, checkpoints_dir, *tensors_, owned, meta, recipe, keep_last,
+    last_dir_ = write_checkpoint(*comm_, checkpoints_dir, *tensors_, owned, meta, recipe, keep_last,
                                  *env_);
     return seconds_since(t0);
   }
@@ -109,7 +124,7 @@ double CheckpointWriter::Save(const std::vector<TensorSlice>& owned, const Check
                          keep_last, watch = watch_, env = env_, what, bytes = slice_bytes(owned)] {
     try {
       const auto region = watch_checkpoint_io(watch, what, bytes);
-      pending->dir = write_checkpoint(comm, checkpoints_dir, *tensors, pending->slices, meta,
+      pending->dir = write_checkpoint(*comm, checkpoints_dir, *tensors, pending->slices, meta,
                                       recipe, keep_last, *env);
     } catch (...) {
       pending->error = std::current_exception();

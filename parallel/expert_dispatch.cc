@@ -133,4 +133,22 @@ Work combine(Comm& ep, const DispatchPlan& plan, std::span<const float> recv_lay
   return ep.all_to_all_v<float>(recv_layout, send_layout, o);
 }
 
+Work dispatch_packed(Comm& ep, const DispatchPlan& plan, std::span<const uint32_t> send,
+                     std::span<uint32_t> recv, int64_t words) {
+  check_buffers("dispatch_packed", ep, plan, send.size(), recv.size(), words);
+  AllToAllVOptions o;
+  o.send_counts = times(plan.send_rows, words);
+  o.recv_counts = times(plan.recv_rows, words);
+  return ep.all_to_all_v<uint32_t>(send, recv, o);
+}
+
+Work combine_packed(Comm& ep, const DispatchPlan& plan, std::span<const uint32_t> recv_layout,
+                    std::span<uint32_t> send_layout, int64_t words) {
+  check_buffers("combine_packed", ep, plan, send_layout.size(), recv_layout.size(), words);
+  AllToAllVOptions o;
+  o.send_counts = times(plan.recv_rows, words);
+  o.recv_counts = times(plan.send_rows, words);
+  return ep.all_to_all_v<uint32_t>(recv_layout, send_layout, o);
+}
+
 }  // namespace tessera::parallel

@@ -105,4 +105,11 @@ Work dispatch(Comm& ep, const DispatchPlan& plan, std::span<const float> send,
 Work combine(Comm& ep, const DispatchPlan& plan, std::span<const float> recv_layout,
              std::span<float> send_layout, int64_t width);
 
+// The same movements for packed rows (parallel/row_codec.h: bf16, or fp8 codes with their
+// scales, as 32-bit words): `words` = row_words(format, width) per row. Checks as above.
+Work dispatch_packed(Comm& ep, const DispatchPlan& plan, std::span<const uint32_t> send,
+                     std::span<uint32_t> recv, int64_t words);
+Work combine_packed(Comm& ep, const DispatchPlan& plan, std::span<const uint32_t> recv_layout,
+                    std::span<uint32_t> send_layout, int64_t words);
+
 }  // namespace tessera::parallel

@@ -315,6 +315,30 @@ Work combine_within(Comm& ep, const NodePlan& plan, const NodeForwardPlan& forwa
                          forward.send_rows, width);
 }
 
+Work dispatch_across_packed(Comm& ep, const NodePlan& plan, std::span<const uint32_t> send,
+                            std::span<uint32_t> recv, int64_t words) {
+  check("dispatch_across_packed", ep, plan, send.size(), plan.total_across_send(), recv.size(),
+        plan.total_across_recv(), words);
+  return exchange<uint32_t>(ep, send, recv, plan.across_send_rows, plan.across_recv_rows, words);
+}
+
+Work dispatch_within_packed(Comm& ep, const NodePlan& plan, const NodeForwardPlan& forward,
+                            std::span<const uint32_t> send, std::span<uint32_t> recv,
+                            int64_t words) {
+  check("dispatch_within_packed", ep, plan, send.size(), forward.total_send_rows(), recv.size(),
+        plan.total_within_recv(), words);
+  return exchange<uint32_t>(ep, send, recv, forward.send_rows, plan.within_recv_rows, words);
+}
+
+Work combine_within_packed(Comm& ep, const NodePlan& plan, const NodeForwardPlan& forward,
+                           std::span<const uint32_t> expert_layout,
+                           std::span<uint32_t> forward_layout, int64_t words) {
+  check("combine_within_packed", ep, plan, expert_layout.size(), plan.total_within_recv(),
+        forward_layout.size(), forward.total_send_rows(), words);
+  return exchange<uint32_t>(ep, expert_layout, forward_layout, plan.within_recv_rows,
+                            forward.send_rows, words);
+}
+
 int64_t off_node(std::span<const int64_t> per_rank, int ep_rank, int ranks_per_node) {
   int64_t n = 0;
   for (size_t r = 0; r < per_rank.size(); ++r) {

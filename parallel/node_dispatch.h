@@ -174,6 +174,17 @@ Work combine_within(Comm& ep, const NodePlan& plan, const NodeForwardPlan& forwa
                     std::span<const float> expert_layout, std::span<float> forward_layout,
                     int64_t width);
 
+// The forward's row movements for packed rows (parallel/row_codec.h), `words` 32-bit words per
+// row; checks as the float versions. (The stage-1 combine carries fp32 partial sums: MoeBlock.)
+Work dispatch_across_packed(Comm& ep, const NodePlan& plan, std::span<const uint32_t> send,
+                            std::span<uint32_t> recv, int64_t words);
+Work dispatch_within_packed(Comm& ep, const NodePlan& plan, const NodeForwardPlan& forward,
+                            std::span<const uint32_t> send, std::span<uint32_t> recv,
+                            int64_t words);
+Work combine_within_packed(Comm& ep, const NodePlan& plan, const NodeForwardPlan& forward,
+                           std::span<const uint32_t> expert_layout,
+                           std::span<uint32_t> forward_layout, int64_t words);
+
 // Traffic accounting: of a per-EP-rank count vector, the part addressed to ranks on another node
 // than `ep_rank` (node = rank / ranks_per_node).
 int64_t off_node(std::span<const int64_t> per_rank, int ep_rank, int ranks_per_node);

@@ -36,7 +36,10 @@ JsonLine metrics_line(const StepReport& r) {
       .add("tokens_seen", r.tokens_seen);
   if (!r.mtp_loss.empty()) line.add("mtp_loss", r.mtp_loss).add("mtp_weight", r.mtp_weight);
   if (r.mfu) line.add("mfu", *r.mfu);
-  line.add("expert_cross_node_bytes", r.expert_cross_node_bytes);
+  line.add("expert_cross_node_bytes", r.expert_cross_node_bytes)
+      .add("expert_dispatch_bytes", r.expert_dispatch_bytes)
+      .add("expert_combine_bytes", r.expert_combine_bytes)
+      .add("expert_grad_bytes", r.expert_grad_bytes);
   if (r.val_loss) line.add("val_loss", *r.val_loss).add("val_tokens", r.val_tokens);
   if (r.checkpoint_stall_s) line.add("checkpoint_stall_s", *r.checkpoint_stall_s);
   return line;

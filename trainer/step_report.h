@@ -37,6 +37,12 @@ struct StepReport {
   double expert_load_max_over_mean = 0;  // the worst MoE layer
   int64_t tokens_seen = 0;
   int64_t expert_cross_node_bytes = 0;  // summed over the ranks
+  // Bytes the expert row exchanges sent to other EP ranks, in their wire format (fp8 rows with
+  // their scales, bf16 or fp32: MoeBlock::take_exchange_bytes), summed over the ranks: forward
+  // dispatch, forward combine, and both backward exchanges.
+  int64_t expert_dispatch_bytes = 0;
+  int64_t expert_combine_bytes = 0;
+  int64_t expert_grad_bytes = 0;
   std::optional<double> mfu;             // with run.peak_tflops
   std::optional<double> val_loss;        // when this step evaluated
   int64_t val_tokens = 0;

@@ -27,13 +27,26 @@ StepSums all_reduce_step_sums(parallel::Comm& world, const StepSums& mine) {
 
 StepMetricTotals all_reduce_step_metrics(parallel::Comm& world, const StepMetricTotals& mine) {
   if (world.size() == 1) return mine;
-  double sums[] = {mine.exposed_comm_s, mine.comm_s, mine.expert_exposed_comm_s,
-                   mine.expert_comm_s, mine.expert_cross_node_bytes};
+  double sums[] = {mine.exposed_comm_s,        mine.comm_s,
+                   mine.expert_exposed_comm_s, mine.expert_comm_s,
+                   mine.expert_cross_node_bytes, mine.expert_dispatch_bytes,
+                   mine.expert_combine_bytes,  mine.expert_grad_bytes};
   double maxima[] = {mine.expert_load_max_over_mean, mine.peak_rss_mib};
   parallel::Work w = world.all_reduce(std::span<double>(sums));
   world.all_reduce(std::span<double>(maxima), {parallel::ReduceOp::kMax}).wait();
   w.wait();
-  return {sums[0], sums[1], sums[2], sums[3], sums[4], maxima[0], maxima[1]};
+  StepMetricTotals all;
+  all.exposed_comm_s = sums[0];
+  all.comm_s = sums[1];
+  all.expert_exposed_comm_s = sums[2];
+  all.expert_comm_s = sums[3];
+  all.expert_cross_node_bytes = sums[4];
+  all.expert_dispatch_bytes = sums[5];
+  all.expert_combine_bytes = sums[6];
+  all.expert_grad_bytes = sums[7];
+  all.expert_load_max_over_mean = maxima[0];
+  all.peak_rss_mib = maxima[1];
+  return all;
 }
 
 }  // namespace tessera::trainer

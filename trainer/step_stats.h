@@ -32,6 +32,11 @@ struct StepMetricTotals {
   double expert_exposed_comm_s = 0;
   double expert_comm_s = 0;
   double expert_cross_node_bytes = 0;  // exact below 2^53 bytes
+  // The expert row exchanges' bytes to other ranks, in their wire format (fp8/bf16/fp32):
+  // forward dispatch, forward combine, and both backward exchanges together.
+  double expert_dispatch_bytes = 0;
+  double expert_combine_bytes = 0;
+  double expert_grad_bytes = 0;
   double expert_load_max_over_mean = 0;  // maximum over ranks
   double peak_rss_mib = 0;               // maximum over ranks
 };

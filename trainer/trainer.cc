@@ -457,6 +457,10 @@ StepReport Trainer::Run::Step() {
   metrics_mine.peak_rss_mib = peak_rss_bytes() / double(1 << 20);
   for (MoeBlock* moe : model.moe_blocks()) {  // bytes the expert exchanges sent off-node
     metrics_mine.expert_cross_node_bytes += static_cast<double>(moe->take_cross_node_bytes());
+    const MoeBlock::ExchangeBytes sent = moe->take_exchange_bytes();
+    metrics_mine.expert_dispatch_bytes += static_cast<double>(sent.dispatch);
+    metrics_mine.expert_combine_bytes += static_cast<double>(sent.combine);
+    metrics_mine.expert_grad_bytes += static_cast<double>(sent.dispatch_grads + sent.combine_grads);
   }
   const StepMetricTotals totals = all_reduce_step_metrics(world, metrics_mine);
   report.expert_load_max_over_mean = totals.expert_load_max_over_mean;
@@ -466,6 +470,9 @@ StepReport Trainer::Run::Step() {
   report.expert_exposed_comm_s = totals.expert_exposed_comm_s / world.size();
   report.expert_comm_s = totals.expert_comm_s / world.size();
   report.expert_cross_node_bytes = static_cast<int64_t>(totals.expert_cross_node_bytes);
+  report.expert_dispatch_bytes = static_cast<int64_t>(totals.expert_dispatch_bytes);
+  report.expert_combine_bytes = static_cast<int64_t>(totals.expert_combine_bytes);
+  report.expert_grad_bytes = static_cast<int64_t>(totals.expert_grad_bytes);
   // Model FLOPs utilisation: the planner's FLOP formulas over the devices' peak.
   if (recipe.run.peak_tflops > 0) {
     report.mfu = training_flops_per_token * tokens_per_step / report.step_s /

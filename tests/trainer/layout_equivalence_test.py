@@ -115,6 +115,9 @@ PRECISION_LAYOUTS = [
     (lambda l: (l[0] + "_fp8", l[1], l[2], V3_MODEL + ["precision.compute=fp8", "parallel.micro_batches=4"]))(
         layout(4, 1, 1, 4)),
     (lambda l: (l[0] + "_fp8_split_tokens", l[1], l[2], ["precision.compute=fp8"]))(layout(2, 2, 2, 2)),
+    # node-aware dispatch with fp8 rows on both hops (MoeBlock's wire precision)
+    (lambda l: (l[0] + "_fp8_split_tokens", l[1], l[2], l[3] + ["precision.compute=fp8"]))(
+        node_layout(1, 4, 4, 1, 2)),
 ]
 
 

@@ -166,12 +166,51 @@ TEST_F(TrainOnFakeRanks, StepReportsWhatTheMetricsLineSaysOnEveryRank) {
     EXPECT_EQ(other.tokens_seen, r.tokens_seen);
     EXPECT_EQ(other.val_loss, r.val_loss);
     EXPECT_EQ(other.expert_load_max_over_mean, r.expert_load_max_over_mean);
+    EXPECT_GT(r.expert_dispatch_bytes, 0);  // ep 2: rows cross ranks both ways
+    EXPECT_GT(r.expert_combine_bytes, 0);
+    EXPECT_GT(r.expert_grad_bytes, 0);
+    EXPECT_EQ(other.expert_dispatch_bytes, r.expert_dispatch_bytes);
   }
   EXPECT_EQ(summaries[0].steps, 3);
   EXPECT_EQ(summaries[0].final_loss, reports[0][2].loss);
   EXPECT_EQ(summaries[0].final_val_loss, *reports[0][2].val_loss);
   EXPECT_EQ(summaries[0].stop_reason, "");
   EXPECT_TRUE(fs::exists(run / "DONE"));
+}
+
+// The expert exchanges' bytes in their wire format: bf16 rows are half of fp32's (the routing of
+// the first step differs a little between the precisions, hence the band), fp8 rows with their
+// per-128 scales about a quarter, while the fp8 combine is bf16 and the backward stays fp32.
+TEST_F(TrainOnFakeRanks, ExpertExchangeBytesFollowThePrecision) {
+  auto first_step = [&](const std::string& precision) {
+    const Recipe recipe = load_recipe(
+        LayoutRecipe(), {"data.path=" + (root_ / "data").string(),
+                         "run.dir=" + (root_ / ("bytes-" + precision)).string(), "train.steps=1",
+                         "checkpoint.every_steps=0", "checkpoint.final=false", "parallel.dp=2",
+                         "parallel.ep=2", "model.dim=128", "model.n_heads=2",
+                         "precision.compute=" + precision});
+    const StopSignal stop_signal;
+    TrainOptions options;
+    options.stop_signal = &stop_signal;
+    StepReport report;
+    parallel::run_fake_ranks(2, [&](parallel::Comm& comm) {
+      std::ostringstream out;
+      Trainer trainer(recipe, comm, out, options);
+      const StepReport r = trainer.Step();
+      if (comm.rank() == 0) report = r;
+      trainer.Finish();
+    });
+    return report;
+  };
+  const StepReport fp32 = first_step("fp32"), bf16 = first_step("bf16"), fp8 = first_step("fp8");
+  auto ratio = [](int64_t a, int64_t b) { return static_cast<double>(a) / static_cast<double>(b); };
+  ASSERT_GT(fp32.expert_dispatch_bytes, 0);
+  EXPECT_NEAR(ratio(bf16.expert_dispatch_bytes, fp32.expert_dispatch_bytes), 0.5, 0.1);
+  EXPECT_NEAR(ratio(bf16.expert_combine_bytes, fp32.expert_combine_bytes), 0.5, 0.1);
+  // fp8 row of 128: 32 words of codes + 1 scale = 33 of fp32's 128 words.
+  EXPECT_NEAR(ratio(fp8.expert_dispatch_bytes, fp32.expert_dispatch_bytes), 33.0 / 128, 0.06);
+  EXPECT_NEAR(ratio(fp8.expert_combine_bytes, fp32.expert_combine_bytes), 0.5, 0.1);
+  EXPECT_NEAR(ratio(fp8.expert_grad_bytes, fp32.expert_grad_bytes), 1.0, 0.2);
 }
 
 // A step that throws leaves the trainer spent: no further step, no Finish, no DONE.

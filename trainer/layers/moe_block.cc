@@ -22,7 +22,13 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, const std::stri
       hidden_(config.moe_inter_dim),
       eps_(config.norm_eps),
       seq_aux_alpha_(config.seq_aux_alpha),
-      precision_(config.block_precision) {
+      precision_(config.block_precision),
+      // V3 (report §3.3.2): fp8 dispatch with power-of-two scales, bf16 combine.
+      dispatch_format_(precision_ == kernels::Precision::kFP8    ? parallel::RowFormat::kFp8
+                       : precision_ == kernels::Precision::kBF16 ? parallel::RowFormat::kBf16
+                                                                 : parallel::RowFormat::kFp32),
+      combine_format_(precision_ == kernels::Precision::kF32 ? parallel::RowFormat::kFp32
+                                                             : parallel::RowFormat::kBf16) {
   shape_.n_experts = config.n_experts;
   shape_.top_k = config.top_k;
   shape_.n_group = config.n_group;
@@ -131,6 +137,56 @@ int64_t MoeBlock::take_cross_node_bytes() {
 
 void MoeBlock::CountCrossNode(const Context& c, int64_t bytes) {
   if (c.mb.training) cross_node_bytes_ += bytes;
+}
+
+MoeBlock::ExchangeBytes MoeBlock::take_exchange_bytes() {
+  const ExchangeBytes b = exchange_bytes_;
+  exchange_bytes_ = {};
+  return b;
+}
+
+void MoeBlock::CountExchange(const Context& c, int64_t& counter,
+                             std::span<const int64_t> rows_per_rank, parallel::RowFormat format) {
+  if (!c.mb.training) return;
+  int64_t rows = 0;
+  for (size_t r = 0; r < rows_per_rank.size(); ++r) {
+    if (static_cast<int>(r) != ep_rank_) rows += rows_per_rank[r];
+  }
+  counter += rows * parallel::row_bytes(format, dim_);
+}
+
+void MoeBlock::EncodeRows(Context& c, parallel::RowFormat format, const float* rows, int64_t n,
+                          std::vector<uint32_t>& packed) {
+  const int64_t D = dim_;
+  packed.resize(static_cast<size_t>(n * parallel::row_words(format, D)));
+  kernels::Backend& be = table_.backend();
+  const float* host = rows;
+  if (!be.capabilities().host_accessible) {
+    c.staging.resize(static_cast<size_t>(n * D));
+    be.copy_to_host(c.staging.data(), rows, sizeof(float) * n * D);
+    host = c.staging.data();
+  }
+  parallel::encode_rows(format, host, n, D, packed.data());
+}
+
+void MoeBlock::DecodeRows(Context& c, parallel::RowFormat format,
+                          const std::vector<uint32_t>& packed, int64_t n, float* rows) {
+  const int64_t D = dim_;
+  kernels::Backend& be = table_.backend();
+  if (be.capabilities().host_accessible) {
+    parallel::decode_rows(format, packed.data(), n, D, rows);
+    return;
+  }
+  c.staging.resize(static_cast<size_t>(n * D));
+  parallel::decode_rows(format, packed.data(), n, D, c.staging.data());
+  be.copy_from_host(rows, c.staging.data(), sizeof(float) * n * D);
+}
+
+void MoeBlock::RoundTrip(Context& c, parallel::RowFormat format, float* rows, int64_t n) {
+  if (format == parallel::RowFormat::kFp32) return;
+  std::vector<uint32_t> packed;
+  EncodeRows(c, format, rows, n, packed);
+  DecodeRows(c, format, packed, n, rows);
 }
 
 parallel::NodeGeometry MoeBlock::geometry(int ep_rank) const {
@@ -268,41 +324,75 @@ parallel::Work MoeBlock::Route(Context& c) {
   return c.pending_plan.work();
 }
 
-parallel::Work MoeBlock::RowsToExperts(Context& c, const float* token_rows, float* expert_rows) {
+parallel::Work MoeBlock::RowsToExperts(Context& c, const float* token_rows, float* expert_rows,
+                                       parallel::RowFormat format) {
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
-  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  const int64_t row_bytes = parallel::row_bytes(format, D);
+  const bool packed = format != parallel::RowFormat::kFp32;
+  const int64_t words = parallel::row_words(format, D);
+  int64_t& counter = expert_rows == c.xe ? exchange_bytes_.dispatch
+                                         : exchange_bytes_.dispatch_grads;
   if (node_aware_) {  // the first stage: across nodes, once per (token, node)
     const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
     CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_send_rows, ep_rank_,
                                                      ep_ranks_per_node_));
+    CountExchange(c, counter, c.node_plan.across_send_rows, format);
+    if (packed) {  // decoded into xr1 by ForwardWithinNode
+      EncodeRows(c, format, c.xs1, S, c.x_send);
+      c.x_recv.resize(static_cast<size_t>(R * words));
+      return parallel::dispatch_across_packed(*ep_host_comm_, c.node_plan, c.x_send, c.x_recv,
+                                              words);
+    }
     return parallel::dispatch_across(*ep_comm_, c.node_plan, {c.xs1, static_cast<size_t>(S * D)},
                                      {c.xr1, static_cast<size_t>(R * D)}, D);
   }
   CountCrossNode(c, row_bytes * parallel::off_node(c.plan.send_rows, ep_rank_,
                                                    ep_ranks_per_node_));
+  CountExchange(c, counter, c.plan.send_rows, format);
+  if (packed) {  // decoded into expert_rows by ExpertsForward
+    EncodeRows(c, format, token_rows, NK, c.x_send);
+    c.x_recv.resize(static_cast<size_t>(c.expert_rows * words));
+    return parallel::dispatch_packed(*ep_host_comm_, c.plan, c.x_send, c.x_recv, words);
+  }
   return parallel::dispatch(*ep_comm_, c.plan, {token_rows, static_cast<size_t>(NK * D)},
                             {expert_rows, static_cast<size_t>(c.expert_rows * D)}, D);
 }
 
-parallel::Work MoeBlock::RowsFromExperts(Context& c, const float* expert_rows, float* token_rows) {
+parallel::Work MoeBlock::RowsFromExperts(Context& c, const float* expert_rows, float* token_rows,
+                                         parallel::RowFormat format) {
   const int64_t NK = c.mb.tokens() * shape_.top_k, D = dim_;
-  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * D;
+  const int64_t row_bytes = parallel::row_bytes(format, D);
+  int64_t& counter = expert_rows == c.ye ? exchange_bytes_.combine
+                                         : exchange_bytes_.combine_grads;
   if (node_aware_) {  // each token's per-node partial sum crosses back once
+    // fp32 always: these are sums of gated outputs (see moe_block.h on the wire precision).
     const int64_t S = c.node_plan.total_across_send(), R = c.node_plan.total_across_recv();
-    CountCrossNode(c, row_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
-                                                     ep_ranks_per_node_));
+    const int64_t fp32_bytes = parallel::row_bytes(parallel::RowFormat::kFp32, D);
+    CountCrossNode(c, fp32_bytes * parallel::off_node(c.node_plan.across_recv_rows, ep_rank_,
+                                                      ep_ranks_per_node_));
+    CountExchange(c, counter, c.node_plan.across_recv_rows, parallel::RowFormat::kFp32);
     return parallel::combine_across(*ep_comm_, c.node_plan, {c.yr1, static_cast<size_t>(R * D)},
                                     {c.ys1, static_cast<size_t>(S * D)}, D);
   }
   CountCrossNode(c, row_bytes * parallel::off_node(c.plan.recv_rows, ep_rank_,
                                                    ep_ranks_per_node_));
+  CountExchange(c, counter, c.plan.recv_rows, format);
+  if (format != parallel::RowFormat::kFp32) {  // decoded into token_rows by Unpermute
+    const int64_t words = parallel::row_words(format, D);
+    EncodeRows(c, format, expert_rows, c.expert_rows, c.y_send);
+    c.y_recv.resize(static_cast<size_t>(NK * words));
+    return parallel::combine_packed(*ep_host_comm_, c.plan, c.y_send, c.y_recv, words);
+  }
   return parallel::combine(*ep_comm_, c.plan,
                            {expert_rows, static_cast<size_t>(c.expert_rows * D)},
                            {token_rows, static_cast<size_t>(NK * D)}, D);
 }
 
 parallel::Work MoeBlock::Dispatch(Context& c) {
-  if (ep_ == 1) return {};
+  if (ep_ == 1) {  // nothing moves; the rows get the round trip an exchange would give them
+    RoundTrip(c, dispatch_format_, c.xp, c.mb.tokens() * shape_.top_k);
+    return {};
+  }
   if (node_aware_) {
     c.node_plan = c.pending_node.finish();
   } else {
@@ -313,7 +403,7 @@ parallel::Work MoeBlock::Dispatch(Context& c) {
     }
     c.expert_rows = c.plan.total_recv_rows();
   }
-  c.rows_in = RowsToExperts(c, c.xp, c.xe);
+  c.rows_in = RowsToExperts(c, c.xp, c.xe, dispatch_format_);
   return c.rows_in;
 }
 
@@ -335,6 +425,9 @@ parallel::Work MoeBlock::ExpertsForward(Context& c) {
   const int64_t R = c.expert_rows, D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_in.wait();
+  if (ep_ > 1 && dispatch_format_ != parallel::RowFormat::kFp32) {
+    DecodeRows(c, dispatch_format_, node_aware_ ? c.x2_recv : c.x_recv, R, c.xe);
+  }
   // ab rows (n, 2F) = xe rows · [W1_e | W3_e]^T, per (source, expert) segment
   ops.grouped_linear_forward(c.ab, 2 * F, c.xe, D, table_.value_ptr(w1_), c.rows, D, F, {.precision = precision_});
   ops.grouped_linear_forward(c.ab + F, 2 * F, c.xe, D, table_.value_ptr(w3_), c.rows, D, F, {.precision = precision_});
@@ -344,13 +437,22 @@ parallel::Work MoeBlock::ExpertsForward(Context& c) {
 }
 
 parallel::Work MoeBlock::Combine(Context& c) {
-  if (ep_ == 1) return {};
-  c.rows_out = RowsFromExperts(c, c.ye, c.yp);  // the outputs go back to the routing ranks
+  if (ep_ == 1) {  // nothing moves; the outputs get the round trip an exchange would give them
+    RoundTrip(c, combine_format_, c.ye, c.expert_rows);
+    return {};
+  }
+  // The outputs go back to the routing ranks (node-aware: the node's partial sums, fp32; each
+  // expert output was rounded to combine_format_ on its way to the forwarder).
+  c.rows_out = RowsFromExperts(c, c.ye, c.yp, node_aware_ ? parallel::RowFormat::kFp32
+                                                           : combine_format_);
   return c.rows_out;
 }
 
 parallel::Work MoeBlock::Unpermute(Context& c) {
   c.rows_out.wait();
+  if (ep_ > 1 && !node_aware_ && combine_format_ != parallel::RowFormat::kFp32) {
+    DecodeRows(c, combine_format_, c.y_recv, c.mb.tokens() * shape_.top_k, c.yp);
+  }
   if (node_aware_) {
     // y[t] += sum over nodes of the token's partials (row S: zeros for nodes it skipped).
     const int64_t S = c.node_plan.total_across_send(), D = dim_;

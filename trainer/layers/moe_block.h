@@ -36,9 +36,21 @@
 //                    within node (local) -> combine grads (a) -> unpermute backward
 // The result equals the flat path's up to the order of float sums (a token's outputs are summed
 // per node first).
+//
+// Wire precision of the forward's row exchanges (parallel/row_codec.h), from the block precision
+// (DESIGN.md "Precision", V3 report §3.3.2): fp8 dispatches e4m3 rows with power-of-two 1x128
+// scales and combines in bf16; bf16 dispatches and combines bf16; fp32 sends fp32. The backward's
+// exchanges (dispatch grads, combine grads) stay fp32. Every row is rounded the same way whatever
+// the layout: the piece before the post encodes, the piece after the wait decodes, and rows that
+// do not move (one process) get the same round trip in those pieces. Node-aware: both dispatch
+// hops send fp8 (the forwarder re-encodes decoded rows, which is lossless with power-of-two
+// scales), the within-node combine sends each expert's output in bf16, and the across-node
+// combine carries the node's gated partial sums in fp32 (rounding them to bf16 would add a
+// rounding the flat path has not, so the layouts would differ by more than summation order).
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,6 +59,7 @@
 #include "parallel/comm.h"
 #include "parallel/expert_dispatch.h"
 #include "parallel/node_dispatch.h"
+#include "parallel/row_codec.h"
 #include "trainer/layers/block.h"
 #include "trainer/layers/swiglu_mlp.h"
 #include "trainer/param_table.h"
@@ -94,8 +107,21 @@ class MoeBlock : public Block {
   void set_nodes(int ep_ranks_per_node, bool node_aware);
   bool node_aware() const { return node_aware_; }
   // Bytes this rank's expert exchanges (rows, counts, route entries, gate gradients) of training
-  // micro-batches sent to ranks on other nodes since the last call; resets the count.
+  // micro-batches sent to ranks on other nodes since the last call (rows in their wire format,
+  // parallel/row_codec.h); resets the count.
   int64_t take_cross_node_bytes();
+  // Bytes this rank's row exchanges of training micro-batches sent to OTHER EP ranks (rows to
+  // itself excluded; both hops of node-aware dispatch; route entries, counts and gate gradients
+  // not included) since the last call, in their wire format; resets the counts. Forward:
+  // dispatch (token rows to the experts) and combine (expert outputs back); backward: dispatch
+  // grads (output gradients to the experts) and combine grads (input gradients back).
+  struct ExchangeBytes {
+    int64_t dispatch = 0, combine = 0, dispatch_grads = 0, combine_grads = 0;
+  };
+  ExchangeBytes take_exchange_bytes();
+  // The forward's wire formats (from the block precision).
+  parallel::RowFormat dispatch_format() const { return dispatch_format_; }
+  parallel::RowFormat combine_format() const { return combine_format_; }
 
  private:
   struct Context : BlockContext {
@@ -126,6 +152,12 @@ class MoeBlock : public Block {
     parallel::NodePlan node_plan;
     parallel::NodeForwardPlan node_forward;
     parallel::Work routes_in, gates_back;
+    // Packed rows of the forward's exchanges in bf16 / fp8 (host memory, parallel/row_codec.h):
+    // dispatch (node-aware: its first hop) send / receive, node-aware's second hop send /
+    // receive, combine (node-aware: within the node) send / receive; and host staging of rows
+    // for backends whose memory the host cannot address.
+    std::vector<uint32_t> x_send, x_recv, x2_send, x2_recv, y_send, y_recv;
+    std::vector<float> staging;
     // Device: index arrays of the local gathers and sums, and the rows of both stages.
     // Stage 1 origin side xs1 (S, D) / ys1 (S+1, D), forwarder side xr1 / yr1 (R, D); stage 2
     // forwarder side xs2 / ys2 (T+1, D). The extra row is zero: where a slot has nothing.
@@ -175,10 +207,28 @@ class MoeBlock : public Block {
   // The row exchanges the forward and the backward share (only the buffers differ): token-side
   // rows to the experts' owners and back (node-aware: the across-node stage, through the stage
   // buffers), and node-aware's within-node stage. Each counts its off-node bytes.
-  parallel::Work RowsToExperts(Context& c, const float* token_rows, float* expert_rows);
-  parallel::Work RowsFromExperts(Context& c, const float* expert_rows, float* token_rows);
-  parallel::Work RowsToExpertsWithinNode(Context& c, float* expert_rows);
-  parallel::Work RowsFromExpertsWithinNode(Context& c, const float* expert_rows);
+  // `format`: the wire format; not fp32: the rows are encoded into the context's packed buffers
+  // here and the consuming piece decodes them after its wait (DecodeRows).
+  parallel::Work RowsToExperts(Context& c, const float* token_rows, float* expert_rows,
+                               parallel::RowFormat format = parallel::RowFormat::kFp32);
+  parallel::Work RowsFromExperts(Context& c, const float* expert_rows, float* token_rows,
+                                 parallel::RowFormat format = parallel::RowFormat::kFp32);
+  parallel::Work RowsToExpertsWithinNode(Context& c, float* expert_rows,
+                                         parallel::RowFormat format = parallel::RowFormat::kFp32);
+  parallel::Work RowsFromExpertsWithinNode(
+      Context& c, const float* expert_rows,
+      parallel::RowFormat format = parallel::RowFormat::kFp32);
+  // Backend rows <-> packed host words in `format` (through c.staging where the host cannot
+  // address the backend's memory); RoundTrip: rows = decode(encode(rows)) in place.
+  void EncodeRows(Context& c, parallel::RowFormat format, const float* rows, int64_t n,
+                  std::vector<uint32_t>& packed);
+  void DecodeRows(Context& c, parallel::RowFormat format, const std::vector<uint32_t>& packed,
+                  int64_t n, float* rows);
+  void RoundTrip(Context& c, parallel::RowFormat format, float* rows, int64_t n);
+  // Adds the bytes of `rows_per_rank` rows (per EP rank, this rank's own excluded) to `counter`
+  // when `c` is a training micro-batch.
+  void CountExchange(const Context& c, int64_t& counter, std::span<const int64_t> rows_per_rank,
+                     parallel::RowFormat format);
 
   ParamTable& table_;
   std::string name_;
@@ -188,12 +238,14 @@ class MoeBlock : public Block {
   int ep_ranks_per_node_;     // ep_ until set_nodes()
   bool node_aware_ = false;
   int64_t cross_node_bytes_ = 0;
+  ExchangeBytes exchange_bytes_;
   int64_t local_experts_;
   parallel::Comm* ep_comm_;
   parallel::Comm* ep_host_comm_;
   int64_t dim_, hidden_;
   double eps_, seq_aux_alpha_;
   kernels::Precision precision_;  // of the experts' GEMMs; the router gate stays fp32
+  parallel::RowFormat dispatch_format_, combine_format_;  // the forward's wire formats
   kernels::RouterShape shape_;
   int norm_, gate_w_, gate_b_, w1_, w3_, w2_;
   std::unique_ptr<SwigluMlp> shared_;  // null without shared experts

@@ -21,6 +21,9 @@ parallel::Work MoeBlock::ForwardWithinNode(Context& c) {
   const int64_t D = dim_, K = shape_.top_k, R = c.node_plan.total_across_recv();
   c.routes_in.wait();
   c.rows_in.wait();
+  if (dispatch_format_ != parallel::RowFormat::kFp32) {  // the first hop's packed rows
+    DecodeRows(c, dispatch_format_, c.x_recv, R, c.xr1);
+  }
   c.node_forward = parallel::plan_node_forward(c.node_plan, c.entries_in);
   const int64_t T = c.node_forward.total_send_rows();
   kernels::Backend& be = table_.backend();
@@ -37,27 +40,48 @@ parallel::Work MoeBlock::ForwardWithinNode(Context& c) {
   return {};
 }
 
-parallel::Work MoeBlock::RowsToExpertsWithinNode(Context& c, float* expert_rows) {
+parallel::Work MoeBlock::RowsToExpertsWithinNode(Context& c, float* expert_rows,
+                                                  parallel::RowFormat format) {
   const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  CountExchange(c, expert_rows == c.xe ? exchange_bytes_.dispatch : exchange_bytes_.dispatch_grads,
+                c.node_forward.send_rows, format);
+  if (format != parallel::RowFormat::kFp32) {  // decoded into expert_rows by ExpertsForward
+    // The rows were decoded from the first hop: re-encoding them is lossless (row_codec.h).
+    const int64_t words = parallel::row_words(format, D);
+    EncodeRows(c, format, c.xs2, T, c.x2_send);
+    c.x2_recv.resize(static_cast<size_t>(c.expert_rows * words));
+    return parallel::dispatch_within_packed(*ep_host_comm_, c.node_plan, c.node_forward,
+                                            c.x2_send, c.x2_recv, words);
+  }
   return parallel::dispatch_within(*ep_comm_, c.node_plan, c.node_forward,
                                    {c.xs2, static_cast<size_t>(T * D)},
                                    {expert_rows, static_cast<size_t>(c.expert_rows * D)}, D);
 }
 
-parallel::Work MoeBlock::RowsFromExpertsWithinNode(Context& c, const float* expert_rows) {
+parallel::Work MoeBlock::RowsFromExpertsWithinNode(Context& c, const float* expert_rows,
+                                                    parallel::RowFormat format) {
   const int64_t D = dim_, T = c.node_forward.total_send_rows();
+  CountExchange(c, expert_rows == c.ye ? exchange_bytes_.combine : exchange_bytes_.combine_grads,
+                c.node_plan.within_recv_rows, format);
+  if (format != parallel::RowFormat::kFp32) {  // decoded into ys2 by ReduceWithinNode
+    const int64_t words = parallel::row_words(format, D);
+    EncodeRows(c, format, expert_rows, c.expert_rows, c.y_send);
+    c.y_recv.resize(static_cast<size_t>(T * words));
+    return parallel::combine_within_packed(*ep_host_comm_, c.node_plan, c.node_forward, c.y_send,
+                                           c.y_recv, words);
+  }
   return parallel::combine_within(*ep_comm_, c.node_plan, c.node_forward,
                                   {expert_rows, static_cast<size_t>(c.expert_rows * D)},
                                   {c.ys2, static_cast<size_t>(T * D)}, D);
 }
 
 parallel::Work MoeBlock::DispatchWithinNode(Context& c) {
-  c.rows_in = RowsToExpertsWithinNode(c, c.xe);
+  c.rows_in = RowsToExpertsWithinNode(c, c.xe, dispatch_format_);
   return c.rows_in;
 }
 
 parallel::Work MoeBlock::CombineWithinNode(Context& c) {
-  c.rows_out = RowsFromExpertsWithinNode(c, c.ye);
+  c.rows_out = RowsFromExpertsWithinNode(c, c.ye, combine_format_);
   return c.rows_out;
 }
 
@@ -66,6 +90,9 @@ parallel::Work MoeBlock::ReduceWithinNode(Context& c) {
                 T = c.node_forward.total_send_rows();
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_out.wait();
+  if (combine_format_ != parallel::RowFormat::kFp32) {  // each expert output, rounded on the wire
+    DecodeRows(c, combine_format_, c.y_recv, T, c.ys2);
+  }
   // partial[row] = sum of the row's slots on this node of gate * output (row T: zeros).
   ops.fill(c.ys2 + T * D, 0.0f, D);
   ops.moe_unpermute_combine(c.yr1, c.ys2, c.gates2, c.pos_of_entry, R, K, D,

@@ -1,0 +1,259 @@
+// The MoE block's wire precision (moe_block.h, parallel/row_codec.h): with precision fp8 the
+// forward dispatches e4m3 rows with power-of-two scales and combines bf16; bf16 sends bf16 both
+// ways; the backward stays fp32. Rows are rounded the same way in every layout, so the forward
+// outputs and input gradients of one process (nothing moves) equal those of ep = 2, flat ep = 4
+// and node-aware dispatch (4 ranks as 2 nodes x 2) up to GEMM blocking and float summation
+// order (not bit for bit: the CPU GEMMs block by the number of rows); an FB-style interleaving of two micro-batches' pieces equals the sequential run bit for
+// bit; take_exchange_bytes() reports the rows sent to other ranks times their wire size.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_backend.h"
+#include "parallel/fake_comm.h"
+#include "parallel/row_codec.h"
+#include "trainer/layers/moe_block.h"
+#include "trainer/param_table.h"
+#include "trainer/rng.h"
+
+namespace tessera::trainer {
+namespace {
+
+constexpr int64_t kSeq = 6, kSeqsPerRank = 1;
+
+ModelConfig Config(kernels::Precision precision, int64_t dim, int64_t n_group) {
+  ModelConfig c;
+  c.dim = dim;
+  c.moe_inter_dim = 32;
+  c.n_experts = 8;
+  c.n_shared_experts = 1;
+  c.top_k = 3;
+  c.n_group = n_group;
+  c.topk_group = n_group;
+  c.route_scale = 2.5;
+  c.seq_aux_alpha = 0.0;
+  c.init_std = 0.3;
+  c.block_precision = precision;
+  return c;
+}
+
+std::vector<float> Random(int64_t n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+
+struct Outcome {
+  std::vector<float> y0, y1, dx0, dx1;
+  MoeBlock::ExchangeBytes bytes;
+  int64_t off_rank_slots = 0;  // (token, expert) slots of mb 0 and 1 whose expert is elsewhere
+};
+
+// Inputs of the whole group: `sequences` sequences of kSeq tokens; rank r takes its slice.
+struct Inputs {
+  std::vector<float> x0, x1, dy0, dy1;
+};
+Inputs MakeInputs(int64_t sequences, int64_t dim) {
+  const int64_t n = sequences * kSeq * dim;
+  return {Random(n, 10), Random(n, 20), Random(n, 30), Random(n, 40)};
+}
+
+// One rank's block over two micro-batches (its slice of the inputs): sequentially, or the
+// second's forward interleaved piece by piece with the first's backward (the FB instruction).
+Outcome Run(parallel::Comm* ep, int ep_size, int ep_rank, int ranks_per_node, bool node_aware,
+            const ModelConfig& config, const Inputs& in, bool interleaved) {
+  kernels::CpuBackend cpu;
+  ParamTable table;
+  MoeBlock block(table, config, "layers.0.", ep_size, ep_rank, ep);
+  if (ep_size > 1) block.set_nodes(ranks_per_node, node_aware);
+  table.finalize(cpu);
+  table.init(3, config.init_std);
+  const int64_t seqs = ep_size == 1 ? static_cast<int64_t>(in.x0.size()) / (kSeq * config.dim)
+                                    : kSeqsPerRank;
+  const MicroBatchInfo mb{seqs, kSeq, true, 0.25};
+  const int64_t n = mb.tokens() * config.dim, first = ep_size == 1 ? 0 : ep_rank * n;
+  auto slice = [&](const std::vector<float>& v) {
+    return std::vector<float>(v.begin() + first, v.begin() + first + n);
+  };
+  const std::vector<float> x0 = slice(in.x0), x1 = slice(in.x1), dy0 = slice(in.dy0),
+                           dy1 = slice(in.dy1);
+  Outcome out;
+  out.y0.resize(n), out.y1.resize(n), out.dx0.resize(n), out.dx1.resize(n);
+  auto c0 = block.NewContext(), c1 = block.NewContext();
+  ActivationArena a0(cpu, block.ArenaBytes(mb, cpu.device()));
+  ActivationArena a1(cpu, block.ArenaBytes(mb, cpu.device()));
+  block.Prepare(*c0, a0, mb);
+  block.Prepare(*c1, a1, mb);
+  block.BeginForward(*c0, x0.data(), out.y0.data());
+  block.BeginForward(*c1, x1.data(), out.y1.data());
+  block.BeginBackward(*c0, dy0.data(), out.dx0.data());
+  block.BeginBackward(*c1, dy1.data(), out.dx1.data());
+  const BlockPieces& p = block.pieces();
+  auto run = [](const std::vector<BlockPiece>& list, BlockContext& c) {
+    for (const BlockPiece& piece : list) piece.run(c);
+  };
+  run(p.forward, *c0);
+  if (interleaved) {
+    for (size_t i = 0; i < std::max(p.forward.size(), p.backward_input.size()); ++i) {
+      if (i < p.forward.size()) p.forward[i].run(*c1);
+      if (i < p.backward_input.size()) p.backward_input[i].run(*c0);
+    }
+    run(p.backward_weight, *c0);
+  } else {
+    run(p.backward_input, *c0);
+    run(p.backward_weight, *c0);
+    run(p.forward, *c1);
+  }
+  run(p.backward_input, *c1);
+  run(p.backward_weight, *c1);
+  const int64_t per_rank = config.n_experts / ep_size;
+  for (const BlockContext* c : {c0.get(), c1.get()}) {
+    const int32_t* idx = block.routing(*c);
+    for (int64_t s = 0; s < mb.tokens() * config.top_k; ++s) {
+      out.off_rank_slots += idx[s] / per_rank != ep_rank;
+    }
+  }
+  out.bytes = block.take_exchange_bytes();
+  const MoeBlock::ExchangeBytes again = block.take_exchange_bytes();
+  EXPECT_EQ(again.dispatch + again.combine + again.dispatch_grads + again.combine_grads, 0);
+  return out;
+}
+
+// The ranks' outcomes; ep_size = 1 runs the whole group's tokens in one process.
+std::vector<Outcome> RunGroup(int ep_size, int ranks_per_node, bool node_aware,
+                              const ModelConfig& config, const Inputs& in, bool interleaved) {
+  if (ep_size == 1) return {Run(nullptr, 1, 0, 1, false, config, in, interleaved)};
+  std::vector<Outcome> out(ep_size);
+  parallel::run_fake_ranks(ep_size, [&](parallel::Comm& ep) {
+    out[ep.rank()] = Run(&ep, ep_size, ep.rank(), ranks_per_node, node_aware, config, in,
+                         interleaved);
+  });
+  return out;
+}
+
+// The ranks' pieces of a tensor, concatenated in rank order.
+std::vector<float> Join(const std::vector<Outcome>& o, std::vector<float> Outcome::*field) {
+  std::vector<float> all;
+  for (const Outcome& r : o) all.insert(all.end(), (r.*field).begin(), (r.*field).end());
+  return all;
+}
+
+double RelDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(double{a[i]} - b[i]));
+    scale = std::max(scale, std::abs(double{b[i]}));
+  }
+  return diff / scale;
+}
+
+// Fraction of elements with |a - b| > 1e-5 max(1, max |b|). Layouts differ by GEMM blocking and
+// summation order (~1e-7), which rarely moves a value across a bf16/fp8 rounding boundary; a
+// layout that rounded a row differently (or not at all) would move nearly every element by
+// ~1e-3 of its size.
+double Mismatched(const std::vector<float>& a, const std::vector<float>& b) {
+  double scale = 1;
+  for (float v : b) scale = std::max(scale, std::abs(double{v}));
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += std::abs(double{a[i]} - b[i]) > 1e-5 * scale;
+  return static_cast<double>(n) / static_cast<double>(a.size());
+}
+
+// Equal up to GEMM blocking and summation order (see Mismatched).
+void ExpectSameRounding(const std::vector<float>& got, const std::vector<float>& want,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  EXPECT_LT(Mismatched(got, want), 0.01) << what << ": max rel diff " << RelDiff(got, want);
+  EXPECT_LT(RelDiff(got, want), 1e-3) << what;
+}
+
+class MoeExchangePrecision : public ::testing::TestWithParam<kernels::Precision> {};
+
+TEST_P(MoeExchangePrecision, OneProcessEqualsEp2) {
+  const ModelConfig config = Config(GetParam(), 160, 1);  // 160: a full and a ragged fp8 tile
+  const Inputs in = MakeInputs(2 * kSeqsPerRank, config.dim);
+  const std::vector<Outcome> one = RunGroup(1, 1, false, config, in, false);
+  const std::vector<Outcome> two = RunGroup(2, 2, false, config, in, false);
+  for (auto field : {&Outcome::y0, &Outcome::y1, &Outcome::dx0, &Outcome::dx1}) {
+    ExpectSameRounding(Join(two, field), one[0].*field, "ep 2 vs one process");
+  }
+  EXPECT_NE(one[0].y0, one[0].y1);
+  // Bytes: rows sent to the other rank in the wire formats (one process sends nothing).
+  const int64_t D = config.dim;
+  const parallel::RowFormat dispatch = GetParam() == kernels::Precision::kFP8
+                                           ? parallel::RowFormat::kFp8
+                                       : GetParam() == kernels::Precision::kBF16
+                                           ? parallel::RowFormat::kBf16
+                                           : parallel::RowFormat::kFp32;
+  const parallel::RowFormat combine = GetParam() == kernels::Precision::kF32
+                                          ? parallel::RowFormat::kFp32
+                                          : parallel::RowFormat::kBf16;
+  EXPECT_EQ(one[0].bytes.dispatch + one[0].bytes.combine + one[0].bytes.dispatch_grads +
+                one[0].bytes.combine_grads, 0);
+  for (int r = 0; r < 2; ++r) {
+    // My rows for the other rank's experts go out; the outputs of its rows for mine go back.
+    const int64_t out = two[r].off_rank_slots, back = two[1 - r].off_rank_slots;
+    EXPECT_GT(out, 0);
+    EXPECT_EQ(two[r].bytes.dispatch, out * parallel::row_bytes(dispatch, D)) << "rank " << r;
+    EXPECT_EQ(two[r].bytes.combine, back * parallel::row_bytes(combine, D)) << "rank " << r;
+    EXPECT_EQ(two[r].bytes.dispatch_grads, out * 4 * D) << "rank " << r;
+    EXPECT_EQ(two[r].bytes.combine_grads, back * 4 * D) << "rank " << r;
+  }
+  if (GetParam() == kernels::Precision::kFP8) {  // 160 + 2 scales x 4 bytes vs 640
+    EXPECT_EQ(parallel::row_bytes(dispatch, D), 168);
+  }
+}
+
+TEST_P(MoeExchangePrecision, NodeAwareEqualsOneProcessUpToSummationOrder) {
+  const ModelConfig config = Config(GetParam(), 160, 2);
+  const Inputs in = MakeInputs(4 * kSeqsPerRank, config.dim);
+  const std::vector<Outcome> one = RunGroup(1, 1, false, config, in, false);
+  const std::vector<Outcome> node = RunGroup(4, 2, true, config, in, false);
+  const std::vector<Outcome> flat = RunGroup(4, 2, false, config, in, false);
+  for (auto field : {&Outcome::y0, &Outcome::y1, &Outcome::dx0, &Outcome::dx1}) {
+    ExpectSameRounding(Join(flat, field), one[0].*field, "flat ep 4 vs one process");
+    // A bf16 rounding of the node partials (not in the flat path) would fail this.
+    ExpectSameRounding(Join(node, field), one[0].*field, "node-aware ep 4 vs one process");
+  }
+}
+
+TEST_P(MoeExchangePrecision, InterleavedEqualsSequentialBitForBit) {
+  for (const bool node_aware : {false, true}) {
+    const ModelConfig config = Config(GetParam(), 160, 2);
+    const Inputs in = MakeInputs(4 * kSeqsPerRank, config.dim);
+    const std::vector<Outcome> seq = RunGroup(4, 2, node_aware, config, in, false);
+    const std::vector<Outcome> inter = RunGroup(4, 2, node_aware, config, in, true);
+    for (auto field : {&Outcome::y0, &Outcome::y1, &Outcome::dx0, &Outcome::dx1}) {
+      EXPECT_TRUE(Join(seq, field) == Join(inter, field)) << "node_aware " << node_aware;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Precision, MoeExchangePrecision,
+                         ::testing::Values(kernels::Precision::kF32, kernels::Precision::kBF16,
+                                           kernels::Precision::kFP8),
+                         [](const auto& info) {
+                           return std::string(kernels::precision_name(info.param));
+                         });
+
+// The wire formats follow the block precision (V3: fp8 dispatch, bf16 combine).
+TEST(MoeExchangePrecisionFormats, FromTheBlockPrecision) {
+  ParamTable table;
+  MoeBlock fp8(table, Config(kernels::Precision::kFP8, 128, 1), "layers.0.");
+  EXPECT_EQ(fp8.dispatch_format(), parallel::RowFormat::kFp8);
+  EXPECT_EQ(fp8.combine_format(), parallel::RowFormat::kBf16);
+  MoeBlock bf16(table, Config(kernels::Precision::kBF16, 128, 1), "layers.1.");
+  EXPECT_EQ(bf16.dispatch_format(), parallel::RowFormat::kBf16);
+  EXPECT_EQ(bf16.combine_format(), parallel::RowFormat::kBf16);
+  MoeBlock fp32(table, Config(kernels::Precision::kF32, 128, 1), "layers.2.");
+  EXPECT_EQ(fp32.dispatch_format(), parallel::RowFormat::kFp32);
+  EXPECT_EQ(fp32.combine_format(), parallel::RowFormat::kFp32);
+}
+
+}  // namespace
+}  // namespace tessera::trainer

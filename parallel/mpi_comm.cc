@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "parallel/blocking_watch.h"
+#include "parallel/env_number.h"
 #include "parallel/liveness.h"
 #include "parallel/mpi_env.h"
 #include "parallel/mpi_group_split.h"
@@ -206,17 +207,6 @@ struct MpiComm::Request {
 
 namespace {
 
-double env_double(const char* name, double fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  const double x = std::strtod(v, &end);
-  if (*end != '\0') {
-    throw std::invalid_argument(std::string(name) + "='" + v + "' is not a number");
-  }
-  return x;
-}
-
 MPI_Datatype mpi_type(DType dtype) {
   switch (dtype) {
     case DType::kF32:
@@ -265,15 +255,15 @@ std::string count_detail(DType dtype, int64_t count) {
 }  // namespace
 
 double MpiCommOptions::default_timeout_s() {
-  return env_double("TESSERA_COMM_TIMEOUT_S", kDefaultTimeoutS);
+  return env_number("TESSERA_COMM_TIMEOUT_S", kDefaultTimeoutS);
 }
 
 double MpiCommOptions::default_stall_s() {
-  return env_double("TESSERA_COMM_STALL_S", kDefaultStallS);
+  return env_number("TESSERA_COMM_STALL_S", kDefaultStallS);
 }
 
 int MpiCommOptions::default_poll_interval_us() {
-  const double us = env_double("TESSERA_COMM_POLL_US", kDefaultPollIntervalUs);
+  const double us = env_number("TESSERA_COMM_POLL_US", kDefaultPollIntervalUs);
   if (us < 0 || us > 1e6) {
     throw std::invalid_argument("TESSERA_COMM_POLL_US=" + std::to_string(us) +
                                 " is outside [0, 1000000]");

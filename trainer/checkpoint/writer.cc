@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "parallel/env_number.h"
 #include "parallel/mpi_comm.h"
 
 namespace tessera::trainer {
@@ -18,16 +19,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 double checkpoint_timeout_s(int64_t bytes) {
-  if (const char* v = std::getenv("TESSERA_CHECKPOINT_TIMEOUT_S"); v && *v) {
-    char* end = nullptr;
-    const double s = std::strtod(v, &end);
-    if (*end != '\0' || !(s >= 0)) {
-      throw std::invalid_argument(std::string("TESSERA_CHECKPOINT_TIMEOUT_S='") + v +
-                                  "' is not a number of seconds >= 0");
-    }
-    return s;
+  const double s = parallel::env_number("TESSERA_CHECKPOINT_TIMEOUT_S",
+                                        600.0 + static_cast<double>(bytes) / 20e6);
+  if (!(s >= 0)) {
+    throw std::invalid_argument("TESSERA_CHECKPOINT_TIMEOUT_S=" + std::to_string(s) +
+                                " is not a number of seconds >= 0");
   }
-  return 600.0 + static_cast<double>(bytes) / 20e6;
+  return s;
 }
 
 parallel::BlockingWatch::Region watch_checkpoint_io(

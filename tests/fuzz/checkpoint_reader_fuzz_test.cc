@@ -19,6 +19,7 @@
 #include "parallel/mpi_comm.h"
 #include "tests/fuzz/fuzz_case.h"
 #include "tests/fuzz/mutator.h"
+#include "tests/trainer/checkpoint_harness.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/model.h"
 
@@ -29,21 +30,7 @@ namespace fs = std::filesystem;
 
 const int kMutations = mutation_count(300);
 
-trainer::Recipe small_recipe() {
-  trainer::Recipe r;
-  r.source = "fuzz";
-  r.data.path = "unused";
-  r.model.vocab_size = 11;
-  r.model.dim = 8;
-  r.model.n_layers = 2;
-  r.model.n_heads = 2;
-  r.model.inter_dim = 12;
-  r.model.moe_inter_dim = 4;
-  r.model.n_experts = 4;
-  r.model.top_k = 2;
-  r.model.first_dense_layers = 1;
-  return r;
-}
+trainer::Recipe small_recipe() { return trainer::testing::SmallRecipe(); }
 
 // Writes step 5 of small_recipe() under `checkpoints`. In a child process: write_checkpoint needs
 // MPI (parallel HDF5), and the parent stays without MPI so that its fuzz children may fork freely.

@@ -41,18 +41,9 @@ using Values = std::map<std::string, std::vector<float>>;
 
 // vocab 260 and inter_dim 130 make fp8 weights of several 128x128 blocks, full and partial.
 Recipe SmallRecipe() {
-  Recipe r;
-  r.source = "test";
-  r.data.path = "unused";
+  Recipe r = testing::SmallRecipe();
   r.model.vocab_size = 260;
-  r.model.dim = 8;
-  r.model.n_layers = 2;
-  r.model.n_heads = 2;
   r.model.inter_dim = 130;
-  r.model.moe_inter_dim = 4;
-  r.model.n_experts = 4;
-  r.model.top_k = 2;
-  r.model.first_dense_layers = 1;
   return r;
 }
 

@@ -8,6 +8,7 @@
 #include "parallel/rank_grid.h"
 #include "parallel/schedule_registry.h"
 #include "trainer/model.h"
+#include "trainer/optimizer.h"
 #include "trainer/parallel_layout.h"
 
 namespace tessera::trainer {
@@ -33,6 +34,8 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
     const int64_t mb_rows = recipe.train.global_batch / (spec.dp * micro_batches);
     const int64_t seq_len = recipe.train.seq_len;
     const int64_t boundary_bytes = mb_rows * seq_len * recipe.model.dim * 4;
+    const int64_t moment_bytes =
+        state_dtype_bytes(parse_state_dtype(recipe.optimizer.state_dtype));
     for (int r = 0; r < world; ++r) {
       const parallel::RankCoords coords = grid.coords(r);
       if (first_of_each_stage && coords.dp_rank != 0) continue;
@@ -51,7 +54,7 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
       m.expert_slice = coords.ep_rank;
       m.parameters = (dense + expert) * 4;
       m.gradients = m.parameters;
-      m.optimizer = 2 * (dense / dense_dp + expert / expert_dp) * 4;
+      m.optimizer = 2 * (dense / dense_dp + expert / expert_dp) * moment_bytes;
       m.contexts = parallel::peak_in_flight(schedule, coords.pp_rank);
       for (int c = 0; c < model->n_chunks(); ++c) {
         const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);

@@ -5,13 +5,16 @@
 //   gradients      the same size (fp32 gradient buffer)
 //   optimizer      AdamW's two moments of this rank's ZeRO-1 shards (1/dp of the dense region,
 //                  1/expert-dp of the expert region; 1/(2 dp) and 1/(2 expert-dp) under dualpipe,
-//                  whose mirrored stage pairs share their shards)
+//                  whose mirrored stage pairs share their shards), 4 bytes an element, 2 with
+//                  optimizer.state_dtype bf16
 //   activations    micro-batch contexts (the schedule's peak in flight per chunk) x the arena
 //                  of one: saved activations, backward workspaces, boundary residuals; expert-side
 //                  buffers sized for the worst-case routing
 //   communication  pipeline boundary buffers: an upper bound from the schedule
 //                  (PipelineExecutor::PlannedPoolBuffers)
-// Not counted: the data loader's shard cache, communication libraries' own buffers, the binary.
+// Not counted: the data loader's shard cache, communication libraries' own buffers, the binary;
+// with bf16 optimizer state, its 2 MiB fp32 update scratch and the fp32 moment mirrors that exist
+// only while a checkpoint is written or read (trainer/checkpoint/staging.h).
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,17 @@
 #include "trainer/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
+#include "kernels/math/low_precision.h"
 
 namespace tessera::trainer {
+
+namespace {
+// Below this many elements a bf16 conversion loop runs on one thread.
+constexpr int64_t kParallelConvert = int64_t{1} << 14;
+}  // namespace
 
 double grad_sum_squares(ParamTable& params, std::span<const FlatRange> ranges) {
   const float* g = params.grads().data<float>();
@@ -27,15 +35,45 @@ double clip_scale(double norm, double max_norm) {
   return max_norm / norm;
 }
 
+StateDtype parse_state_dtype(const std::string& name) {
+  if (name == "fp32") return StateDtype::kF32;
+  if (name == "bf16") return StateDtype::kBF16;
+  throw std::invalid_argument("optimizer.state_dtype: unknown value '" + name +
+                              "' (allowed: fp32, bf16)");
+}
+
+int64_t state_dtype_bytes(StateDtype dtype) { return dtype == StateDtype::kBF16 ? 2 : 4; }
+
 AdamW::AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned,
              kernels::Backend& backend)
-    : config_(config), owned_(std::move(owned)) {
+    : config_(config),
+      state_dtype_(parse_state_dtype(config.state_dtype)),
+      owned_(std::move(owned)) {
   kernels::BackendOps<float>& ops = backend.ops<float>();
+  if (state_dtype_ == StateDtype::kF32) {
+    for (const FlatRange& r : owned_) {
+      for (auto* moments : {&m_, &v_}) {
+        moments->push_back(backend.alloc({r.size()}, kernels::DType::kF32));
+        ops.fill(moments->back().data<float>(), 0.0f, r.size());
+      }
+    }
+    return;
+  }
+  if (!backend.capabilities().host_accessible) {
+    throw std::invalid_argument("optimizer.state_dtype bf16 needs a backend whose memory the host "
+                                "can address (its moments are converted on the host); " +
+                                backend.capabilities().name + "'s is not: use fp32");
+  }
+  int64_t largest = 0;
   for (const FlatRange& r : owned_) {
     for (auto* moments : {&m_, &v_}) {
-      moments->push_back(backend.alloc({r.size()}, kernels::DType::kF32));
-      ops.fill(moments->back().data<float>(), 0.0f, r.size());
+      moments->push_back(backend.alloc({r.size()}, kernels::DType::kU16));
+      std::fill_n(moments->back().data<uint16_t>(), r.size(), uint16_t{0});  // bf16 +0
     }
+    largest = std::max(largest, r.size());
+  }
+  if (largest > 0) {
+    scratch_ = backend.alloc({2 * std::min(largest, kBf16Chunk)}, kernels::DType::kF32);
   }
 }
 
@@ -55,13 +93,42 @@ void AdamW::Step(ParamTable& params, double lr, double grad_scale) {
   float* p = params.values().data<float>();
   const float* g = params.grads().data<float>();
   kernels::BackendOps<float>& ops = params.ops();
+  const float scale = static_cast<float>(grad_scale);
   for (size_t k = 0; k < owned_.size(); ++k) {
     const int64_t base = owned_[k].begin;
-    float* m = m_[k].data<float>();
-    float* v = v_[k].data<float>();
+    if (state_dtype_ == StateDtype::kF32) {
+      float* m = m_[k].data<float>();
+      float* v = v_[k].data<float>();
+      for_each_trainable_piece(params, owned_[k], [&](const ParamDesc& d, int64_t b, int64_t e) {
+        ops.adamw_update(p + b, g + b, m + (b - base), v + (b - base), e - b, hp, d.weight_decay,
+                         scale);
+      });
+      continue;
+    }
+    // bf16 state: widen a chunk of the moments into the fp32 scratch, update, round back.
+    if (owned_[k].size() == 0) continue;
+    uint16_t* m = m_[k].data<uint16_t>();
+    uint16_t* v = v_[k].data<uint16_t>();
+    const int64_t chunk = scratch_.numel() / 2;
+    float* mf = scratch_.data<float>();
+    float* vf = mf + chunk;
     for_each_trainable_piece(params, owned_[k], [&](const ParamDesc& d, int64_t b, int64_t e) {
-      ops.adamw_update(p + b, g + b, m + (b - base), v + (b - base), e - b, hp, d.weight_decay,
-                       static_cast<float>(grad_scale));
+      for (int64_t c = b; c < e; c += chunk) {
+        const int64_t n = std::min(chunk, e - c);
+        uint16_t* mc = m + (c - base);
+        uint16_t* vc = v + (c - base);
+#pragma omp parallel for simd if (n >= kParallelConvert)
+        for (int64_t i = 0; i < n; ++i) {
+          mf[i] = kernels::math::bf16_to_float(mc[i]);
+          vf[i] = kernels::math::bf16_to_float(vc[i]);
+        }
+        ops.adamw_update(p + c, g + c, mf, vf, n, hp, d.weight_decay, scale);
+#pragma omp parallel for simd if (n >= kParallelConvert)
+        for (int64_t i = 0; i < n; ++i) {
+          mc[i] = kernels::math::float_to_bf16(mf[i]);
+          vc[i] = kernels::math::float_to_bf16(vf[i]);
+        }
+      }
     });
   }
 }

@@ -3,10 +3,18 @@
 // exist for the owned ranges only. Decoupled weight decay applies to parameters whose descriptor
 // asks for it, frozen parameters are skipped, and region padding is never touched; global
 // grad-norm clipping is folded into the update as a gradient scale.
+//
+// Moment storage (OptimizerConfig::state_dtype): fp32, or bf16 bit patterns (uint16_t). With bf16
+// each update widens the moments to fp32 (exact), runs the backend's fp32 AdamW and rounds the new
+// moments to nearest even (kernels/math/low_precision.h): the parameters move exactly as an fp32
+// step from the widened moments would, and only the stored moments are rounded. bf16 state needs
+// a host-accessible backend (the conversion runs on the host, a chunk at a time); the recipe check
+// refuses it with run.device cuda.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "trainer/param_table.h"
@@ -32,10 +40,17 @@ double grad_norm(ParamTable& params);
 // min(1, max_norm / norm); 1 when max_norm is 0 (clipping off).
 double clip_scale(double norm, double max_norm);
 
+enum class StateDtype : uint8_t { kF32, kBF16 };
+// "fp32" | "bf16" (optimizer.state_dtype); throws std::invalid_argument naming the value otherwise.
+StateDtype parse_state_dtype(const std::string& name);
+// Bytes of one stored moment element: 4 or 2.
+int64_t state_dtype_bytes(StateDtype dtype);
+
 class AdamW {
  public:
   // `owned`: disjoint ranges of the table's flat buffers this optimizer updates. The moments live
-  // on `backend` (the table's), zeroed.
+  // on `backend` (the table's), zeroed, as config.state_dtype says. Throws std::invalid_argument
+  // for bf16 state on a backend whose memory the host cannot address.
   AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned, kernels::Backend& backend);
   // Updates the whole table (every region).
   AdamW(const OptimizerConfig& config, const ParamTable& params);
@@ -47,18 +62,28 @@ class AdamW {
   void set_steps_taken(int64_t steps) { steps_ = steps; }
 
   const std::vector<FlatRange>& owned() const { return owned_; }
+  StateDtype state_dtype() const { return state_dtype_; }
   // Moments of owned range k (owned()[k].size() elements, aligned with it), in the backend's
-  // memory.
-  std::span<float> exp_avg(size_t k) { return span_of(m_[k]); }
-  std::span<float> exp_avg_sq(size_t k) { return span_of(v_[k]); }
+  // memory. exp_avg/exp_avg_sq REQUIRE fp32 state, the _bf16 ones bf16 state (std::logic_error
+  // otherwise).
+  std::span<float> exp_avg(size_t k) { return span_of<float>(m_[k]); }
+  std::span<float> exp_avg_sq(size_t k) { return span_of<float>(v_[k]); }
+  std::span<uint16_t> exp_avg_bf16(size_t k) { return span_of<uint16_t>(m_[k]); }
+  std::span<uint16_t> exp_avg_sq_bf16(size_t k) { return span_of<uint16_t>(v_[k]); }
+
+  // Elements of the fp32 scratch a bf16-state step converts at a time (two such buffers, 2 MiB).
+  static constexpr int64_t kBf16Chunk = int64_t{1} << 18;
 
  private:
   OptimizerConfig config_;
+  StateDtype state_dtype_;
   std::vector<FlatRange> owned_;
-  static std::span<float> span_of(kernels::Tensor& t) {
-    return {t.data<float>(), static_cast<size_t>(t.numel())};
+  template <typename T>
+  static std::span<T> span_of(kernels::Tensor& t) {
+    return {t.data<T>(), static_cast<size_t>(t.numel())};
   }
-  std::vector<kernels::Tensor> m_, v_;
+  std::vector<kernels::Tensor> m_, v_;  // per owned range: fp32, or bf16 bits (kU16)
+  kernels::Tensor scratch_;             // bf16 state: fp32 m and v of one chunk
   int64_t steps_ = 0;
 };
 

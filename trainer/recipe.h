@@ -128,6 +128,9 @@ struct OptimizerConfig {
   double eps = 1e-8;
   double weight_decay = 0.1;   // decoupled; applied to weight matrices, not norms
   double grad_clip = 1.0;      // global grad-norm clip (0 = off)
+  // fp32 | bf16: how AdamW stores its two moments (bf16: rounded to nearest even after each
+  // update, which computes in fp32; half the moment memory). Checkpoints hold fp32 either way.
+  std::string state_dtype = "fp32";
 
   friend bool operator==(const OptimizerConfig&, const OptimizerConfig&) = default;
 };

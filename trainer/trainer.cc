@@ -525,6 +525,7 @@ StepReport Trainer::Run::Step() {
                                                      (fs::path(recipe.run.dir) / "checkpoints")
                                                          .string(),
                                                      recipe.checkpoint.keep_last);
+    staging.release();  // bf16 moments' fp32 copies: the writer took its own snapshot
   }
   if (metrics) metrics->write(metrics_line(report));
 

@@ -7,7 +7,7 @@
 //     as blocks finish their last micro-batch), so the reduction overlaps the rest of the
 //     backward; FinishReduction posts what is left and waits;
 //   - AdamW updates the rank's shards only: moments exist for them alone (1/dp of the dense and
-//     1/expert-dp of the expert optimizer state);
+//     1/expert-dp of the expert optimizer state; fp32 or bf16, optimizer.state_dtype);
 //   - the updated shards are all-gathered so every replica again holds every parameter.
 // Without data parallelism the shards are whole buckets and nothing is communicated.
 //
@@ -48,10 +48,14 @@ class ZeroOptimizer {
   // of the updated values.
   void Step(double lr, double grad_scale);
 
-  // This rank's shards (one per bucket), and the AdamW moments of shard k.
+  // This rank's shards (one per bucket), and the AdamW moments of shard k: fp32, or bf16 bits
+  // under optimizer.state_dtype bf16 (AdamW's accessors and their REQUIREs).
   const std::vector<FlatRange>& shards() const { return adamw_.owned(); }
+  StateDtype state_dtype() const { return adamw_.state_dtype(); }
   std::span<float> exp_avg(size_t k) { return adamw_.exp_avg(k); }
   std::span<float> exp_avg_sq(size_t k) { return adamw_.exp_avg_sq(k); }
+  std::span<uint16_t> exp_avg_bf16(size_t k) { return adamw_.exp_avg_bf16(k); }
+  std::span<uint16_t> exp_avg_sq_bf16(size_t k) { return adamw_.exp_avg_sq_bf16(k); }
   int64_t steps_taken() const { return adamw_.steps_taken(); }
   void set_steps_taken(int64_t steps) { adamw_.set_steps_taken(steps); }
   size_t buckets() const { return buckets_.size(); }

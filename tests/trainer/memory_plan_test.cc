@@ -75,6 +75,22 @@ TEST(MemoryPlan, OptimizerMomentsAreHeldOnceOverTheWorld) {
   }
 }
 
+// optimizer.state_dtype bf16 stores each moment in 2 bytes: every rank's optimizer state halves,
+// and nothing else changes.
+TEST(MemoryPlan, Bf16OptimizerStateHalvesTheMoments) {
+  const Recipe fp32 = Layout(2, 2, 2, 4, "1f1b");
+  Recipe bf16 = fp32;
+  bf16.optimizer.state_dtype = "bf16";
+  const std::vector<RankMemory> a = plan_memory(fp32, kernels::Device::kCPU);
+  const std::vector<RankMemory> b = plan_memory(bf16, kernels::Device::kCPU);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t r = 0; r < a.size(); ++r) {
+    EXPECT_GT(a[r].optimizer, 0) << "rank " << r;
+    EXPECT_EQ(b[r].optimizer * 2, a[r].optimizer) << "rank " << r;
+    EXPECT_EQ(b[r].total(), a[r].total() - a[r].optimizer / 2) << "rank " << r;
+  }
+}
+
 TEST(MemoryPlan, DualPipeMirrorPairsHoldTheSameParameters) {
   const std::vector<RankMemory> plan =
       plan_memory(Layout(4, 1, 1, 8, "dualpipe"), kernels::Device::kCPU);

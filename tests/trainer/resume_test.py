@@ -10,6 +10,8 @@
   reshard    a (pp, dp, ep) = (2,2,2) checkpoint resumed under (1,1,1), (1,4,4), (4,2,1), (2,4,2)
              and (2,2,2) with DualPipe (mirrored stages): the next steps' losses within 1e-5 of the
              uninterrupted run; the DualPipe run's own checkpoint resumed under (1,1,1) likewise
+  bf16 state optimizer.state_dtype=bf16: the checkpoint's moments are widened bf16 values;
+             resumed at step 4 under the same layout, bit for bit
   v3 tie     MLA + MTP at (2,2,2) 1f1b (the head's stage keeps a tied copy of the embedding, which
              it reads but never writes): resumed at step 4 under the same layout bit for bit, and
              under (1,1,1) within 1e-5
@@ -315,6 +317,30 @@ def main():
             worst = max(abs(l - v3_want[s]) / abs(v3_want[s]) for s, l in got if s > 4)
             c.expect([s for s, _ in got] == list(range(5, STEPS + 1)) and worst <= 1e-5,
                      f"v3 tie: (2,2,2) step 4 -> (1,1,1): steps 5..{STEPS} within {worst:.1e}")
+
+    # bf16 optimizer state: the checkpoint holds the moments widened to float32 (low 16 bits zero);
+    # resumed on the same layout they round back to the same bits: the run continues bit for bit.
+    bf16 = ["optimizer.state_dtype=bf16"]
+    bf16_ref = w("bf16_state_reference")
+    r.run(bf16_ref, extra=bf16)
+    moments = {k: v for k, v in params(final_step_dir(bf16_ref)).items() if k.startswith("optimizer/")}
+    c.expect(bool(moments) and all(not (v.view(np.uint32) & 0xFFFF).any() for v in moments.values()),
+             f"bf16 state: the checkpoint's {len(moments)} moment tensors are widened bf16 values")
+    c.expect(losses(bf16_ref) != losses(ref), "bf16 state: the losses differ from the fp32-state run's")
+    run_dir = w("bf16_state_resume")
+    os.makedirs(os.path.join(run_dir, "checkpoints"))
+    shutil.copytree(os.path.join(bf16_ref, "checkpoints", "step-00000004"),
+                    os.path.join(run_dir, "checkpoints", "step-00000004"))
+    with open(os.path.join(run_dir, "checkpoints", "latest"), "w") as f:
+        f.write("step-00000004\n")
+    r.run(run_dir, extra=bf16, resume="auto")
+    bf16_want = dict(losses(bf16_ref))
+    got = losses(run_dir)
+    c.expect([s for s, _ in got] == list(range(5, STEPS + 1)) and all(l == bf16_want[s] for s, l in got),
+             f"bf16 state: resumed under (2,2,2) at step 4, steps 5..{STEPS} bit-identical")
+    a, b = params(final_step_dir(run_dir)), params(final_step_dir(bf16_ref))
+    c.expect(a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a),
+             f"bf16 state: final parameters and moments equal bit for bit ({len(a)} tensors)")
 
     # Damage: flip one byte of a dataset in the newest checkpoint.
     run_dir = w("damage")

@@ -203,6 +203,11 @@ const std::vector<Field>& fields() {
           "optimizer.weight_decay", "decoupled, on weight matrices only", at_least(0)),
       field<&R::optimizer, &OptimizerConfig::grad_clip>(
           "optimizer.grad_clip", "global grad-norm clip (0 = off)", at_least(0)),
+      field<&R::optimizer, &OptimizerConfig::state_dtype>(
+          "optimizer.state_dtype",
+          "AdamW moments stored as fp32 | bf16 (nearest even; the update computes in fp32, "
+          "checkpoints hold fp32)",
+          one_of({"fp32", "bf16"})),
 
       field<&R::schedule, &LrScheduleConfig::warmup_steps>(
           "schedule.warmup_steps", "linear warm-up steps from 0 to optimizer.lr", at_least(0)),

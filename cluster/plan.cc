@@ -27,15 +27,22 @@ using trainer::LinearShape;
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-// Bytes per element of what travels. fp32 is what tessera sends today; bf16 and fp8 are planned as
-// DeepSeek-V3 runs them: activations and gradients in bf16, fp8 dispatch with one fp32 scale per
-// 128 values, combine in bf16.
+// Bytes per element of what travels: what MoeBlock sends (trainer/layers/moe_block.h, "Wire
+// precision"; V3 report §3.3.2). fp8: the dispatch (both node-aware hops) e4m3 with one fp32 scale
+// per 128 values, the combine bf16; the backward alike: dispatch grads fp8, combine grads bf16.
+// Both backward pieces are priced at the one figure `backward`, so it is their mean. Node-aware
+// dispatch's across-node hops carry fp32 whatever the precision: the combine's and the combine
+// grads' per-node partial sums, and the dispatch grads' ungated dy rows (the forwarder gates them
+// before they are rounded) -- `combine_across`, `backward_across`. bf16: bf16 rows, the same
+// across-node fp32. (`pipeline`, the stage boundaries, is priced as before: bf16 below fp32.)
 struct WireBytes {
   double dispatch = 4, combine = 4, backward = 4, pipeline = 4;
+  double combine_across = 4, backward_across = 4;  // node-aware's across-node hops
 };
 WireBytes wire_bytes(const std::string& precision) {
-  if (precision == "fp8") return {1.0 + 4.0 / 128.0, 2, 2, 2};
-  if (precision == "bf16") return {2, 2, 2, 2};
+  const double fp8 = 1.0 + 4.0 / 128.0;
+  if (precision == "fp8") return {fp8, 2, (fp8 + 2) / 2, 2, 4, 4};
+  if (precision == "bf16") return {2, 2, 2, 2, 4, 4};
   return {};
 }
 
@@ -240,8 +247,9 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
                               nodes_per_row);
     };
     const Pricing::AllToAll d = a2a(wire.dispatch), c = a2a(wire.combine), b = a2a(wire.backward);
-    if (node_aware) {
-      cost.dispatch = d.across, cost.combine = c.across, cost.backward = b.across;
+    if (node_aware) {  // the across-node hops of partial sums and dy rows: their own formats
+      cost.dispatch = d.across, cost.combine = a2a(wire.combine_across).across;
+      cost.backward = a2a(wire.backward_across).across;
       cost.dispatch_within = d.within, cost.combine_within = c.within;
       cost.backward_within = b.within;
     } else {
@@ -478,9 +486,11 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                         price.ring(std::min(bucket, expert), expert_dp, expert_dp_crosses) +
                         price.ring(dense, dense_dp, dp_crosses) +
                         price.ring(expert, expert_dp, expert_dp_crosses);
-    // AdamW reads parameter, gradient and two moments and writes three of them, per shard value.
+    // AdamW reads parameter, gradient and two moments and writes the parameter and the moments,
+    // per shard value: fp32 values and gradients, moments of optimizer.state_dtype.
     const double shard_values = dense / 4.0 / dense_dp + expert / 4.0 / expert_dp;
-    const double optimizer = price.traffic(7.0 * 4.0 * shard_values);
+    const double moment_bytes = recipe.optimizer.state_dtype == "bf16" ? 2.0 : 4.0;
+    const double optimizer = price.traffic((3.0 * 4.0 + 4.0 * moment_bytes) * shard_values);
     // The trainer's own per-step work beside the pipeline and ZeRO (trainer.cc): zeroing the
     // gradient buffer, the expert loads' data-parallel all-reduce, and the world all-reduces of
     // the step's scalars and metrics (trainer/step_stats.h: one before the optimizer, two

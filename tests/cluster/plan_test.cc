@@ -166,6 +166,20 @@ TEST(Plan, PipelineAndOverlap) {
                                           overlapped.optimizer_s + overlapped.step_tail_s);
 }
 
+// AdamW's memory traffic per shard value: fp32 value r/w and gradient read (12 bytes) plus both
+// moments read and written at optimizer.state_dtype's width (16 bytes fp32, 8 bf16).
+TEST(Plan, Bf16OptimizerStateMovesFewerBytes) {
+  const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const std::vector<std::string> layout = {"parallel.pp=1", "parallel.dp=1", "parallel.ep=1",
+                                           "parallel.micro_batches=1", "parallel.schedule=gpipe"};
+  std::vector<std::string> bf16 = layout;
+  bf16.push_back("optimizer.state_dtype=bf16");
+  const Plan fp32_state = make_plan(tiny(layout), c);
+  const Plan bf16_state = make_plan(tiny(bf16), c);
+  ASSERT_GT(fp32_state.optimizer_s, 0.0);
+  EXPECT_NEAR(bf16_state.optimizer_s / fp32_state.optimizer_s, 20.0 / 28.0, 1e-9);
+}
+
 TEST(Plan, RefusesMoreRanksThanDevices) {
   const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));  // 8 devices
   try {

@@ -30,11 +30,11 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // Bytes per element of what travels: what MoeBlock sends (trainer/layers/moe_block.h, "Wire
 // precision"; V3 report §3.3.2). fp8: the dispatch (both node-aware hops) e4m3 with one fp32 scale
 // per 128 values, the combine bf16; the backward alike: dispatch grads fp8, combine grads bf16.
-// Both backward pieces are priced at the one figure `backward`, so it is their mean. Node-aware
-// dispatch's across-node hops carry fp32 whatever the precision: the combine's and the combine
-// grads' per-node partial sums, and the dispatch grads' ungated dy rows (the forwarder gates them
-// before they are rounded) -- `combine_across`, `backward_across`. bf16: bf16 rows, the same
-// across-node fp32. (`pipeline`, the stage boundaries, is priced as before: bf16 below fp32.)
+// bf16: bf16 rows, except the combine grads: fp32. Both backward pieces are priced at the one
+// figure `backward`, so it is their mean. Node-aware dispatch's across-node hops carry fp32
+// whatever the precision: the combine's and the combine grads' per-node partial sums, and the
+// dispatch grads' ungated dy rows (the forwarder gates them before they are rounded) --
+// `combine_across`, `backward_across`. (`pipeline`, the stage boundaries: as before.)
 struct WireBytes {
   double dispatch = 4, combine = 4, backward = 4, pipeline = 4;
   double combine_across = 4, backward_across = 4;  // node-aware's across-node hops
@@ -42,7 +42,7 @@ struct WireBytes {
 WireBytes wire_bytes(const std::string& precision) {
   const double fp8 = 1.0 + 4.0 / 128.0;
   if (precision == "fp8") return {fp8, 2, (fp8 + 2) / 2, 2, 4, 4};
-  if (precision == "bf16") return {2, 2, 2, 2, 4, 4};
+  if (precision == "bf16") return {2, 2, (2 + 4) / 2.0, 2, 4, 4};
   return {};
 }
 

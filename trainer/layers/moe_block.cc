@@ -28,7 +28,12 @@ MoeBlock::MoeBlock(ParamTable& table, const ModelConfig& config, const std::stri
                        : precision_ == kernels::Precision::kBF16 ? parallel::RowFormat::kBf16
                                                                  : parallel::RowFormat::kFp32),
       combine_format_(precision_ == kernels::Precision::kF32 ? parallel::RowFormat::kFp32
-                                                             : parallel::RowFormat::kBf16) {
+                                                             : parallel::RowFormat::kBf16),
+      // V3: "a similar strategy" (fp8) for the activation gradient before the down-projections,
+      // the backward combine in bf16 (fp8); bf16 keeps the combine grads fp32 (moe_block.h).
+      dispatch_grads_format_(dispatch_format_),
+      combine_grads_format_(precision_ == kernels::Precision::kFP8 ? parallel::RowFormat::kBf16
+                                                                   : parallel::RowFormat::kFp32) {
   shape_.n_experts = config.n_experts;
   shape_.top_k = config.top_k;
   shape_.n_group = config.n_group;
@@ -478,8 +483,14 @@ parallel::Work MoeBlock::CombineBackward(Context& c) {
 }
 
 parallel::Work MoeBlock::DispatchGrads(Context& c) {
-  if (ep_ == 1) return {};
-  c.rows_in = RowsToExperts(c, c.dyp, c.dye);  // the outputs' path, backwards
+  if (ep_ == 1) {  // nothing moves; the rows get the round trip an exchange would give them
+    RoundTrip(c, dispatch_grads_format_, c.dyp, c.mb.tokens() * shape_.top_k);
+    return {};
+  }
+  // The outputs' path, backwards. Node-aware: the first hop carries each token's ungated dy,
+  // fp32 (moe_block.h); the within-node hop rounds the gated rows.
+  c.rows_in = RowsToExperts(c, c.dyp, c.dye, node_aware_ ? parallel::RowFormat::kFp32
+                                                          : dispatch_grads_format_);
   return c.rows_in;
 }
 
@@ -535,6 +546,9 @@ parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
   const int64_t R = c.expert_rows, D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_in.wait();
+  if (ep_ > 1 && dispatch_grads_format_ != parallel::RowFormat::kFp32) {
+    DecodeRows(c, dispatch_grads_format_, node_aware_ ? c.x2_recv : c.x_recv, R, c.dye);
+  }
   ops.grouped_linear_backward_input(c.dhp, F, c.dye, D, table_.value_ptr(w2_), c.rows, F, D, {.precision = precision_});
   ops.swiglu_backward(c.dab, c.dab + F, c.dhp, c.ab, c.ab + F, 2 * F, R, F);
   // dxe = dab[:, :F] · W1_e + dab[:, F:] · W3_e
@@ -545,15 +559,24 @@ parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
 }
 
 parallel::Work MoeBlock::CombineGrads(Context& c) {
-  if (ep_ == 1) return {};
-  c.rows_out = RowsFromExperts(c, c.dxe, c.dxp);  // input gradients return to the routing ranks
+  if (ep_ == 1) {  // nothing moves; the gradients get the round trip an exchange would give them
+    RoundTrip(c, combine_grads_format_, c.dxe, c.expert_rows);
+    return {};
+  }
+  // Input gradients return to the routing ranks (node-aware: the node's partial sums, fp32; each
+  // expert row's gradient was rounded to combine_grads_format_ on its way to the forwarder).
+  c.rows_out = RowsFromExperts(c, c.dxe, c.dxp, node_aware_ ? parallel::RowFormat::kFp32
+                                                             : combine_grads_format_);
   return c.rows_out;
 }
 
 parallel::Work MoeBlock::UnpermuteBackward(Context& c) {
-  const int64_t N = c.mb.tokens(), D = dim_, K = shape_.top_k;
+  const int64_t N = c.mb.tokens(), D = dim_, K = shape_.top_k, NK = N * K;
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_out.wait();
+  if (ep_ > 1 && !node_aware_ && combine_grads_format_ != parallel::RowFormat::kFp32) {
+    DecodeRows(c, combine_grads_format_, c.y_recv, NK, c.dxp);
+  }
   if (node_aware_) {  // the per-node partial input gradients (row S: zeros)
     const int64_t S = c.node_plan.total_across_send();
     ops.fill(c.ys1 + S * D, 0.0f, D);

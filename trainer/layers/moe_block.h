@@ -37,16 +37,36 @@
 // The result equals the flat path's up to the order of float sums (a token's outputs are summed
 // per node first).
 //
-// Wire precision of the forward's row exchanges (parallel/row_codec.h), from the block precision
+// Wire precision of the row exchanges (parallel/row_codec.h), from the block precision
 // (DESIGN.md "Precision", V3 report §3.3.2): fp8 dispatches e4m3 rows with power-of-two 1x128
-// scales and combines in bf16; bf16 dispatches and combines bf16; fp32 sends fp32. The backward's
-// exchanges (dispatch grads, combine grads) stay fp32. Every row is rounded the same way whatever
-// the layout: the piece before the post encodes, the piece after the wait decodes, and rows that
-// do not move (one process) get the same round trip in those pieces. Node-aware: both dispatch
-// hops send fp8 (the forwarder re-encodes decoded rows, which is lossless with power-of-two
-// scales), the within-node combine sends each expert's output in bf16, and the across-node
-// combine carries the node's gated partial sums in fp32 (rounding them to bf16 would add a
-// rounding the flat path has not, so the layouts would differ by more than summation order).
+// scales and combines in bf16; bf16 dispatches and combines bf16; fp32 sends fp32. The backward
+// follows the same recipe ("a similar strategy is applied to the activation gradient before MoE
+// down-projections"; both combines stay bf16): dispatch grads (gate * dy per expert row, the
+// down-projection's output gradient) go as the dispatch (fp8 / bf16 / fp32), combine grads (the
+// experts' input gradients) in bf16 with fp8, in fp32 with bf16 and fp32. Why not bf16 with bf16:
+// the backward's values differ between layouts by float summation order (the fp32 head's and
+// attention's GEMMs block by rows), and a bf16 rounding of the input gradients turns such ulps into
+// whole bf16 steps now and then; with bf16 GEMMs elsewhere the layouts then drift apart beyond what
+// bf16 runs are held to (tests/trainer/layout_equivalence_test.py: 4 micro-batches of 4 sequences
+// vs one of 16 moved step 1's grad_norm by 8.6e-6 and a weight by 8e-4 after 3 steps, against 3e-9
+// and 1e-6 with fp32 combine grads); fp8 runs are held to fp8's wider bound. (bf16 dispatch grads
+// cost nothing: the down-projection's bf16 GEMMs round dy to bf16 anyway.) Every row is rounded the
+// same way whatever the layout: the piece before the post encodes, the piece after the wait
+// decodes, and rows that do not move (one process) get the same round trip in those pieces.
+// Node-aware: both dispatch hops send fp8 (the forwarder re-encodes decoded rows, which is lossless
+// with power-of-two scales), the within-node combine sends each expert's output in bf16, and the
+// across-node combine carries the node's gated partial sums in fp32 (rounding them to bf16 would
+// add a rounding the flat path has not, so the layouts would differ by more than summation order).
+// Node-aware backward, message by message:
+//   dispatch grads (a)            the token's dy, one row per (token, node), UNGATED: fp32. The
+//                                 forwarder multiplies by the gates, and rounding dy before that
+//                                 product would round twice where the flat path rounds once.
+//   dispatch grads within node (w) gate * dy per expert row: per-expert rows, fp8 / bf16 (the
+//                                 flat path's dispatch grads rows, rounded once).
+//   combine grads within node (w)  each expert row's input gradient: per-expert rows, as the
+//                                 flat path's combine grads (fp8: bf16; else fp32).
+//   combine grads (a)             the node's partial sums of its experts' input gradients: fp32,
+//                                 as the forward's across-node combine.
 #pragma once
 
 #include <memory>
@@ -119,9 +139,12 @@ class MoeBlock : public Block {
     int64_t dispatch = 0, combine = 0, dispatch_grads = 0, combine_grads = 0;
   };
   ExchangeBytes take_exchange_bytes();
-  // The forward's wire formats (from the block precision).
+  // The wire formats (from the block precision): the forward's, and the backward's per-expert
+  // rows (flat path; node-aware: the within-node hops, see above).
   parallel::RowFormat dispatch_format() const { return dispatch_format_; }
   parallel::RowFormat combine_format() const { return combine_format_; }
+  parallel::RowFormat dispatch_grads_format() const { return dispatch_grads_format_; }
+  parallel::RowFormat combine_grads_format() const { return combine_grads_format_; }
 
  private:
   struct Context : BlockContext {
@@ -155,7 +178,8 @@ class MoeBlock : public Block {
     // Packed rows of the forward's exchanges in bf16 / fp8 (host memory, parallel/row_codec.h):
     // dispatch (node-aware: its first hop) send / receive, node-aware's second hop send /
     // receive, combine (node-aware: within the node) send / receive; and host staging of rows
-    // for backends whose memory the host cannot address.
+    // for backends whose memory the host cannot address. The backward reuses them once the
+    // forward's rows are decoded: dispatch grads in x_* (node-aware: x2_*), combine grads in y_*.
     std::vector<uint32_t> x_send, x_recv, x2_send, x2_recv, y_send, y_recv;
     std::vector<float> staging;
     // Device: index arrays of the local gathers and sums, and the rows of both stages.
@@ -246,6 +270,7 @@ class MoeBlock : public Block {
   double eps_, seq_aux_alpha_;
   kernels::Precision precision_;  // of the experts' GEMMs; the router gate stays fp32
   parallel::RowFormat dispatch_format_, combine_format_;  // the forward's wire formats
+  parallel::RowFormat dispatch_grads_format_, combine_grads_format_;  // the backward's
   kernels::RouterShape shape_;
   int norm_, gate_w_, gate_b_, w1_, w3_, w2_;
   std::unique_ptr<SwigluMlp> shared_;  // null without shared experts

@@ -45,8 +45,10 @@ parallel::Work MoeBlock::RowsToExpertsWithinNode(Context& c, float* expert_rows,
   const int64_t D = dim_, T = c.node_forward.total_send_rows();
   CountExchange(c, expert_rows == c.xe ? exchange_bytes_.dispatch : exchange_bytes_.dispatch_grads,
                 c.node_forward.send_rows, format);
-  if (format != parallel::RowFormat::kFp32) {  // decoded into expert_rows by ExpertsForward
-    // The rows were decoded from the first hop: re-encoding them is lossless (row_codec.h).
+  if (format != parallel::RowFormat::kFp32) {
+    // Decoded into expert_rows by ExpertsForward / ExpertsBackwardInput. Forward: the rows were
+    // decoded from the first hop, so re-encoding them is lossless (row_codec.h); backward: the
+    // gated dy rows (fp32 until here) are rounded once, as the flat path's dispatch grads.
     const int64_t words = parallel::row_words(format, D);
     EncodeRows(c, format, c.xs2, T, c.x2_send);
     c.x2_recv.resize(static_cast<size_t>(c.expert_rows * words));
@@ -63,7 +65,7 @@ parallel::Work MoeBlock::RowsFromExpertsWithinNode(Context& c, const float* expe
   const int64_t D = dim_, T = c.node_forward.total_send_rows();
   CountExchange(c, expert_rows == c.ye ? exchange_bytes_.combine : exchange_bytes_.combine_grads,
                 c.node_plan.within_recv_rows, format);
-  if (format != parallel::RowFormat::kFp32) {  // decoded into ys2 by ReduceWithinNode
+  if (format != parallel::RowFormat::kFp32) {  // into ys2 by ReduceWithinNode / ReduceGrads...
     const int64_t words = parallel::row_words(format, D);
     EncodeRows(c, format, expert_rows, c.expert_rows, c.y_send);
     c.y_recv.resize(static_cast<size_t>(T * words));
@@ -112,7 +114,7 @@ parallel::Work MoeBlock::CombineBackwardWithinNode(Context& c) {
 }
 
 parallel::Work MoeBlock::DispatchGradsWithinNode(Context& c) {
-  c.rows_in = RowsToExpertsWithinNode(c, c.dye);
+  c.rows_in = RowsToExpertsWithinNode(c, c.dye, dispatch_grads_format_);  // per-expert rows
   return c.rows_in;
 }
 
@@ -128,7 +130,7 @@ parallel::Work MoeBlock::ReturnGateGrads(Context& c) {
 }
 
 parallel::Work MoeBlock::CombineGradsWithinNode(Context& c) {
-  c.rows_out = RowsFromExpertsWithinNode(c, c.dxe);
+  c.rows_out = RowsFromExpertsWithinNode(c, c.dxe, combine_grads_format_);  // per-expert rows
   return c.rows_out;
 }
 
@@ -137,6 +139,9 @@ parallel::Work MoeBlock::ReduceGradsWithinNode(Context& c) {
                 T = c.node_forward.total_send_rows();
   kernels::BackendOps<float>& ops = table_.ops();
   c.rows_out.wait();
+  if (combine_grads_format_ != parallel::RowFormat::kFp32) {  // each expert row's gradient
+    DecodeRows(c, combine_grads_format_, c.y_recv, T, c.ys2);
+  }
   // The input gradient of a row: the plain sum over its slots on this node (gates were applied
   // to dy). Row T: zeros.
   ops.fill(c.ys2 + T * D, 0.0f, D);

@@ -234,6 +234,151 @@ def init_params(cfg, generator=None, dtype=torch.float32, norm_jitter=0.0, bias_
 # ---------------------------------------------------------------------------------------------
 # Layers (pure functions of tensors; autograd does the backward)
 
+# Compute precision (tessera's `precision.compute`, DESIGN.md "Precision"): cfg["_compute"], set by
+# `forward` from its `compute` argument; "fp32" (default) is plain math in the tensors' dtype.
+# "bf16" rounds exactly the operands tessera rounds (kernels/cpu_backend.cc LowPrecisionGemm with
+# kernels/gemm_operand.cc, the layers' `.precision = precision_` in trainer/layers/):
+#   - every GEMM input of the blocks' linear maps (attention / MLA projections, dense FFN, shared
+#     and routed experts, MTP eh_proj): forward r(x) r(W)^T, dgrad r(dy) r(W), wgrad r(dy)^T r(x),
+#     products and sums in the tensors' dtype (tessera: fp32 accumulation); see `Bf16Linear`;
+#   - the MoE exchanges' rows (trainer/layers/moe_block.cc, parallel/row_codec.h), also in one
+#     process, where MoeBlock gives the rows that do not move the round trip an exchange would:
+#     forward dispatch (token rows to the experts) and combine (expert outputs, before the gate),
+#     backward dispatch (the gated output gradients) and combine (the expert input gradients),
+#     each in its format of `EXCHANGE_FORMATS`; see `RowRoundTrip`.
+# Embedding, output head, router gate, norms, attention core, losses: unrounded.
+# r() rounds through float32 (the value tessera holds) to bf16, nearest even: `round_bf16`.
+COMPUTE_PRECISIONS = ("fp32", "bf16")
+
+# Wire format of the MoE exchanges under each compute precision: (forward dispatch, forward
+# combine, backward dispatch, backward combine). Mirrors MoeBlock's dispatch_format_,
+# combine_format_, dispatch_grads_format_ and combine_grads_format_ (trainer/layers/moe_block.cc
+# and moe_block.h "Wire precision", the version of 2026-11-30 19:47 UTC): bf16 compute dispatches
+# and combines bf16, the backward dispatch (gate * dy per expert row) as the dispatch, bf16, the
+# backward combine (the experts' input gradients) fp32. (The dispatch roundings are invisible
+# here: the experts' bf16 GEMMs round those rows anyway; the combine's are not.)
+EXCHANGE_FORMATS = {
+    "fp32": ("fp32", "fp32", "fp32", "fp32"),
+    "bf16": ("bf16", "bf16", "bf16", "fp32"),
+}
+
+
+def round_bf16(t):
+    """t rounded to bf16 (nearest, ties to even) via float32, returned in t's dtype."""
+    return t.to(torch.float32).to(torch.bfloat16).to(t.dtype)
+
+
+class TieControl:
+    """Near-ties at the rounding points of computed values (activations, output gradients, rows;
+    not weights, which both sides hold exactly): while `tie_control` is set, every such rounding
+    is numbered in call order (deterministic for a given routing), the elements whose value lies
+    within `tol` (relative) of a bf16 halfway point are recorded in `candidates` as
+    (distance, call, flat index), and the elements in `flips` {(call, flat index)} are rounded the
+    other way. tessera's fp32 value of such an element may lie on the other side of the halfway
+    point than the reference's float64 one: compare.py follows tessera there (like a routing
+    tie)."""
+
+    def __init__(self, tol, flips=()):
+        self.tol = tol
+        self.flips = set(flips)
+        self.candidates = []
+        self.calls = 0
+
+    def round(self, t):
+        r = round_bf16(t)
+        self.calls += 1
+        call = self.calls
+        flat = t.detach().reshape(-1).to(torch.float64)
+        lo = flat.to(torch.float32).view(torch.int32).to(torch.int64) & ~0xFFFF
+        # halfway point between the bf16 values at and above lo (by magnitude)
+        mid = ((lo | 0x8000).to(torch.int32).view(torch.float32)).to(torch.float64)
+        dist = (flat - mid).abs() / flat.abs().clamp_min(1e-30)
+        # The nearest element of this rounding within [2^-25, tol]: nearer ones are ties at the
+        # float32 level already (both sides hold the same float32 halfway point, to even).
+        dist = dist.masked_fill(dist < 2.0 ** -25, float("inf"))
+        if flat.numel() and dist.min().item() < self.tol:
+            i = int(dist.argmin())
+            self.candidates.append((dist[i].item(), call, i))
+        mine = [i for (c, i) in self.flips if c == call]
+        if mine:
+            r = r.clone()
+            rf = r.view(-1)
+            for i in mine:
+                v = flat[i].to(torch.float32).view(torch.int32).item() & ~0xFFFF
+                down = torch.tensor([v], dtype=torch.int32).view(torch.float32).to(r.dtype)
+                up = torch.tensor([v + 0x10000], dtype=torch.int32).view(torch.float32).to(r.dtype)
+                rf[i] = up[0] if rf[i] == down[0] else down[0]
+        return r
+
+
+tie_control = None  # a TieControl while compare.py looks for near-ties; None otherwise
+
+
+def _round_computed(t):
+    return round_bf16(t) if tie_control is None else tie_control.round(t)
+
+
+def _round_to(fmt, t):
+    if fmt == "fp32":
+        return t
+    if fmt == "bf16":
+        return _round_computed(t)
+    raise ValueError(f"row format {fmt!r}: the reference knows fp32 and bf16")
+
+
+class Bf16Linear(torch.autograd.Function):
+    """y = r(x) r(W)^T with x [..., in], W [out, in]; backward dx = r(dy) r(W),
+    dW = r(dy)^T r(x) (every GEMM input rounded, as tessera's bf16 GEMMs)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        xr, wr = _round_computed(x), round_bf16(w)
+        ctx.save_for_backward(xr, wr)
+        return xr @ wr.t()
+
+    @staticmethod
+    def backward(ctx, dy):
+        xr, wr = ctx.saved_tensors
+        dyr = _round_computed(dy)
+        dx = dyr @ wr if ctx.needs_input_grad[0] else None
+        dw = None
+        if ctx.needs_input_grad[1]:
+            dw = dyr.reshape(-1, dyr.shape[-1]).t() @ xr.reshape(-1, xr.shape[-1])
+        return dx, dw
+
+
+class RowRoundTrip(torch.autograd.Function):
+    """An exchange's round trip: forward rows rounded to `fwd`, their gradient to `bwd`."""
+
+    @staticmethod
+    def forward(ctx, rows, fwd, bwd):
+        ctx.bwd = bwd
+        return _round_to(fwd, rows)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _round_to(ctx.bwd, grad), None, None
+
+
+def compute_of(cfg):
+    return cfg.get("_compute", "fp32")
+
+
+def linear(x, w, cfg):
+    """x W^T for a block's linear map, in the compute precision of cfg."""
+    if compute_of(cfg) == "bf16":
+        return Bf16Linear.apply(x, w)
+    return x @ w.t()
+
+
+def exchange(rows, cfg, forward_format_index, backward_format_index):
+    """MoE exchange round trip of rows under cfg's compute precision (see EXCHANGE_FORMATS)."""
+    formats = EXCHANGE_FORMATS[compute_of(cfg)]
+    fwd, bwd = formats[forward_format_index], formats[backward_format_index]
+    if fwd == "fp32" and bwd == "fp32":
+        return rows
+    return RowRoundTrip.apply(rows, fwd, bwd)
+
 def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
@@ -278,12 +423,12 @@ def mha_attention(x, params, prefix, cfg, rot, mask_bias):
     bsz, seq, d = x.shape
     h = cfg["n_heads"]
     hd = d // h
-    q = (x @ params[prefix + "wq.weight"].t()).view(bsz, seq, h, hd)
-    k = (x @ params[prefix + "wk.weight"].t()).view(bsz, seq, h, hd)
-    v = (x @ params[prefix + "wv.weight"].t()).view(bsz, seq, h, hd)
+    q = linear(x, params[prefix + "wq.weight"], cfg).view(bsz, seq, h, hd)
+    k = linear(x, params[prefix + "wk.weight"], cfg).view(bsz, seq, h, hd)
+    v = linear(x, params[prefix + "wv.weight"], cfg).view(bsz, seq, h, hd)
     out = causal_attention(apply_rope(q, rot), apply_rope(k, rot), v, mask_bias,
                            1.0 / math.sqrt(hd))
-    return out @ params[prefix + "wo.weight"].t()
+    return linear(out, params[prefix + "wo.weight"], cfg)
 
 
 def mla_attention(x, params, prefix, cfg, rot, mask_bias):
@@ -296,26 +441,28 @@ def mla_attention(x, params, prefix, cfg, rot, mask_bias):
     h, eps = cfg["n_heads"], cfg["norm_eps"]
     nope, rope, vd = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
     if cfg["q_lora_rank"] == 0:
-        q = x @ params[prefix + "wq.weight"].t()
+        q = linear(x, params[prefix + "wq.weight"], cfg)
     else:
-        q = rms_norm(x @ params[prefix + "wq_a.weight"].t(), params[prefix + "q_norm.weight"], eps)
-        q = q @ params[prefix + "wq_b.weight"].t()
+        q = rms_norm(linear(x, params[prefix + "wq_a.weight"], cfg),
+                     params[prefix + "q_norm.weight"], eps)
+        q = linear(q, params[prefix + "wq_b.weight"], cfg)
     q_nope, q_pe = q.view(bsz, seq, h, nope + rope).split([nope, rope], dim=-1)
-    kv = x @ params[prefix + "wkv_a.weight"].t()
+    kv = linear(x, params[prefix + "wkv_a.weight"], cfg)
     c_kv, k_pe = kv.split([cfg["kv_lora_rank"], rope], dim=-1)
     k_pe = apply_rope(k_pe.unsqueeze(2), rot)  # [B, T, 1, rope]
     kv = rms_norm(c_kv, params[prefix + "kv_norm.weight"], eps)
-    kv = kv @ params[prefix + "wkv_b.weight"].t()
+    kv = linear(kv, params[prefix + "wkv_b.weight"], cfg)
     k_nope, v = kv.view(bsz, seq, h, nope + vd).split([nope, vd], dim=-1)
     q = torch.cat([q_nope, apply_rope(q_pe, rot)], dim=-1)
     k = torch.cat([k_nope, k_pe.expand(bsz, seq, h, rope)], dim=-1)
     out = causal_attention(q, k, v, mask_bias, 1.0 / math.sqrt(nope + rope))
-    return out @ params[prefix + "wo.weight"].t()
+    return linear(out, params[prefix + "wo.weight"], cfg)
 
 
-def swiglu(x, w1, w3, w2):
-    """w2(silu(w1 x) * w3 x) with [out, in] weights; x: [N, in]."""
-    return (F.silu(x @ w1.t()) * (x @ w3.t())) @ w2.t()
+def swiglu(x, w1, w3, w2, cfg=None):
+    """w2(silu(w1 x) * w3 x) with [out, in] weights; x: [N, in]; cfg: its compute precision."""
+    cfg = cfg or {}
+    return linear(F.silu(linear(x, w1, cfg)) * linear(x, w3, cfg), w2, cfg)
 
 
 def route(cfg, s, bias):
@@ -371,7 +518,8 @@ def moe(x, params, prefix, cfg, bsz, seq, forced_idx=None):
     order = torch.argsort(flat, stable=True)
     counts = torch.bincount(flat, minlength=e).tolist()
     token_of = order // k
-    xs = x.index_select(0, token_of)
+    # forward dispatch (token rows to the experts); its backward is the backward combine
+    xs = exchange(x.index_select(0, token_of), cfg, 0, 3)
     gs = gates.reshape(-1).index_select(0, order)
     # unbind: its backward stacks the E expert gradients once (indexing w[e] would build and sum E
     # full-size [E, out, in] gradients).
@@ -381,14 +529,16 @@ def moe(x, params, prefix, cfg, bsz, seq, forced_idx=None):
     for ei in range(e):
         c = counts[ei]
         if c:
-            outs.append(swiglu(xs[start:start + c], w1[ei], w3[ei], w2[ei]))
+            outs.append(swiglu(xs[start:start + c], w1[ei], w3[ei], w2[ei], cfg))
         start += c
-    ys = torch.cat(outs, 0) * gs[:, None]
+    # forward combine (expert outputs, ungated); its backward is the backward dispatch of the
+    # gated output gradients
+    ys = exchange(torch.cat(outs, 0), cfg, 1, 2) * gs[:, None]
     out = torch.zeros_like(x).index_add(0, token_of, ys)
 
     if cfg["n_shared_experts"] > 0:
         out = out + swiglu(x, params[prefix + "shared.w1.weight"], params[prefix + "shared.w3.weight"],
-                           params[prefix + "shared.w2.weight"])
+                           params[prefix + "shared.w2.weight"], cfg)
 
     aux = x.new_zeros(())
     if cfg["seq_aux_alpha"] > 0:
@@ -417,7 +567,7 @@ def block(x, params, cfg, i, rot, mask_bias, forced_routing, info):
     hn = rms_norm(x, params[p + "ffn_norm.weight"], eps)
     if not is_moe_layer(cfg, i):
         y = swiglu(hn, params[p + "ffn.w1.weight"], params[p + "ffn.w3.weight"],
-                   params[p + "ffn.w2.weight"])
+                   params[p + "ffn.w2.weight"], cfg)
         return x + y, x.new_zeros(())
     forced = None if forced_routing is None else forced_routing.get(i)
     y, used, layer_info = moe(hn.reshape(bsz * seq, d), params, p + "moe.", cfg, bsz, seq, forced)
@@ -426,15 +576,19 @@ def block(x, params, cfg, i, rot, mask_bias, forced_routing, info):
     return x + y.view(bsz, seq, d), layer_info["aux"]
 
 
-def forward(cfg, params, tokens, forced_routing=None, mtp_losses=None):
+def forward(cfg, params, tokens, forced_routing=None, mtp_losses=None, compute="fp32"):
     """Loss of the model on tokens [B, T+1+D] (D = mtp_depth).
 
     Returns (loss, ce_loss, layer_info): loss = ce_loss + every MoE layer's balance loss (MTP
     modules' included, not scaled by lambda) + mtp_lambda / D * sum_k L_k; ce_loss is the main
     model's; layer_info = {MoE layer: its info (see `moe`) plus "used" (the indices the computation
     used)}. forced_routing: optional {MoE layer: [B*T, k]}. If mtp_losses is a list, it receives
-    L_1 .. L_D (0-d tensors).
+    L_1 .. L_D (0-d tensors). compute: the blocks' compute precision (see COMPUTE_PRECISIONS).
     """
+    if compute not in COMPUTE_PRECISIONS:
+        raise ConfigError(f"precision.compute: the reference computes {COMPUTE_PRECISIONS}, got "
+                          f"{compute!r}")
+    cfg = dict(cfg, _compute=compute)
     tokens = tokens.to(torch.int64)
     depth = cfg["mtp_depth"]
     seq = tokens.shape[1] - 1 - depth
@@ -470,7 +624,7 @@ def forward(cfg, params, tokens, forced_routing=None, mtp_losses=None):
         e = rms_norm(F.embedding(tokens[:, m + 1:m + 1 + seq], params["embed.weight"]),
                      params[p + "enorm.weight"], eps)
         x = torch.cat([e, rms_norm(h, params[p + "hnorm.weight"], eps)], dim=-1)
-        x = x @ params[p + "eh_proj.weight"].t()
+        x = linear(x, params[p + "eh_proj.weight"], cfg)
         x, aux = block(x, params, cfg, cfg["n_layers"] + m, rot, mask_bias, forced_routing, info)
         h = rms_norm(x, params[p + "norm.weight"], eps)  # h^k
         mtp_k = cross_entropy(h, m + 2)
@@ -480,7 +634,8 @@ def forward(cfg, params, tokens, forced_routing=None, mtp_losses=None):
     return loss, ce, info
 
 
-def reference_step(cfg, params, tokens, forced_routing=None, dtype=torch.float64, details=None):
+def reference_step(cfg, params, tokens, forced_routing=None, dtype=torch.float64, details=None,
+                   compute="fp32"):
     """Loss and gradients in `dtype` (float64 by default) of the model at `params`.
 
     params: {name: tensor or numpy array} (converted, never modified); tokens: [B, T+1+D].
@@ -488,6 +643,8 @@ def reference_step(cfg, params, tokens, forced_routing=None, dtype=torch.float64
              {MoE layer: the reference's own chosen experts [B*T, k] (int64)},
              [L_1 .. L_D] the MTP losses as floats).
     If `details` is a dict it receives the per-layer info of `forward` (margins, biased scores, ...).
+    compute: the blocks' compute precision ("fp32" or "bf16", see COMPUTE_PRECISIONS); in bf16 the
+    rounded values are computed on in `dtype` (float64: only the rounding points differ from exact).
     """
     shapes = param_shapes(cfg)
     leaves = {}
@@ -501,7 +658,7 @@ def reference_step(cfg, params, tokens, forced_routing=None, dtype=torch.float64
         leaves[name] = t
     tokens = torch.as_tensor(tokens)
     mtp_losses = []
-    loss, ce, info = forward(cfg, leaves, tokens, forced_routing, mtp_losses)
+    loss, ce, info = forward(cfg, leaves, tokens, forced_routing, mtp_losses, compute)
     loss.backward()
     grads = {n: t.grad.detach() if t.grad is not None else torch.zeros_like(t)
              for n, t in leaves.items() if is_trainable(n)}

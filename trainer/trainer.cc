@@ -152,7 +152,8 @@ std::unique_ptr<kernels::Backend> threaded_backend(const Recipe& recipe, paralle
 }  // namespace
 
 // Everything one rank's run holds, in the order it is made (and unmade in reverse): the run
-// directory's lock outlives the checkpoint writer, which outlives the model it saves.
+// directory's lock outlives everything, the checkpoint writer included; the model and optimizer
+// outlive the writer that saves them.
 struct Trainer::Run {
   Run(const Recipe& recipe_in, parallel::Comm& world_in, std::ostream& out,
       const TrainOptions& options_in);

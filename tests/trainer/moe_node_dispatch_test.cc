@@ -12,6 +12,7 @@
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
+#include "tests/trainer/two_micro_batch_pieces.h"
 #include "trainer/layers/moe_block.h"
 #include "trainer/param_table.h"
 #include "trainer/rng.h"
@@ -76,24 +77,7 @@ Outcome Run(parallel::Comm& ep, bool node_aware, bool interleaved, int64_t topk_
   block.BeginForward(*c1, x1.data(), out.y1.data());
   block.BeginBackward(*c0, dy0.data(), out.dx0.data());
   block.BeginBackward(*c1, dy1.data(), out.dx1.data());
-  const BlockPieces& p = block.pieces();
-  auto run = [](const std::vector<BlockPiece>& list, BlockContext& c) {
-    for (const BlockPiece& piece : list) piece.run(c);
-  };
-  run(p.forward, *c0);
-  if (interleaved) {
-    for (size_t i = 0; i < std::max(p.forward.size(), p.backward_input.size()); ++i) {
-      if (i < p.forward.size()) p.forward[i].run(*c1);
-      if (i < p.backward_input.size()) p.backward_input[i].run(*c0);
-    }
-    run(p.backward_weight, *c0);
-  } else {
-    run(p.backward_input, *c0);
-    run(p.backward_weight, *c0);
-    run(p.forward, *c1);
-  }
-  run(p.backward_input, *c1);
-  run(p.backward_weight, *c1);
+  testing::RunTwoMicroBatches(block.pieces(), *c0, *c1, interleaved);
   const float* g = table.grads().data<float>();
   out.grads.assign(g, g + table.padded_numel());
   out.cross_node_bytes = block.take_cross_node_bytes();

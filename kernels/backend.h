@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/adamw.h"
@@ -78,6 +79,7 @@ struct BackendCapabilities {
   bool f64 = true;               // BackendOps<double> is available
   int64_t memory_bytes = 0;      // device memory; 0 = host memory, bounded by the machine
   int device_index = -1;         // the CUDA device ordinal; -1 on the CPU
+  bool adamw_bf16_moments = false;  // BackendOps<float>::adamw_update_bf16_moments is offered
 };
 
 // A point on the compute stream: everything enqueued before record_event() is done once the
@@ -193,6 +195,16 @@ class BackendOps {
                                       const int32_t* targets, int64_t N, int64_t V, T scale) = 0;
   virtual void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& hp,
                             bool decay, T grad_scale) = 0;
+  // AdamW with bf16 moments (optimizer.state_dtype bf16): m and v hold bf16 bit patterns, each
+  // widened to fp32 (exact), updated as adamw_update and rounded back to nearest even. Offered
+  // where capabilities().adamw_bf16_moments says so (CUDA, float); on host-accessible backends
+  // the optimizer converts around adamw_update itself (trainer/optimizer.h). Default: throws
+  // std::logic_error naming the op.
+  virtual void adamw_update_bf16_moments(T* /*param*/, const T* /*grad*/, uint16_t* /*m*/,
+                                         uint16_t* /*v*/, int64_t /*n*/, const AdamWStep& /*hp*/,
+                                         bool /*decay*/, T /*grad_scale*/) {
+    throw std::logic_error("adamw_update_bf16_moments: not offered by this backend");
+  }
 
   // ---- Element-wise and reductions. Reductions return to the host (a sync on devices) and
   // accumulate in double in index order, so the result does not depend on the device.

@@ -211,6 +211,11 @@ class ProfilingOps final : public BackendOps<T> {
     OpTimer t = timer("adamw_update");
     ops_.adamw_update(param, grad, m, v, n, hp, decay, grad_scale);
   }
+  void adamw_update_bf16_moments(T* param, const T* grad, uint16_t* m, uint16_t* v, int64_t n,
+                                 const AdamWStep& hp, bool decay, T grad_scale) override {
+    OpTimer t = timer("adamw_update_bf16_moments");
+    ops_.adamw_update_bf16_moments(param, grad, m, v, n, hp, decay, grad_scale);
+  }
 
   void copy(T* dst, const T* src, int64_t n) override {
     OpTimer t = timer("copy");

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/adamw.h"
@@ -12,6 +13,7 @@
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/low_precision_gemm.h"
 #include "kernels/cuda/permute.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
@@ -74,39 +76,56 @@ void check_non_negative(const char* op, std::initializer_list<int64_t> sizes) {
 }
 
 // Every op makes the device current (enter()) and enqueues on the compute stream; the linear
-// maps go to cuBLAS with exactly the GEMMs of CpuOps (kernels/cpu_backend.cc).
+// maps go to cuBLAS with exactly the GEMMs of CpuOps (kernels/cpu_backend.cc), bf16/fp8 ones
+// to LowPrecisionGemm with the CPU's operands and tilings.
 template <typename T>
 class CudaOps final : public SegmentLoopOps<T> {
  public:
-  CudaOps(CudaBackend& backend, cublasHandle_t cublas) : backend_(backend), cublas_(cublas) {}
+  CudaOps(CudaBackend& backend, cublasHandle_t cublas)
+      : backend_(backend), cublas_(cublas), low_precision_(cublas) {}
 
-  // bf16/fp8 GEMMs (cuBLASLt, block-scaled FP8) are not written yet: refused, never emulated.
-  static void require_fp32(Precision p) {
-    if (p != Precision::kF32) {
-      throw std::invalid_argument(std::string("cuda backend: ") + precision_name(p) +
-                                  " linear maps are not implemented yet (precision.compute: "
-                                  "fp32 on cuda; bf16/fp8 run on the cpu backend)");
-    }
-  }
-
+  // Float bf16/fp8 maps go to LowPrecisionGemm with the CPU backend's operands and V3's
+  // tilings: forward x (1x128) by W (128x128), dgrad dy (1x128) by W^T (128x128), wgrad dy^T by
+  // x^T (both tiled along the tokens: 128x1 of the activations).
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
-    require_fp32(o.precision);
     backend_.enter();
-    gemm<T>(cublas_, Trans::kNo, Trans::kYes, N, O, I, T(1), x, ldx, W, I,
-            o.accumulate ? T(1) : T(0), y, ldy);
+    const T beta = o.accumulate ? T(1) : T(0);
+    if (o.precision != Precision::kF32) {
+      if constexpr (std::is_same_v<T, float>) {
+        low_precision_.run(o.precision, N, O, I, x, ldx, Trans::kNo, Fp8Tiling::k1x128, W, I,
+                           Trans::kNo, Fp8Tiling::k128x128, beta, y, ldy);
+        return;
+      }
+      refuse(o.precision);
+    }
+    gemm<T>(cublas_, Trans::kNo, Trans::kYes, N, O, I, T(1), x, ldx, W, I, beta, y, ldy);
   }
   void linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
                              int64_t N, int64_t I, int64_t O, const LinearOptions& o) override {
-    require_fp32(o.precision);
     backend_.enter();
-    gemm<T>(cublas_, Trans::kNo, Trans::kNo, N, I, O, T(1), dy, lddy, W, I,
-            o.accumulate ? T(1) : T(0), dx, lddx);
+    const T beta = o.accumulate ? T(1) : T(0);
+    if (o.precision != Precision::kF32) {
+      if constexpr (std::is_same_v<T, float>) {
+        low_precision_.run(o.precision, N, I, O, dy, lddy, Trans::kNo, Fp8Tiling::k1x128, W, I,
+                           Trans::kYes, Fp8Tiling::k128x128, beta, dx, lddx);
+        return;
+      }
+      refuse(o.precision);
+    }
+    gemm<T>(cublas_, Trans::kNo, Trans::kNo, N, I, O, T(1), dy, lddy, W, I, beta, dx, lddx);
   }
   void linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
                               int64_t N, int64_t I, int64_t O, const Precision p) override {
-    require_fp32(p);
     backend_.enter();
+    if (p != Precision::kF32) {
+      if constexpr (std::is_same_v<T, float>) {
+        low_precision_.run(p, O, I, N, dy, lddy, Trans::kYes, Fp8Tiling::k1x128, x, ldx,
+                           Trans::kYes, Fp8Tiling::k1x128, 1.0f, dW, I);
+        return;
+      }
+      refuse(p);
+    }
     gemm<T>(cublas_, Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
   }
 
@@ -243,6 +262,16 @@ class CudaOps final : public SegmentLoopOps<T> {
                     bool decay, T grad_scale) override {
     cuda::adamw_update(param, grad, m, v, n, hp, decay, grad_scale, backend_.enter());
   }
+  void adamw_update_bf16_moments(T* param, const T* grad, uint16_t* m, uint16_t* v, int64_t n,
+                                 const AdamWStep& hp, bool decay, T grad_scale) override {
+    if constexpr (std::is_same_v<T, float>) {
+      cuda::adamw_update_bf16_moments(param, grad, m, v, n, hp, decay, grad_scale,
+                                      backend_.enter());
+    } else {
+      throw std::invalid_argument("cuda backend: adamw_update_bf16_moments takes float, not "
+                                  "double");
+    }
+  }
 
   void copy(T* dst, const T* src, int64_t n) override {
     cuda::copy(dst, src, n, backend_.enter());
@@ -264,8 +293,14 @@ class CudaOps final : public SegmentLoopOps<T> {
   }
 
  private:
+  [[noreturn]] static void refuse(Precision p) {
+    throw std::invalid_argument(std::string("cuda backend: ") + precision_name(p) +
+                                " linear maps take float, not double");
+  }
+
   CudaBackend& backend_;
   cublasHandle_t cublas_;
+  LowPrecisionGemm low_precision_;  // used by the float ops
 };
 
 size_t checked_bytes(const Shape& shape, DType dtype) {
@@ -307,6 +342,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   capabilities_.host_accessible = false;
   capabilities_.asynchronous = true;
   capabilities_.f64 = true;
+  capabilities_.adamw_bf16_moments = true;
   capabilities_.memory_bytes = static_cast<int64_t>(prop.totalGlobalMem);
 }
 

@@ -2,8 +2,10 @@
 // (pinned cudaMallocHost for alloc_host); every op is enqueued on the backend's one non-blocking
 // compute stream and returns before it has run (capabilities().asynchronous): the launchers of
 // kernels/cuda/*.h for the row-wise math, cuBLAS (kernels/cuda/gemm_cublas.h, fp32 without TF32)
-// for the linear maps, and our own tiled online-softmax attention (kernels/cuda/attention.h,
-// which saves B*H*T logsumexps rather than the CPU's B*H*T*T probabilities).
+// for the linear maps (bf16/fp8 ones through kernels/cuda/low_precision_gemm.h, float only), and
+// our own tiled online-softmax attention (kernels/cuda/attention.h, which saves B*H*T logsumexps
+// rather than the CPU's B*H*T*T probabilities). AdamW with bf16 moments is an op here
+// (capabilities().adamw_bf16_moments).
 //
 // Ops that are host round trips for now (host round trip: correct, not fast). Each copies its
 // device inputs to the host (a stream sync), runs the CPU kernel and copies results back, so it

@@ -1,6 +1,10 @@
 // Low-precision conversion kernels: one thread per element, calling kernels/math/low_precision.h.
 #include "kernels/cuda/low_precision.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
 #include "kernels/cuda/launch.cuh"
 #include "kernels/math/low_precision.h"
 
@@ -44,7 +48,31 @@ struct DecodeE5M2 {
   __device__ float operator()(uint8_t c) const { return math::e5m2_to_float(c); }
 };
 
+// One thread per element of op(x), in out's (packed) order.
+__global__ void encode_bf16_2d_kernel(uint16_t* out, bool trans, const float* x, int64_t ldx,
+                                      int64_t rows, int64_t cols) {
+  const int64_t i = detail::thread_index();
+  if (i >= rows * cols) return;
+  const int64_t r = i / cols, c = i % cols;
+  out[i] = math::float_to_bf16(trans ? x[c * ldx + r] : x[r * ldx + c]);
+}
+
 }  // namespace
+
+void encode_bf16_2d(uint16_t* out, Trans trans, const float* x, int64_t ldx, int64_t rows,
+                    int64_t cols, cudaStream_t stream) {
+  const int64_t stored_width = trans == Trans::kNo ? cols : rows;
+  if (rows < 0 || cols < 0 || ldx < std::max<int64_t>(stored_width, 1)) {
+    throw std::invalid_argument("cuda encode_bf16_2d: rows=" + std::to_string(rows) +
+                                " cols=" + std::to_string(cols) + " ldx=" +
+                                std::to_string(ldx) + " (sizes >= 0, ldx >= stored row width)");
+  }
+  if (rows * cols == 0) return;
+  encode_bf16_2d_kernel<<<detail::blocks_for(rows * cols, "encode_bf16_2d"),
+                          detail::kThreadsPerBlock, 0, stream>>>(out, trans == Trans::kYes, x,
+                                                                 ldx, rows, cols);
+  check_launch("encode_bf16_2d_kernel");
+}
 
 void encode_bf16(uint16_t* out, const float* x, int64_t n, cudaStream_t stream) {
   map(out, x, n, EncodeBf16{}, "encode_bf16", stream);

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/gemm.h"
+
 namespace tessera::kernels::cuda {
 
 // out[i] = code of x[i]: bf16 (IEEE overflow), e4m3 (saturating), e5m2 (IEEE), e5m2 saturating.
@@ -19,5 +21,12 @@ void encode_e5m2_sat(uint8_t* out, const float* x, int64_t n, cudaStream_t strea
 void decode_bf16(float* out, const uint16_t* code, int64_t n, cudaStream_t stream = nullptr);
 void decode_e4m3(float* out, const uint8_t* code, int64_t n, cudaStream_t stream = nullptr);
 void decode_e5m2(float* out, const uint8_t* code, int64_t n, cudaStream_t stream = nullptr);
+
+// out [rows, cols] packed = bf16 codes of op(x): x stored [rows, cols] (kNo) or [cols, rows]
+// (kYes) with row stride ldx. The CUDA bf16 GEMMs' operands (kernels/cuda/low_precision_gemm.h),
+// packed as the CPU's round_gemm_operand packs them. Throws std::invalid_argument on negative
+// sizes or a row stride shorter than a stored row.
+void encode_bf16_2d(uint16_t* out, Trans trans, const float* x, int64_t ldx, int64_t rows,
+                    int64_t cols, cudaStream_t stream = nullptr);
 
 }  // namespace tessera::kernels::cuda

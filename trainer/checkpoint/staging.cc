@@ -2,10 +2,12 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/math/low_precision.h"
 
@@ -24,6 +26,29 @@ void widen(float* dst, const uint16_t* src, int64_t n) {
 void round_to_bf16(uint16_t* dst, const float* src, int64_t n) {
 #pragma omp parallel for simd if (n >= kParallelConvert)
   for (int64_t i = 0; i < n; ++i) dst[i] = kernels::math::float_to_bf16(src[i]);
+}
+
+// Moments in backend memory the host cannot address go through a host chunk of bf16 bits.
+constexpr int64_t kDeviceChunk = int64_t{1} << 18;
+
+void widen_from(kernels::Backend& be, float* dst, const uint16_t* src, int64_t n) {
+  if (be.capabilities().host_accessible) return widen(dst, src, n);
+  std::vector<uint16_t> bits(static_cast<size_t>(std::min(n, kDeviceChunk)));
+  for (int64_t c = 0; c < n; c += kDeviceChunk) {
+    const int64_t len = std::min(kDeviceChunk, n - c);
+    be.copy_to_host(bits.data(), src + c, sizeof(uint16_t) * len);
+    widen(dst + c, bits.data(), len);
+  }
+}
+
+void round_into(kernels::Backend& be, uint16_t* dst, const float* src, int64_t n) {
+  if (be.capabilities().host_accessible) return round_to_bf16(dst, src, n);
+  std::vector<uint16_t> bits(static_cast<size_t>(std::min(n, kDeviceChunk)));
+  for (int64_t c = 0; c < n; c += kDeviceChunk) {
+    const int64_t len = std::min(kDeviceChunk, n - c);
+    round_to_bf16(bits.data(), src + c, len);
+    be.copy_from_host(dst + c, bits.data(), sizeof(uint16_t) * len);
+  }
 }
 
 }  // namespace
@@ -107,10 +132,10 @@ void CheckpointStaging::to_host() {
                     sizeof(float) * params_.padded_numel());
   }
   for (size_t k = 0; k < buffers_.exp_avg.size(); ++k) {
-    if (widened_) {  // bf16 state lives in host-addressable memory (AdamW requires it)
+    if (widened_) {
       const int64_t n = static_cast<int64_t>(optimizer_.exp_avg_bf16(k).size());
-      widen(buffers_.exp_avg[k], optimizer_.exp_avg_bf16(k).data(), n);
-      widen(buffers_.exp_avg_sq[k], optimizer_.exp_avg_sq_bf16(k).data(), n);
+      widen_from(be, buffers_.exp_avg[k], optimizer_.exp_avg_bf16(k).data(), n);
+      widen_from(be, buffers_.exp_avg_sq[k], optimizer_.exp_avg_sq_bf16(k).data(), n);
     } else if (moments_staged_) {
       const size_t bytes = sizeof(float) * optimizer_.exp_avg(k).size();
       be.copy_to_host(buffers_.exp_avg[k], optimizer_.exp_avg(k).data(), bytes);
@@ -128,8 +153,8 @@ void CheckpointStaging::to_device() {
   for (size_t k = 0; k < buffers_.exp_avg.size(); ++k) {
     if (widened_) {
       const int64_t n = static_cast<int64_t>(optimizer_.exp_avg_bf16(k).size());
-      round_to_bf16(optimizer_.exp_avg_bf16(k).data(), buffers_.exp_avg[k], n);
-      round_to_bf16(optimizer_.exp_avg_sq_bf16(k).data(), buffers_.exp_avg_sq[k], n);
+      round_into(be, optimizer_.exp_avg_bf16(k).data(), buffers_.exp_avg[k], n);
+      round_into(be, optimizer_.exp_avg_sq_bf16(k).data(), buffers_.exp_avg_sq[k], n);
     } else if (moments_staged_) {
       const size_t bytes = sizeof(float) * optimizer_.exp_avg(k).size();
       be.copy_from_host(optimizer_.exp_avg(k).data(), buffers_.exp_avg[k], bytes);

@@ -6,12 +6,13 @@
 //
 // bf16 optimizer state (optimizer.state_dtype): checkpoints keep the moments as float32 whatever
 // the state dtype, so the moments always go through fp32 mirrors: to_host() widens the bf16
-// moments (exact), to_device() rounds the mirrors to bf16 (nearest even). Widening then rounding
-// gives back the same bits, so a bf16 run resumed on its own layout continues bit for bit, and
-// either state dtype resumes a checkpoint written with the other. These mirrors are anonymous
-// pages needed only while a checkpoint is written or read: to_device() hands them back to the
-// system when done, and release() does after a save (else they stay resident until the next
-// save rewrites them, 8 bytes per shard element).
+// moments (exact), to_device() rounds the mirrors to bf16 (nearest even); moments on a device
+// travel as bf16 bits through a host chunk. Widening then rounding gives back the same bits, so
+// a bf16 run resumed on its own layout continues bit for bit, and either state dtype resumes a
+// checkpoint written with the other. These mirrors are anonymous pages needed only while a
+// checkpoint is written or read: to_device() hands them back to the system when done, and
+// release() does after a save (else they stay resident until the next save rewrites them, 8 bytes
+// per shard element).
 //
 // Thread-safety: none; the training loop's thread.
 #pragma once

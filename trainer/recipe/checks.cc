@@ -149,16 +149,6 @@ class Checker {
            "must be <= model.n_layers (" + s(m.n_layers) + "), got " + s(m.first_dense_layers));
     }
 
-    if (r_.precision.compute != "fp32" && r_.run.device == "cuda") {
-      fail({"precision.compute", "run.device"},
-           r_.precision.compute + " is not implemented on cuda yet (its bf16/fp8 GEMMs are not "
-           "written); use fp32 there, or run.device cpu");
-    }
-    if (r_.optimizer.state_dtype != "fp32" && r_.run.device == "cuda") {
-      fail({"optimizer.state_dtype", "run.device"},
-           r_.optimizer.state_dtype + " is not implemented on cuda yet (the bf16 moments are "
-           "converted on the host); use fp32 there, or run.device cpu");
-    }
     // The parallel layout's rules: one validator for loading, training and the planner.
     if (const std::optional<LayoutProblem> problem = find_layout_problem(r_, /*world_size=*/0, 0)) {
       fail(std::vector<std::string_view>(problem->keys.begin(), problem->keys.end()),

@@ -106,10 +106,16 @@ V3_LAYOUTS = [
 # reference runs 4 micro-batches too; measured 1e-8), and data + expert parallelism within
 # FP8_TOL (measured: grad_norm 2e-3, weights 3e-3 after 3 AdamW steps), leaving out the routing
 # biases, whose sign-of-load updates flip with any change of an expert's load.
+# The bf16 case runs without the routing biases' update (bias_update_gamma 0, in the single
+# process too): its sign-of-load step turns one token that a flipped bf16 rounding sent elsewhere
+# into a bias change of gamma, and from the next step other tokens route differently, a chaotic
+# consequence of rounding that says nothing about the layout (seen: the bf16 GEMM path and the
+# attention kernel's summation order each decided whether it happened).
 BF16_TOL = 5e-5
 FP8_TOL = 1e-2
 PRECISION_LAYOUTS = [
-    (lambda l: (l[0] + "_bf16", l[1], l[2], ["precision.compute=bf16"]))(layout(2, 2, 2, 2)),
+    (lambda l: (l[0] + "_bf16", l[1], l[2], ["precision.compute=bf16", "model.bias_update_gamma=0"]))(
+        layout(2, 2, 2, 2)),
     (lambda l: (l[0] + "_fp8", l[1], l[2], V3_MODEL + ["precision.compute=fp8", "parallel.micro_batches=4"]))(
         layout(2, 1, 1, 4, "dualpipev")),
     (lambda l: (l[0] + "_fp8", l[1], l[2], V3_MODEL + ["precision.compute=fp8", "parallel.micro_batches=4"]))(

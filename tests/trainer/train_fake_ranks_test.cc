@@ -104,9 +104,13 @@ TEST_F(TrainOnFakeRanks, PipelineExpertAndDataParallelEqualOneRank) {
                 "parallel.schedule=1f1b"});
   ASSERT_EQ(one.size(), 3u);
   ASSERT_EQ(four.size(), one.size());
+  // The layouts add the same fp32 gradients in other orders (two micro-batches per rank, then
+  // the all-reduce), and AdamW turns those last-bit differences of near-zero gradients into
+  // parameter differences: from step 2 the grad norms agree to a few fp32 roundings (1e-7), not
+  // to the 1e-8 that step 1 happens to meet.
   for (size_t s = 0; s < one.size(); ++s) {
     EXPECT_NEAR(four[s].loss, one[s].loss, 1e-8 * std::abs(one[s].loss)) << "step " << s + 1;
-    EXPECT_NEAR(four[s].grad_norm, one[s].grad_norm, 1e-8 * std::abs(one[s].grad_norm))
+    EXPECT_NEAR(four[s].grad_norm, one[s].grad_norm, 1e-7 * std::abs(one[s].grad_norm))
         << "step " << s + 1;
   }
   EXPECT_GT(one[0].loss, one[2].loss);  // it trains

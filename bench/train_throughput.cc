@@ -6,15 +6,25 @@
 // --profile 1: the model runs on a kernels::ProfilingBackend around the backend, and a table of
 // the timed steps' time per backend op kind (share of the step) is printed before the summary.
 //
+// --bf16-gemm native,emulated (cpu): the whole measurement once per bf16 GEMM listed
+// (kernels/bf16_gemm_choice.h), side by side in one process; default: the one the CPU and
+// TESSERA_BF16_GEMM pick. The gemm line and the JSON say which ran.
+//
 // Usage: train_throughput [--recipe PATH] [--steps N] [--warmup N] [--threads N] [--profile 0|1]
-//                         [--set k=v]...
+//                         [--bf16-gemm LIST] [--set k=v]...
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "kernels/bf16_gemm_choice.h"
+#include "kernels/cpu_backend.h"
 #include "kernels/factory/make_backend.h"
 #include "kernels/gemm.h"
 #include "kernels/host_memory.h"
@@ -49,18 +59,106 @@ double forward_flops_per_token(const Recipe& recipe) {
   return f;
 }
 
+// The best rate of a 1024^3 SGEMM over batches of calls of at least 0.25 s each: five single
+// calls (15 ms) caught the clock ramping or a neighbour's burst and under-read the peak by up to a
+// quarter, flattering the fraction of peak.
 double measured_sgemm_peak() {
   const int64_t n = 1024;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n, 0.0f);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
+  auto call = [&] {
     kernels::gemm<float>(kernels::Trans::kNo, kernels::Trans::kYes, n, n, n, 1.0f, a.data(), n,
                          b.data(), n, 0.0f, c.data(), n);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  };
+  call();  // first touch, oneDNN's JIT
+  double best = 0;
+  for (int batch = 0; batch < 4; ++batch) {
+    int calls = 0;
+    double s = 0;
+    const auto t0 = Clock::now();
+    do {
+      call();
+      ++calls;
+      s = std::chrono::duration<double>(Clock::now() - t0).count();
+    } while (s < 0.25);
+    best = std::max(best, 2.0 * n * n * n * calls / s / 1e9);
   }
   return best;
+}
+
+// One measurement on the recipe's device; on cpu with bf16_gemm set, on a CpuBackend running
+// that bf16 GEMM.
+void measure(const Recipe& recipe, const std::string& recipe_path, int steps, int warmup,
+             int threads, bool profile, std::optional<kernels::Bf16Gemm> bf16_gemm) {
+  const ModelConfig& mc = recipe.model;
+  const int64_t B = recipe.train.global_batch, T = recipe.train.seq_len;
+
+  const std::unique_ptr<kernels::Backend> device =
+      bf16_gemm ? std::make_unique<kernels::CpuBackend>(*bf16_gemm)
+                : kernels::make_backend(recipe.run.device);
+  // Which bf16 GEMM the block linears ran ("-": not a cpu bf16 run).
+  std::string bf16 = "-";
+  if (const auto* cpu = dynamic_cast<const kernels::CpuBackend*>(device.get());
+      cpu && recipe.precision.compute == "bf16") {
+    bf16 = kernels::bf16_gemm_name(cpu->bf16_gemm());
+  }
+  std::unique_ptr<kernels::ProfilingBackend> profiler;
+  if (profile) profiler = std::make_unique<kernels::ProfilingBackend>(*device);
+  kernels::Backend* const backend = profiler ? profiler.get() : device.get();
+  Model model(mc, *backend);
+  ParamTable& params = model.params();
+  params.init(recipe.train.seed, mc.init_std);
+  AdamW optimizer(recipe.optimizer, params);
+  Rng rng(42);
+  std::vector<int32_t> tokens(B * mc.row_tokens(T));
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % mc.vocab_size);
+  const LossScale scale{1.0 / (B * T), 1.0 / B, mtp_loss_weight(mc, 0)};
+
+  // Wall and process CPU seconds per step: on a shared machine the CPU time (all threads
+  // together) moves less with other people's load than the wall time.
+  std::vector<double> times, cpu_times;
+  for (int s = 0; s < warmup + steps; ++s) {
+    if (profiler && s == warmup) profiler->reset();
+    const auto t0 = Clock::now();
+    const std::clock_t c0 = std::clock();
+    params.zero_grads();
+    model.TrainMicroBatch(tokens.data(), B, T, scale);
+    const double norm = grad_norm(params);
+    optimizer.Step(params, recipe.optimizer.lr, clip_scale(norm, recipe.optimizer.grad_clip));
+    for (MoeBlock* moe : model.moe_blocks()) moe->update_bias(mc.bias_update_gamma);
+    backend->synchronize();  // a device's step is over when its stream is
+    if (s >= warmup) {
+      times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      cpu_times.push_back(static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+    }
+  }
+  if (profiler) {
+    double total = 0;
+    for (double t : times) total += t;
+    std::printf("profile of %d steps (%.4f s per step; ops timed one by one):\n", steps,
+                total / steps);
+    profiler->print(stdout, total);
+  }
+  std::sort(times.begin(), times.end());
+  const double step_s = times[times.size() / 2];  // median
+  std::sort(cpu_times.begin(), cpu_times.end());
+  const double step_cpu_s = cpu_times[cpu_times.size() / 2];
+  const double tokens_per_s = B * T / step_s;
+  const double gflops = 3 * forward_flops_per_token(recipe) * tokens_per_s / 1e9;
+  const double peak = measured_sgemm_peak();
+  std::printf("tessera: %s  params %lld  batch %lld x %lld  threads %d  gemm %s  "
+              "bf16 gemm %s\n",
+              recipe_path.c_str(), static_cast<long long>(params.numel()),
+              static_cast<long long>(B), static_cast<long long>(T), threads,
+              kernels::gemm_backend_name(kernels::gemm_backend()), bf16.c_str());
+  std::printf("  median step %.4f s   %.0f tokens/s   %.1f GFLOP/s   SGEMM peak %.1f GFLOP/s   "
+              "%.1f%% of peak   (CPU %.4f s a step: %.0f tokens per CPU second)\n",
+              step_s, tokens_per_s, gflops, peak, 100 * gflops / peak, step_cpu_s,
+              B * T / step_cpu_s);
+  std::printf("{\"impl\":\"tessera\",\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"gflops\":%.2f,"
+              "\"sgemm_peak_gflops\":%.2f,\"fraction_of_peak\":%.4f,\"threads\":%d,\"gemm\":\"%s\","
+              "\"bf16_gemm\":\"%s\"}\n",
+              tokens_per_s, step_s, gflops, peak, gflops / peak, threads,
+              kernels::gemm_backend_name(kernels::gemm_backend()), bf16.c_str());
 }
 
 }  // namespace
@@ -69,6 +167,7 @@ int main(int argc, char** argv) {
   std::string recipe_path = "recipes/bench-moe.yaml";
   int steps = 10, warmup = 2, threads = 1;
   bool profile = false;
+  std::string bf16_gemms;
   std::vector<std::string> overrides;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -83,6 +182,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(v);
     else if (a == "--profile") profile = std::stoi(v) != 0;
     else if (a == "--set") overrides.push_back(v);
+    else if (a == "--bf16-gemm") bf16_gemms = v;
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -97,56 +197,22 @@ int main(int argc, char** argv) {
   }
   kernels::keep_freed_host_memory();
   kernels::set_cpu_threads(threads);
-  const ModelConfig& mc = recipe.model;
-  const int64_t B = recipe.train.global_batch, T = recipe.train.seq_len;
-
-  const std::unique_ptr<kernels::Backend> device = kernels::make_backend(recipe.run.device);
-  std::unique_ptr<kernels::ProfilingBackend> profiler;
-  if (profile) profiler = std::make_unique<kernels::ProfilingBackend>(*device);
-  kernels::Backend* const backend = profiler ? profiler.get() : device.get();
-  Model model(mc, *backend);
-  ParamTable& params = model.params();
-  params.init(recipe.train.seed, mc.init_std);
-  AdamW optimizer(recipe.optimizer, params);
-  Rng rng(42);
-  std::vector<int32_t> tokens(B * mc.row_tokens(T));
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.next_u64() % mc.vocab_size);
-  const LossScale scale{1.0 / (B * T), 1.0 / B, mtp_loss_weight(mc, 0)};
-
-  std::vector<double> times;
-  for (int s = 0; s < warmup + steps; ++s) {
-    if (profiler && s == warmup) profiler->reset();
-    const auto t0 = Clock::now();
-    params.zero_grads();
-    model.TrainMicroBatch(tokens.data(), B, T, scale);
-    const double norm = grad_norm(params);
-    optimizer.Step(params, recipe.optimizer.lr, clip_scale(norm, recipe.optimizer.grad_clip));
-    for (MoeBlock* moe : model.moe_blocks()) moe->update_bias(mc.bias_update_gamma);
-    backend->synchronize();  // a device's step is over when its stream is
-    if (s >= warmup) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  std::vector<std::optional<kernels::Bf16Gemm>> runs;
+  std::stringstream list(bf16_gemms);
+  for (std::string name; std::getline(list, name, ',');) {
+    if (recipe.run.device != "cpu" || (name != "native" && name != "emulated")) {
+      std::cerr << "--bf16-gemm " << bf16_gemms
+                << ": expected native and/or emulated, comma-separated, on run.device cpu\n";
+      return 2;
+    }
+    runs.push_back(name == "native" ? kernels::Bf16Gemm::kNative : kernels::Bf16Gemm::kEmulated);
   }
-  if (profiler) {
-    double total = 0;
-    for (double t : times) total += t;
-    std::printf("profile of %d steps (%.4f s per step; ops timed one by one):\n", steps,
-                total / steps);
-    profiler->print(stdout, total);
+  if (runs.empty()) runs.push_back(std::nullopt);
+  try {
+    for (const auto& run : runs) measure(recipe, recipe_path, steps, warmup, threads, profile, run);
+  } catch (const std::exception& e) {  // e.g. native asked of a CPU without bf16
+    std::cerr << e.what() << "\n";
+    return 1;
   }
-  std::sort(times.begin(), times.end());
-  const double step_s = times[times.size() / 2];  // median
-  const double tokens_per_s = B * T / step_s;
-  const double gflops = 3 * forward_flops_per_token(recipe) * tokens_per_s / 1e9;
-  const double peak = measured_sgemm_peak();
-  std::printf("tessera: %s  params %lld  batch %lld x %lld  threads %d  gemm %s\n",
-              recipe_path.c_str(), static_cast<long long>(params.numel()),
-              static_cast<long long>(B), static_cast<long long>(T), threads,
-              kernels::gemm_backend_name(kernels::gemm_backend()));
-  std::printf("  median step %.4f s   %.0f tokens/s   %.1f GFLOP/s   SGEMM peak %.1f GFLOP/s   "
-              "%.1f%% of peak\n",
-              step_s, tokens_per_s, gflops, peak, 100 * gflops / peak);
-  std::printf("{\"impl\":\"tessera\",\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"gflops\":%.2f,"
-              "\"sgemm_peak_gflops\":%.2f,\"fraction_of_peak\":%.4f,\"threads\":%d,\"gemm\":\"%s\"}\n",
-              tokens_per_s, step_s, gflops, peak, gflops / peak, threads,
-              kernels::gemm_backend_name(kernels::gemm_backend()));
   return 0;
 }

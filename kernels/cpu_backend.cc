@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -11,10 +12,12 @@
 
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
+#include "kernels/bf16_gemm_choice.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_operand.h"
+#include "kernels/onednn_bf16_gemm.h"
 #include "kernels/permute.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -58,14 +61,22 @@ class CpuEvent final : public Event {
 };
 
 // C (m, n) [ld ldc] = alpha-free A·B^T + beta C, with A = op_a(a) (m, k) and B = op_b(b) (n, k)
-// as the precision's GEMM sees them (kernels/gemm_operand.h): rounded copies, then an fp32 GEMM.
+// as the precision's GEMM sees them (kernels/gemm_operand.h): rounded copies, then an fp32 GEMM;
+// bf16 on the native path rounds into oneDNN's bf16 matmul instead (kernels/bf16_gemm_choice.h).
 // Scratch grows to the largest operands and is reused (one thread drives a backend).
 class LowPrecisionGemm {
  public:
+  explicit LowPrecisionGemm(Bf16Gemm bf16)
+      : native_(bf16 == Bf16Gemm::kNative ? std::make_unique<OneDnnBf16Gemm>() : nullptr) {}
+
   void run(Precision p, int64_t m, int64_t n, int64_t k,  //
            const float* a, int64_t lda, Trans trans_a, Fp8Tiling tiling_a,  //
            const float* b, int64_t ldb, Trans trans_b, Fp8Tiling tiling_b,  //
            float beta, float* c, int64_t ldc) {
+    if (p == Precision::kBF16 && native_) {
+      native_->run(m, n, k, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc);
+      return;
+    }
     a_.resize(static_cast<size_t>(m * k));
     b_.resize(static_cast<size_t>(n * k));
     round_gemm_operand(a_.data(), p, tiling_a, trans_a, a, lda, m, k);
@@ -74,6 +85,7 @@ class LowPrecisionGemm {
   }
 
  private:
+  std::unique_ptr<OneDnnBf16Gemm> native_;  // null: bf16 is emulated
   std::vector<float> a_, b_;
 };
 
@@ -83,6 +95,8 @@ class LowPrecisionGemm {
 template <typename T>
 class CpuOps final : public SegmentLoopOps<T> {
  public:
+  explicit CpuOps(Bf16Gemm bf16) : lp_(bf16) {}
+
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
     const T beta = o.accumulate ? T(1) : T(0);
@@ -348,10 +362,29 @@ class CpuOps final : public SegmentLoopOps<T> {
 
 }  // namespace
 
-CpuBackend::CpuBackend()
-    : f32_(std::make_unique<CpuOps<float>>()), f64_(std::make_unique<CpuOps<double>>()) {
+CpuBackend::CpuBackend() : CpuBackend(bf16_gemm_from_environment()) {}
+
+namespace {
+
+Bf16Gemm checked(Bf16Gemm gemm) {
+  if (gemm == Bf16Gemm::kNative && !cpu_has_native_bf16()) {
+    throw std::invalid_argument(
+        "cpu backend: native bf16 GEMM requested, but oneDNN's effective ISA on this CPU has no "
+        "bf16 (avx512_core_bf16 or amx)");
+  }
+  return gemm;
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(Bf16Gemm bf16_gemm)
+    : bf16_gemm_(checked(bf16_gemm)),
+      f32_(std::make_unique<CpuOps<float>>(bf16_gemm)),
+      // The double ops refuse bf16: no oneDNN matmul for them.
+      f64_(std::make_unique<CpuOps<double>>(Bf16Gemm::kEmulated)) {
   capabilities_.device = Device::kCPU;
   capabilities_.name = std::string("cpu (") + gemm_backend_name(gemm_backend()) + " sgemm, " +
+                       bf16_gemm_name(bf16_gemm) + " bf16 gemm, " +
                        std::to_string(cpu_threads()) + " thread(s))";
   capabilities_.host_accessible = true;
   capabilities_.asynchronous = false;

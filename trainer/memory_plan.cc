@@ -8,6 +8,7 @@
 #include "parallel/rank_grid.h"
 #include "parallel/schedule_registry.h"
 #include "trainer/model.h"
+#include "trainer/moe_exchange_memory.h"
 #include "trainer/optimizer.h"
 #include "trainer/parallel_layout.h"
 
@@ -34,8 +35,8 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
     const int64_t mb_rows = recipe.train.global_batch / (spec.dp * micro_batches);
     const int64_t seq_len = recipe.train.seq_len;
     const int64_t boundary_bytes = mb_rows * seq_len * recipe.model.dim * 4;
-    const int64_t moment_bytes =
-        state_dtype_bytes(parse_state_dtype(recipe.optimizer.state_dtype));
+    const StateDtype state_dtype = parse_state_dtype(recipe.optimizer.state_dtype);
+    const int64_t moment_bytes = state_dtype_bytes(state_dtype);
     for (int r = 0; r < world; ++r) {
       const parallel::RankCoords coords = grid.coords(r);
       if (first_of_each_stage && coords.dp_rank != 0) continue;
@@ -55,11 +56,30 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
       m.parameters = (dense + expert) * 4;
       m.gradients = m.parameters;
       m.optimizer = 2 * (dense / dense_dp + expert / expert_dp) * moment_bytes;
+      // bf16 state converts on the host through fp32 m and v of one chunk (trainer/optimizer.h).
+      if (state_dtype == StateDtype::kBF16 && device == kernels::Device::kCPU) {
+        const int64_t largest = std::max(dense / dense_dp, expert / expert_dp);
+        m.optimizer_scratch = 2 * std::min(largest, AdamW::kBf16Chunk) * 4;
+      }
       m.contexts = parallel::peak_in_flight(schedule, coords.pp_rank);
       for (int c = 0; c < model->n_chunks(); ++c) {
         const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);
         m.context_bytes.push_back(bytes);
         m.activations += m.contexts[c] * bytes;
+        // Each context keeps its MoE blocks' packed exchanges (host memory: counted on the CPU).
+        if (device != kernels::Device::kCPU) continue;
+        for (const Block* block : model->chunk_blocks(c)) {
+          const auto* moe = dynamic_cast<const MoeBlock*>(block);
+          if (!moe) continue;
+          const MoeExchangeShape shape{
+              .tokens = mb_rows * seq_len, .dim = recipe.model.dim, .top_k = recipe.model.top_k,
+              .n_experts = recipe.model.n_experts, .ep = spec.ep,
+              .ep_ranks_per_node = nodes.ep_ranks_per_node, .node_aware = moe->node_aware(),
+              .dispatch = moe->dispatch_format(), .combine = moe->combine_format(),
+              .dispatch_grads = moe->dispatch_grads_format(),
+              .combine_grads = moe->combine_grads_format()};
+          m.exchange += m.contexts[c] * moe_exchange_bytes(shape);
+        }
       }
       m.communication = static_cast<int64_t>(parallel::PipelineExecutor::PlannedPoolBuffers(
                             schedule, coords.pp_rank)) *
@@ -96,7 +116,11 @@ MemoryTerm largest_memory_term(const RankMemory& m) {
        "train.global_batch, train.seq_len, parallel.micro_batches, parallel.dp, model.dim, "
        "model.vocab_size, model.top_k, parallel.schedule (micro-batches in flight)"},
       {"communication buffers", m.communication,
-       "train.global_batch, train.seq_len, model.dim, parallel.schedule"}};
+       "train.global_batch, train.seq_len, model.dim, parallel.schedule"},
+      {"MoE exchange buffers", m.exchange,
+       "train.global_batch, train.seq_len, model.dim, model.top_k, parallel.ep, "
+       "precision.compute"},
+      {"optimizer scratch", m.optimizer_scratch, "optimizer.state_dtype"}};
   return *std::max_element(
       std::begin(terms), std::end(terms),
       [](const MemoryTerm& a, const MemoryTerm& b) { return a.bytes < b.bytes; });
@@ -112,6 +136,7 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
     auto same = [&](const RankMemory* o) {
       return o->stage == m.stage && o->parameters == m.parameters && o->optimizer == m.optimizer &&
              o->activations == m.activations && o->communication == m.communication &&
+             o->exchange == m.exchange && o->optimizer_scratch == m.optimizer_scratch &&
              o->contexts == m.contexts && o->context_bytes == m.context_bytes;
     };
     size_t i = 0;
@@ -133,8 +158,8 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
   }
   out +=
       "rank stage replica experts | parameters gradients optimizer activations (contexts x MiB) "
-      "communication |    total (MiB)" + std::string(ranks.size() > kEveryRankUpTo ? " | ranks" : "") +
-      "\n";
+      "communication exchange opt-scratch |    total (MiB)" +
+      std::string(ranks.size() > kEveryRankUpTo ? " | ranks" : "") + "\n";
   char line[256];
   for (size_t i = 0; i < shown.size(); ++i) {
     const RankMemory& m = *shown[i];
@@ -145,10 +170,12 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
       contexts += line;
     }
     std::snprintf(line, sizeof(line),
-                  "%4d %5d %7d %7d | %10.1f %9.1f %9.1f %11.1f %-16s %13.1f | %14.1f\n", m.rank,
-                  m.stage, m.replica, m.expert_slice, mib(m.parameters), mib(m.gradients),
-                  mib(m.optimizer), mib(m.activations), ("(" + contexts + ")").c_str(),
-                  mib(m.communication), mib(m.total()));
+                  "%4d %5d %7d %7d | %10.1f %9.1f %9.1f %11.1f %-16s %13.1f %8.1f %11.1f | "
+                  "%14.1f\n",
+                  m.rank, m.stage, m.replica, m.expert_slice, mib(m.parameters),
+                  mib(m.gradients), mib(m.optimizer), mib(m.activations),
+                  ("(" + contexts + ")").c_str(), mib(m.communication), mib(m.exchange),
+                  mib(m.optimizer_scratch), mib(m.total()));
     out += line;
     if (ranks.size() > kEveryRankUpTo) {
       out.pop_back();  // the newline

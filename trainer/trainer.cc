@@ -18,6 +18,8 @@
 
 #include "data/loader.h"
 #include "data/split_reader.h"
+#include "kernels/bf16_gemm_choice.h"
+#include "kernels/cpu_backend.h"
 #include "kernels/gemm.h"
 #include "parallel/liveness.h"
 #include "parallel/mpi_comm.h"
@@ -281,6 +283,11 @@ Trainer::Run::Run(const Recipe& recipe_in, parallel::Comm& world_in, std::ostrea
       << " parameters on this rank, " << tc.steps << " steps of " << tc.global_batch << " x "
       << tc.seq_len << " tokens, " << recipe.parallel.micro_batches
       << " micro-batch(es) per replica, on " << backend->capabilities().name << "\n";
+  // Say which bf16 GEMM the blocks' linear maps run (kernels/bf16_gemm_choice.h).
+  if (const auto* cpu = dynamic_cast<const kernels::CpuBackend*>(backend.get());
+      cpu && recipe.precision.compute == "bf16") {
+    log << "tessera: bf16 GEMM " << kernels::describe_bf16_gemm(cpu->bf16_gemm()) << "\n";
+  }
   log << "tessera: rank " << world.rank() << " of " << world.size() << ": "
       << layout.grid.describe() << "; stage " << layout.coords.pp_rank << ", replica "
       << layout.coords.dp_rank << ", expert slice " << layout.coords.ep_rank << "; schedule "

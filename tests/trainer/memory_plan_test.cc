@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "trainer/model.h"
+#include "trainer/optimizer.h"
 #include "trainer/recipe.h"
 
 namespace tessera::trainer {
@@ -76,7 +78,7 @@ TEST(MemoryPlan, OptimizerMomentsAreHeldOnceOverTheWorld) {
 }
 
 // optimizer.state_dtype bf16 stores each moment in 2 bytes: every rank's optimizer state halves,
-// and nothing else changes.
+// and the update's fp32 scratch is added (its size: the test below).
 TEST(MemoryPlan, Bf16OptimizerStateHalvesTheMoments) {
   const Recipe fp32 = Layout(2, 2, 2, 4, "1f1b");
   Recipe bf16 = fp32;
@@ -87,7 +89,79 @@ TEST(MemoryPlan, Bf16OptimizerStateHalvesTheMoments) {
   for (size_t r = 0; r < a.size(); ++r) {
     EXPECT_GT(a[r].optimizer, 0) << "rank " << r;
     EXPECT_EQ(b[r].optimizer * 2, a[r].optimizer) << "rank " << r;
-    EXPECT_EQ(b[r].total(), a[r].total() - a[r].optimizer / 2) << "rank " << r;
+    EXPECT_EQ(a[r].optimizer_scratch, 0) << "rank " << r;
+    EXPECT_GT(b[r].optimizer_scratch, 0) << "rank " << r;
+    EXPECT_EQ(b[r].total(), a[r].total() - a[r].optimizer / 2 + b[r].optimizer_scratch)
+        << "rank " << r;
+  }
+}
+
+// bf16 state's scratch (trainer/optimizer.h): fp32 m and v of min(largest owned range,
+// AdamW::kBf16Chunk) elements. One process owns the whole dense and expert regions; a model whose
+// embedding alone passes 2^18 elements takes the full 2 MiB. Not on a GPU (no host conversion).
+TEST(MemoryPlan, Bf16OptimizerStateCountsTheUpdateScratch) {
+  auto plan = [](std::vector<std::string> sets, kernels::Device device) {
+    sets.push_back("optimizer.state_dtype=bf16");
+    return plan_memory(parse_recipe(kRecipe, "memory_plan_test", sets), device);
+  };
+  const Recipe small = parse_recipe(kRecipe, "memory_plan_test", {});
+  int64_t dense = 0, expert = 0;
+  for (const ParamDesc& d : Model::WholeModelParams(small.model)) {
+    (d.region == ParamRegion::kExpert ? expert : dense) += d.numel();
+  }
+  ASSERT_LT(std::max(dense, expert), AdamW::kBf16Chunk);
+  EXPECT_EQ(plan({}, kernels::Device::kCPU).at(0).optimizer_scratch,
+            2 * std::max(dense, expert) * 4);
+  const std::vector<RankMemory> large = plan({"model.vocab_size=8192", "model.dim=64"},
+                                             kernels::Device::kCPU);
+  EXPECT_EQ(large.at(0).optimizer_scratch, 2 << 20);  // 2 x 2^18 floats
+  EXPECT_EQ(plan({}, kernels::Device::kCUDA).at(0).optimizer_scratch, 0);
+}
+
+// The MoE blocks' packed exchange buffers (trainer/moe_exchange_memory.h) against a hand count.
+// dp = ep = 2, one micro-batch: N = 16 / 2 * 16 = 128 tokens per block, k = 2, 8 experts, 4
+// per rank; 7 MoE layers (8 layers, the first dense). Token side N*k = 256 rows, expert side
+// (worst case) ep * N * min(k, 4) = 512 rows. A row of dim 32: bf16 16 words (64 B), fp8 8 words
+// of codes + 1 scale (36 B). Each buffer holds the wider of its forward and backward formats:
+//   bf16: dispatch bf16 / grads bf16 -> 64 B; combine bf16 / grads fp32 (not packed) -> 64 B
+//   fp8:  dispatch fp8 / grads fp8 -> 36 B; combine bf16 / grads bf16 -> 64 B
+// bytes per block = (256 + 512) x (to-experts + from-experts row bytes).
+TEST(MemoryPlan, CountsTheMoeExchangeBuffersOfEachPrecision) {
+  auto plan = [](const std::string& precision, const std::vector<std::string>& more) {
+    std::vector<std::string> sets = {"parallel.dp=2", "parallel.ep=2",
+                                     "precision.compute=" + precision};
+    sets.insert(sets.end(), more.begin(), more.end());
+    return plan_memory(parse_recipe(kRecipe, "memory_plan_test", sets), kernels::Device::kCPU);
+  };
+  constexpr int64_t kMoeLayers = 7;
+  for (const RankMemory& m : plan("fp32", {})) EXPECT_EQ(m.exchange, 0);
+  const std::vector<RankMemory> bf16 = plan("bf16", {}), fp8 = plan("fp8", {});
+  ASSERT_EQ(bf16.size(), 2u);
+  ASSERT_EQ(bf16[0].contexts, std::vector<int>{1});
+  for (size_t r = 0; r < 2; ++r) {
+    EXPECT_EQ(bf16[r].exchange, kMoeLayers * (256 + 512) * (64 + 64)) << "rank " << r;
+    EXPECT_EQ(fp8[r].exchange, kMoeLayers * (256 + 512) * (36 + 64)) << "rank " << r;
+    EXPECT_EQ(bf16[r].total(), bf16[r].parameters + bf16[r].gradients + bf16[r].optimizer +
+                                   bf16[r].activations + bf16[r].communication +
+                                   bf16[r].exchange);
+  }
+  // Node-aware over 2 nodes (dp = ep = 4, 2 ranks a node): N = 64, M = 2 nodes. First hop
+  // (forward dispatch only): S = N min(M, k) = 128 sent, Rw = M N = 128 received; second hop
+  // and the combine within the node: T = Rw min(k, 8 / M) = 256 and R = 4 N min(k, 2) = 512
+  // rows, both directions. bf16: (128 + 128) x 64 + (256 + 512) x (64 + 64) per block.
+  const std::vector<RankMemory> nodes =
+      plan("bf16", {"parallel.dp=4", "parallel.ep=4", "parallel.ranks_per_node=2",
+                    "model.n_group=2", "parallel.node_aware_dispatch=on"});
+  ASSERT_EQ(nodes.size(), 4u);
+  for (const RankMemory& m : nodes) {
+    EXPECT_EQ(m.exchange, kMoeLayers * ((128 + 128) * 64 + (256 + 512) * (64 + 64)));
+  }
+  // A GPU's exchanges sit in host memory, outside its device plan.
+  for (const RankMemory& m :
+       plan_memory(parse_recipe(kRecipe, "memory_plan_test",
+                                {"parallel.dp=2", "parallel.ep=2", "precision.compute=bf16"}),
+                   kernels::Device::kCUDA)) {
+    EXPECT_EQ(m.exchange, 0);
   }
 }
 

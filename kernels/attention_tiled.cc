@@ -286,12 +286,16 @@ TESSERA_INLINE void backward_block_keys(int64_t j0, int64_t qb, int64_t nq, int6
                                         const BackwardPacks<E>& p) {
   constexpr int64_t kCols = tile_cols<E, W>();
   const bool accumulate = qb > kb;  // the diagonal block is each key row's first
+  // In the diagonal block, query rows before j0 see none of these keys: start at j0.
+  const int64_t i_first = qb == kb ? j0 - qb : 0;
+  const E* P = p.Pb + i_first * kBlock + (j0 - kb);
+  const E* dS = p.dSb + i_first * kBlock + (j0 - kb);
   for (int64_t d0 = 0; d0 < a.hd; d0 += kCols) {
     const int64_t n = std::min(kCols, a.hd - d0);
-    tile<E, W, R>(dv + j0 * ld_d + d0, ld_d, n, p.Pb + (j0 - kb), 1, kBlock,
-                  p.dop + qb * a.hdp + d0, a.hdp, nq, E(1), accumulate);
-    tile<E, W, R>(dk + j0 * ld_d + d0, ld_d, n, p.dSb + (j0 - kb), 1, kBlock,
-                  p.qp + qb * a.hdp + d0, a.hdp, nq, E(1), accumulate);
+    tile<E, W, R>(dv + j0 * ld_d + d0, ld_d, n, P, 1, kBlock, p.dop + (qb + i_first) * a.hdp + d0,
+                  a.hdp, nq - i_first, E(1), accumulate);
+    tile<E, W, R>(dk + j0 * ld_d + d0, ld_d, n, dS, 1, kBlock, p.qp + (qb + i_first) * a.hdp + d0,
+                  a.hdp, nq - i_first, E(1), accumulate);
   }
 }
 

@@ -82,24 +82,23 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const Shape& s : shapes) {
     const int64_t D = s.H * s.hd, ld = 3 * D, rows = s.B * s.T;
-    std::vector<float> qkv(rows * ld), out(rows * D), lse(s.B * s.H * s.T);
-    std::vector<float> dout(rows * D), dqkv(rows * ld);
-    std::vector<float> scratch(k::attention_scratch_elements(s.T));
+    std::vector<float> qkv(rows * ld), out(rows * D), probs(s.B * s.H * s.T * s.T);
+    std::vector<float> dout(rows * D), dqkv(rows * ld), scratch(s.T * s.T);
     for (float& x : qkv) x = normal(rng);
     for (float& x : dout) x = normal(rng);
     const float* q = qkv.data();
     const double flops = s.B * s.H * 2.0 * 2.0 * s.hd * s.T * (s.T + 1) / 2;
     const double fwd = best_gflops(
         [&] {
-          k::attention_forward(out.data(), D, lse.data(), q, q + D, q + 2 * D, ld, s.B, s.T, s.H,
+          k::attention_forward(out.data(), D, probs.data(), q, q + D, q + 2 * D, ld, s.B, s.T, s.H,
                                s.hd);
         },
         flops, min_s);
     const double bwd = best_gflops(
         [&] {
           k::attention_backward(dqkv.data(), dqkv.data() + D, dqkv.data() + 2 * D, ld,
-                                scratch.data(), dout.data(), out.data(), D, lse.data(), q, q + D,
-                                q + 2 * D, ld, s.B, s.T, s.H, s.hd);
+                                scratch.data(), dout.data(), D, probs.data(), q, q + D, q + 2 * D,
+                                ld, s.B, s.T, s.H, s.hd);
         },
         2 * flops, min_s);
     std::printf("%-26s %6.1f %10.1f %7.0f%% %7.0f%%\n", s.name, fwd, bwd, 100 * fwd / peak,

@@ -7,7 +7,7 @@
 //   gpus_per_node: 8                 # ranks per node
 //   device:
 //     name: NVIDIA H800 SXM5
-//     kind: gpu                      # gpu | cpu: whose backend sizes the memory plan
+//     kind: gpu                      # gpu | cpu: cpu attention keeps its (T, T) probabilities
 //     peak_tflops: {fp32: 67, bf16: 989, fp8: 1979}   # dense, no sparsity
 //     memory_gib: 80
 //     memory_gbs: 3350               # device memory bandwidth, GB/s

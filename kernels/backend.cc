@@ -3,19 +3,15 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/attention.h"
-
 namespace tessera::kernels {
 
-// Both devices save each row's log-sum-exp; the CPU's backward recomputes one (batch, head)
-// pair's probabilities at a time in its scratch, the GPU's works per tile.
-int64_t attention_saved_numel(Device, const AttentionShape& s) {
-  return s.batch * s.heads * s.seq_len;
+int64_t attention_saved_numel(Device device, const AttentionShape& s) {
+  return device == Device::kCPU ? s.batch * s.heads * s.seq_len * s.seq_len
+                                : s.batch * s.heads * s.seq_len;
 }
 
 int64_t attention_scratch_numel(Device device, const AttentionShape& s) {
-  return device == Device::kCPU ? attention_scratch_elements(s.seq_len)
-                                : s.batch * s.heads * s.seq_len;
+  return device == Device::kCPU ? s.seq_len * s.seq_len : s.batch * s.heads * s.seq_len;
 }
 
 const char* precision_name(Precision precision) {

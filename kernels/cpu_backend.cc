@@ -205,17 +205,17 @@ class CpuOps final : public SegmentLoopOps<T> {
     }
   }
 
-  // saved: each row's log-sum-exp (B, H, T); scratch: one thread's block buffers.
+  // saved: the causal softmax (B, H, T, T); scratch: (T, T) (attention_saved_numel).
   void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k, const T* v,
                          int64_t ld_qkv, const AttentionShape& s) override {
     kernels::attention_forward(out, ld_out, saved, q, k, v, ld_qkv, s.batch, s.seq_len, s.heads,
                                s.head_dim);
   }
   void attention_backward(T* dq, T* dk, T* dv, int64_t ld_dqkv, T* scratch, const T* dout,
-                          const T* out, int64_t ld_out, const T* saved, const T* q,
+                          const T* /*out*/, int64_t ld_out, const T* saved, const T* q,
                           const T* k, const T* v, int64_t ld_qkv,
                           const AttentionShape& s) override {
-    kernels::attention_backward(dq, dk, dv, ld_dqkv, scratch, dout, out, ld_out, saved, q, k, v,
+    kernels::attention_backward(dq, dk, dv, ld_dqkv, scratch, dout, ld_out, saved, q, k, v,
                                 ld_qkv, s.batch, s.seq_len, s.heads, s.head_dim);
   }
 

@@ -1,8 +1,8 @@
 // Causal attention on CUDA: our own tiled kernels with an online softmax (flash-attention
 // style), scale 1/sqrt(hd), over device pointers, enqueued on `stream`.
 //
-// As kernels/attention.h (the CPU's), the forward saves only the logsumexp of each score row,
-// lse = m + log(l), so the saved state is B*H*T elements; the
+// Unlike kernels/attention.h, which saves the whole (B, H, T, T) softmax, the forward saves only
+// the logsumexp of each score row, lse = m + log(l), so the saved state is B*H*T elements; the
 // backward recomputes P = exp(scale q k^T - lse) tile by tile, with D_i = rowsum(dO_i * O_i)
 // (B*H*T elements of scratch) standing in for sum_j P_ij dP_ij.
 //

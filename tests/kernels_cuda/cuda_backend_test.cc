@@ -42,11 +42,11 @@ void check_attention_matches_cpu(int64_t B, int64_t T_len, int64_t H, int64_t hd
   const T* q = qkv.data();
 
   auto out = out0, dqkv = dqkv0;
-  std::vector<T> lse(B * H * T_len), scratch(attention_scratch_elements(T_len));
-  attention_forward(out.data(), ld_out, lse.data(), q, q + H * hd, q + 2 * H * hd, ld_qkv, B,
+  std::vector<T> probs(B * H * T_len * T_len), scratch(T_len * T_len);
+  attention_forward(out.data(), ld_out, probs.data(), q, q + H * hd, q + 2 * H * hd, ld_qkv, B,
                     T_len, H, hd);
   attention_backward(dqkv.data(), dqkv.data() + H * hd, dqkv.data() + 2 * H * hd, ld_d,
-                     scratch.data(), dout.data(), out.data(), ld_out, lse.data(), q, q + H * hd,
+                     scratch.data(), dout.data(), ld_out, probs.data(), q, q + H * hd,
                      q + 2 * H * hd, ld_qkv, B, T_len, H, hd);
 
   DeviceBuffer<T> d_qkv(qkv), d_dout(dout), d_out(out0), d_dqkv(dqkv0);

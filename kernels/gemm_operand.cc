@@ -3,9 +3,20 @@
 #include <vector>
 
 #include "kernels/cpu_loop.h"
-#include "kernels/math/low_precision.h"
+#include "kernels/cpu_simd.h"
 
 namespace tessera::kernels {
+
+namespace {
+
+// A contiguous row rounded to bf16 (cpu::round_bf16_f32 vectorises; math::round_to_bf16 would
+// not).
+TESSERA_CPU_CLONES void round_bf16_row(float* out, const float* x, int64_t cols) {
+#pragma omp simd
+  for (int64_t c = 0; c < cols; ++c) out[c] = cpu::round_bf16_f32(x[c]);
+}
+
+}  // namespace
 
 void round_gemm_operand(float* out, Precision precision, Fp8Tiling tiling, Trans trans,
                         const float* x, int64_t ldx, int64_t rows, int64_t cols) {
@@ -20,9 +31,13 @@ void round_gemm_operand(float* out, Precision precision, Fp8Tiling tiling, Trans
   const bool bf16 = precision == Precision::kBF16;
 #pragma omp parallel for if (rows * cols >= cpu::kMinParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
+    if (bf16 && trans == Trans::kNo) {
+      round_bf16_row(out + r * cols, x + r * ldx, cols);
+      continue;
+    }
     for (int64_t c = 0; c < cols; ++c) {
       const float v = trans == Trans::kNo ? x[r * ldx + c] : x[c * ldx + r];
-      out[r * cols + c] = bf16 ? math::round_to_bf16(v) : v;
+      out[r * cols + c] = bf16 ? cpu::round_bf16_f32(v) : v;
     }
   }
 }

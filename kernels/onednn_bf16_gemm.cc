@@ -8,7 +8,7 @@
 #include <string>
 
 #include "kernels/cpu_loop.h"
-#include "kernels/math/low_precision.h"
+#include "kernels/cpu_simd.h"
 
 namespace tessera::kernels {
 
@@ -18,11 +18,14 @@ using dt = dnnl::memory::data_type;
 
 // x (rows, cols) [row stride ldx] rounded to bf16 into out, packed (row stride cols), in the
 // order stored: transposes are left to the matmul's strides (reading down columns is slow).
+TESSERA_CPU_CLONES void pack_bf16_row(uint16_t* out, const float* x, int64_t cols) {
+#pragma omp simd
+  for (int64_t c = 0; c < cols; ++c) out[c] = cpu::bf16_bits_f32(x[c]);
+}
+
 void pack_bf16(uint16_t* out, const float* x, int64_t ldx, int64_t rows, int64_t cols) {
 #pragma omp parallel for if (rows * cols >= cpu::kMinParallelWork)
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = math::float_to_bf16(x[r * ldx + c]);
-  }
+  for (int64_t r = 0; r < rows; ++r) pack_bf16_row(out + r * cols, x + r * ldx, cols);
 }
 
 }  // namespace

@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
+#include "kernels/math/low_precision.h"
 #include "tests/kernels/test_util.h"
 
 namespace tessera::kernels {
@@ -42,6 +44,26 @@ TEST(CpuSimd, SigmoidMatchesTheFormulaOnBothSides) {
     const double exact = 1.0 / (1.0 + std::exp(-static_cast<double>(x)));
     EXPECT_NEAR(cpu::sigmoid_f32(x), exact, 2e-7 * exact) << x;
   }
+}
+
+// The branch-free bf16 rounding gives math::float_to_bf16's bits for every sign, exponent and
+// kept mantissa (all 2^16 upper halves: zeros, subnormals, normals, the largest finite, inf, NaN
+// payloads) with every kind of discarded lower half (0, the odd/even ties, just below and above
+// them, all ones, and a pseudo-random one per value). Checked over all 2^32 floats once by hand.
+TEST(CpuSimd, Bf16RoundingMatchesTheReferenceEverywhere) {
+  int64_t mismatches = 0;
+  for (uint32_t high = 0; high <= 0xFFFFu; ++high) {
+    const uint32_t lows[] = {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu,
+                             (high * 2654435761u) & 0xFFFFu};
+    for (uint32_t low : lows) {
+      const float x = std::bit_cast<float>((high << 16) | low);
+      const uint16_t want = math::float_to_bf16(x);
+      if (cpu::bf16_bits_f32(x) != want) ++mismatches;
+      const float r = cpu::round_bf16_f32(x), rr = math::round_to_bf16(x);
+      if (std::bit_cast<uint32_t>(r) != std::bit_cast<uint32_t>(rr)) ++mismatches;
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
 }
 
 // Float attention runs its (batch, head) pairs on one thread each: 1 and 2 threads give the

@@ -17,6 +17,7 @@
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_operand.h"
+#include "kernels/linear_gemm.h"
 #include "kernels/onednn_bf16_gemm.h"
 #include "kernels/permute.h"
 #include "kernels/rmsnorm.h"
@@ -102,8 +103,7 @@ class CpuOps final : public SegmentLoopOps<T> {
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        lp_.run(o.precision, N, O, I, x, ldx, Trans::kNo, Fp8Tiling::k1x128, W, I, Trans::kNo,
-                Fp8Tiling::k128x128, beta, y, ldy);
+        linear_forward_gemm(y, ldy, x, ldx, W, N, I, O, o.accumulate).run_on(lp_, o.precision);
         return;
       }
       refuse(o.precision);
@@ -115,8 +115,8 @@ class CpuOps final : public SegmentLoopOps<T> {
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        lp_.run(o.precision, N, I, O, dy, lddy, Trans::kNo, Fp8Tiling::k1x128, W, I, Trans::kYes,
-                Fp8Tiling::k128x128, beta, dx, lddx);
+        linear_backward_input_gemm(dx, lddx, dy, lddy, W, N, I, O, o.accumulate)
+            .run_on(lp_, o.precision);
         return;
       }
       refuse(o.precision);
@@ -127,8 +127,7 @@ class CpuOps final : public SegmentLoopOps<T> {
                               int64_t N, int64_t I, int64_t O, const Precision p) override {
     if (p != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        lp_.run(p, O, I, N, dy, lddy, Trans::kYes, Fp8Tiling::k1x128, x, ldx, Trans::kYes,
-                Fp8Tiling::k1x128, 1.0f, dW, I);
+        linear_backward_weight_gemm(dW, dy, lddy, x, ldx, N, I, O).run_on(lp_, p);
         return;
       }
       refuse(p);

@@ -20,6 +20,7 @@
 #include "kernels/cuda/router.h"
 #include "kernels/cuda/swiglu.h"
 #include "kernels/cuda/vector_ops.h"
+#include "kernels/linear_gemm.h"
 #include "kernels/permute.h"
 #include "kernels/rope.h"
 #include "kernels/router.h"
@@ -84,17 +85,15 @@ class CudaOps final : public SegmentLoopOps<T> {
   CudaOps(CudaBackend& backend, cublasHandle_t cublas)
       : backend_(backend), cublas_(cublas), low_precision_(cublas) {}
 
-  // Float bf16/fp8 maps go to LowPrecisionGemm with the CPU backend's operands and V3's
-  // tilings: forward x (1x128) by W (128x128), dgrad dy (1x128) by W^T (128x128), wgrad dy^T by
-  // x^T (both tiled along the tokens: 128x1 of the activations).
+  // Float bf16/fp8 maps go to LowPrecisionGemm with the GEMMs of kernels/linear_gemm.h.
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
     backend_.enter();
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        low_precision_.run(o.precision, N, O, I, x, ldx, Trans::kNo, Fp8Tiling::k1x128, W, I,
-                           Trans::kNo, Fp8Tiling::k128x128, beta, y, ldy);
+        linear_forward_gemm(y, ldy, x, ldx, W, N, I, O, o.accumulate)
+            .run_on(low_precision_, o.precision);
         return;
       }
       refuse(o.precision);
@@ -107,8 +106,8 @@ class CudaOps final : public SegmentLoopOps<T> {
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        low_precision_.run(o.precision, N, I, O, dy, lddy, Trans::kNo, Fp8Tiling::k1x128, W, I,
-                           Trans::kYes, Fp8Tiling::k128x128, beta, dx, lddx);
+        linear_backward_input_gemm(dx, lddx, dy, lddy, W, N, I, O, o.accumulate)
+            .run_on(low_precision_, o.precision);
         return;
       }
       refuse(o.precision);
@@ -120,8 +119,7 @@ class CudaOps final : public SegmentLoopOps<T> {
     backend_.enter();
     if (p != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        low_precision_.run(p, O, I, N, dy, lddy, Trans::kYes, Fp8Tiling::k1x128, x, ldx,
-                           Trans::kYes, Fp8Tiling::k1x128, 1.0f, dW, I);
+        linear_backward_weight_gemm(dW, dy, lddy, x, ldx, N, I, O).run_on(low_precision_, p);
         return;
       }
       refuse(p);

@@ -5,44 +5,21 @@
 // Usage: attention_bench [--threads N] [--min-seconds S]   (defaults: 1 thread, 0.3 s per figure)
 #include <omp.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench/best_rate.h"
 #include "kernels/attention.h"
-#include "kernels/gemm.h"
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct Shape {
   const char* name;
   int64_t B, T, H, hd;
 };
-
-// Best rate of `fn` over batches of calls, each batch running at least min_s.
-double best_gflops(const std::function<void()>& fn, double flops, double min_s) {
-  fn();  // warm up (first-touch pages, oneDNN's JIT)
-  double best = 0;
-  for (int batch = 0; batch < 3; ++batch) {
-    int calls = 0;
-    const auto t0 = Clock::now();
-    double s = 0;
-    do {
-      fn();
-      ++calls;
-      s = std::chrono::duration<double>(Clock::now() - t0).count();
-    } while (s < min_s);
-    best = std::max(best, flops * calls / s / 1e9);
-  }
-  return best;
-}
 
 }  // namespace
 
@@ -63,14 +40,7 @@ int main(int argc, char** argv) {
   omp_set_num_threads(threads);
   namespace k = tessera::kernels;
 
-  const int64_t n = 1024;
-  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
-  const double peak = best_gflops(
-      [&] {
-        k::gemm<float>(k::Trans::kNo, k::Trans::kYes, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
-                       c.data(), n);
-      },
-      2.0 * n * n * n, min_s);
+  const double peak = tessera::bench::measured_sgemm_peak(min_s);
   std::printf("threads %d   SGEMM 1024^3 %.1f GFLOP/s\n", threads, peak);
   std::printf("%-22s %10s %10s %8s %8s\n", "shape (B,T,H,hd)", "fwd GF/s", "bwd GF/s", "fwd %pk",
               "bwd %pk");
@@ -88,19 +58,19 @@ int main(int argc, char** argv) {
     for (float& x : dout) x = normal(rng);
     const float* q = qkv.data();
     const double flops = s.B * s.H * 2.0 * 2.0 * s.hd * s.T * (s.T + 1) / 2;
-    const double fwd = best_gflops(
+    const double fwd = tessera::bench::best_gflops(
         [&] {
           k::attention_forward(out.data(), D, probs.data(), q, q + D, q + 2 * D, ld, s.B, s.T, s.H,
                                s.hd);
         },
-        flops, min_s);
-    const double bwd = best_gflops(
+        flops, min_s, 3);
+    const double bwd = tessera::bench::best_gflops(
         [&] {
           k::attention_backward(dqkv.data(), dqkv.data() + D, dqkv.data() + 2 * D, ld,
                                 scratch.data(), dout.data(), D, probs.data(), q, q + D, q + 2 * D,
                                 ld, s.B, s.T, s.H, s.hd);
         },
-        2 * flops, min_s);
+        2 * flops, min_s, 3);
     std::printf("%-26s %6.1f %10.1f %7.0f%% %7.0f%%\n", s.name, fwd, bwd, 100 * fwd / peak,
                 100 * bwd / peak);
   }

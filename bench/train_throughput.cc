@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/best_rate.h"
 #include "kernels/bf16_gemm_choice.h"
 #include "kernels/cpu_backend.h"
 #include "kernels/factory/make_backend.h"
@@ -57,32 +58,6 @@ double forward_flops_per_token(const Recipe& recipe) {
   f += 2.0 * c.mtp_depth * c.dim * c.vocab_size;                   // the shared head, per depth
   f += (c.n_layers + c.mtp_depth) * 2.0 * (qk + v) * (T + 1) / 2;  // q.k and p.v
   return f;
-}
-
-// The best rate of a 1024^3 SGEMM over batches of calls of at least 0.25 s each: five single
-// calls (15 ms) caught the clock ramping or a neighbour's burst and under-read the peak by up to a
-// quarter, flattering the fraction of peak.
-double measured_sgemm_peak() {
-  const int64_t n = 1024;
-  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n, 0.0f);
-  auto call = [&] {
-    kernels::gemm<float>(kernels::Trans::kNo, kernels::Trans::kYes, n, n, n, 1.0f, a.data(), n,
-                         b.data(), n, 0.0f, c.data(), n);
-  };
-  call();  // first touch, oneDNN's JIT
-  double best = 0;
-  for (int batch = 0; batch < 4; ++batch) {
-    int calls = 0;
-    double s = 0;
-    const auto t0 = Clock::now();
-    do {
-      call();
-      ++calls;
-      s = std::chrono::duration<double>(Clock::now() - t0).count();
-    } while (s < 0.25);
-    best = std::max(best, 2.0 * n * n * n * calls / s / 1e9);
-  }
-  return best;
 }
 
 // One measurement on the recipe's device; on cpu with bf16_gemm set, on a CpuBackend running
@@ -144,7 +119,7 @@ void measure(const Recipe& recipe, const std::string& recipe_path, int steps, in
   const double step_cpu_s = cpu_times[cpu_times.size() / 2];
   const double tokens_per_s = B * T / step_s;
   const double gflops = 3 * forward_flops_per_token(recipe) * tokens_per_s / 1e9;
-  const double peak = measured_sgemm_peak();
+  const double peak = bench::measured_sgemm_peak(0.25);
   std::printf("tessera: %s  params %lld  batch %lld x %lld  threads %d  gemm %s  "
               "bf16 gemm %s\n",
               recipe_path.c_str(), static_cast<long long>(params.numel()),

@@ -206,6 +206,16 @@ class BackendOps {
     throw std::logic_error("adamw_update_bf16_moments: not offered by this backend");
   }
 
+  // ---- FP8 activation storage (precision fp8 caches linear inputs for the backward as V3
+  // does): codes (N, C) packed e4m3 and scales (N, ceil(C/128)) = x (N, C) [row stride ldx]
+  // quantised in 1x128 tiles along C (kernels/fp8_quantize.h, bit for bit on every device);
+  // dequantise writes x (N, C) contiguous, code * scale. Float only: double throws
+  // std::invalid_argument.
+  virtual void fp8_quantize_rows(uint8_t* codes, float* scales, const T* x, int64_t ldx,
+                                 int64_t N, int64_t C) = 0;
+  virtual void fp8_dequantize_rows(T* x, const uint8_t* codes, const float* scales, int64_t N,
+                                   int64_t C) = 0;
+
   // ---- Element-wise and reductions. Reductions return to the host (a sync on devices) and
   // accumulate in double in index order, so the result does not depend on the device.
   virtual void copy(T* dst, const T* src, int64_t n) = 0;

@@ -15,6 +15,7 @@
 #include "kernels/bf16_gemm_choice.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
+#include "kernels/fp8_quantize.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_operand.h"
 #include "kernels/linear_gemm.h"
@@ -309,6 +310,23 @@ class CpuOps final : public SegmentLoopOps<T> {
   void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& hp,
                     bool decay, T grad_scale) override {
     kernels::adamw_update(param, grad, m, v, n, hp, decay, grad_scale);
+  }
+
+  void fp8_quantize_rows(uint8_t* codes, float* scales, const T* x, int64_t ldx, int64_t N,
+                         int64_t C) override {
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::fp8_quantize(codes, scales, Fp8Tiling::k1x128, Trans::kNo, x, ldx, N, C);
+    } else {
+      throw std::invalid_argument("cpu backend: fp8_quantize_rows takes float, not double");
+    }
+  }
+  void fp8_dequantize_rows(T* x, const uint8_t* codes, const float* scales, int64_t N,
+                           int64_t C) override {
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::fp8_dequantize(x, codes, scales, Fp8Tiling::k1x128, N, C);
+    } else {
+      throw std::invalid_argument("cpu backend: fp8_dequantize_rows takes float, not double");
+    }
   }
 
   void copy(T* dst, const T* src, int64_t n) override {

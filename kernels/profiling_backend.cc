@@ -217,6 +217,17 @@ class ProfilingOps final : public BackendOps<T> {
     ops_.adamw_update_bf16_moments(param, grad, m, v, n, hp, decay, grad_scale);
   }
 
+  void fp8_quantize_rows(uint8_t* codes, float* scales, const T* x, int64_t ldx, int64_t N,
+                         int64_t C) override {
+    OpTimer t = timer("fp8_quantize_rows");
+    ops_.fp8_quantize_rows(codes, scales, x, ldx, N, C);
+  }
+  void fp8_dequantize_rows(T* x, const uint8_t* codes, const float* scales, int64_t N,
+                           int64_t C) override {
+    OpTimer t = timer("fp8_dequantize_rows");
+    ops_.fp8_dequantize_rows(x, codes, scales, N, C);
+  }
+
   void copy(T* dst, const T* src, int64_t n) override {
     OpTimer t = timer("copy");
     ops_.copy(dst, src, n);

@@ -66,6 +66,8 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
         const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);
         m.context_bytes.push_back(bytes);
         m.activations += m.contexts[c] * bytes;
+        m.workspace_bytes = std::max(
+            m.workspace_bytes, model->ChunkWorkspaceBytes(c, mb_rows, seq_len, device));
         // Each context keeps its MoE blocks' packed exchanges (host memory: counted on the CPU).
         if (device != kernels::Device::kCPU) continue;
         for (const Block* block : model->chunk_blocks(c)) {
@@ -81,6 +83,7 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
           m.exchange += m.contexts[c] * moe_exchange_bytes(shape);
         }
       }
+      m.activations += m.workspace_bytes;
       m.communication = static_cast<int64_t>(parallel::PipelineExecutor::PlannedPoolBuffers(
                             schedule, coords.pp_rank)) *
                         boundary_bytes;
@@ -137,7 +140,8 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
       return o->stage == m.stage && o->parameters == m.parameters && o->optimizer == m.optimizer &&
              o->activations == m.activations && o->communication == m.communication &&
              o->exchange == m.exchange && o->optimizer_scratch == m.optimizer_scratch &&
-             o->contexts == m.contexts && o->context_bytes == m.context_bytes;
+             o->contexts == m.contexts && o->context_bytes == m.context_bytes &&
+             o->workspace_bytes == m.workspace_bytes;
     };
     size_t i = 0;
     if (ranks.size() > kEveryRankUpTo) {
@@ -167,6 +171,10 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
     for (size_t c = 0; c < m.contexts.size(); ++c) {
       std::snprintf(line, sizeof(line), "%s%dx%.1f", c ? "+" : "", m.contexts[c],
                     mib(m.context_bytes[c]));
+      contexts += line;
+    }
+    if (m.workspace_bytes > 0) {
+      std::snprintf(line, sizeof(line), "+ws%.1f", mib(m.workspace_bytes));
       contexts += line;
     }
     std::snprintf(line, sizeof(line),

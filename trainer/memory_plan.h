@@ -9,7 +9,9 @@
 //                  optimizer.state_dtype bf16
 //   activations    micro-batch contexts (the schedule's peak in flight per chunk) x the arena
 //                  of one: saved activations, backward workspaces, boundary residuals; expert-side
-//                  buffers sized for the worst-case routing
+//                  buffers sized for the worst-case routing; plus the one workspace all contexts
+//                  share for buffers that live within one piece (precision fp8's fp32 copies of
+//                  the activations it keeps in fp8: Model::ChunkWorkspaceBytes)
 //   communication  pipeline boundary buffers: an upper bound from the schedule
 //                  (PipelineExecutor::PlannedPoolBuffers)
 //   exchange       the MoE blocks' packed bf16 / fp8 row exchanges, per micro-batch context at
@@ -39,6 +41,7 @@ struct RankMemory {
   int64_t exchange = 0, optimizer_scratch = 0;
   std::vector<int> contexts;            // per chunk: micro-batch contexts
   std::vector<int64_t> context_bytes;   // per chunk: bytes of one context's arena
+  int64_t workspace_bytes = 0;          // the shared workspace (in activations)
   int64_t total() const {
     return parameters + gradients + optimizer + activations + communication + exchange +
            optimizer_scratch;

@@ -178,22 +178,37 @@ std::vector<const Block*> Model::chunk_blocks(int chunk) const {
   return out;
 }
 
-int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
-                               kernels::Device device) const {
+std::pair<int64_t, int64_t> Model::MeasureChunk(int chunk, int64_t batch, int64_t seq_len,
+                                                kernels::Device device) const {
   const Chunk& c = chunks_.at(chunk);
-  ActivationArena measure(device);
+  ActivationArena workspace(device);
   ChunkContext ctx(ActivationArena{device});
+  ctx.arena.attach_workspace(&workspace);
   for (const auto& block : c.blocks) ctx.blocks.push_back(block->NewContext());
   for (const auto& m : c.mtp) ctx.mtp.push_back(m->NewContext());
-  CarveChunk(c, ctx, measure, batch, seq_len, /*training=*/true, 0.0);
-  return static_cast<int64_t>(measure.used());
+  CarveChunk(c, ctx, ctx.arena, batch, seq_len, /*training=*/true, 0.0);
+  return {static_cast<int64_t>(ctx.arena.used()), static_cast<int64_t>(workspace.peak())};
+}
+
+int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
+                               kernels::Device device) const {
+  return MeasureChunk(chunk, batch, seq_len, device).first;
+}
+
+int64_t Model::ChunkWorkspaceBytes(int chunk, int64_t batch, int64_t seq_len,
+                                   kernels::Device device) const {
+  return MeasureChunk(chunk, batch, seq_len, device).second;
 }
 
 std::unique_ptr<ChunkContext> Model::NewChunkContext(int chunk, int64_t batch, int64_t seq_len) {
   kernels::Backend& be = backend();
   const Chunk& c = chunks_.at(chunk);
-  const int64_t bytes = ChunkArenaBytes(chunk, batch, seq_len, be.device());
+  const auto [bytes, workspace_bytes] = MeasureChunk(chunk, batch, seq_len, be.device());
+  if (workspace_.measuring() || static_cast<int64_t>(workspace_.capacity()) < workspace_bytes) {
+    workspace_ = ActivationArena(be, static_cast<size_t>(workspace_bytes));
+  }
   auto ctx = std::make_unique<ChunkContext>(ActivationArena(be, static_cast<size_t>(bytes)));
+  ctx->arena.attach_workspace(&workspace_);
   ctx->chunk = chunk;
   ctx->batch = batch;
   ctx->seq_len = seq_len;

@@ -13,6 +13,7 @@
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/fp8_quantize.h"
 #include "kernels/cuda/low_precision_gemm.h"
 #include "kernels/cuda/permute.h"
 #include "kernels/cuda/rmsnorm.h"
@@ -268,6 +269,24 @@ class CudaOps final : public SegmentLoopOps<T> {
     } else {
       throw std::invalid_argument("cuda backend: adamw_update_bf16_moments takes float, not "
                                   "double");
+    }
+  }
+
+  void fp8_quantize_rows(uint8_t* codes, float* scales, const T* x, int64_t ldx, int64_t N,
+                         int64_t C) override {
+    if constexpr (std::is_same_v<T, float>) {
+      cuda::fp8_quantize(codes, scales, Fp8Tiling::k1x128, Trans::kNo, x, ldx, N, C,
+                         backend_.enter());
+    } else {
+      throw std::invalid_argument("cuda backend: fp8_quantize_rows takes float, not double");
+    }
+  }
+  void fp8_dequantize_rows(T* x, const uint8_t* codes, const float* scales, int64_t N,
+                           int64_t C) override {
+    if constexpr (std::is_same_v<T, float>) {
+      cuda::fp8_dequantize(x, codes, scales, Fp8Tiling::k1x128, N, C, backend_.enter());
+    } else {
+      throw std::invalid_argument("cuda backend: fp8_dequantize_rows takes float, not double");
     }
   }
 

@@ -46,14 +46,27 @@ __global__ void fp8_quantize_kernel(uint8_t* codes, float* scales, int64_t tile_
   for (int64_t r = r0; r < r1; ++r) codes[r * cols + c] = math::fp8_quantize_elem(at(r), scale);
 }
 
+__global__ void fp8_dequantize_kernel(float* x, const uint8_t* codes, const float* scales,
+                                      int64_t tile_rows, int64_t rows, int64_t cols,
+                                      int64_t scale_cols) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols) return;
+  const int64_t r = i / cols, c = i % cols;
+  x[i] = math::e4m3_to_float(codes[i]) * scales[(r / tile_rows) * scale_cols + c / kFp8TileK];
+}
+
+void check_sizes(const char* op, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0) {
+    throw std::invalid_argument(std::string("cuda ") + op + ": negative size rows=" +
+                                std::to_string(rows) + " cols=" + std::to_string(cols));
+  }
+}
+
 }  // namespace
 
 void fp8_quantize(uint8_t* codes, float* scales, Fp8Tiling tiling, Trans trans, const float* x,
                   int64_t ldx, int64_t rows, int64_t cols, cudaStream_t stream) {
-  if (rows < 0 || cols < 0) {
-    throw std::invalid_argument("cuda fp8_quantize: negative size rows=" + std::to_string(rows) +
-                                " cols=" + std::to_string(cols));
-  }
+  check_sizes("fp8_quantize", rows, cols);
   const int64_t stored_width = trans == Trans::kNo ? cols : rows;
   if (ldx < std::max<int64_t>(stored_width, 1)) {
     throw std::invalid_argument("cuda fp8_quantize: row stride ldx=" + std::to_string(ldx) +
@@ -70,6 +83,17 @@ void fp8_quantize(uint8_t* codes, float* scales, Fp8Tiling tiling, Trans trans, 
   fp8_quantize_kernel<<<static_cast<unsigned int>(tiles), kTile, 0, stream>>>(
       codes, scales, tile_rows, trans == Trans::kYes, x, ldx, rows, cols, scale_cols);
   check_launch("fp8_quantize_kernel");
+}
+
+void fp8_dequantize(float* x, const uint8_t* codes, const float* scales, Fp8Tiling tiling,
+                    int64_t rows, int64_t cols, cudaStream_t stream) {
+  check_sizes("fp8_dequantize", rows, cols);
+  const int64_t n = rows * cols;
+  if (n == 0) return;
+  const int64_t tile_rows = tiling == Fp8Tiling::k1x128 ? 1 : kFp8TileK;
+  fp8_dequantize_kernel<<<detail::blocks_for(n, "fp8_dequantize"), detail::kThreadsPerBlock, 0,
+                          stream>>>(x, codes, scales, tile_rows, rows, cols, fp8_scale_cols(cols));
+  check_launch("fp8_dequantize_kernel");
 }
 
 }  // namespace tessera::kernels::cuda

@@ -20,4 +20,9 @@ namespace tessera::kernels::cuda {
 void fp8_quantize(uint8_t* codes, float* scales, Fp8Tiling tiling, Trans trans, const float* x,
                   int64_t ldx, int64_t rows, int64_t cols, cudaStream_t stream = nullptr);
 
+// x [rows, cols] = e4m3_to_float(code) * scale (kernels/fp8_quantize.h's fp8_dequantize, same
+// layouts and checks), enqueued on `stream`.
+void fp8_dequantize(float* x, const uint8_t* codes, const float* scales, Fp8Tiling tiling,
+                    int64_t rows, int64_t cols, cudaStream_t stream = nullptr);
+
 }  // namespace tessera::kernels::cuda

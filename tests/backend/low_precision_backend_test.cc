@@ -13,6 +13,7 @@
 //     fp32 rounding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/factory/make_backend.h"
+#include "kernels/fp8_quantize.h"
 #include "kernels/math/low_precision.h"
 #include "tests/kernels/test_util.h"
 
@@ -217,6 +219,30 @@ TEST_P(LowPrecisionOnBackend, AdamWWithBf16MomentsMatchesTheHostConversion) {
   }
 }
 
+// fp8 activation storage (precision fp8 keeps linear inputs so): codes and scales bit for bit
+// the CPU's from a strided x, and the dequantised rows bit for bit (code times scale in fp32).
+TEST_P(LowPrecisionOnBackend, Fp8RowStorageMatchesTheCpuBackendBitForBit) {
+  On dev(*backend_), cpu(*cpu_);
+  const int64_t scale_cols = (I + 127) / 128;
+  struct Out {
+    std::vector<uint8_t> codes;
+    std::vector<float> scales, values;
+  };
+  auto run = [&](On& on) {
+    // Tensors have no byte dtype: the codes take whole 32-bit words.
+    uint8_t* codes = reinterpret_cast<uint8_t*>(on.up(std::vector<uint32_t>((N * I + 3) / 4)));
+    float* scales = on.up(std::vector<float>(N * scale_cols));
+    float* values = on.up(std::vector<float>(N * I));
+    on.ops().fp8_quantize_rows(codes, scales, on.up(x), ldx, N, I);
+    on.ops().fp8_dequantize_rows(values, codes, scales, N, I);
+    return Out{on.down(codes, N * I), on.down(scales, N * scale_cols), on.down(values, N * I)};
+  };
+  const Out got = run(dev), want = run(cpu);
+  EXPECT_EQ(got.codes, want.codes);
+  EXPECT_EQ(got.scales, want.scales);
+  EXPECT_EQ(got.values, want.values);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, LowPrecisionOnBackend, ::testing::Values("cuda"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
@@ -230,6 +256,42 @@ TEST(CpuBackendBf16Moments, AreLeftToTheOptimizer) {
   EXPECT_THROW(cpu->ops<float>().adamw_update_bf16_moments(nullptr, nullptr, nullptr, nullptr, 0,
                                                            hp, true, 1.0f),
                std::logic_error);
+}
+
+// The CPU backend's fp8 row storage is the shared quantiser (kernels/fp8_quantize.h, checked
+// against a reference written from the format) in 1x128 tiles along the row: same codes and
+// scales from a strided x, each value back within e4m3's half ulp (2^-4 relative) of the input
+// or of the tile's subnormal step, and float only.
+TEST(CpuFp8RowStorage, IsTheSharedQuantiserInRowTiles) {
+  std::unique_ptr<Backend> cpu = make_backend("cpu");
+  BackendOps<float>& ops = cpu->ops<float>();
+  const std::vector<float> x = random_floats(N * ldx, 7, 3.0);
+  const int64_t scale_cols = (I + 127) / 128;
+  std::vector<uint8_t> codes(N * I), want_codes(N * I);
+  std::vector<float> scales(N * scale_cols), want_scales(N * scale_cols), back(N * I);
+  ops.fp8_quantize_rows(codes.data(), scales.data(), x.data(), ldx, N, I);
+  fp8_quantize(want_codes.data(), want_scales.data(), Fp8Tiling::k1x128, Trans::kNo, x.data(),
+               ldx, N, I);
+  EXPECT_EQ(codes, want_codes);
+  EXPECT_EQ(scales, want_scales);
+  ops.fp8_dequantize_rows(back.data(), codes.data(), scales.data(), N, I);
+  int64_t wrong = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    for (int64_t c = 0; c < I; ++c) {
+      const double in = x[r * ldx + c], out = back[r * I + c];
+      const double scale = scales[r * scale_cols + c / 128];
+      // e4m3: 3 mantissa bits (half ulp 2^-4 relative), subnormal step 2^-9 of the scale.
+      const double bound = std::max(std::fabs(in) / 16, std::ldexp(scale, -10)) * (1 + 1e-6);
+      if (!(std::fabs(out - in) <= bound) && wrong++ < 5) {
+        ADD_FAILURE() << "(" << r << ", " << c << "): " << in << " came back " << out;
+      }
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_THROW(cpu->ops<double>().fp8_quantize_rows(nullptr, nullptr, nullptr, 1, 0, 0),
+               std::invalid_argument);
+  EXPECT_THROW(cpu->ops<double>().fp8_dequantize_rows(nullptr, nullptr, nullptr, 0, 0),
+               std::invalid_argument);
 }
 
 }  // namespace

@@ -4,12 +4,16 @@
 // micro-batch at a time gives (F(0) B(0) W(0) F(1) B(1) W(1)). Checked for every block kind in one process
 // and for the MoE block under expert parallelism over the fake communicator (its exchanges then
 // really are in flight while the other micro-batch's pieces run). Also: the piece lists name
-// their communication, and a block's arena measure equals what it carves.
+// their communication, and a block's arena measure equals what it carves. With precision fp8 the
+// two micro-batches share one workspace for their transient buffers (the fp32 values of what
+// fp8 keeps in fp8), as a model's contexts do: a buffer kept from one piece to the next there
+// would be overwritten by the other micro-batch's pieces and break the equality.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -80,9 +84,10 @@ enum class Order {
 };
 
 // Two micro-batches through one block, in `order`.
-Outcome RunTwoMicroBatches(Kind kind, Order order, int ep = 1, int ep_rank = 0,
-                           parallel::Comm* ep_comm = nullptr) {
-  const ModelConfig config = Config();
+Outcome RunTwoMicroBatches(Kind kind, Order order, kernels::Precision precision, int ep = 1,
+                           int ep_rank = 0, parallel::Comm* ep_comm = nullptr) {
+  ModelConfig config = Config();
+  config.block_precision = precision;
   kernels::CpuBackend cpu;
   ParamTable table;
   std::unique_ptr<Block> block = MakeBlock(kind, table, config, ep, ep_rank, ep_comm);
@@ -98,6 +103,9 @@ Outcome RunTwoMicroBatches(Kind kind, Order order, int ep = 1, int ep_rank = 0,
   std::unique_ptr<BlockContext> c0 = block->NewContext(), c1 = block->NewContext();
   ActivationArena a0(cpu, block->ArenaBytes(mb, cpu.device()));
   ActivationArena a1(cpu, block->ArenaBytes(mb, cpu.device()));
+  ActivationArena workspace(cpu, block->WorkspaceBytes(mb, cpu.device()));
+  a0.attach_workspace(&workspace);
+  a1.attach_workspace(&workspace);
   block->Prepare(*c0, a0, mb);
   block->Prepare(*c1, a1, mb);
 
@@ -141,46 +149,54 @@ Outcome RunTwoMicroBatches(Kind kind, Order order, int ep = 1, int ep_rank = 0,
   return out;
 }
 
-class BlockPiecesTest : public ::testing::TestWithParam<Kind> {};
+class BlockPiecesTest
+    : public ::testing::TestWithParam<std::tuple<Kind, kernels::Precision>> {};
 
 TEST_P(BlockPiecesTest, InterleavedEqualsSequentialBitForBit) {
-  const Outcome sequential = RunTwoMicroBatches(GetParam(), Order::kOneAtATime);
-  EXPECT_TRUE(sequential == RunTwoMicroBatches(GetParam(), Order::kPhases));
-  EXPECT_TRUE(sequential == RunTwoMicroBatches(GetParam(), Order::kInterleaved));
+  const auto [kind, precision] = GetParam();
+  const Outcome sequential = RunTwoMicroBatches(kind, Order::kOneAtATime, precision);
+  EXPECT_TRUE(sequential == RunTwoMicroBatches(kind, Order::kPhases, precision));
+  EXPECT_TRUE(sequential == RunTwoMicroBatches(kind, Order::kInterleaved, precision));
   // Not trivially equal: the micro-batches differ and produced gradients.
   EXPECT_NE(sequential.y0, sequential.y1);
   EXPECT_GT(*std::max_element(sequential.grads.begin(), sequential.grads.end()), 0.0f);
 }
 
-std::string KindName(const ::testing::TestParamInfo<Kind>& info) {
-  switch (info.param) {
-    case Kind::kAttention: return "Attention";
-    case Kind::kMla: return "Mla";
-    case Kind::kDense: return "DenseFfn";
-    case Kind::kMoe: return "Moe";
+std::string CaseName(const ::testing::TestParamInfo<std::tuple<Kind, kernels::Precision>>& info) {
+  const char* kind = "Unknown";
+  switch (std::get<0>(info.param)) {
+    case Kind::kAttention: kind = "Attention"; break;
+    case Kind::kMla: kind = "Mla"; break;
+    case Kind::kDense: kind = "DenseFfn"; break;
+    case Kind::kMoe: kind = "Moe"; break;
   }
-  return "Unknown";
+  return std::string(kind) + "_" + kernels::precision_name(std::get<1>(info.param));
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, BlockPiecesTest,
-                         ::testing::Values(Kind::kAttention, Kind::kMla, Kind::kDense,
-                                           Kind::kMoe),
-                         KindName);
+                         ::testing::Combine(::testing::Values(Kind::kAttention, Kind::kMla,
+                                                              Kind::kDense, Kind::kMoe),
+                                            ::testing::Values(kernels::Precision::kF32,
+                                                              kernels::Precision::kFP8)),
+                         CaseName);
 
 // Under EP the exchanges of one micro-batch are in flight while the other's pieces run.
 TEST(BlockPieces, MoeUnderExpertParallelismInterleavedEqualsSequential) {
   constexpr int kEp = 2;
   std::vector<Outcome> sequential(kEp), phases(kEp), interleaved(kEp);
-  for (auto [order, out] : {std::pair{Order::kOneAtATime, &sequential},
-                            std::pair{Order::kPhases, &phases},
-                            std::pair{Order::kInterleaved, &interleaved}}) {
-    parallel::run_fake_ranks(kEp, [&, order = order, out = out](parallel::Comm& ep) {
-      (*out)[ep.rank()] = RunTwoMicroBatches(Kind::kMoe, order, kEp, ep.rank(), &ep);
-    });
-  }
-  for (int r = 0; r < kEp; ++r) {
-    EXPECT_TRUE(sequential[r] == phases[r]) << "EP rank " << r;
-    EXPECT_TRUE(sequential[r] == interleaved[r]) << "EP rank " << r;
+  for (kernels::Precision precision : {kernels::Precision::kF32, kernels::Precision::kFP8}) {
+    SCOPED_TRACE(kernels::precision_name(precision));
+    for (auto [order, out] : {std::pair{Order::kOneAtATime, &sequential},
+                              std::pair{Order::kPhases, &phases},
+                              std::pair{Order::kInterleaved, &interleaved}}) {
+      parallel::run_fake_ranks(kEp, [&, order = order, out = out](parallel::Comm& ep) {
+        (*out)[ep.rank()] = RunTwoMicroBatches(Kind::kMoe, order, precision, kEp, ep.rank(), &ep);
+      });
+    }
+    for (int r = 0; r < kEp; ++r) {
+      EXPECT_TRUE(sequential[r] == phases[r]) << "EP rank " << r;
+      EXPECT_TRUE(sequential[r] == interleaved[r]) << "EP rank " << r;
+    }
   }
 }
 

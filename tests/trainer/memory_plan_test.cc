@@ -118,6 +118,42 @@ TEST(MemoryPlan, Bf16OptimizerStateCountsTheUpdateScratch) {
   EXPECT_EQ(plan({}, kernels::Device::kCUDA).at(0).optimizer_scratch, 0);
 }
 
+// precision fp8 keeps the linears' inputs and the SwiGLU inputs in fp8 (1 byte a value and one
+// fp32 scale per 128) and recomputes the SwiGLU outputs; their fp32 values live in the one
+// workspace every context shares (trainer/layers/saved_activation.h). Hand count, one process,
+// one micro-batch of N = 256 tokens, D = 256, dense F = 256, expert F = 128 (k = 2: R = 512
+// expert rows), shared F = 128; widths multiples of 128, every buffer a multiple of the arena's
+// 256-byte alignment, so the counts are exact. A kept (rows, C) activation saves
+// rows * C * (4 - 1 - 4/128) bytes; a recomputed SwiGLU output rows * F * 4.
+TEST(MemoryPlan, KeepsFp8ActivationsInAQuarterOfTheBytes) {
+  auto plan = [](const std::string& precision) {
+    return plan_memory(parse_recipe(kRecipe, "memory_plan_test",
+                                    {"precision.compute=" + precision, "model.dim=256",
+                                     "model.inter_dim=256", "model.moe_inter_dim=128"}),
+                       kernels::Device::kCPU)
+        .at(0);
+  };
+  const RankMemory bf16 = plan("bf16"), fp8 = plan("fp8");
+  constexpr int64_t N = 256, D = 256, F = 256, Fe = 128, R = 2 * N, Fs = 128;
+  auto kept = [](int64_t rows, int64_t cols) {
+    return rows * cols * 4 - rows * cols - rows * cols / 32;
+  };
+  const int64_t attention = kept(N, D);                        // xn, 8 layers
+  const int64_t dense = kept(N, D) + kept(N, 2 * F) + N * F * 4;  // xn, ab, h
+  const int64_t moe = kept(R, 2 * Fe) + R * Fe * 4 + kept(N, 2 * Fs) + N * Fs * 4;  // x 7
+  const int64_t saved = 8 * attention + dense + 7 * moe;
+  // The workspace holds the largest block's fp32 values: the MoE block's ab, hp and the shared
+  // expert's ab, h (the dense block's xn, ab, h are fewer).
+  const int64_t workspace = (R * 2 * Fe + R * Fe + N * 2 * Fs + N * Fs) * 4;
+  EXPECT_EQ(bf16.workspace_bytes, 0);
+  EXPECT_EQ(fp8.workspace_bytes, workspace);
+  ASSERT_EQ(bf16.context_bytes.size(), 1u);
+  EXPECT_EQ(bf16.context_bytes[0] - fp8.context_bytes[0], saved);
+  EXPECT_EQ(fp8.activations, fp8.context_bytes[0] + workspace);
+  EXPECT_LT(fp8.activations, bf16.activations);
+  EXPECT_NE(format_memory_plan({fp8}).find("+ws"), std::string::npos);
+}
+
 // The MoE blocks' packed exchange buffers (trainer/moe_exchange_memory.h) against a hand count.
 // dp = ep = 2, one micro-batch: N = 16 / 2 * 16 = 128 tokens per block, k = 2, 8 experts, 4
 // per rank; 7 MoE layers (8 layers, the first dense). Token side N*k = 256 rows, expert side

@@ -42,7 +42,7 @@ void AttentionBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   Context& c = static_cast<Context&>(ctx);
   const int64_t N = c.mb.tokens(), D = dim_;
   c.rstd = arena.take<float>(N);
-  c.xn = arena.take<float>(N * D);
+  c.xn = SavedActivation::Carve(arena, N, D, precision_ == kernels::Precision::kFP8);
   c.qkv = arena.take<float>(N * 3 * D);
   c.saved =
       arena.take<float>(kernels::attention_saved_numel(arena.device(), shape(c.mb)));
@@ -72,9 +72,12 @@ void AttentionBlock::ForwardPiece(Context& c) {
   const float* cos = rope_cos_.data<float>();
   const float* sin = rope_sin_.data<float>();
   float* qkv = c.qkv;
-  ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+  ops.rmsnorm_forward(c.xn.values, c.rstd, c.x, table_.value_ptr(norm_), N, D,
+                      static_cast<float>(eps_));
   // qkv (N, 3D) = xn · [Wq; Wk; Wv]^T
-  ops.linear_forward(qkv, 3 * D, c.xn, D, table_.value_ptr(wq_), N, D, 3 * D, {.precision = precision_});
+  ops.linear_forward(qkv, 3 * D, c.xn.values, D, table_.value_ptr(wq_), N, D, 3 * D,
+                     {.precision = precision_});
+  c.xn.Save(ops, N);
   ops.rope_forward(qkv, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.rope_forward(qkv + D, 3 * D, cos, sin, B, T, n_heads_, head_dim_);
   ops.attention_forward(c.attn, D, c.saved, qkv, qkv + D, qkv + 2 * D, 3 * D, shape(c.mb));
@@ -110,7 +113,8 @@ void AttentionBlock::BackwardWeightPiece(Context& c) {
   // dWo (D, D) += dy^T · attn
   ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.attn, D, N, D, D, precision_);
   // d[Wq; Wk; Wv] (3D, D) += dqkv^T · xn
-  ops.linear_backward_weight(table_.grad_ptr(wq_), c.dqkv, 3 * D, c.xn, D, N, D, 3 * D, precision_);
+  ops.linear_backward_weight(table_.grad_ptr(wq_), c.dqkv, 3 * D, c.xn.Load(ops, N), D, N, D,
+                             3 * D, precision_);
   ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
 }
 

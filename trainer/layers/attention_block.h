@@ -9,6 +9,7 @@
 #include "kernels/backend.h"
 #include "kernels/tensor.h"
 #include "trainer/layers/block.h"
+#include "trainer/layers/saved_activation.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
 
@@ -29,7 +30,7 @@ class AttentionBlock : public Block {
  private:
   struct Context : BlockContext {
     float* rstd = nullptr;     // (N)
-    float* xn = nullptr;       // (N, D) normed input
+    SavedActivation xn;        // (N, D) normed input, wq|wk|wv's
     float* qkv = nullptr;      // (N, 3D) q|k|v after RoPE
     float* saved = nullptr;    // what the backend's attention keeps for its backward
     float* attn = nullptr;     // (N, D) attention output before wo

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "parallel/work.h"
@@ -67,8 +68,8 @@ class Block {
 
   // A fresh context for one micro-batch in flight.
   virtual std::unique_ptr<BlockContext> NewContext() const = 0;
-  // Carves every buffer the micro-batch needs (forward and backward) from `arena`; with a
-  // measuring arena this only counts them.
+  // Carves every buffer the micro-batch needs (forward and backward) from `arena` (those that
+  // live within one piece with take_transient); with a measuring arena this only counts them.
   virtual void Carve(BlockContext& ctx, ActivationArena& arena) const = 0;
   // The pieces of each phase, in their sequential order.
   virtual const BlockPieces& pieces() const = 0;
@@ -76,6 +77,7 @@ class Block {
   // Binds a micro-batch's shape to ctx and carves its buffers from arena.
   void Prepare(BlockContext& ctx, ActivationArena& arena, const MicroBatchInfo& mb) const {
     ctx.mb = mb;
+    arena.begin_block();
     Carve(ctx, arena);
   }
   // Binds the forward's input and output (after Prepare).
@@ -88,13 +90,13 @@ class Block {
     ctx.dy = dy;
     ctx.dx = dx;
   }
-  // Bytes an arena on `device` needs for a micro-batch of this shape.
+  // Bytes an arena on `device` needs for a micro-batch of this shape, and the bytes of the
+  // workspace (ActivationArena::attach_workspace) its transient buffers need.
   int64_t ArenaBytes(const MicroBatchInfo& mb, kernels::Device device) const {
-    std::unique_ptr<BlockContext> ctx = NewContext();
-    ctx->mb = mb;
-    ActivationArena measure(device);
-    Carve(*ctx, measure);
-    return static_cast<int64_t>(measure.used());
+    return Measure(mb, device).first;
+  }
+  int64_t WorkspaceBytes(const MicroBatchInfo& mb, kernels::Device device) const {
+    return Measure(mb, device).second;
   }
 
   // Sequential compositions of the pieces.
@@ -115,6 +117,13 @@ class Block {
   void BackwardWeight(BlockContext& ctx) const { Run(pieces().backward_weight, ctx); }
 
  private:
+  std::pair<int64_t, int64_t> Measure(const MicroBatchInfo& mb, kernels::Device device) const {
+    std::unique_ptr<BlockContext> ctx = NewContext();
+    ActivationArena measure(device), workspace(device);
+    measure.attach_workspace(&workspace);
+    Prepare(*ctx, measure, mb);
+    return {static_cast<int64_t>(measure.used()), static_cast<int64_t>(workspace.peak())};
+  }
   // Communication pieces are not waited here: their consumers wait.
   static void Run(const std::vector<BlockPiece>& list, BlockContext& ctx) {
     for (const BlockPiece& piece : list) piece.run(ctx);

@@ -31,7 +31,7 @@ void DenseFfnBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   Context& c = static_cast<Context&>(ctx);
   const int64_t N = c.mb.tokens(), D = dim_;
   c.rstd = arena.take<float>(N);
-  c.xn = arena.take<float>(N * D);
+  c.xn = SavedActivation::Carve(arena, N, D, mlp_.fp8());
   c.dxn = arena.take<float>(N * D);
   c.mlp = mlp_.Carve(arena, N);
 }
@@ -39,9 +39,11 @@ void DenseFfnBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
 void DenseFfnBlock::ForwardPiece(Context& c) const {
   const int64_t N = c.mb.tokens(), D = dim_;
   kernels::BackendOps<float>& ops = table_.ops();
-  ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, static_cast<float>(eps_));
+  ops.rmsnorm_forward(c.xn.values, c.rstd, c.x, table_.value_ptr(norm_), N, D,
+                      static_cast<float>(eps_));
   ops.copy(c.y, c.x, N * D);
-  mlp_.Forward(c.mlp, c.xn, c.y, N, /*accumulate=*/true);
+  mlp_.Forward(c.mlp, c.xn.values, c.y, N, /*accumulate=*/true);
+  c.xn.Save(ops, N);
 }
 
 void DenseFfnBlock::BackwardInputPiece(Context& c) const {
@@ -54,7 +56,7 @@ void DenseFfnBlock::BackwardInputPiece(Context& c) const {
 }
 
 void DenseFfnBlock::BackwardWeightPiece(Context& c) const {
-  mlp_.BackwardWeight(c.mlp, c.xn, c.dy, c.mb.tokens());
+  mlp_.BackwardWeight(c.mlp, c.xn.Load(table_.ops(), c.mb.tokens()), c.dy, c.mb.tokens());
   table_.ops().rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd,
                                        c.mb.tokens(), dim_);
 }

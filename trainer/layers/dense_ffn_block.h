@@ -6,6 +6,7 @@
 #include <string>
 
 #include "trainer/layers/block.h"
+#include "trainer/layers/saved_activation.h"
 #include "trainer/layers/swiglu_mlp.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
@@ -27,7 +28,7 @@ class DenseFfnBlock : public Block {
  private:
   struct Context : BlockContext {
     float* rstd = nullptr;  // (N)
-    float* xn = nullptr;    // (N, D)
+    SavedActivation xn;     // (N, D)
     float* dxn = nullptr;   // (N, D)
     SwigluMlp::Buffers mlp;
   };

@@ -54,17 +54,18 @@ void MlaAttentionBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   Context& c = static_cast<Context&>(ctx);
   const int64_t N = c.mb.tokens(), D = dim_, H = n_heads_, dk = qk_head_dim();
   const int64_t kv_width = H * (nope_ + v_dim_);
+  const bool fp8 = precision_ == kernels::Precision::kFP8;
   c.rstd = arena.take<float>(N);
-  c.xn = arena.take<float>(N * D);
+  c.xn = SavedActivation::Carve(arena, N, D, fp8);
   if (q_rank_ > 0) {
     c.q_a = arena.take<float>(N * q_rank_);
     c.q_rstd = arena.take<float>(N);
-    c.q_an = arena.take<float>(N * q_rank_);
+    c.q_an = SavedActivation::Carve(arena, N, q_rank_, fp8);
   }
   c.q = arena.take<float>(N * H * dk);
   c.c_kv = arena.take<float>(N * kv_rank_);
   c.kv_rstd = arena.take<float>(N);
-  c.c_kvn = arena.take<float>(N * kv_rank_);
+  c.c_kvn = SavedActivation::Carve(arena, N, kv_rank_, fp8);
   c.k_pe = arena.take<float>(N * rope_);
   c.kv = arena.take<float>(N * kv_width);
   c.k = arena.take<float>(N * H * dk);
@@ -108,26 +109,36 @@ void MlaAttentionBlock::ForwardPiece(Context& c) {
   const float* cos = rope_cos_.data<float>();
   const float* sin = rope_sin_.data<float>();
   const float* wkv_a = table_.value_ptr(wkv_a_);
-  ops.rmsnorm_forward(c.xn, c.rstd, c.x, table_.value_ptr(norm_), N, D, eps);
+  const float* xn = c.xn.values;
+  ops.rmsnorm_forward(c.xn.values, c.rstd, c.x, table_.value_ptr(norm_), N, D, eps);
   // Queries, per head [q_nope; q_pe]; RoPE on each head's q_pe (one head per call: the rope op
   // takes heads of contiguous rope dims).
   if (q_rank_ > 0) {
-    ops.linear_forward(c.q_a, q_rank_, c.xn, D, table_.value_ptr(wq_a_), N, D, q_rank_, {.precision = precision_});
-    ops.rmsnorm_forward(c.q_an, c.q_rstd, c.q_a, table_.value_ptr(q_norm_), N, q_rank_, eps);
-    ops.linear_forward(c.q, H * dk, c.q_an, q_rank_, table_.value_ptr(wq_b_), N, q_rank_, H * dk, {.precision = precision_});
+    ops.linear_forward(c.q_a, q_rank_, xn, D, table_.value_ptr(wq_a_), N, D, q_rank_,
+                       {.precision = precision_});
+    ops.rmsnorm_forward(c.q_an.values, c.q_rstd, c.q_a, table_.value_ptr(q_norm_), N, q_rank_,
+                        eps);
+    ops.linear_forward(c.q, H * dk, c.q_an.values, q_rank_, table_.value_ptr(wq_b_), N, q_rank_,
+                       H * dk, {.precision = precision_});
+    c.q_an.Save(ops, N);
   } else {
-    ops.linear_forward(c.q, H * dk, c.xn, D, table_.value_ptr(wq_), N, D, H * dk, {.precision = precision_});
+    ops.linear_forward(c.q, H * dk, xn, D, table_.value_ptr(wq_), N, D, H * dk,
+                       {.precision = precision_});
   }
   for (int64_t h = 0; h < H; ++h) {
     ops.rope_forward(c.q + h * dk + nope_, H * dk, cos, sin, B, T, 1, rope_);
   }
   // [c_kv; k_pe] = wkv_a xn, as two GEMMs over the weight's row blocks (contiguous outputs).
-  ops.linear_forward(c.c_kv, kv_rank_, c.xn, D, wkv_a, N, D, kv_rank_, {.precision = precision_});
-  ops.linear_forward(c.k_pe, rope_, c.xn, D, wkv_a + kv_rank_ * D, N, D, rope_, {.precision = precision_});
+  ops.linear_forward(c.c_kv, kv_rank_, xn, D, wkv_a, N, D, kv_rank_, {.precision = precision_});
+  ops.linear_forward(c.k_pe, rope_, xn, D, wkv_a + kv_rank_ * D, N, D, rope_,
+                     {.precision = precision_});
+  c.xn.Save(ops, N);
   ops.rope_forward(c.k_pe, rope_, cos, sin, B, T, 1, rope_);
-  ops.rmsnorm_forward(c.c_kvn, c.kv_rstd, c.c_kv, table_.value_ptr(kv_norm_), N, kv_rank_, eps);
-  ops.linear_forward(c.kv, H * kv_head, c.c_kvn, kv_rank_, table_.value_ptr(wkv_b_), N, kv_rank_,
-                     H * kv_head, {.precision = precision_});
+  ops.rmsnorm_forward(c.c_kvn.values, c.kv_rstd, c.c_kv, table_.value_ptr(kv_norm_), N, kv_rank_,
+                      eps);
+  ops.linear_forward(c.kv, H * kv_head, c.c_kvn.values, kv_rank_, table_.value_ptr(wkv_b_), N,
+                     kv_rank_, H * kv_head, {.precision = precision_});
+  c.c_kvn.Save(ops, N);
   // k = [k_nope; k_pe] and v padded, one (token, head) per row.
   ops.copy_2d(c.k, dk, c.kv, kv_head, N * H, nope_, false);
   for (int64_t h = 0; h < H; ++h) {
@@ -195,18 +206,22 @@ void MlaAttentionBlock::BackwardWeightPiece(Context& c) {
   kernels::BackendOps<float>& ops = table_.ops();
   float* dwkv_a = table_.grad_ptr(wkv_a_);
   ops.linear_backward_weight(table_.grad_ptr(wo_), c.dy, D, c.o, H * v_dim_, N, H * v_dim_, D, precision_);
-  ops.linear_backward_weight(table_.grad_ptr(wkv_b_), c.dkv, H * kv_head, c.c_kvn, kv_rank_, N,
-                             kv_rank_, H * kv_head, precision_);
+  ops.linear_backward_weight(table_.grad_ptr(wkv_b_), c.dkv, H * kv_head, c.c_kvn.Load(ops, N),
+                             kv_rank_, N, kv_rank_, H * kv_head, precision_);
   ops.rmsnorm_backward_weight(table_.grad_ptr(kv_norm_), c.dc_kvn, c.c_kv, c.kv_rstd, N, kv_rank_);
-  ops.linear_backward_weight(dwkv_a, c.dc_kv, kv_rank_, c.xn, D, N, D, kv_rank_, precision_);
-  ops.linear_backward_weight(dwkv_a + kv_rank_ * D, c.dk_pe, rope_, c.xn, D, N, D, rope_, precision_);
+  const float* xn = c.xn.Load(ops, N);
+  ops.linear_backward_weight(dwkv_a, c.dc_kv, kv_rank_, xn, D, N, D, kv_rank_, precision_);
+  ops.linear_backward_weight(dwkv_a + kv_rank_ * D, c.dk_pe, rope_, xn, D, N, D, rope_,
+                             precision_);
   if (q_rank_ > 0) {
-    ops.linear_backward_weight(table_.grad_ptr(wq_b_), c.dq, H * dk, c.q_an, q_rank_, N, q_rank_,
-                               H * dk, precision_);
+    ops.linear_backward_weight(table_.grad_ptr(wq_b_), c.dq, H * dk, c.q_an.Load(ops, N),
+                               q_rank_, N, q_rank_, H * dk, precision_);
     ops.rmsnorm_backward_weight(table_.grad_ptr(q_norm_), c.dq_an, c.q_a, c.q_rstd, N, q_rank_);
-    ops.linear_backward_weight(table_.grad_ptr(wq_a_), c.dq_a, q_rank_, c.xn, D, N, D, q_rank_, precision_);
+    ops.linear_backward_weight(table_.grad_ptr(wq_a_), c.dq_a, q_rank_, xn, D, N, D, q_rank_,
+                               precision_);
   } else {
-    ops.linear_backward_weight(table_.grad_ptr(wq_), c.dq, H * dk, c.xn, D, N, D, H * dk, precision_);
+    ops.linear_backward_weight(table_.grad_ptr(wq_), c.dq, H * dk, xn, D, N, D, H * dk,
+                               precision_);
   }
   ops.rmsnorm_backward_weight(table_.grad_ptr(norm_), c.dxn, c.x, c.rstd, N, D);
 }

@@ -17,6 +17,7 @@
 #include "kernels/backend.h"
 #include "kernels/tensor.h"
 #include "trainer/layers/block.h"
+#include "trainer/layers/saved_activation.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
 
@@ -38,14 +39,14 @@ class MlaAttentionBlock : public Block {
   struct Context : BlockContext {
     // forward (saved for the backward)
     float* rstd = nullptr;      // (N)
-    float* xn = nullptr;        // (N, D)
+    SavedActivation xn;         // (N, D)
     float* q_a = nullptr;       // (N, Rq) wq_a xn (q_lora_rank > 0)
     float* q_rstd = nullptr;    // (N)
-    float* q_an = nullptr;      // (N, Rq) q_norm(q_a)
+    SavedActivation q_an;       // (N, Rq) q_norm(q_a)
     float* q = nullptr;         // (N, H*dk) per head [q_nope; q_pe] after RoPE
     float* c_kv = nullptr;      // (N, Rkv)
     float* kv_rstd = nullptr;   // (N)
-    float* c_kvn = nullptr;     // (N, Rkv) kv_norm(c_kv)
+    SavedActivation c_kvn;      // (N, Rkv) kv_norm(c_kv)
     float* k_pe = nullptr;      // (N, dr) after RoPE
     float* kv = nullptr;        // (N, H*(dn+dv)) per head [k_nope; v]
     float* k = nullptr;         // (N, H*dk)

@@ -259,8 +259,9 @@ void MoeBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   } else {
     c.xe = c.xp, c.ye = c.yp, c.dye = c.dyp, c.dxe = c.dxp;
   }
-  c.ab = arena.take<float>(R * 2 * F);
-  c.hp = arena.take<float>(R * F);
+  const bool fp8 = precision_ == kernels::Precision::kFP8;
+  c.ab = SavedActivation::Carve(arena, R, 2 * F, fp8);
+  c.hp = fp8 ? arena.take_transient<float>(R * F) : arena.take<float>(R * F);
   c.dhp = arena.take<float>(R * F);
   c.dab = arena.take<float>(R * 2 * F);
   if (shared_) c.shared = shared_->Carve(arena, N);
@@ -434,10 +435,15 @@ parallel::Work MoeBlock::ExpertsForward(Context& c) {
     DecodeRows(c, dispatch_format_, node_aware_ ? c.x2_recv : c.x_recv, R, c.xe);
   }
   // ab rows (n, 2F) = xe rows · [W1_e | W3_e]^T, per (source, expert) segment
-  ops.grouped_linear_forward(c.ab, 2 * F, c.xe, D, table_.value_ptr(w1_), c.rows, D, F, {.precision = precision_});
-  ops.grouped_linear_forward(c.ab + F, 2 * F, c.xe, D, table_.value_ptr(w3_), c.rows, D, F, {.precision = precision_});
-  ops.swiglu_forward(c.hp, c.ab, c.ab + F, 2 * F, R, F);
-  ops.grouped_linear_forward(c.ye, D, c.hp, F, table_.value_ptr(w2_), c.rows, F, D, {.precision = precision_});
+  float* ab = c.ab.values;
+  ops.grouped_linear_forward(ab, 2 * F, c.xe, D, table_.value_ptr(w1_), c.rows, D, F,
+                             {.precision = precision_});
+  ops.grouped_linear_forward(ab + F, 2 * F, c.xe, D, table_.value_ptr(w3_), c.rows, D, F,
+                             {.precision = precision_});
+  ops.swiglu_forward(c.hp, ab, ab + F, 2 * F, R, F);
+  ops.grouped_linear_forward(c.ye, D, c.hp, F, table_.value_ptr(w2_), c.rows, F, D,
+                             {.precision = precision_});
+  c.ab.Save(ops, R);
   return {};
 }
 
@@ -550,7 +556,8 @@ parallel::Work MoeBlock::ExpertsBackwardInput(Context& c) {
     DecodeRows(c, dispatch_grads_format_, node_aware_ ? c.x2_recv : c.x_recv, R, c.dye);
   }
   ops.grouped_linear_backward_input(c.dhp, F, c.dye, D, table_.value_ptr(w2_), c.rows, F, D, {.precision = precision_});
-  ops.swiglu_backward(c.dab, c.dab + F, c.dhp, c.ab, c.ab + F, 2 * F, R, F);
+  const float* ab = c.ab.Load(ops, R);
+  ops.swiglu_backward(c.dab, c.dab + F, c.dhp, ab, ab + F, 2 * F, R, F);
   // dxe = dab[:, :F] · W1_e + dab[:, F:] · W3_e
   ops.grouped_linear_backward_input(c.dxe, D, c.dab, 2 * F, table_.value_ptr(w1_), c.rows, D, F, {.precision = precision_});
   ops.grouped_linear_backward_input(c.dxe, D, c.dab + F, 2 * F, table_.value_ptr(w3_), c.rows, D,
@@ -593,7 +600,12 @@ parallel::Work MoeBlock::UnpermuteBackward(Context& c) {
 parallel::Work MoeBlock::ExpertsBackwardWeight(Context& c) {
   const int64_t D = dim_, F = hidden_;
   kernels::BackendOps<float>& ops = table_.ops();
-  ops.grouped_linear_backward_weight(table_.grad_ptr(w2_), c.dye, D, c.hp, F, c.rows, F, D, precision_);
+  if (c.ab.fp8) {  // hp from the kept SwiGLU inputs
+    const float* ab = c.ab.Load(ops, c.expert_rows);
+    ops.swiglu_forward(c.hp, ab, ab + F, 2 * F, c.expert_rows, F);
+  }
+  ops.grouped_linear_backward_weight(table_.grad_ptr(w2_), c.dye, D, c.hp, F, c.rows, F, D,
+                                     precision_);
   ops.grouped_linear_backward_weight(table_.grad_ptr(w1_), c.dab, 2 * F, c.xe, D, c.rows, D, F, precision_);
   ops.grouped_linear_backward_weight(table_.grad_ptr(w3_), c.dab + F, 2 * F, c.xe, D, c.rows, D,
                                      F, precision_);

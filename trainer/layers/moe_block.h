@@ -81,6 +81,7 @@
 #include "parallel/node_dispatch.h"
 #include "parallel/row_codec.h"
 #include "trainer/layers/block.h"
+#include "trainer/layers/saved_activation.h"
 #include "trainer/layers/swiglu_mlp.h"
 #include "trainer/param_table.h"
 #include "trainer/recipe.h"
@@ -165,7 +166,8 @@ class MoeBlock : public Block {
     // Expert side (worst-case rows): the EP receive buffers, or the token-side ones.
     float *xe = nullptr, *ye = nullptr, *dye = nullptr, *dxe = nullptr;
     // (rows, 2F), (rows, F), (rows, F), (rows, 2F)
-    float *ab = nullptr, *hp = nullptr, *dhp = nullptr, *dab = nullptr;
+    SavedActivation ab;  // (R, 2F) the experts' SwiGLU inputs; fp8: kept in fp8
+    float *hp = nullptr, *dhp = nullptr, *dab = nullptr;  // hp: fp8: transient, recomputed
     SwigluMlp::Buffers shared;
     // Node-aware dispatch only. Host: the routing, the plans, the route entries and gate grads.
     std::vector<int32_t> idx_host, entries_in;

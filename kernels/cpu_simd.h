@@ -79,4 +79,22 @@ inline float round_bf16_f32(float x) {
   return std::bit_cast<float>(static_cast<uint32_t>(bf16_bits_f32(x)) << 16);
 }
 
+// math::float_to_e4m3 without branches (fp8 quantises every GEMM operand and every kept
+// activation; the reference costs tens of ns an element). |x| >= 2^-6 (e4m3's normals): round
+// to nearest even on the bit pattern at 3 fraction bits and rebias (float exponent 121 is e4m3's
+// field 1); below, |x| + 2^14 rounds |x| to e4m3's subnormal step 2^-9 in fp32's own nearest
+// even, and the step count is the code (8 reaching 2^-6, the first normal's code). Past 448 and
+// inf saturate to 0x7E, NaN gives 0x7F, the sign is kept: math::float_to_e4m3's bits for every
+// float (tests/kernels/cpu_simd_test.cc).
+inline uint8_t e4m3_bits_f32(float x) {
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const uint32_t abs = bits & 0x7FFFFFFFu;
+  const uint32_t normal = ((abs + 0x7FFFFu + ((abs >> 20) & 1u)) >> 20) - (120u << 3);
+  const float steps = ((std::bit_cast<float>(abs) + 16384.0f) - 16384.0f) * 512.0f;
+  uint32_t code = abs < 0x3C800000u ? static_cast<uint32_t>(steps) : normal;
+  code = code < 0x7Eu ? code : 0x7Eu;
+  code = abs > 0x7F800000u ? 0x7Fu : code;
+  return static_cast<uint8_t>(((bits >> 24) & 0x80u) | code);
+}
+
 }  // namespace tessera::kernels::cpu

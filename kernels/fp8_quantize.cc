@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu_simd.h"
 #include "kernels/math/fp8_scaling.h"
 
 namespace tessera::kernels {
@@ -21,6 +22,51 @@ void check_sizes(const char* op, int64_t rows, int64_t cols) {
 
 // Rows that share one scale: 1 for activations' 1x128 tiles, 128 for weight blocks.
 int64_t tile_rows(Fp8Tiling tiling) { return tiling == Fp8Tiling::k1x128 ? 1 : kFp8TileK; }
+
+// One stored row's run of n values within a tile: folded into amax, or quantised with scale
+// (math::fp8_quantize_elem's bits through the branch-free conversion).
+TESSERA_CPU_CLONES float run_amax(const float* x, int64_t n, float amax) {
+#pragma omp simd reduction(max : amax)
+  for (int64_t i = 0; i < n; ++i) amax = math::fp8_amax_update(amax, x[i]);
+  return amax;
+}
+TESSERA_CPU_CLONES void quantise_run(uint8_t* codes, const float* x, int64_t n, float scale) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) codes[i] = cpu::e4m3_bits_f32(x[i] / scale);
+}
+
+// op(x) = xᵀ in 1x128 tiles (weight gradients tile their operands along the tokens): a tile is
+// up to 128 consecutive stored rows of one stored column, so stripes of stored columns are
+// walked stored row by stored row (contiguous loads), one running amax per column of the stripe.
+TESSERA_CPU_CLONES void quantise_transposed_row_tiles(uint8_t* codes, float* scales,
+                                                      const float* x, int64_t ldx, int64_t rows,
+                                                      int64_t cols) {
+  constexpr int64_t kStripe = 64;
+  const int64_t scale_cols = fp8_scale_cols(cols);
+  float amax[kStripe], scale[kStripe];
+  for (int64_t tc = 0; tc < scale_cols; ++tc) {
+    const int64_t c0 = tc * kFp8TileK, c1 = std::min(cols, c0 + kFp8TileK);
+    for (int64_t r0 = 0; r0 < rows; r0 += kStripe) {
+      const int64_t n = std::min(kStripe, rows - r0);
+      std::fill(amax, amax + n, 0.0f);
+      for (int64_t c = c0; c < c1; ++c) {
+        const float* stored = x + c * ldx + r0;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) amax[i] = math::fp8_amax_update(amax[i], stored[i]);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        scale[i] = math::fp8_scale(amax[i]);
+        scales[(r0 + i) * scale_cols + tc] = scale[i];
+      }
+      for (int64_t c = c0; c < c1; ++c) {
+        const float* stored = x + c * ldx + r0;
+        for (int64_t i = 0; i < n; ++i) {
+          codes[(r0 + i) * cols + c] = cpu::e4m3_bits_f32(stored[i] / scale[i]);
+        }
+      }
+    }
+  }
+}
 
 }  // namespace
 
@@ -42,6 +88,10 @@ void fp8_quantize(uint8_t* codes, float* scales, Fp8Tiling tiling, Trans trans, 
   auto at = [&](int64_t r, int64_t c) {
     return trans == Trans::kNo ? x[r * ldx + c] : x[c * ldx + r];
   };
+  if (tiling == Fp8Tiling::k1x128 && trans == Trans::kYes) {
+    quantise_transposed_row_tiles(codes, scales, x, ldx, rows, cols);
+    return;
+  }
   const int64_t th = tile_rows(tiling);
   const int64_t scale_cols = fp8_scale_cols(cols);
   for (int64_t tr = 0; tr < fp8_scale_rows(tiling, rows); ++tr) {
@@ -49,14 +99,22 @@ void fp8_quantize(uint8_t* codes, float* scales, Fp8Tiling tiling, Trans trans, 
     for (int64_t tc = 0; tc < scale_cols; ++tc) {
       const int64_t c0 = tc * kFp8TileK, c1 = std::min(cols, c0 + kFp8TileK);
       float amax = 0.0f;
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t c = c0; c < c1; ++c) amax = math::fp8_amax_update(amax, at(r, c));
+      if (trans == Trans::kNo) {
+        for (int64_t r = r0; r < r1; ++r) amax = run_amax(x + r * ldx + c0, c1 - c0, amax);
+      } else {
+        for (int64_t r = r0; r < r1; ++r) {
+          for (int64_t c = c0; c < c1; ++c) amax = math::fp8_amax_update(amax, at(r, c));
+        }
       }
       const float scale = math::fp8_scale(amax);
       scales[tr * scale_cols + tc] = scale;
       for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t c = c0; c < c1; ++c) {
-          codes[r * cols + c] = math::fp8_quantize_elem(at(r, c), scale);
+        if (trans == Trans::kNo) {
+          quantise_run(codes + r * cols + c0, x + r * ldx + c0, c1 - c0, scale);
+        } else {
+          for (int64_t c = c0; c < c1; ++c) {
+            codes[r * cols + c] = cpu::e4m3_bits_f32(at(r, c) / scale);
+          }
         }
       }
     }
@@ -68,10 +126,14 @@ void fp8_dequantize(float* x, const uint8_t* codes, const float* scales, Fp8Tili
   check_sizes("fp8_dequantize", rows, cols);
   const int64_t th = tile_rows(tiling);
   const int64_t scale_cols = fp8_scale_cols(cols);
+  float value_of[256];  // every code's value: a table lookup instead of the decoding
+  for (int code = 0; code < 256; ++code) {
+    value_of[code] = math::e4m3_to_float(static_cast<uint8_t>(code));
+  }
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const float scale = scales[(r / th) * scale_cols + c / kFp8TileK];
-      x[r * cols + c] = math::e4m3_to_float(codes[r * cols + c]) * scale;
+      x[r * cols + c] = value_of[codes[r * cols + c]] * scale;
     }
   }
 }

@@ -22,7 +22,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "parallel/work.h"
@@ -90,13 +89,14 @@ class Block {
     ctx.dy = dy;
     ctx.dx = dx;
   }
-  // Bytes an arena on `device` needs for a micro-batch of this shape, and the bytes of the
-  // workspace (ActivationArena::attach_workspace) its transient buffers need.
+  // Bytes an arena on `device` needs for a micro-batch of this shape, its transient buffers
+  // included (enough with or without a workspace attached); and the bytes of the workspace
+  // (ActivationArena::attach_workspace) the transient buffers need.
   int64_t ArenaBytes(const MicroBatchInfo& mb, kernels::Device device) const {
-    return Measure(mb, device).first;
+    return Measure(mb, device, false);
   }
   int64_t WorkspaceBytes(const MicroBatchInfo& mb, kernels::Device device) const {
-    return Measure(mb, device).second;
+    return Measure(mb, device, true);
   }
 
   // Sequential compositions of the pieces.
@@ -117,12 +117,13 @@ class Block {
   void BackwardWeight(BlockContext& ctx) const { Run(pieces().backward_weight, ctx); }
 
  private:
-  std::pair<int64_t, int64_t> Measure(const MicroBatchInfo& mb, kernels::Device device) const {
+  // The arena's bytes without a workspace, or the workspace's.
+  int64_t Measure(const MicroBatchInfo& mb, kernels::Device device, bool workspace_bytes) const {
     std::unique_ptr<BlockContext> ctx = NewContext();
     ActivationArena measure(device), workspace(device);
-    measure.attach_workspace(&workspace);
+    if (workspace_bytes) measure.attach_workspace(&workspace);
     Prepare(*ctx, measure, mb);
-    return {static_cast<int64_t>(measure.used()), static_cast<int64_t>(workspace.peak())};
+    return static_cast<int64_t>(workspace_bytes ? workspace.peak() : measure.used());
   }
   // Communication pieces are not waited here: their consumers wait.
   static void Run(const std::vector<BlockPiece>& list, BlockContext& ctx) {

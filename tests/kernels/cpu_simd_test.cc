@@ -46,45 +46,44 @@ TEST(CpuSimd, SigmoidMatchesTheFormulaOnBothSides) {
   }
 }
 
-// The branch-free bf16 rounding gives math::float_to_bf16's bits for every sign, exponent and
-// kept mantissa (all 2^16 upper halves: zeros, subnormals, normals, the largest finite, inf, NaN
-// payloads) with every kind of discarded lower half (0, the odd/even ties, just below and above
-// them, all ones, and a pseudo-random one per value). Checked over all 2^32 floats once by hand.
-TEST(CpuSimd, Bf16RoundingMatchesTheReferenceEverywhere) {
+// Every sign, exponent and upper mantissa (all 2^16 upper halves: zeros, subnormals, normals,
+// the largest finite, inf, NaN payloads) with every kind of lower half (0, one, the halves at
+// bit 15 and just around them, all ones, and a pseudo-random one per value): the bit patterns
+// the branch-free conversions are checked on. fn(x) returns whether x converted right.
+template <typename Check>
+int64_t MismatchesOverBoundaryFloats(Check fn) {
   int64_t mismatches = 0;
   for (uint32_t high = 0; high <= 0xFFFFu; ++high) {
     const uint32_t lows[] = {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu,
                              (high * 2654435761u) & 0xFFFFu};
     for (uint32_t low : lows) {
-      const float x = std::bit_cast<float>((high << 16) | low);
-      const uint16_t want = math::float_to_bf16(x);
-      if (cpu::bf16_bits_f32(x) != want) ++mismatches;
-      const float r = cpu::round_bf16_f32(x), rr = math::round_to_bf16(x);
-      if (std::bit_cast<uint32_t>(r) != std::bit_cast<uint32_t>(rr)) ++mismatches;
-    }
-  }
-  EXPECT_EQ(mismatches, 0);
-}
-
-// The branch-free e4m3 conversion gives math::float_to_e4m3's bits for every sign, exponent and
-// upper mantissa (all 2^16 upper halves: zeros, float subnormals, e4m3 subnormals and normals,
-// values past 448, inf, NaN) with every kind of lower half (0, one, the halves at bit 15, all
-// ones, a pseudo-random one); e4m3's ties (bit 19 for normals, bits up to 22 for its
-// subnormals) sit in the upper half. Checked over all 2^32 floats once by hand.
-TEST(CpuSimd, E4m3ConversionMatchesTheReferenceEverywhere) {
-  int64_t mismatches = 0;
-  for (uint32_t high = 0; high <= 0xFFFFu; ++high) {
-    const uint32_t lows[] = {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu,
-                             (high * 2654435761u) & 0xFFFFu};
-    for (uint32_t low : lows) {
-      const float x = std::bit_cast<float>((high << 16) | low);
-      if (cpu::e4m3_bits_f32(x) != math::float_to_e4m3(x) && mismatches++ < 5) {
-        ADD_FAILURE() << std::hex << ((high << 16) | low) << ": "
-                      << int{cpu::e4m3_bits_f32(x)} << " vs " << int{math::float_to_e4m3(x)};
+      const uint32_t bits = (high << 16) | low;
+      if (!fn(std::bit_cast<float>(bits)) && mismatches++ < 5) {
+        ADD_FAILURE() << "wrong for the float 0x" << std::hex << bits;
       }
     }
   }
-  EXPECT_EQ(mismatches, 0);
+  return mismatches;
+}
+
+// The branch-free bf16 rounding gives math::float_to_bf16's bits (bf16's ties sit at bit 15).
+// Checked over all 2^32 floats once by hand.
+TEST(CpuSimd, Bf16RoundingMatchesTheReferenceEverywhere) {
+  EXPECT_EQ(MismatchesOverBoundaryFloats([](float x) {
+              const float r = cpu::round_bf16_f32(x), rr = math::round_to_bf16(x);
+              return cpu::bf16_bits_f32(x) == math::float_to_bf16(x) &&
+                     std::bit_cast<uint32_t>(r) == std::bit_cast<uint32_t>(rr);
+            }),
+            0);
+}
+
+// The branch-free e4m3 conversion gives math::float_to_e4m3's bits, past 448, inf and NaN
+// included (e4m3's ties sit in the upper half: bit 19 for normals, up to bit 22 for its
+// subnormals). Checked over all 2^32 floats once by hand.
+TEST(CpuSimd, E4m3ConversionMatchesTheReferenceEverywhere) {
+  EXPECT_EQ(MismatchesOverBoundaryFloats(
+                [](float x) { return cpu::e4m3_bits_f32(x) == math::float_to_e4m3(x); }),
+            0);
 }
 
 // Float attention runs its (batch, head) pairs on one thread each: 1 and 2 threads give the

@@ -1,5 +1,7 @@
 #include "kernels/adamw.h"
 
+#include <bit>
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels/cpu_loop.h"
@@ -20,7 +22,38 @@ TESSERA_CPU_CLONES void adamw_f32(float* param, const float* grad, float* m, flo
   for (int64_t i = 0; i < n; ++i) math::adamw_elem(param + i, grad[i], m + i, v + i, k);
 }
 
+// One chunk with bf16 moments: widened into fp32 copies, updated, rounded back.
+TESSERA_CPU_CLONES void adamw_bf16_moments_f32(float* param, const float* grad, uint16_t* m,
+                                               uint16_t* v, int64_t n,
+                                               const math::AdamWCoeffs<float>& k) {
+  float mf[kChunk], vf[kChunk];
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    mf[i] = std::bit_cast<float>(static_cast<uint32_t>(m[i]) << 16);
+    vf[i] = std::bit_cast<float>(static_cast<uint32_t>(v[i]) << 16);
+  }
+  adamw_f32(param, grad, mf, vf, n, k);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = cpu::bf16_bits_f32(mf[i]);
+    v[i] = cpu::bf16_bits_f32(vf[i]);
+  }
+}
+
 }  // namespace
+
+void adamw_update_bf16_moments(float* param, const float* grad, uint16_t* m, uint16_t* v,
+                               int64_t n, const AdamWStep& hp, bool decay, float grad_scale) {
+  const math::AdamWCoeffs<float> k =
+      math::adamw_coeffs(hp, decay, grad_scale, "adamw_update_bf16_moments");
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for if (n >= cpu::kMinParallelWork)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i = c * kChunk;
+    adamw_bf16_moments_f32(param + i, grad + i, m + i, v + i,
+                           n - i < kChunk ? n - i : kChunk, k);
+  }
+}
 
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& hp, bool decay,

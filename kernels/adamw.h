@@ -20,4 +20,10 @@ template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& hp,
                   bool decay, T grad_scale = T(1));
 
+// The same update with bf16 moments (optimizer.state_dtype bf16): m and v hold bf16 bit
+// patterns, each widened to fp32 (exact), updated as adamw_update does and rounded back to
+// nearest even (math::float_to_bf16's bits), chunk by chunk through fp32 copies on the stack.
+void adamw_update_bf16_moments(float* param, const float* grad, uint16_t* m, uint16_t* v,
+                               int64_t n, const AdamWStep& hp, bool decay, float grad_scale);
+
 }  // namespace tessera::kernels

@@ -197,8 +197,7 @@ class BackendOps {
                             bool decay, T grad_scale) = 0;
   // AdamW with bf16 moments (optimizer.state_dtype bf16): m and v hold bf16 bit patterns, each
   // widened to fp32 (exact), updated as adamw_update and rounded back to nearest even. Offered
-  // where capabilities().adamw_bf16_moments says so (CUDA, float); on host-accessible backends
-  // the optimizer converts around adamw_update itself (trainer/optimizer.h). Default: throws
+  // where capabilities().adamw_bf16_moments says so (CPU and CUDA, float). Default: throws
   // std::logic_error naming the op.
   virtual void adamw_update_bf16_moments(T* /*param*/, const T* /*grad*/, uint16_t* /*m*/,
                                          uint16_t* /*v*/, int64_t /*n*/, const AdamWStep& /*hp*/,

@@ -312,6 +312,16 @@ class CpuOps final : public SegmentLoopOps<T> {
     kernels::adamw_update(param, grad, m, v, n, hp, decay, grad_scale);
   }
 
+  void adamw_update_bf16_moments(T* param, const T* grad, uint16_t* m, uint16_t* v, int64_t n,
+                                 const AdamWStep& hp, bool decay, T grad_scale) override {
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::adamw_update_bf16_moments(param, grad, m, v, n, hp, decay, grad_scale);
+    } else {
+      throw std::invalid_argument("cpu backend: adamw_update_bf16_moments takes float, not "
+                                  "double");
+    }
+  }
+
   void fp8_quantize_rows(uint8_t* codes, float* scales, const T* x, int64_t ldx, int64_t N,
                          int64_t C) override {
     if constexpr (std::is_same_v<T, float>) {
@@ -406,6 +416,7 @@ CpuBackend::CpuBackend(Bf16Gemm bf16_gemm)
   capabilities_.host_accessible = true;
   capabilities_.asynchronous = false;
   capabilities_.f64 = true;
+  capabilities_.adamw_bf16_moments = true;
   capabilities_.memory_bytes = 0;
 }
 

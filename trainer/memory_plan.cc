@@ -8,7 +8,6 @@
 #include "parallel/rank_grid.h"
 #include "parallel/schedule_registry.h"
 #include "trainer/model.h"
-#include "trainer/moe_exchange_memory.h"
 #include "trainer/optimizer.h"
 #include "trainer/parallel_layout.h"
 
@@ -56,11 +55,6 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
       m.parameters = (dense + expert) * 4;
       m.gradients = m.parameters;
       m.optimizer = 2 * (dense / dense_dp + expert / expert_dp) * moment_bytes;
-      // bf16 state converts on the host through fp32 m and v of one chunk (trainer/optimizer.h).
-      if (state_dtype == StateDtype::kBF16 && device == kernels::Device::kCPU) {
-        const int64_t largest = std::max(dense / dense_dp, expert / expert_dp);
-        m.optimizer_scratch = 2 * std::min(largest, AdamW::kBf16Chunk) * 4;
-      }
       m.contexts = parallel::peak_in_flight(schedule, coords.pp_rank);
       for (int c = 0; c < model->n_chunks(); ++c) {
         const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);
@@ -72,15 +66,7 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
         if (device != kernels::Device::kCPU) continue;
         for (const Block* block : model->chunk_blocks(c)) {
           const auto* moe = dynamic_cast<const MoeBlock*>(block);
-          if (!moe) continue;
-          const MoeExchangeShape shape{
-              .tokens = mb_rows * seq_len, .dim = recipe.model.dim, .top_k = recipe.model.top_k,
-              .n_experts = recipe.model.n_experts, .ep = spec.ep,
-              .ep_ranks_per_node = nodes.ep_ranks_per_node, .node_aware = moe->node_aware(),
-              .dispatch = moe->dispatch_format(), .combine = moe->combine_format(),
-              .dispatch_grads = moe->dispatch_grads_format(),
-              .combine_grads = moe->combine_grads_format()};
-          m.exchange += m.contexts[c] * moe_exchange_bytes(shape);
+          if (moe) m.exchange += m.contexts[c] * moe->exchange_buffer_bytes(mb_rows * seq_len);
         }
       }
       m.activations += m.workspace_bytes;
@@ -122,8 +108,7 @@ MemoryTerm largest_memory_term(const RankMemory& m) {
        "train.global_batch, train.seq_len, model.dim, parallel.schedule"},
       {"MoE exchange buffers", m.exchange,
        "train.global_batch, train.seq_len, model.dim, model.top_k, parallel.ep, "
-       "precision.compute"},
-      {"optimizer scratch", m.optimizer_scratch, "optimizer.state_dtype"}};
+       "precision.compute"}};
   return *std::max_element(
       std::begin(terms), std::end(terms),
       [](const MemoryTerm& a, const MemoryTerm& b) { return a.bytes < b.bytes; });
@@ -139,7 +124,7 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
     auto same = [&](const RankMemory* o) {
       return o->stage == m.stage && o->parameters == m.parameters && o->optimizer == m.optimizer &&
              o->activations == m.activations && o->communication == m.communication &&
-             o->exchange == m.exchange && o->optimizer_scratch == m.optimizer_scratch &&
+             o->exchange == m.exchange &&
              o->contexts == m.contexts && o->context_bytes == m.context_bytes &&
              o->workspace_bytes == m.workspace_bytes;
     };
@@ -162,7 +147,7 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
   }
   out +=
       "rank stage replica experts | parameters gradients optimizer activations (contexts x MiB) "
-      "communication exchange opt-scratch |    total (MiB)" +
+      "communication exchange |    total (MiB)" +
       std::string(ranks.size() > kEveryRankUpTo ? " | ranks" : "") + "\n";
   char line[256];
   for (size_t i = 0; i < shown.size(); ++i) {
@@ -178,12 +163,11 @@ std::string format_memory_plan(const std::vector<RankMemory>& ranks) {
       contexts += line;
     }
     std::snprintf(line, sizeof(line),
-                  "%4d %5d %7d %7d | %10.1f %9.1f %9.1f %11.1f %-16s %13.1f %8.1f %11.1f | "
-                  "%14.1f\n",
+                  "%4d %5d %7d %7d | %10.1f %9.1f %9.1f %11.1f %-16s %13.1f %8.1f | %14.1f\n",
                   m.rank, m.stage, m.replica, m.expert_slice, mib(m.parameters),
                   mib(m.gradients), mib(m.optimizer), mib(m.activations),
                   ("(" + contexts + ")").c_str(), mib(m.communication), mib(m.exchange),
-                  mib(m.optimizer_scratch), mib(m.total()));
+                  mib(m.total()));
     out += line;
     if (ranks.size() > kEveryRankUpTo) {
       out.pop_back();  // the newline

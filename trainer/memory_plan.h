@@ -15,11 +15,8 @@
 //   communication  pipeline boundary buffers: an upper bound from the schedule
 //                  (PipelineExecutor::PlannedPoolBuffers)
 //   exchange       the MoE blocks' packed bf16 / fp8 row exchanges, per micro-batch context at
-//                  worst-case routing (trainer/moe_exchange_memory.h; 0 in fp32 and in one
+//                  worst-case routing (MoeBlock::exchange_buffer_bytes; 0 in fp32 and in one
 //                  process on the CPU)
-//   optimizer scratch  with optimizer.state_dtype bf16 on the CPU, the fp32 m and v of one
-//                  chunk the update widens into (2 x min(largest owned shard,
-//                  AdamW::kBf16Chunk) x 4 bytes: 2 MiB once a shard reaches 256 Ki elements)
 // Not counted: the data loader's shard cache, communication libraries' own buffers, the binary;
 // the fp32 moment mirrors of bf16 optimizer state that exist only while a checkpoint is written
 // or read (trainer/checkpoint/staging.h).
@@ -38,13 +35,12 @@ struct RankMemory {
   int rank = 0;
   int stage = 0, replica = 0, expert_slice = 0;
   int64_t parameters = 0, gradients = 0, optimizer = 0, activations = 0, communication = 0;
-  int64_t exchange = 0, optimizer_scratch = 0;
+  int64_t exchange = 0;
   std::vector<int> contexts;            // per chunk: micro-batch contexts
   std::vector<int64_t> context_bytes;   // per chunk: bytes of one context's arena
   int64_t workspace_bytes = 0;          // the shared workspace (in activations)
   int64_t total() const {
-    return parameters + gradients + optimizer + activations + communication + exchange +
-           optimizer_scratch;
+    return parameters + gradients + optimizer + activations + communication + exchange;
   }
 };
 
@@ -57,7 +53,7 @@ std::vector<RankMemory> plan_memory(const Recipe& recipe, kernels::Device device
 std::vector<RankMemory> plan_memory_per_stage(const Recipe& recipe, kernels::Device device);
 
 // The largest of a rank's kinds ("parameters", "gradients", "optimizer state", "activations",
-// "communication buffers", "MoE exchange buffers", "optimizer scratch"; the first on a tie) and
+// "communication buffers", "MoE exchange buffers"; the first on a tie) and
 // the recipe keys that size it, for messages that say what to change.
 struct MemoryTerm {
   std::string name;

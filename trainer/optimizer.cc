@@ -5,13 +5,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "kernels/math/low_precision.h"
-
 namespace tessera::trainer {
 
 namespace {
-// Below this many elements a bf16 conversion loop runs on one thread.
-constexpr int64_t kParallelConvert = int64_t{1} << 14;
 // n bf16 +0 (all zero bits) in backend memory: written by the host where it can, else copied up
 // a chunk at a time.
 void zero_bf16(kernels::Backend& backend, uint16_t* moments, int64_t n) {
@@ -19,9 +15,10 @@ void zero_bf16(kernels::Backend& backend, uint16_t* moments, int64_t n) {
     std::fill_n(moments, n, uint16_t{0});
     return;
   }
-  const std::vector<uint16_t> zeros(static_cast<size_t>(std::min(n, AdamW::kBf16Chunk)), 0);
-  for (int64_t c = 0; c < n; c += AdamW::kBf16Chunk) {
-    const int64_t len = std::min(AdamW::kBf16Chunk, n - c);
+  constexpr int64_t kChunk = int64_t{1} << 18;
+  const std::vector<uint16_t> zeros(static_cast<size_t>(std::min(n, kChunk)), 0);
+  for (int64_t c = 0; c < n; c += kChunk) {
+    const int64_t len = std::min(kChunk, n - c);
     backend.copy_from_host(moments + c, zeros.data(), sizeof(uint16_t) * len);
   }
 }
@@ -74,22 +71,16 @@ AdamW::AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned,
     }
     return;
   }
-  convert_on_host_ = backend.capabilities().host_accessible;
-  if (!convert_on_host_ && !backend.capabilities().adamw_bf16_moments) {
-    throw std::invalid_argument("optimizer.state_dtype bf16 needs a backend whose memory the host "
-                                "can address or that updates bf16 moments itself; " +
-                                backend.capabilities().name + " does neither: use fp32");
+  if (!backend.capabilities().adamw_bf16_moments) {
+    throw std::invalid_argument("optimizer.state_dtype bf16 needs a backend that updates bf16 "
+                                "moments; " + backend.capabilities().name +
+                                " does not: use fp32");
   }
-  int64_t largest = 0;
   for (const FlatRange& r : owned_) {
     for (auto* moments : {&m_, &v_}) {
       moments->push_back(backend.alloc({r.size()}, kernels::DType::kU16));
       zero_bf16(backend, moments->back().data<uint16_t>(), r.size());
     }
-    largest = std::max(largest, r.size());
-  }
-  if (convert_on_host_ && largest > 0) {
-    scratch_ = backend.alloc({2 * std::min(largest, kBf16Chunk)}, kernels::DType::kF32);
   }
 }
 
@@ -121,38 +112,11 @@ void AdamW::Step(ParamTable& params, double lr, double grad_scale) {
       });
       continue;
     }
-    if (owned_[k].size() == 0) continue;
     uint16_t* m = m_[k].data<uint16_t>();
     uint16_t* v = v_[k].data<uint16_t>();
-    if (!convert_on_host_) {  // the backend widens, updates and rounds in one op
-      for_each_trainable_piece(params, owned_[k], [&](const ParamDesc& d, int64_t b, int64_t e) {
-        ops.adamw_update_bf16_moments(p + b, g + b, m + (b - base), v + (b - base), e - b, hp,
-                                      d.weight_decay, scale);
-      });
-      continue;
-    }
-    // bf16 state on the host: widen a chunk of the moments into the fp32 scratch, update, round
-    // back.
-    const int64_t chunk = scratch_.numel() / 2;
-    float* mf = scratch_.data<float>();
-    float* vf = mf + chunk;
     for_each_trainable_piece(params, owned_[k], [&](const ParamDesc& d, int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; c += chunk) {
-        const int64_t n = std::min(chunk, e - c);
-        uint16_t* mc = m + (c - base);
-        uint16_t* vc = v + (c - base);
-#pragma omp parallel for simd if (n >= kParallelConvert)
-        for (int64_t i = 0; i < n; ++i) {
-          mf[i] = kernels::math::bf16_to_float(mc[i]);
-          vf[i] = kernels::math::bf16_to_float(vc[i]);
-        }
-        ops.adamw_update(p + c, g + c, mf, vf, n, hp, d.weight_decay, scale);
-#pragma omp parallel for simd if (n >= kParallelConvert)
-        for (int64_t i = 0; i < n; ++i) {
-          mc[i] = kernels::math::float_to_bf16(mf[i]);
-          vc[i] = kernels::math::float_to_bf16(vf[i]);
-        }
-      }
+      ops.adamw_update_bf16_moments(p + b, g + b, m + (b - base), v + (b - base), e - b, hp,
+                                    d.weight_decay, scale);
     });
   }
 }

@@ -7,10 +7,9 @@
 // Moment storage (OptimizerConfig::state_dtype): fp32, or bf16 bit patterns (uint16_t). With bf16
 // each update widens the moments to fp32 (exact), runs the fp32 AdamW and rounds the new moments
 // to nearest even (kernels/math/low_precision.h): the parameters move exactly as an fp32 step
-// from the widened moments would, and only the stored moments are rounded. On a host-accessible
-// backend the conversion runs on the host, a chunk at a time, around the backend's adamw_update;
-// elsewhere (CUDA) the backend's adamw_update_bf16_moments does all three on the device, and the
-// moments live there as bf16.
+// from the widened moments would, and only the stored moments are rounded: the backend's
+// adamw_update_bf16_moments does all three, in its memory (CPU: chunk by chunk through fp32
+// copies on the stack; CUDA: on the device).
 #pragma once
 
 #include <cstdint>
@@ -51,8 +50,8 @@ class AdamW {
  public:
   // `owned`: disjoint ranges of the table's flat buffers this optimizer updates. The moments live
   // on `backend` (the table's), zeroed, as config.state_dtype says. Throws std::invalid_argument
-  // for bf16 state on a backend whose memory the host cannot address and that does not offer
-  // adamw_update_bf16_moments (capabilities().adamw_bf16_moments).
+  // for bf16 state on a backend that does not offer adamw_update_bf16_moments
+  // (capabilities().adamw_bf16_moments).
   AdamW(const OptimizerConfig& config, std::vector<FlatRange> owned, kernels::Backend& backend);
   // Updates the whole table (every region).
   AdamW(const OptimizerConfig& config, const ParamTable& params);
@@ -73,9 +72,6 @@ class AdamW {
   std::span<uint16_t> exp_avg_bf16(size_t k) { return span_of<uint16_t>(m_[k]); }
   std::span<uint16_t> exp_avg_sq_bf16(size_t k) { return span_of<uint16_t>(v_[k]); }
 
-  // Elements of the fp32 scratch a bf16-state step converts at a time (two such buffers, 2 MiB).
-  static constexpr int64_t kBf16Chunk = int64_t{1} << 18;
-
  private:
   OptimizerConfig config_;
   StateDtype state_dtype_;
@@ -85,8 +81,6 @@ class AdamW {
     return {t.data<T>(), static_cast<size_t>(t.numel())};
   }
   std::vector<kernels::Tensor> m_, v_;  // per owned range: fp32, or bf16 bits (kU16)
-  bool convert_on_host_ = false;        // bf16 state on a host-accessible backend
-  kernels::Tensor scratch_;             // ... its fp32 m and v of one chunk
   int64_t steps_ = 0;
 };
 

@@ -248,14 +248,40 @@ INSTANTIATE_TEST_SUITE_P(Backends, LowPrecisionOnBackend, ::testing::Values("cud
                            return info.param;
                          });
 
-// The CPU backend keeps converting bf16 moments around its fp32 AdamW (trainer/optimizer.h).
-TEST(CpuBackendBf16Moments, AreLeftToTheOptimizer) {
+// The CPU backend's AdamW with bf16 moments is the fp32 AdamW op on the widened moments, the
+// new moments rounded to nearest even (math::float_to_bf16), bit for bit: over several of its
+// chunks and a ragged end, with decay and a gradient scale; float only.
+TEST(CpuBackendBf16Moments, AreTheFp32UpdateOfTheWidenedMomentsRounded) {
   std::unique_ptr<Backend> cpu = make_backend("cpu");
-  EXPECT_FALSE(cpu->capabilities().adamw_bf16_moments);
+  EXPECT_TRUE(cpu->capabilities().adamw_bf16_moments);
+  const int64_t n = 20011;
+  std::vector<float> p = random_floats(n, 21, 1.0), want_p = p;
+  const std::vector<float> g = random_floats(n, 22, 0.1);
+  std::vector<uint16_t> m(n), v(n);
+  std::vector<float> mf(n), vf(n);
+  for (int64_t i = 0; i < n; ++i) {  // a state a few steps in
+    m[i] = math::float_to_bf16(static_cast<float>(1e-3 * std::sin(i)));
+    v[i] = math::float_to_bf16(static_cast<float>(1e-6 * (1.5 + std::cos(i))));
+    mf[i] = math::bf16_to_float(m[i]);
+    vf[i] = math::bf16_to_float(v[i]);
+  }
   AdamWStep hp;
-  EXPECT_THROW(cpu->ops<float>().adamw_update_bf16_moments(nullptr, nullptr, nullptr, nullptr, 0,
-                                                           hp, true, 1.0f),
-               std::logic_error);
+  hp.lr = 3e-3;
+  hp.weight_decay = 0.1;
+  hp.step = 4;
+  cpu->ops<float>().adamw_update_bf16_moments(p.data(), g.data(), m.data(), v.data(), n, hp,
+                                              true, 0.5f);
+  cpu->ops<float>().adamw_update(want_p.data(), g.data(), mf.data(), vf.data(), n, hp, true,
+                                 0.5f);
+  EXPECT_EQ(p, want_p);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    wrong += m[i] != math::float_to_bf16(mf[i]) || v[i] != math::float_to_bf16(vf[i]);
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_THROW(cpu->ops<double>().adamw_update_bf16_moments(nullptr, nullptr, nullptr, nullptr,
+                                                            0, hp, true, 1.0),
+               std::invalid_argument);
 }
 
 // The CPU backend's fp8 row storage is the shared quantiser (kernels/fp8_quantize.h, checked

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu_backend.h"
 #include "parallel/device_comm/make_device_comm.h"
 #include "parallel/fake_comm.h"
+#include "kernels/math/low_precision.h"
 #include "trainer/checkpoint/staging.h"
 #include "tests/trainer/staged_cpu_backend.h"
 #include "trainer/model.h"
@@ -103,6 +105,37 @@ TEST(DeviceStaging, CheckpointMirrorsRoundTripValuesAndMoments) {
   staging.to_device();
   EXPECT_EQ(Values(model.params())[1], 42.0f);
   EXPECT_EQ(optimizer.exp_avg_sq(0)[2], -1.0f);
+}
+
+// bf16 moments on a device: checkpoint staging widens them into the fp32 mirrors on save and
+// rounds the mirrors back to nearest even on load, through host copies.
+TEST(DeviceStaging, CheckpointMirrorsWidenAndRoundBf16Moments) {
+  StagedCpuBackend staged;
+  Model model(Config(), staged);
+  auto comms = parallel::FakeComm::create_world(1);
+  OptimizerConfig bf16;
+  bf16.state_dtype = "bf16";
+  ZeroOptimizer optimizer(bf16, model.params(), *comms[0], *comms[0]);
+  const std::span<uint16_t> m = optimizer.exp_avg_bf16(0), v = optimizer.exp_avg_sq_bf16(0);
+  for (size_t i = 0; i < m.size(); ++i) {
+    m[i] = kernels::math::float_to_bf16(0.25f * static_cast<float>(i));
+    v[i] = kernels::math::float_to_bf16(1.0f + static_cast<float>(i));
+  }
+  CheckpointStaging staging(model.params(), optimizer);
+  ASSERT_TRUE(staging.staged());
+  const int to_host = staged.to_host, from_host = staged.from_host;
+  staging.to_host();
+  const CheckpointBuffers& b = staging.buffers();
+  EXPECT_EQ(b.exp_avg.at(0)[3], 0.75f);
+  EXPECT_EQ(b.exp_avg_sq.at(0)[3], 4.0f);
+  // Halfway between bf16's 1 + 2^-7 and 1 + 2^-6: to the even one, 1 + 2^-6 (truncation: 2^-7).
+  b.exp_avg.at(0)[2] = 1.0f + 3.0f / 256;
+  b.exp_avg_sq.at(0)[2] = 3.0f;
+  staging.to_device();
+  EXPECT_EQ(m[2], 0x3F82);
+  EXPECT_EQ(v[2], 0x4040);
+  EXPECT_GT(staged.to_host, to_host);
+  EXPECT_GT(staged.from_host, from_host);
 }
 
 TEST(DeviceStaging, HostBackendCheckpointsItsOwnBuffers) {

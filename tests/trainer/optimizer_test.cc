@@ -93,11 +93,11 @@ TEST(Optimizer, ShardedRangesEqualOneWholeUpdate) {
   EXPECT_NEAR(grad_sum_squares(whole, parts), grad_norm(whole) * grad_norm(whole), 1e-9);
 }
 
-// A table whose decayed matrix spans more than one bf16 conversion chunk, an undecayed vector and
-// a frozen one.
+// A table whose decayed matrix spans many of the update's chunks (and more than 2^18 elements),
+// an undecayed vector and a frozen one.
 ParamTable ChunkedParams(kernels::Backend& backend) {
   ParamTable t;
-  t.add({"w", {600, 500}});  // 300000 elements > AdamW::kBf16Chunk
+  t.add({"w", {600, 500}});  // 300000 elements
   t.add({"norm", {37}, ParamInit::kOnes, /*weight_decay=*/false});
   t.add({"bias", {5}, ParamInit::kZeros, false, /*trainable=*/false});
   t.finalize(backend);
@@ -169,7 +169,7 @@ TEST(Optimizer, Bf16StateEqualsFp32StepWithMomentsRoundedAfterEachUpdate) {
 TEST(Optimizer, Bf16StateNamesTheKeyWhereItCannotRun) {
   OptimizerConfig bf16;
   bf16.state_dtype = "bf16";
-  testing::StagedCpuBackend device;  // memory the host may not address, as a GPU's
+  testing::StagedCpuBackend device(/*bf16_moments=*/false);  // no bf16 AdamW op
   try {
     AdamW opt(bf16, {{0, 8}}, device);
     FAIL() << "expected std::invalid_argument";

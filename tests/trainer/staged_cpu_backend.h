@@ -1,6 +1,7 @@
 // StagedCpuBackend: CPU memory and ops presented as a device whose memory the host cannot address
 // (as CUDA's): code must go through copy_to_host / copy_from_host / alloc_host, which it counts.
-// Lets the CPU tests walk the code paths a GPU takes.
+// Lets the CPU tests walk the code paths a GPU takes. bf16_moments false withdraws
+// adamw_update_bf16_moments, as a device that cannot update bf16 optimizer state.
 #pragma once
 
 #include <memory>
@@ -11,8 +12,9 @@ namespace tessera::trainer::testing {
 
 class StagedCpuBackend final : public kernels::Backend {
  public:
-  StagedCpuBackend() : caps_(cpu_.capabilities()) {
+  explicit StagedCpuBackend(bool bf16_moments = true) : caps_(cpu_.capabilities()) {
     caps_.host_accessible = false;
+    caps_.adamw_bf16_moments = bf16_moments;
     caps_.name = "staged " + caps_.name;
   }
   const kernels::BackendCapabilities& capabilities() const override { return caps_; }

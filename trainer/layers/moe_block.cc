@@ -1,6 +1,7 @@
 #include "trainer/layers/moe_block.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -209,6 +210,43 @@ int64_t MoeBlock::max_expert_rows(int64_t tokens) const {
   return ep_ * tokens * std::min<int64_t>(K, local_experts_);
 }
 
+MoeBlock::WorstCaseRows MoeBlock::worst_case_rows(int64_t tokens) const {
+  const int64_t K = shape_.top_k, E = shape_.n_experts;
+  WorstCaseRows w;
+  w.expert_rows = max_expert_rows(tokens);
+  if (node_aware_) {
+    const int64_t M = nodes();
+    w.cross_sent = tokens * std::min<int64_t>(M, K);
+    w.cross_received = M * tokens;
+    w.within_node = w.cross_received * std::min<int64_t>(K, E / M);
+  }
+  return w;
+}
+
+int64_t MoeBlock::exchange_buffer_bytes(int64_t tokens) const {
+  if (ep_ == 1) return 0;  // round trips only
+  // Bytes of one packed row in the widest of the packed formats given (0: all fp32).
+  auto packed_row_bytes = [D = dim_](std::initializer_list<parallel::RowFormat> formats) {
+    int64_t bytes = 0;
+    for (parallel::RowFormat f : formats) {
+      if (f != parallel::RowFormat::kFp32) bytes = std::max(bytes, parallel::row_bytes(f, D));
+    }
+    return bytes;
+  };
+  // The backward reuses the forward's buffers: dispatch grads x_* (node-aware: x2_*), combine
+  // grads y_*; a buffer holds the wider of the two formats.
+  const int64_t to_experts = packed_row_bytes({dispatch_format_, dispatch_grads_format_});
+  const int64_t from_experts = packed_row_bytes({combine_format_, combine_grads_format_});
+  const WorstCaseRows w = worst_case_rows(tokens);
+  const int64_t NK = tokens * shape_.top_k;
+  // Flat: x_send (N*k) and x_recv (R); y_send (R) and y_recv (N*k).
+  if (!node_aware_) return (NK + w.expert_rows) * (to_experts + from_experts);
+  // Node-aware: the first hop packs the forward dispatch only (its backward stays fp32); the
+  // second hop (x2_*) and the combine within the node (y_*) both directions.
+  return (w.cross_sent + w.cross_received) * packed_row_bytes({dispatch_format_}) +
+         (w.within_node + w.expert_rows) * (to_experts + from_experts);
+}
+
 void MoeBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   Context& c = static_cast<Context&>(ctx);
   const int64_t N = c.mb.tokens(), D = dim_, F = hidden_, E = shape_.n_experts,
@@ -219,11 +257,10 @@ void MoeBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   c.scores = arena.take<float>(N * E);
   c.gates = arena.take<float>(NK);
   c.idx = arena.take<int32_t>(NK);
+  const WorstCaseRows worst = worst_case_rows(N);
   if (node_aware_) {
-    // Worst cases: a token crosses to min(nodes, k) nodes; a forwarder receives every token of
-    // its rail (one origin per node), each forwarded to at most min(k, experts per node) experts.
-    const int64_t M = nodes(), S = N * std::min<int64_t>(M, K), Rw = M * N,
-                  T = Rw * std::min<int64_t>(K, E / M);
+    const int64_t M = nodes(), S = worst.cross_sent, Rw = worst.cross_received,
+                  T = worst.within_node;
     c.tok_of_row = arena.take<int32_t>(S);
     c.row_of_tn = arena.take<int32_t>(N * M);
     c.row_of_pos = arena.take<int32_t>(T);
@@ -250,7 +287,7 @@ void MoeBlock::Carve(BlockContext& ctx, ActivationArena& arena) const {
   c.dgates = arena.take<float>(NK);
   c.dscores = seq_aux_alpha_ > 0 ? arena.take<float>(N * E) : nullptr;
   c.dlogits = arena.take<float>(N * E);
-  const int64_t R = max_expert_rows(N);
+  const int64_t R = worst.expert_rows;
   if (ep_ > 1) {
     c.xe = arena.take<float>(R * D);
     c.ye = arena.take<float>(R * D);

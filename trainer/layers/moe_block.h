@@ -147,7 +147,26 @@ class MoeBlock : public Block {
   parallel::RowFormat dispatch_grads_format() const { return dispatch_grads_format_; }
   parallel::RowFormat combine_grads_format() const { return combine_grads_format_; }
 
+  // Bytes of the packed bf16 / fp8 row exchanges one context keeps in host memory for
+  // micro-batches of `tokens` (Context's x_send, x_recv, x2_send, x2_recv, y_send, y_recv): they
+  // grow to the largest exchange and stay, so the worst-case routing Carve sizes for is what
+  // the memory plan counts (on the CPU, where host memory is the device's). fp32 exchanges move
+  // the backend's rows directly and keep nothing; one process (ep 1) round-trips rows through a
+  // temporary freed at once. Not counted: the fp32 host staging of rows where the host cannot
+  // address the backend's memory (GPUs).
+  int64_t exchange_buffer_bytes(int64_t tokens) const;
+
  private:
+  // Worst-case row counts of a micro-batch of `tokens` (Carve's sizes).
+  struct WorstCaseRows {
+    int64_t expert_rows = 0;  // rows the local experts may compute (max_expert_rows)
+    // Node-aware dispatch: rows sent across nodes (a token to min(nodes, k) nodes), received
+    // by a forwarder (one origin per node for each of its rail's tokens), forwarded within its
+    // node (each to at most min(k, experts per node) experts).
+    int64_t cross_sent = 0, cross_received = 0, within_node = 0;
+  };
+  WorstCaseRows worst_case_rows(int64_t tokens) const;
+
   struct Context : BlockContext {
     std::vector<int64_t> counts;  // (E) rows per global expert in the permuted order
     // Rows the local experts compute, as (local expert, first row, rows) runs of the expert-side

@@ -228,6 +228,31 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
       traffic(cost.ffn, 2 * u.dim + 3 * u.hidden + 3 * u.dim);
     }
   }
+  // precision fp8 keeps the fp8 linears' inputs and the SwiGLU inputs in fp8
+  // (trainer/layers/saved_activation.h): the forward quantises them (4 bytes read, 1 written a
+  // value) and the pieces that need one dequantise it (1 read, 4 written): the weight-gradient
+  // piece a linear's input; a SwiGLU input both backward pieces, the weight-gradient one also
+  // recomputing the output for W2's gradient (2 values read, 1 written per hidden unit).
+  if (precision == "fp8" && u.attention.heads > 0) {
+    auto linear_input = [&](PhaseCost& k, double values) {
+      k.f += price.traffic(5.0 * values * tokens);
+      k.w += price.traffic(5.0 * values * tokens);
+    };
+    auto swiglu_input = [&](PhaseCost& k, double hidden) {
+      k.f += price.traffic(5.0 * 2 * hidden * tokens);
+      k.b += price.traffic(5.0 * 2 * hidden * tokens);
+      k.w += price.traffic((5.0 * 2 + 12.0) * hidden * tokens);
+    };
+    const double latents = m.attention == "mla" ? m.q_lora_rank + m.kv_lora_rank : 0;
+    linear_input(cost.attention, u.dim + latents);
+    if (u.moe) {
+      swiglu_input(cost.shared, static_cast<double>(m.n_shared_experts) * m.moe_inter_dim);
+      swiglu_input(cost.experts, static_cast<double>(u.top_k) * m.moe_inter_dim);
+    } else {
+      linear_input(cost.ffn, u.dim);
+      swiglu_input(cost.ffn, u.hidden);
+    }
+  }
   if (u.name == "head") {  // final norm, logits, softmax cross-entropy
     const double values = 2 * u.dim + 3 * m.vocab_size;
     glue.f += price.traffic(4.0 * values * tokens);

@@ -180,6 +180,31 @@ TEST(Plan, Bf16OptimizerStateMovesFewerBytes) {
   EXPECT_NEAR(bf16_state.optimizer_s / fp32_state.optimizer_s, 20.0 / 28.0, 1e-9);
 }
 
+// precision fp8's activation storage (trainer/layers/saved_activation.h) as memory traffic, with
+// GEMMs and links made free and memory at 1 GB/s, so the step's difference from bf16 is that
+// traffic alone. tiny-moe (dim 64; layer 0 dense, hidden 192; layer 1 MoE, one shared expert and
+// top-2 of hidden 64), 1024 tokens. Bytes per token: a kept linear input 5 a value forward and 5
+// in the weight-gradient piece; a kept SwiGLU input of hidden F: 5 x 2F forward, 5 x 2F in the
+// input-gradient piece, (5 x 2 + 12) F in the weight-gradient piece (dequantise, recompute).
+//   layer 0: attention 2 x 5 x 64, FFN input 2 x 5 x 64, SwiGLU (20 + 22) x 192 = 9344
+//   layer 1: attention 640, shared SwiGLU 42 x 64, routed 42 x 128 = 8704
+TEST(Plan, Fp8PricesItsActivationStorage) {
+  const ClusterSpec c = load_cluster_spec(write_temp(
+      "slow_memory.yaml",
+      "name: test\nnodes: 1\ngpus_per_node: 8\n"
+      "device: {name: dev, kind: cpu, peak_tflops: {fp32: 1.0e+12, bf16: 1.0e+12, fp8: 1.0e+12},\n"
+      "         memory_gib: 16, memory_gbs: 1.0}\n"
+      "network: {intra_node_gbs: 1.0e+12, inter_node_gbs: 1.0e+12, intra_node_latency_us: 0,\n"
+      "          inter_node_latency_us: 0}\n"));
+  const std::vector<std::string> layout = {"parallel.pp=1", "parallel.dp=1", "parallel.ep=1",
+                                           "parallel.micro_batches=1", "parallel.schedule=gpipe"};
+  std::vector<std::string> bf16 = layout, fp8 = layout;
+  bf16.push_back("precision.compute=bf16");
+  fp8.push_back("precision.compute=fp8");
+  const Plan a = make_plan(tiny(bf16), c), b = make_plan(tiny(fp8), c);
+  EXPECT_NEAR(b.step_s - a.step_s, (9344.0 + 8704.0) * 1024 / 1e9, 1e-9);
+}
+
 TEST(Plan, RefusesMoreRanksThanDevices) {
   const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));  // 8 devices
   try {

@@ -1,12 +1,12 @@
 #include "kernels/adamw.h"
 
-#include <bit>
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/cpu_loop.h"
 #include "kernels/cpu_simd.h"
 #include "kernels/math/adamw.h"
+#include "kernels/math/low_precision.h"
 
 namespace tessera::kernels {
 
@@ -29,8 +29,8 @@ TESSERA_CPU_CLONES void adamw_bf16_moments_f32(float* param, const float* grad, 
   float mf[kChunk], vf[kChunk];
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    mf[i] = std::bit_cast<float>(static_cast<uint32_t>(m[i]) << 16);
-    vf[i] = std::bit_cast<float>(static_cast<uint32_t>(v[i]) << 16);
+    mf[i] = math::bf16_to_float(m[i]);
+    vf[i] = math::bf16_to_float(v[i]);
   }
   adamw_f32(param, grad, mf, vf, n, k);
 #pragma omp simd

@@ -57,11 +57,10 @@ std::vector<RankMemory> plan_ranks(const Recipe& recipe, kernels::Device device,
       m.optimizer = 2 * (dense / dense_dp + expert / expert_dp) * moment_bytes;
       m.contexts = parallel::peak_in_flight(schedule, coords.pp_rank);
       for (int c = 0; c < model->n_chunks(); ++c) {
-        const int64_t bytes = model->ChunkArenaBytes(c, mb_rows, seq_len, device);
-        m.context_bytes.push_back(bytes);
-        m.activations += m.contexts[c] * bytes;
-        m.workspace_bytes = std::max(
-            m.workspace_bytes, model->ChunkWorkspaceBytes(c, mb_rows, seq_len, device));
+        const Model::ChunkBytes bytes = model->MeasureChunk(c, mb_rows, seq_len, device);
+        m.context_bytes.push_back(bytes.arena);
+        m.activations += m.contexts[c] * bytes.arena;
+        m.workspace_bytes = std::max(m.workspace_bytes, bytes.workspace);
         // Each context keeps its MoE blocks' packed exchanges (host memory: counted on the CPU).
         if (device != kernels::Device::kCPU) continue;
         for (const Block* block : model->chunk_blocks(c)) {

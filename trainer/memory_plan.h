@@ -11,7 +11,7 @@
 //                  of one: saved activations, backward workspaces, boundary residuals; expert-side
 //                  buffers sized for the worst-case routing; plus the one workspace all contexts
 //                  share for buffers that live within one piece (precision fp8's fp32 copies of
-//                  the activations it keeps in fp8: Model::ChunkWorkspaceBytes)
+//                  the activations it keeps in fp8: Model::MeasureChunk)
 //   communication  pipeline boundary buffers: an upper bound from the schedule
 //                  (PipelineExecutor::PlannedPoolBuffers)
 //   exchange       the MoE blocks' packed bf16 / fp8 row exchanges, per micro-batch context at

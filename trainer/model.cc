@@ -178,8 +178,8 @@ std::vector<const Block*> Model::chunk_blocks(int chunk) const {
   return out;
 }
 
-std::pair<int64_t, int64_t> Model::MeasureChunk(int chunk, int64_t batch, int64_t seq_len,
-                                                kernels::Device device) const {
+Model::ChunkBytes Model::MeasureChunk(int chunk, int64_t batch, int64_t seq_len,
+                                      kernels::Device device) const {
   const Chunk& c = chunks_.at(chunk);
   ActivationArena workspace(device);
   ChunkContext ctx(ActivationArena{device});
@@ -190,24 +190,15 @@ std::pair<int64_t, int64_t> Model::MeasureChunk(int chunk, int64_t batch, int64_
   return {static_cast<int64_t>(ctx.arena.used()), static_cast<int64_t>(workspace.peak())};
 }
 
-int64_t Model::ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len,
-                               kernels::Device device) const {
-  return MeasureChunk(chunk, batch, seq_len, device).first;
-}
-
-int64_t Model::ChunkWorkspaceBytes(int chunk, int64_t batch, int64_t seq_len,
-                                   kernels::Device device) const {
-  return MeasureChunk(chunk, batch, seq_len, device).second;
-}
-
 std::unique_ptr<ChunkContext> Model::NewChunkContext(int chunk, int64_t batch, int64_t seq_len) {
   kernels::Backend& be = backend();
   const Chunk& c = chunks_.at(chunk);
-  const auto [bytes, workspace_bytes] = MeasureChunk(chunk, batch, seq_len, be.device());
-  if (workspace_.measuring() || static_cast<int64_t>(workspace_.capacity()) < workspace_bytes) {
-    workspace_ = ActivationArena(be, static_cast<size_t>(workspace_bytes));
+  const ChunkBytes bytes = MeasureChunk(chunk, batch, seq_len, be.device());
+  if (workspace_.measuring() || static_cast<int64_t>(workspace_.capacity()) < bytes.workspace) {
+    workspace_ = ActivationArena(be, static_cast<size_t>(bytes.workspace));
   }
-  auto ctx = std::make_unique<ChunkContext>(ActivationArena(be, static_cast<size_t>(bytes)));
+  auto ctx =
+      std::make_unique<ChunkContext>(ActivationArena(be, static_cast<size_t>(bytes.arena)));
   ctx->arena.attach_workspace(&workspace_);
   ctx->chunk = chunk;
   ctx->batch = batch;

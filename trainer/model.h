@@ -141,12 +141,18 @@ class Model {
   // piece (cluster/plan.h). Valid on a described model.
   std::vector<const Block*> chunk_blocks(int chunk) const;
 
-  // Bytes of one ChunkContext's arena for micro-batches of (batch, seq_len) on `device`.
-  int64_t ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len, kernels::Device device) const;
-  // Bytes of the workspace its blocks' transient buffers need (ActivationArena::take_transient):
-  // one workspace per model, shared by every context, sized for the largest.
-  int64_t ChunkWorkspaceBytes(int chunk, int64_t batch, int64_t seq_len,
-                              kernels::Device device) const;
+  // Bytes of one ChunkContext's arena for micro-batches of (batch, seq_len) on `device`, and of
+  // the workspace its blocks' transient buffers need (ActivationArena::take_transient): one
+  // workspace per model, shared by every context, sized for the largest. One carving measures
+  // both.
+  struct ChunkBytes {
+    int64_t arena = 0, workspace = 0;
+  };
+  ChunkBytes MeasureChunk(int chunk, int64_t batch, int64_t seq_len,
+                          kernels::Device device) const;
+  int64_t ChunkArenaBytes(int chunk, int64_t batch, int64_t seq_len, kernels::Device device) const {
+    return MeasureChunk(chunk, batch, seq_len, device).arena;
+  }
   // A context for micro-batches of (batch, seq_len) on `chunk`, its arena allocated now (and the
   // shared workspace grown if it needs more). Make contexts between steps: a grown workspace
   // moves, and a micro-batch in flight keeps pointers into it until its backward.
@@ -258,10 +264,6 @@ class Model {
   ParamRange embedding_params_;  // where this rank holds the embedding
   int embedding_writers_ = 0;    // chunks adding to its gradient
   int embedding_reports_ = 0;    // of them, reported final this step
-  // (saved arena bytes, workspace bytes) of one context of `chunk`.
-  std::pair<int64_t, int64_t> MeasureChunk(int chunk, int64_t batch, int64_t seq_len,
-                                           kernels::Device device) const;
-
   // Every context's transient buffers; measuring (empty) until the first context is made.
   ActivationArena workspace_{kernels::Device::kCPU};
   std::unique_ptr<ChunkContext> whole_;  // TrainMicroBatch / EvalMicroBatch

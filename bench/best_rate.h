@@ -34,17 +34,29 @@ inline double best_gflops(const std::function<void()>& call, double flops_per_ca
   return best;
 }
 
-// The SGEMM peak: a 1024^3 x W^T GEMM through kernels::gemm, the best of 4 batches of min_s
-// (five single 15 ms calls under-read it by up to a quarter, flattering fractions of it).
+// The SGEMM peak: 1024^3 GEMMs (x W and x W^T) through kernels::gemm on each library, the best
+// of 4 batches of min_s each (five single 15 ms calls under-read it by up to a quarter; one
+// library or layout alone can under-read it too, flattering fractions of it). Restores the
+// selected GEMM backend.
 inline double measured_sgemm_peak(double min_s) {
+  using kernels::GemmBackend;
+  using kernels::Trans;
   const int64_t n = 1024;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n, 0.0f);
-  return best_gflops(
-      [&] {
-        kernels::gemm<float>(kernels::Trans::kNo, kernels::Trans::kYes, n, n, n, 1.0f, a.data(),
-                             n, b.data(), n, 0.0f, c.data(), n);
-      },
-      2.0 * n * n * n, min_s, 4);
+  const GemmBackend selected = kernels::gemm_backend();
+  double peak = 0;
+  for (GemmBackend library : {GemmBackend::kOneDnn, GemmBackend::kCblas}) {
+    kernels::set_gemm_backend(library);
+    for (Trans trans_b : {Trans::kNo, Trans::kYes}) {
+      const auto call = [&] {
+        kernels::gemm<float>(Trans::kNo, trans_b, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
+                             c.data(), n);
+      };
+      peak = std::max(peak, best_gflops(call, 2.0 * n * n * n, min_s, 4));
+    }
+  }
+  kernels::set_gemm_backend(selected);
+  return peak;
 }
 
 }  // namespace tessera::bench

@@ -1,6 +1,6 @@
-// gemm_bench: single-thread SGEMM throughput of each GEMM backend on the shapes that matter
-// (square, and the model's linear layers: forward x W^T, backward-input dy W, backward-weight
-// dy^T x), checked as it runs (sampled entries against a double-precision dot product).
+// gemm_bench: single-thread SGEMM throughput of each GEMM backend (auto: what training uses, then
+// each library alone) on the shapes that matter (square, and the model's linear layers: forward
+// x W^T, backward-input dy W, backward-weight dy^T x), checked as it runs (sampled entries against a double-precision dot product).
 // The last line, `gemm_peak_gflops=<x> backend=<name>`, is the best measured SGEMM rate; other
 // benchmarks parse it as the machine's practical fp32 peak for MFU.
 //
@@ -39,6 +39,7 @@ const Shape kShapes[] = {
     {"linear fwd  x W^T", Trans::kNo, Trans::kYes, 2048, 1024, 256},
     {"linear bwd  dy W", Trans::kNo, Trans::kNo, 2048, 256, 1024},
     {"linear bwdW dy^T x", Trans::kYes, Trans::kNo, 1024, 256, 2048},
+    {"expert bwdW dy^T x", Trans::kYes, Trans::kNo, 256, 256, 512},
     {"attn QK^T T256 hd64", Trans::kNo, Trans::kYes, 256, 256, 64},
 };
 
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
     GemmBackend peak_backend = GemmBackend::kOneDnn;
     int64_t total_wrong = 0;
     for (const Shape& s : kShapes) {
-      for (GemmBackend backend : {GemmBackend::kOneDnn, GemmBackend::kCblas}) {
+      for (GemmBackend backend :
+           {GemmBackend::kAuto, GemmBackend::kOneDnn, GemmBackend::kCblas}) {
         tessera::kernels::set_gemm_backend(backend);
         const Result r = run(s, min_seconds);
         std::printf("%-22s %5ld %5ld %5ld  %-7s %9.1f %9.1f %9.1e %5ld\n", s.name, (long)s.M,

@@ -124,7 +124,7 @@ void measure(const Recipe& recipe, const std::string& recipe_path, int steps, in
               "bf16 gemm %s\n",
               recipe_path.c_str(), static_cast<long long>(params.numel()),
               static_cast<long long>(B), static_cast<long long>(T), threads,
-              kernels::gemm_backend_name(kernels::gemm_backend()), bf16.c_str());
+              kernels::gemm_backend_description().c_str(), bf16.c_str());
   std::printf("  median step %.4f s   %.0f tokens/s   %.1f GFLOP/s   SGEMM peak %.1f GFLOP/s   "
               "%.1f%% of peak   (CPU %.4f s a step: %.0f tokens per CPU second)\n",
               step_s, tokens_per_s, gflops, peak, 100 * gflops / peak, step_cpu_s,
@@ -133,7 +133,7 @@ void measure(const Recipe& recipe, const std::string& recipe_path, int steps, in
               "\"sgemm_peak_gflops\":%.2f,\"fraction_of_peak\":%.4f,\"threads\":%d,\"gemm\":\"%s\","
               "\"bf16_gemm\":\"%s\"}\n",
               tokens_per_s, step_s, gflops, peak, gflops / peak, threads,
-              kernels::gemm_backend_name(kernels::gemm_backend()), bf16.c_str());
+              kernels::gemm_backend_description().c_str(), bf16.c_str());
 }
 
 }  // namespace

@@ -410,7 +410,7 @@ CpuBackend::CpuBackend(Bf16Gemm bf16_gemm)
       // The double ops refuse bf16: no oneDNN matmul for them.
       f64_(std::make_unique<CpuOps<double>>(Bf16Gemm::kEmulated)) {
   capabilities_.device = Device::kCPU;
-  capabilities_.name = std::string("cpu (") + gemm_backend_name(gemm_backend()) + " sgemm, " +
+  capabilities_.name = std::string("cpu (") + gemm_backend_description() + " sgemm, " +
                        bf16_gemm_name(bf16_gemm) + " bf16 gemm, " +
                        std::to_string(cpu_threads()) + " thread(s))";
   capabilities_.host_accessible = true;

@@ -1,4 +1,5 @@
-// GEMM dispatch: fp32 -> oneDNN dnnl_sgemm or CBLAS (OpenBLAS) sgemm, fp64 -> CBLAS dgemm.
+// GEMM dispatch: fp32 -> oneDNN dnnl_sgemm or CBLAS (OpenBLAS) sgemm by operand layout and CPU,
+// fp64 -> CBLAS dgemm.
 // Both take row-major layouts directly, so no transposition trick is needed.
 #include "kernels/gemm.h"
 
@@ -14,6 +15,7 @@
 #include <type_traits>
 
 extern "C" void openblas_set_num_threads(int);
+extern "C" int openblas_get_parallel(void);  // 0 sequential, 1 pthreads, 2 OpenMP
 
 namespace tessera::kernels {
 
@@ -21,7 +23,7 @@ namespace {
 
 GemmBackend backend_from_env() {
   const char* env = std::getenv("TESSERA_GEMM");
-  if (!env || !*env) return GemmBackend::kOneDnn;
+  if (!env || !*env) return GemmBackend::kAuto;
   try {
     return parse_gemm_backend(env);
   } catch (const std::invalid_argument& e) {
@@ -49,6 +51,7 @@ CBLAS_TRANSPOSE cblas_trans(Trans t) { return t == Trans::kNo ? CblasNoTrans : C
 
 const char* gemm_backend_name(GemmBackend backend) {
   switch (backend) {
+    case GemmBackend::kAuto: return "auto";
     case GemmBackend::kOneDnn: return "onednn";
     case GemmBackend::kCblas: return "cblas";
   }
@@ -56,9 +59,31 @@ const char* gemm_backend_name(GemmBackend backend) {
 }
 
 GemmBackend parse_gemm_backend(const std::string& name) {
+  if (name == "auto") return GemmBackend::kAuto;
   if (name == "onednn") return GemmBackend::kOneDnn;
   if (name == "cblas") return GemmBackend::kCblas;
-  throw std::invalid_argument("unknown GEMM backend '" + name + "' (expected onednn or cblas)");
+  throw std::invalid_argument("unknown GEMM backend '" + name +
+                              "' (expected auto, onednn or cblas)");
+}
+
+GemmBackend resolve_gemm_backend(GemmBackend backend, Trans trans_a,
+                                 bool cblas_wins_transposed_a) {
+  if (backend != GemmBackend::kAuto) return backend;
+  return trans_a == Trans::kYes && cblas_wins_transposed_a ? GemmBackend::kCblas
+                                                           : GemmBackend::kOneDnn;
+}
+
+bool cblas_wins_transposed_a() {
+  static const bool onednn_avx512 = (static_cast<unsigned>(dnnl_get_effective_cpu_isa()) &
+                                     dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+  static const bool openblas_on_openmp = openblas_get_parallel() == 2;
+  return !onednn_avx512 && (openblas_on_openmp || omp_get_max_threads() == 1);
+}
+
+std::string gemm_backend_description() {
+  const GemmBackend backend = gemm_backend();
+  if (backend != GemmBackend::kAuto) return gemm_backend_name(backend);
+  return cblas_wins_transposed_a() ? "auto (onednn; cblas for transposed A)" : "auto (onednn)";
 }
 
 // Row-major storage: op(A) is (M,K), so A is stored (M,K) or, transposed, (K,M).
@@ -101,7 +126,8 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
   if constexpr (std::is_same_v<T, float>) {
-    if (gemm_backend() == GemmBackend::kOneDnn) {
+    if (resolve_gemm_backend(gemm_backend(), trans_a, cblas_wins_transposed_a()) ==
+        GemmBackend::kOneDnn) {
       const dnnl_status_t status =
           dnnl_sgemm(trans_a == Trans::kNo ? 'N' : 'T', trans_b == Trans::kNo ? 'N' : 'T', M, N,
                      K, alpha, A, lda, B, ldb, beta, C, ldc);

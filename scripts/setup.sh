@@ -9,7 +9,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
-  libopenblas-dev libdnnl-dev
+  libopenblas-dev libopenblas-openmp-dev libdnnl-dev
   libgtest-dev
   python3 python3-numpy python3-torch python3-h5py python3-yaml
   slurmctld slurmd slurm-client munge gnuplot-nox

@@ -74,9 +74,9 @@ void check_gemm(Trans ta, Trans tb, const GemmCase& c, double tol) {
 
 const GemmCase kCases[] = {{7, 5, 9, 3, 2, 4}, {33, 17, 65, 1, 5, 3}, {1, 64, 3, 0, 7, 1}};
 
-TEST(Gemm, AllTransposesWithPaddedRowsFp32BothBackends) {
+TEST(Gemm, AllTransposesWithPaddedRowsFp32EveryBackend) {
   BackendGuard guard;
-  for (GemmBackend backend : {GemmBackend::kOneDnn, GemmBackend::kCblas}) {
+  for (GemmBackend backend : {GemmBackend::kAuto, GemmBackend::kOneDnn, GemmBackend::kCblas}) {
     SCOPED_TRACE(gemm_backend_name(backend));
     set_gemm_backend(backend);
     for (Trans ta : {Trans::kNo, Trans::kYes}) {
@@ -124,8 +124,10 @@ TEST(Gemm, RejectsRowStrideBelowWidth) {
 }
 
 TEST(Gemm, BackendNames) {
+  EXPECT_EQ(parse_gemm_backend("auto"), GemmBackend::kAuto);
   EXPECT_EQ(parse_gemm_backend("onednn"), GemmBackend::kOneDnn);
   EXPECT_EQ(parse_gemm_backend("cblas"), GemmBackend::kCblas);
+  EXPECT_STREQ(gemm_backend_name(GemmBackend::kAuto), "auto");
   EXPECT_STREQ(gemm_backend_name(GemmBackend::kOneDnn), "onednn");
   EXPECT_STREQ(gemm_backend_name(GemmBackend::kCblas), "cblas");
   try {
@@ -138,8 +140,23 @@ TEST(Gemm, BackendNames) {
 
 TEST(Gemm, DefaultBackendFollowsEnvironment) {
   const char* env = std::getenv("TESSERA_GEMM");
-  const GemmBackend expected = env && *env ? parse_gemm_backend(env) : GemmBackend::kOneDnn;
+  const GemmBackend expected = env && *env ? parse_gemm_backend(env) : GemmBackend::kAuto;
   EXPECT_EQ(gemm_backend(), expected);
+}
+
+// Auto sends only transposed-A products (weight gradients) to OpenBLAS, and only where it wins
+// them; an explicit library is used for every layout.
+TEST(Gemm, AutoPicksTheLibraryByLayout) {
+  for (bool cblas_wins : {false, true}) {
+    EXPECT_EQ(resolve_gemm_backend(GemmBackend::kAuto, Trans::kNo, cblas_wins),
+              GemmBackend::kOneDnn);
+    EXPECT_EQ(resolve_gemm_backend(GemmBackend::kAuto, Trans::kYes, cblas_wins),
+              cblas_wins ? GemmBackend::kCblas : GemmBackend::kOneDnn);
+    for (Trans ta : {Trans::kNo, Trans::kYes}) {
+      EXPECT_EQ(resolve_gemm_backend(GemmBackend::kOneDnn, ta, cblas_wins), GemmBackend::kOneDnn);
+      EXPECT_EQ(resolve_gemm_backend(GemmBackend::kCblas, ta, cblas_wins), GemmBackend::kCblas);
+    }
+  }
 }
 
 TEST(Gemm, CpuThreads) {

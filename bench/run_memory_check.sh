@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Planned (train --dry-run) vs measured memory for four layouts of the benchmark model: the
-# largest planned per-rank total against the largest peak resident memory of any rank
-# (peak_rss_mib), and the planned vs allocated pipeline buffers from the rank logs. The plan
-# counts device memory only: the gap is the process itself (binary, MPI, HDF5, loader cache).
+# largest planned per-rank total against the largest peak of any rank's backend allocations
+# (device_peak_mib: what the plan predicts) and its peak resident memory (peak_rss_mib: also the
+# process itself, binary, MPI, HDF5, loader cache), and the planned vs allocated pipeline buffers
+# from the rank logs.
 # Usage: bench/run_memory_check.sh [build dir, default build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,8 @@ data=data-cache/markov-v256-o1
 [ -d "$data" ] || "$tessera" prepare synthetic --vocab 256 --order 1 --tokens 2000000 --seed 1 \
   --out "$data" --quiet
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $recipe, 3 steps"
-printf "%-22s %5s %14s %14s %s\n" layout ranks "planned MiB" "peak RSS MiB" "pipeline buffers planned/allocated (per rank)"
+printf "%-22s %5s %12s %12s %12s %s\n" layout ranks "planned MiB" "device MiB" "peak RSS MiB" \
+  "pipeline buffers planned/allocated (per rank)"
 check() {  # NAME NP OVERRIDES...
   local name=$1 np=$2; shift 2
   local run=$work/$name
@@ -24,8 +26,10 @@ check() {  # NAME NP OVERRIDES...
   mpirun --oversubscribe -np "$np" "$tessera" train "$recipe" --set train.steps=3 \
     --set run.dir="$run" --set checkpoint.every_steps=0 --set train.eval_every=0 "$@" \
     > "$run.log" 2>&1 || { echo "$name: training failed, see below"; tail -20 "$run.log"; exit 1; }
-  local planned rss buffers
+  local planned device rss buffers
   planned=$(awk 'NR > 2 {print $NF}' "$run.plan" | sort -g | tail -n 1)
+  device=$(/usr/bin/python3 -c 'import json, sys; print(max(json.loads(l)["device_peak_mib"] for l in open(sys.argv[1])))' \
+        "$run/metrics.jsonl")
   rss=$(/usr/bin/python3 -c 'import json, sys; print(max(json.loads(l)["peak_rss_mib"] for l in open(sys.argv[1])))' \
         "$run/metrics.jsonl")
   buffers=$(for log in "$run"/logs/rank-*.log; do
@@ -33,7 +37,7 @@ check() {  # NAME NP OVERRIDES...
               a=$(sed -n 's/.*pipeline buffers after the first step: \([0-9]*\).*/\1/p' "$log")
               printf "%s/%s " "$p" "$a"
             done)
-  printf "%-22s %5s %14s %14.1f %s\n" "$name" "$np" "$planned" "$rss" "$buffers"
+  printf "%-22s %5s %12s %12.1f %12.1f %s\n" "$name" "$np" "$planned" "$device" "$rss" "$buffers"
 }
 check "1 rank" 1
 check "dp2 ep2" 2 --set parallel.dp=2 --set parallel.ep=2

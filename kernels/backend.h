@@ -27,6 +27,7 @@
 #include <string>
 
 #include "kernels/adamw.h"
+#include "kernels/memory_meter.h"
 #include "kernels/router.h"
 #include "kernels/tensor.h"
 
@@ -243,6 +244,10 @@ class Backend {
   virtual Tensor alloc(Shape shape, DType dtype) = 0;
   // Host memory the device copies from/to fastest (pinned on CUDA; plain on the CPU).
   virtual Tensor alloc_host(Shape shape, DType dtype) = 0;
+  // Bytes of alloc() buffers alive now and at most since construction or reset_peak_allocated()
+  // (alloc_host() buffers are not counted: they are not device memory).
+  virtual AllocatedBytes allocated_bytes() const = 0;
+  virtual void reset_peak_allocated() = 0;
 
   // Blocking copies between host memory and this backend's memory (complete on return, after
   // the work already enqueued on the compute stream). On the CPU both are memcpy.

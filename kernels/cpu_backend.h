@@ -26,6 +26,8 @@ class CpuBackend final : public Backend {
   const BackendCapabilities& capabilities() const override { return capabilities_; }
   Tensor alloc(Shape shape, DType dtype) override;
   Tensor alloc_host(Shape shape, DType dtype) override;
+  AllocatedBytes allocated_bytes() const override { return meter_->read(); }
+  void reset_peak_allocated() override { meter_->reset_peak(); }
   void copy_to_host(void* host_dst, const void* device_src, size_t bytes) override;
   void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override;
   void copy_bytes(void* device_dst, const void* device_src, size_t bytes) override;
@@ -42,6 +44,7 @@ class CpuBackend final : public Backend {
  private:
   Bf16Gemm bf16_gemm_;
   BackendCapabilities capabilities_;
+  std::shared_ptr<MemoryMeter> meter_ = std::make_shared<MemoryMeter>();
   std::unique_ptr<BackendOps<float>> f32_;
   std::unique_ptr<BackendOps<double>> f64_;
 };

@@ -38,6 +38,8 @@ class ProfilingBackend final : public Backend {
   const BackendCapabilities& capabilities() const override { return inner_.capabilities(); }
   Tensor alloc(Shape shape, DType dtype) override;
   Tensor alloc_host(Shape shape, DType dtype) override;
+  AllocatedBytes allocated_bytes() const override { return inner_.allocated_bytes(); }
+  void reset_peak_allocated() override { inner_.reset_peak_allocated(); }
   void copy_to_host(void* host_dst, const void* device_src, size_t bytes) override;
   void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override;
   void copy_bytes(void* device_dst, const void* device_src, size_t bytes) override;

@@ -32,6 +32,7 @@ JsonLine metrics_line(const StepReport& r) {
       .add("bubble_fraction", r.bubble_fraction)
       .add("bubble_predicted", r.bubble_predicted)
       .add("peak_rss_mib", r.peak_rss_mib)
+      .add("device_peak_mib", r.device_peak_mib)
       .add("expert_load_max_over_mean", r.expert_load_max_over_mean)
       .add("tokens_seen", r.tokens_seen);
   if (!r.mtp_loss.empty()) line.add("mtp_loss", r.mtp_loss).add("mtp_weight", r.mtp_weight);

@@ -39,6 +39,7 @@ struct StepMetricTotals {
   double expert_grad_bytes = 0;
   double expert_load_max_over_mean = 0;  // maximum over ranks
   double peak_rss_mib = 0;               // maximum over ranks
+  double device_peak_mib = 0;            // maximum over ranks
 };
 StepMetricTotals all_reduce_step_metrics(parallel::Comm& world, const StepMetricTotals& mine);
 

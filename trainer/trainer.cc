@@ -463,6 +463,8 @@ StepReport Trainer::Run::Step() {
   metrics_mine.expert_exposed_comm_s = expert_after.exposed - expert_before.exposed;
   metrics_mine.expert_comm_s = expert_after.total - expert_before.total;
   metrics_mine.peak_rss_mib = peak_rss_bytes() / double(1 << 20);
+  metrics_mine.device_peak_mib =
+      static_cast<double>(backend->allocated_bytes().peak) / double(1 << 20);
   for (MoeBlock* moe : model.moe_blocks()) {  // bytes the expert exchanges sent off-node
     metrics_mine.expert_cross_node_bytes += static_cast<double>(moe->take_cross_node_bytes());
     const MoeBlock::ExchangeBytes sent = moe->take_exchange_bytes();
@@ -473,6 +475,7 @@ StepReport Trainer::Run::Step() {
   const StepMetricTotals totals = all_reduce_step_metrics(world, metrics_mine);
   report.expert_load_max_over_mean = totals.expert_load_max_over_mean;
   report.peak_rss_mib = totals.peak_rss_mib;
+  report.device_peak_mib = totals.device_peak_mib;
   report.exposed_comm_s = totals.exposed_comm_s / world.size();
   report.comm_s = totals.comm_s / world.size();
   report.expert_exposed_comm_s = totals.expert_exposed_comm_s / world.size();

@@ -388,7 +388,8 @@ Tensor CudaBackend::alloc(Shape shape, DType dtype) {
     cudaFree(p);  // no throwing from a deleter; a failed free (e.g. at exit) leaks
     if (switched) cudaSetDevice(previous);
   });
-  return Tensor::adopt(std::move(memory), std::move(shape), dtype, Device::kCUDA);
+  return Tensor::adopt(metered(std::move(memory), static_cast<int64_t>(bytes), meter_),
+                       std::move(shape), dtype, Device::kCUDA);
 }
 
 Tensor CudaBackend::alloc_host(Shape shape, DType dtype) {

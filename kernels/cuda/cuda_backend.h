@@ -49,6 +49,8 @@ class CudaBackend final : public Backend {
   Tensor alloc(Shape shape, DType dtype) override;
   // Pinned host memory (cudaMallocHost; Device::kCPU), freed with cudaFreeHost.
   Tensor alloc_host(Shape shape, DType dtype) override;
+  AllocatedBytes allocated_bytes() const override { return meter_->read(); }
+  void reset_peak_allocated() override { meter_->reset_peak(); }
   // Enqueued on the compute stream, then the stream is synchronised: complete on return, after
   // the work enqueued before.
   void copy_to_host(void* host_dst, const void* device_src, size_t bytes) override;
@@ -78,6 +80,7 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   BackendCapabilities capabilities_;
+  std::shared_ptr<MemoryMeter> meter_ = std::make_shared<MemoryMeter>();
   // Declaration order is destruction order reversed: the ops and the cuBLAS handle go before
   // the stream they use.
   std::unique_ptr<CUstream_st, StreamDeleter> stream_;

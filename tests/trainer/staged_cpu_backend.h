@@ -22,6 +22,8 @@ class StagedCpuBackend final : public kernels::Backend {
   kernels::Tensor alloc_host(kernels::Shape s, kernels::DType t) override {
     return cpu_.alloc_host(s, t);
   }
+  kernels::AllocatedBytes allocated_bytes() const override { return cpu_.allocated_bytes(); }
+  void reset_peak_allocated() override { cpu_.reset_peak_allocated(); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
     ++to_host;
     cpu_.copy_to_host(dst, src, bytes);

@@ -5,6 +5,7 @@
 // runs save none (checkpoint.final false).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include "data/prepare_synthetic.h"
 #include "parallel/fake_comm.h"
+#include "trainer/memory_plan.h"
 #include "trainer/recipe.h"
 #include "trainer/stop_signal.h"
 #include "trainer/trainer.h"
@@ -130,6 +132,39 @@ TEST_F(TrainOnFakeRanks, CheckpointsWithoutMpiAreAClearError) {
     }
   });
   EXPECT_NE(error.find("checkpoint.final"), std::string::npos) << error;
+}
+
+// device_peak_mib is the largest peak of the ranks' backend allocations: the memory plan
+// (--dry-run, `tessera plan`) predicts exactly those, per rank, for a pipeline with experts.
+TEST_F(TrainOnFakeRanks, DevicePeakIsWhatTheMemoryPlanSays) {
+  const Recipe recipe = load_recipe(
+      LayoutRecipe(),
+      {"data.path=" + (root_ / "data").string(), "run.dir=" + (root_ / "peak").string(),
+       "train.steps=2", "train.eval_every=0", "checkpoint.every_steps=0",
+       "checkpoint.final=false", "parallel.pp=2", "parallel.dp=2", "parallel.ep=2",
+       "parallel.micro_batches=2", "parallel.schedule=1f1b"});
+  const StopSignal stop_signal;
+  TrainOptions options;
+  options.stop_signal = &stop_signal;
+  std::vector<double> peaks(4, 0.0);
+  parallel::run_fake_ranks(4, [&](parallel::Comm& comm) {
+    std::ostringstream out;
+    Trainer trainer(recipe, comm, out, options);
+    while (!trainer.finished()) peaks[comm.rank()] = trainer.Step().device_peak_mib;
+    trainer.Finish();
+  });
+  int64_t planned = 0;
+  for (const RankMemory& r : plan_memory(recipe, kernels::Device::kCPU)) {
+    planned = std::max(planned, r.total());
+  }
+  const double planned_mib = static_cast<double>(planned) / (1 << 20);
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(peaks[r], peaks[0]) << "rank " << r;  // the maximum over the ranks, on each
+  }
+  // Within 2%: the plan sizes buffers for the schedule's peak and worst-case routing, which a
+  // short run may not reach; a term left out of either would be far more.
+  EXPECT_GT(peaks[0], 0.98 * planned_mib);
+  EXPECT_LT(peaks[0], 1.02 * planned_mib);
 }
 
 // Trainer::Step() returns, by name, what metrics.jsonl holds, the same on every rank.

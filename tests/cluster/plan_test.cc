@@ -2,6 +2,8 @@
 // the same pricing rules (cluster/plan.h) on clusters whose numbers make the arithmetic plain.
 #include "cluster/plan.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -21,8 +23,11 @@ fs::path source_dir() {
   return fs::path(__FILE__).parent_path().parent_path().parent_path();
 }
 
+// One file per process: ctest runs this file's tests as parallel processes, and one rewriting a
+// shared name while another reads it made the reader see a truncated file.
 std::string write_temp(const std::string& name, const std::string& text) {
-  const fs::path p = fs::temp_directory_path() / ("tessera_plan_test_" + name);
+  const fs::path p = fs::temp_directory_path() /
+                     ("tessera_plan_test_" + std::to_string(getpid()) + "_" + name);
   std::ofstream(p) << text;
   return p.string();
 }

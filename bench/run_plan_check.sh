@@ -22,15 +22,22 @@ data=data-cache/markov-v256-o1
 [ -d "$data" ] || "$tessera" prepare synthetic --vocab 256 --order 1 --tokens 2000000 --seed 1 \
   --out "$data" --quiet
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $recipe, $steps steps per layout"
+# The benchmark model with every token sent to every expert (top_k = n_experts): balanced
+# routing, as the planner prices it; its rows show the time model without the early steps'
+# routing imbalance. Calibrated too (its expert GEMMs have other row counts).
+balanced=$work/bench-moe-balanced.yaml
+sed 's/^  top_k: [0-9]*/  top_k: 8/' "$recipe" > "$balanced"
+grep -q '^  top_k: 8$' "$balanced" || { echo "cannot make the balanced recipe from $recipe"; exit 1; }
 for np in 2 4; do
   echo "# calibrating with $np ranks ..."
-  mpirun --oversubscribe -np "$np" "$tessera" plan calibrate "$recipe" --out "$work/cal-$np.yaml" \
+  mpirun --oversubscribe -np "$np" "$tessera" plan calibrate "$recipe" "$balanced" \
+    --out "$work/cal-$np.yaml" \
     > "$work/cal-$np.log" 2>&1 || { echo "calibration failed:"; tail -20 "$work/cal-$np.log"; exit 1; }
 done
 printf "%-30s %5s | %9s %9s %7s | %9s %9s %7s | %9s\n" layout ranks "pred s" "meas s" "err" \
   "pred MiB" "alloc MiB" "err" "RSS MiB"
-check() {  # NAME NP OVERRIDES...
-  local name=$1 np=$2; shift 2
+check() {  # NAME NP OVERRIDES...   (the recipe: $check_recipe, else the benchmark model)
+  local name=$1 np=$2 recipe=${check_recipe:-$recipe}; shift 2
   local run=$work/run-$np-$RANDOM
   "$tessera" plan "$recipe" --cluster "$work/cal-$np.yaml" --json "$@" > "$run.plan.json"
   mpirun --oversubscribe -np "$np" "$tessera" train "$recipe" --set train.steps="$steps" \
@@ -59,3 +66,6 @@ check "pp2 dp2 ep2 mb4 1f1b"         4 --set parallel.pp=2 --set parallel.dp=2 -
 check "pp2 dp2 ep2 mb4 dualpipev"    4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --set parallel.schedule=dualpipev
 check "pp2 dp2 mb4 zb1p"             4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.micro_batches=4 --set parallel.schedule=zb1p
 check "dp4 ep4"                      4 --set parallel.dp=4 --set parallel.ep=4
+check_recipe=$balanced
+check "dp2 ep2 balanced"             2 --set parallel.dp=2 --set parallel.ep=2
+check "dp4 ep4 balanced"             4 --set parallel.dp=4 --set parallel.ep=4

@@ -1,6 +1,7 @@
 // gemm_bench: single-thread SGEMM throughput of each GEMM backend (auto: what training uses, then
 // each library alone) on the shapes that matter (square, and the model's linear layers: forward
-// x W^T, backward-input dy W, backward-weight dy^T x), checked as it runs (sampled entries against a double-precision dot product).
+// x W^T, backward-input dy W, backward-weight dy^T x), checked as it runs (sampled entries
+// against a double-precision dot product).
 // The last line, `gemm_peak_gflops=<x> backend=<name>`, is the best measured SGEMM rate; other
 // benchmarks parse it as the machine's practical fp32 peak for MFU.
 //

@@ -28,10 +28,10 @@ check() {  # NAME NP OVERRIDES...
     > "$run.log" 2>&1 || { echo "$name: training failed, see below"; tail -20 "$run.log"; exit 1; }
   local planned device rss buffers
   planned=$(awk 'NR > 2 {print $NF}' "$run.plan" | sort -g | tail -n 1)
-  device=$(/usr/bin/python3 -c 'import json, sys; print(max(json.loads(l)["device_peak_mib"] for l in open(sys.argv[1])))' \
-        "$run/metrics.jsonl")
-  rss=$(/usr/bin/python3 -c 'import json, sys; print(max(json.loads(l)["peak_rss_mib"] for l in open(sys.argv[1])))' \
-        "$run/metrics.jsonl")
+  read -r device rss < <(/usr/bin/python3 -c 'import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+print(*(max(l[key] for l in lines) for key in ("device_peak_mib", "peak_rss_mib")))' \
+    "$run/metrics.jsonl")
   buffers=$(for log in "$run"/logs/rank-*.log; do
               p=$(sed -n 's/.*pipeline buffers planned (at most) \([0-9]*\).*/\1/p' "$log")
               a=$(sed -n 's/.*pipeline buffers after the first step: \([0-9]*\).*/\1/p' "$log")

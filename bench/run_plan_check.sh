@@ -26,8 +26,10 @@ echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $recipe, $steps
 # routing, as the planner prices it; its rows show the time model without the early steps'
 # routing imbalance. Calibrated too (its expert GEMMs have other row counts).
 balanced=$work/bench-moe-balanced.yaml
-sed 's/^  top_k: [0-9]*/  top_k: 8/' "$recipe" > "$balanced"
-grep -q '^  top_k: 8$' "$balanced" || { echo "cannot make the balanced recipe from $recipe"; exit 1; }
+experts=$(sed -n 's/^  n_experts: *\([0-9]*\).*/\1/p' "$recipe")
+sed "s/^  top_k: [0-9]*/  top_k: $experts/" "$recipe" > "$balanced"
+grep -q "^  top_k: $experts\$" "$balanced" ||
+  { echo "cannot make the balanced recipe from $recipe"; exit 1; }
 for np in 2 4; do
   echo "# calibrating with $np ranks ..."
   mpirun --oversubscribe -np "$np" "$tessera" plan calibrate "$recipe" "$balanced" \

@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -425,13 +423,10 @@ CpuBackend::CpuBackend(Bf16Gemm bf16_gemm)
 CpuBackend::~CpuBackend() = default;
 
 Tensor CpuBackend::alloc(Shape shape, DType dtype) {
-  // As Tensor::empty: 64-byte aligned, at least one block so an empty tensor is defined().
-  const auto bytes = static_cast<int64_t>(shape_numel(shape) * dtype_size(dtype));
-  const size_t rounded = std::max<size_t>(64, (static_cast<size_t>(bytes) + 63) / 64 * 64);
-  void* ptr = std::aligned_alloc(64, rounded);
-  if (ptr == nullptr) throw std::bad_alloc();
-  return Tensor::adopt(metered(std::shared_ptr<void>(ptr, std::free), bytes, meter_),
-                       std::move(shape), dtype, Device::kCPU);
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  return Tensor::adopt(
+      metered(aligned_host_memory(bytes), static_cast<int64_t>(bytes), meter_),
+      std::move(shape), dtype, Device::kCPU);
 }
 
 Tensor CpuBackend::alloc_host(Shape shape, DType dtype) {

@@ -1,10 +1,9 @@
 // Bytes a backend has allocated on its device: live now and the high-water mark since the last
-// reset. The memory plan (trainer/memory_plan.h, `tessera plan`) predicts exactly these
-// allocations, so the peak checks it; a process's resident set also holds libraries, MPI and
-// the heap. Shared with the deleters of the buffers, which may outlive the backend.
+// reset. The memory plan (trainer/memory_plan.h, `tessera plan`) predicts these allocations
+// (and, on the CPU, the MoE blocks' packed exchange buffers, host vectors not counted here), so
+// the peak checks it; a process's resident set also holds libraries, MPI and the heap. Shared with the deleters of the buffers, which may outlive the backend.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>

@@ -54,43 +54,33 @@ std::string shape_string(const Shape& shape) {
   return s + "]";
 }
 
-// One allocation; views hold it through shared_ptr. Either an aligned host allocation of its
-// own or memory adopted from a backend (owned by `adopted`).
+std::shared_ptr<void> aligned_host_memory(size_t bytes) {
+  // aligned_alloc needs a size that is a multiple of the alignment; never allocate 0 bytes.
+  const size_t rounded = ((bytes + kAlignment - 1) / kAlignment) * kAlignment;
+  void* ptr = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+  if (!ptr) throw std::bad_alloc();
+  return std::shared_ptr<void>(ptr, std::free);
+}
+
+// One allocation; views hold it through shared_ptr: an aligned host allocation of its own or
+// memory adopted from a backend.
 struct Tensor::Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
   Device device = Device::kCPU;
-  std::shared_ptr<void> adopted;
+  std::shared_ptr<void> memory;
 
-  Storage(std::shared_ptr<void> memory, size_t nbytes, Device dev)
-      : ptr(memory.get()), bytes(nbytes), device(dev), adopted(std::move(memory)) {}
-
-  Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
-    if (dev != Device::kCPU) {
-      throw std::runtime_error(
-          "Tensor: Device::kCUDA allocation is not supported on a CPU-only build");
-    }
-    // aligned_alloc needs a size that is a multiple of the alignment; never allocate 0 bytes,
-    // so an empty tensor is still defined().
-    const size_t rounded = ((nbytes + kAlignment - 1) / kAlignment) * kAlignment;
-    ptr = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-    if (!ptr) throw std::bad_alloc();
-  }
-  ~Storage() {
-    if (!adopted) std::free(ptr);
-  }
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
+  Storage(std::shared_ptr<void> owned, size_t nbytes, Device dev)
+      : ptr(owned.get()), bytes(nbytes), device(dev), memory(std::move(owned)) {}
 };
 
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
-  Tensor t;
-  const int64_t n = shape_numel(shape);
-  t.storage_ = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(dtype), device);
-  t.shape_ = std::move(shape);
-  t.dtype_ = dtype;
-  t.device_ = device;
-  return t;
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  if (device != Device::kCPU) {
+    throw std::runtime_error("Tensor: Device::kCUDA allocation is not supported on a CPU-only "
+                             "build");
+  }
+  return adopt(aligned_host_memory(bytes), std::move(shape), dtype, device);
 }
 
 Tensor Tensor::adopt(std::shared_ptr<void> memory, Shape shape, DType dtype, Device device) {

@@ -30,6 +30,10 @@ using Shape = std::vector<int64_t>;
 int64_t shape_numel(const Shape& shape);
 std::string shape_string(const Shape& shape);  // "[2, 3]"
 
+// `bytes` of uninitialised host memory, 64-byte aligned (at least 64 bytes, so an empty tensor
+// is still defined()), freed when the last owner goes. Throws std::bad_alloc.
+std::shared_ptr<void> aligned_host_memory(size_t bytes);
+
 class Tensor {
  public:
   Tensor() = default;

@@ -35,7 +35,8 @@ struct StepReport {
   double bubble_predicted = 0;  // the schedule's theoretical (or simulated) bubble
   double peak_rss_mib = 0;      // the largest of the ranks
   // The largest of the ranks' peak backend allocations (kernels::Backend::allocated_bytes):
-  // the device memory the memory plan predicts, without the process's own.
+  // the device memory the memory plan predicts (but the MoE blocks' packed exchange buffers,
+  // host vectors), without the process's own.
   double device_peak_mib = 0;
   double expert_load_max_over_mean = 0;  // the worst MoE layer
   int64_t tokens_seen = 0;

@@ -408,4 +408,31 @@ double measure_all_to_all_gbs(Comm& world, Comm& group, int group_size, int64_t 
   return mean_over_ranks(world, static_cast<double>(bytes_per_rank) / s / 1e9, takes_part);
 }
 
+const char* zero_collective_name(ZeroCollective kind) {
+  return kind == ZeroCollective::kReduceScatter ? "reduce_scatter" : "all_gather";
+}
+
+double measure_zero_collective_gbs(Comm& world, Comm& group, int group_size, ZeroCollective kind,
+                                   int64_t bytes, const TimingPolicy& timing) {
+  if (group_size < 2 || bytes <= 0 || bytes % (4 * group_size) != 0) {
+    throw std::invalid_argument(
+        std::string("measure_zero_collective_gbs(") + zero_collective_name(kind) +
+        "): needs group_size >= 2 and bytes a positive multiple of 4 x group_size, got " +
+        std::to_string(group_size) + " and " + std::to_string(bytes));
+  }
+  const bool takes_part = group.size() == group_size;
+  std::vector<float> whole(static_cast<size_t>(bytes / 4), 1.0f);
+  std::vector<float> slice(whole.size() / static_cast<size_t>(group_size), 1.0f);
+  auto collective = [&] {
+    if (!takes_part) return;
+    if (kind == ZeroCollective::kReduceScatter) {
+      group.reduce_scatter<float>(whole, std::span<float>(slice)).wait();
+    } else {
+      group.all_gather<float>(slice, std::span<float>(whole)).wait();
+    }
+  };
+  const double s = seconds_per_call(world, collective, timing);
+  return mean_over_ranks(world, static_cast<double>(bytes) / s / 1e9, takes_part);
+}
+
 }  // namespace tessera::cluster

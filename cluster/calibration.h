@@ -134,6 +134,19 @@ double measure_ping_pong_s(parallel::Comm& world, int64_t bytes, const TimingPol
 // REQUIRES: bytes_per_rank a multiple of 4 * group_size.
 double measure_all_to_all_gbs(parallel::Comm& world, parallel::Comm& group, int group_size,
                               int64_t bytes_per_rank, const TimingPolicy& timing);
+// The data-parallel collectives of ZeRO-1 (the gradient reduce-scatter, the parameter
+// all-gather), as the trainer posts them on fp32 buffers.
+enum class ZeroCollective { kReduceScatter, kAllGather };
+const char* zero_collective_name(ZeroCollective kind);  // "reduce_scatter" | "all_gather"
+
+// Effective GB/s (bytes / seconds, `bytes` the whole buffer: every rank's slices together) of
+// one reduce_scatter (fp32 sum) or all_gather in groups of `group_size` consecutive ranks, as
+// measure_all_to_all_gbs runs its groups. On CPUs this is far below the point-to-point
+// bandwidth: the sum is the receiving rank's work and shared memory copies each slice twice.
+// REQUIRES: bytes a positive multiple of 4 * group_size.
+double measure_zero_collective_gbs(parallel::Comm& world, parallel::Comm& group, int group_size,
+                                   ZeroCollective kind, int64_t bytes,
+                                   const TimingPolicy& timing);
 // world split into groups of `group_size` consecutive ranks (a collective); the last group has
 // the remaining ranks when group_size does not divide world.size().
 std::unique_ptr<parallel::Comm> make_consecutive_groups(parallel::Comm& world, int group_size);

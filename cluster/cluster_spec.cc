@@ -188,6 +188,17 @@ ClusterSpec load_cluster_spec(const std::string& path) {
     p.gbs = a.number("gbs", true);
     n.all_to_all.push_back(p);
   });
+  for (const char* kind : {"reduce_scatter", "all_gather"}) {
+    std::vector<CollectivePoint>& points =
+        std::string(kind) == "reduce_scatter" ? n.reduce_scatter : n.all_gather;
+    network.list(kind, [&](MapReader& a) {
+      CollectivePoint p;
+      p.ranks = a.integer("ranks", true, 2);
+      p.bytes = a.integer("bytes", true, 1);
+      p.gbs = a.number("gbs", true);
+      points.push_back(p);
+    });
+  }
   network.done();
   top.done();
   return spec;
@@ -246,6 +257,15 @@ std::string cluster_spec_to_yaml(const ClusterSpec& s, const std::vector<std::st
     for (const AllToAllPoint& a : n.all_to_all) {
       out += "    - {ranks: " + std::to_string(a.ranks) + ", bytes_per_rank: " +
              std::to_string(a.bytes_per_rank) + ", gbs: " + num(a.gbs) + "}\n";
+    }
+  }
+  for (const auto& [kind, points] : {std::pair{"reduce_scatter", &n.reduce_scatter},
+                                     std::pair{"all_gather", &n.all_gather}}) {
+    if (points->empty()) continue;
+    out += std::string("  ") + kind + ":\n";
+    for (const CollectivePoint& c : *points) {
+      out += "    - {ranks: " + std::to_string(c.ranks) + ", bytes: " + std::to_string(c.bytes) +
+             ", gbs: " + num(c.gbs) + "}\n";
     }
   }
   return out;

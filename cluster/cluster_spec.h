@@ -22,6 +22,10 @@
 //     inter_node_latency_us: 5
 //     all_to_all:                    # optional: measured effective per-rank all-to-all
 //       - {ranks: 4, bytes_per_rank: 1048576, gbs: 2.1}
+//     reduce_scatter:                # optional: measured ZeRO collectives inside a node, fp32
+//       - {ranks: 2, bytes: 16777216, gbs: 1.8}    # bytes: the whole buffer; gbs = bytes / s
+//     all_gather:
+//       - {ranks: 2, bytes: 16777216, gbs: 3.5}
 //
 // GEMMs without a measured point of their precision run at the peak (the planner says so); with
 // points, a GEMM runs at the throughput of the nearest measured shape of its precision (log-distance
@@ -61,6 +65,14 @@ struct AllToAllPoint {
   double gbs = 0.0;            // bytes_per_rank / seconds, GB/s
 };
 
+// A measured ZeRO collective (network.reduce_scatter / network.all_gather) over `ranks`
+// consecutive ranks of one node.
+struct CollectivePoint {
+  int64_t ranks = 0;
+  int64_t bytes = 0;  // the whole buffer: every rank's slices together
+  double gbs = 0.0;   // bytes / seconds, GB/s
+};
+
 struct DeviceSpec {
   std::string name;
   std::string kind = "gpu";  // gpu | cpu
@@ -77,6 +89,7 @@ struct NetworkSpec {
   double intra_node_gbs = 0.0, inter_node_gbs = 0.0;
   double intra_node_latency_us = 0.0, inter_node_latency_us = 0.0;
   std::vector<AllToAllPoint> all_to_all;
+  std::vector<CollectivePoint> reduce_scatter, all_gather;
 };
 
 struct ClusterSpec {

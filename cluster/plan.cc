@@ -150,6 +150,34 @@ class Pricing {
            1e-6;
   }
 
+  // ZeRO's reduce-scatter or all-gather of `bytes` (the whole buffer) over `ranks`: at the
+  // measured rate of the nearest measured point of its kind (ranks first, then bytes) inside a
+  // node, else by the ring formula.
+  double zero_collective(const std::vector<CollectivePoint>& measured, const char* kind,
+                         double bytes, int ranks, bool crosses_nodes) const {
+    if (ranks <= 1 || bytes <= 0) return 0.0;
+    if (crosses_nodes || measured.empty()) return ring(bytes, ranks, crosses_nodes);
+    const CollectivePoint* best = nullptr;
+    double best_d = std::numeric_limits<double>::infinity();
+    for (const CollectivePoint& p : measured) {
+      const double d = 4.0 * log_distance(ranks, p.ranks) + log_distance(bytes, p.bytes);
+      if (d < best_d) best_d = d, best = &p;
+    }
+    if (best->ranks != ranks) {
+      notes_.insert(std::string(kind) + " over " + std::to_string(ranks) +
+                    " ranks priced at the measured " + std::to_string(best->ranks) +
+                    "-rank rate");
+    }
+    return bytes / (best->gbs * 1e9);
+  }
+  double reduce_scatter(double bytes, int ranks, bool crosses_nodes) const {
+    return zero_collective(c_.network.reduce_scatter, "reduce_scatter", bytes, ranks,
+                           crosses_nodes);
+  }
+  double all_gather(double bytes, int ranks, bool crosses_nodes) const {
+    return zero_collective(c_.network.all_gather, "all_gather", bytes, ranks, crosses_nodes);
+  }
+
   // Ring reduce-scatter or all-gather of `bytes` (the whole buffer) over `ranks`.
   double ring(double bytes, int ranks, bool crosses_nodes) const {
     if (ranks <= 1 || bytes <= 0) return 0.0;
@@ -507,10 +535,11 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     const double dense = 4.0 * params.padded_region_numel(trainer::ParamRegion::kDense, dense_dp);
     const double expert =
         4.0 * params.padded_region_numel(trainer::ParamRegion::kExpert, expert_dp);
-    const double zero = price.ring(std::min(bucket, dense), dense_dp, dp_crosses) +
-                        price.ring(std::min(bucket, expert), expert_dp, expert_dp_crosses) +
-                        price.ring(dense, dense_dp, dp_crosses) +
-                        price.ring(expert, expert_dp, expert_dp_crosses);
+    const double zero =
+        price.reduce_scatter(std::min(bucket, dense), dense_dp, dp_crosses) +
+        price.reduce_scatter(std::min(bucket, expert), expert_dp, expert_dp_crosses) +
+        price.all_gather(dense, dense_dp, dp_crosses) +
+        price.all_gather(expert, expert_dp, expert_dp_crosses);
     // AdamW reads parameter, gradient and two moments and writes the parameter and the moments,
     // per shard value: fp32 values and gradients, moments of optimizer.state_dtype.
     const double shard_values = dense / 4.0 / dense_dp + expert / 4.0 / expert_dp;

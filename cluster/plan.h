@@ -11,7 +11,8 @@
 // instruction lists are then replayed (parallel/schedule_cost.h) with these per-stage times and
 // the pipeline messages' transfer times. After the pipeline: the ZeRO-1 gradient reduce-scatter's
 // last bucket (the rest overlaps the backward), the optimizer step (memory traffic) and the
-// parameter all-gather (ring formulas over the data and expert-data groups).
+// parameter all-gather over the data and expert-data groups (measured rates inside a node where
+// the cluster file has them, else ring formulas).
 #pragma once
 
 #include <string>

@@ -39,10 +39,11 @@ constexpr const char* kUsage =
     "linear ops (every distinct GEMM of each recipe's micro-batch: forward nt, input gradient nn,\n"
     "weight gradient tn, routed experts at the rows one expert gets; large square shapes for the\n"
     "peaks), the causal attention core at each recipe's (seq_len, heads, head_dim), memory\n"
-    "bandwidth (a STREAM triad), point-to-point latency and bandwidth and all-to-all throughput\n"
-    "between the ranks (groups of 2, 4, ... consecutive ranks). All ranks measure at once, as they\n"
-    "train (sharing the cores); every number is the mean over the ranks. All ranks are one node\n"
-    "(nodes: 1, gpus_per_node: N); the inter-node numbers repeat the intra-node ones.\n\n"
+    "bandwidth (a STREAM triad), point-to-point latency and bandwidth, all-to-all,\n"
+    "reduce-scatter and all-gather throughput between the ranks (groups of 2, 4, ... consecutive\n"
+    "ranks). All ranks measure at once, as they train (sharing the cores); every number is the\n"
+    "mean over the ranks. All ranks are one node (nodes: 1, gpus_per_node: N); the inter-node\n"
+    "numbers repeat the intra-node ones.\n\n"
     "Needs >= 2 processes (mpirun): one cannot measure the network. run.device must be cpu; the\n"
     "recipes' run.cpu_threads (all equal) sets each rank's threads. GEMMs are measured at fp32, and\n"
     "at bf16 / fp8 (the CPU's emulation) when a recipe's precision.compute or --precisions names\n"
@@ -111,6 +112,7 @@ struct Sizes {
   int64_t latency_bytes = 8;
   std::vector<int64_t> bandwidth_bytes;
   std::vector<int64_t> all_to_all_bytes;
+  std::vector<int64_t> zero_bytes;  // reduce-scatter / all-gather buffers (the whole buffer)
   int64_t stream_min = 0, stream_max = 0;
 };
 
@@ -122,11 +124,13 @@ Sizes sizes_for(bool quick) {
     s.squares = {128};
     s.bandwidth_bytes = {1 * MiB};
     s.all_to_all_bytes = {64 * KiB};
+    s.zero_bytes = {64 * KiB};
     s.stream_min = s.stream_max = 8 * MiB;
   } else {
     s.squares = {1024, 2048};
     s.bandwidth_bytes = {4 * MiB, 16 * MiB};
     s.all_to_all_bytes = {64 * KiB, 1 * MiB, 8 * MiB};
+    s.zero_bytes = {1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB};
     s.stream_min = 64 * MiB;
     s.stream_max = 2048 * MiB;
   }
@@ -220,6 +224,17 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
       say("all-to-all " + std::to_string(g) + " ranks, " + bytes_text(bytes) + " per rank: " +
           fixed(gbs, 2) + " GB/s per rank");
     }
+    for (ZeroCollective kind : {ZeroCollective::kReduceScatter, ZeroCollective::kAllGather}) {
+      std::vector<CollectivePoint>& points =
+          kind == ZeroCollective::kReduceScatter ? net.reduce_scatter : net.all_gather;
+      for (int64_t bytes : sizes.zero_bytes) {
+        const double gbs =
+            measure_zero_collective_gbs(world, *group, g, kind, bytes, sizes.timing);
+        points.push_back({g, bytes, gbs});
+        say(std::string(zero_collective_name(kind)) + " " + std::to_string(g) + " ranks, " +
+            bytes_text(bytes) + ": " + fixed(gbs, 2) + " GB/s");
+      }
+    }
   }
 
   // ---- The file's comment.
@@ -270,6 +285,8 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
       "all_to_all: all_to_all_v in groups of consecutive ranks (all groups at once), each rank's "
       "bytes_per_rank split evenly over its group, its own slice included; gbs = bytes_per_rank / "
       "seconds.",
+      "reduce_scatter (fp32 sum) and all_gather: ZeRO-1's collectives in the same groups; bytes is "
+      "the whole buffer (every rank's slices), gbs = bytes / seconds.",
   };
   return spec;
 }

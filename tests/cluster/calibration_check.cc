@@ -88,6 +88,12 @@ int main(int argc, char** argv) {
     bool found = false;
     for (const cluster::AllToAllPoint& a : n.all_to_all) found |= a.ranks == g && a.gbs > 0;
     if (!found) fail("no all_to_all point for " + std::to_string(g) + " ranks");
+    for (const auto& [kind, points] : {std::pair{"reduce_scatter", &n.reduce_scatter},
+                                       std::pair{"all_gather", &n.all_gather}}) {
+      bool measured = false;
+      for (const cluster::CollectivePoint& c : *points) measured |= c.ranks == g && c.gbs > 0;
+      if (!measured) fail(std::string("no ") + kind + " point for " + std::to_string(g) + " ranks");
+    }
   }
   if (failures == 0) std::cout << "calibration_check: " << argv[1] << " OK\n";
   return failures == 0 ? 0 : 1;

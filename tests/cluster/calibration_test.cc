@@ -162,10 +162,13 @@ TEST(Calibration, MeasurementsAreCollectiveMeans) {
     r.push_back(measure_ping_pong_s(world, 8, timing));
     const std::unique_ptr<parallel::Comm> group = make_consecutive_groups(world, 2);
     r.push_back(measure_all_to_all_gbs(world, *group, 2, 4096, timing));
+    for (ZeroCollective kind : {ZeroCollective::kReduceScatter, ZeroCollective::kAllGather}) {
+      r.push_back(measure_zero_collective_gbs(world, *group, 2, kind, 4096, timing));
+    }
     std::lock_guard<std::mutex> lock(mu);
     results[static_cast<size_t>(world.rank())] = r;
   });
-  ASSERT_EQ(results[0].size(), 9u);
+  ASSERT_EQ(results[0].size(), 11u);
   for (size_t i = 0; i < results[0].size(); ++i) {
     EXPECT_GT(results[0][i], 0.0) << "measurement " << i;
     EXPECT_EQ(results[0][i], results[1][i]) << "measurement " << i;
@@ -188,6 +191,13 @@ TEST(Calibration, AllToAllRanksOfASmallerLastGroupSitOut) {
       parallel::run_fake_ranks(2, [&](parallel::Comm& world) {
         const std::unique_ptr<parallel::Comm> group = make_consecutive_groups(world, 2);
         measure_all_to_all_gbs(world, *group, 2, 1004, {0.001, 1});  // not a multiple of 8
+      }),
+      std::invalid_argument);
+  EXPECT_THROW(
+      parallel::run_fake_ranks(2, [&](parallel::Comm& world) {
+        const std::unique_ptr<parallel::Comm> group = make_consecutive_groups(world, 2);
+        measure_zero_collective_gbs(world, *group, 2, ZeroCollective::kAllGather, 1004,
+                                    {0.001, 1});
       }),
       std::invalid_argument);
 }

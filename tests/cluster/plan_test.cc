@@ -12,6 +12,8 @@
 
 #include "trainer/flop_count.h"
 #include "trainer/memory_plan.h"
+#include "trainer/model.h"
+#include "trainer/parallel_layout.h"
 
 namespace tessera::cluster {
 namespace {
@@ -85,6 +87,8 @@ TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
   ClusterSpec c = load_cluster_spec((source_dir() / "recipes/clusters/h800.yaml").string());
   c.device.attention.push_back({256, 32, 0.5, 0.25});
   c.network.all_to_all.push_back({4, 1 << 20, 2.5});
+  c.network.reduce_scatter.push_back({2, 1 << 24, 1.5});
+  c.network.all_gather.push_back({4, 1 << 22, 3.25});
   const ClusterSpec back = load_cluster_spec(write_temp("back.yaml", cluster_spec_to_yaml(c, {"x"})));
   EXPECT_EQ(back.name, c.name);
   EXPECT_EQ(back.device.name, c.device.name);
@@ -93,6 +97,12 @@ TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
   EXPECT_DOUBLE_EQ(back.device.gemm[3].tflops, c.device.gemm[3].tflops);
   EXPECT_DOUBLE_EQ(back.device.attention[0].backward_tflops, 0.25);
   EXPECT_EQ(back.network.all_to_all[0].bytes_per_rank, 1 << 20);
+  ASSERT_EQ(back.network.reduce_scatter.size(), 1u);
+  EXPECT_EQ(back.network.reduce_scatter[0].bytes, 1 << 24);
+  EXPECT_DOUBLE_EQ(back.network.reduce_scatter[0].gbs, 1.5);
+  ASSERT_EQ(back.network.all_gather.size(), 1u);
+  EXPECT_EQ(back.network.all_gather[0].ranks, 4);
+  EXPECT_DOUBLE_EQ(back.network.all_gather[0].gbs, 3.25);
   EXPECT_DOUBLE_EQ(back.network.inter_node_gbs, 50);
 }
 
@@ -143,6 +153,35 @@ TEST(Plan, MeasuredGemmPointsPriceTheGemms) {
   EXPECT_NEAR(half.chunks[0].forward, 2 * at_peak.chunks[0].forward, 1e-6 * half.chunks[0].forward);
   EXPECT_NEAR(half.mfu, at_peak.mfu / 2, 1e-3);
   for (const std::string& n : half.notes) EXPECT_EQ(n.find("fp32 GEMMs at the device's peak"), std::string::npos) << n;
+}
+
+// ZeRO inside a node at the measured reduce-scatter / all-gather rates: the last gradient bucket's
+// reduce-scatter and the whole parameter all-gather, bytes / gbs each, for the dense and the
+// expert regions (experts replicated over dp here: one expert-data group of 2).
+TEST(Plan, MeasuredCollectivesPriceZero) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=1",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe",
+                                  "parallel.grad_bucket_mb=1"});
+  EXPECT_LT(make_plan(r, c).zero_s, 1e-6);  // the ring formula at 1e9 GB/s
+  c.network.reduce_scatter = {{2, 1 << 20, 0.5}, {8, 1 << 20, 1e9}};
+  c.network.all_gather = {{2, 1 << 30, 0.25}};
+  const Plan p = make_plan(r, c);
+  const std::unique_ptr<trainer::Model> model =
+      trainer::Model::Describe(r.model, trainer::recipe_model_part(r, 0, 1, 0));
+  double expected = 0.0;
+  for (auto region : {trainer::ParamRegion::kDense, trainer::ParamRegion::kExpert}) {
+    const double bytes = 4.0 * static_cast<double>(model->params().padded_region_numel(region, 2));
+    if (bytes == 0) continue;
+    expected += std::min(bytes, double{1 << 20}) / 0.5e9 + bytes / 0.25e9;
+  }
+  EXPECT_GT(expected, 0.0);
+  EXPECT_NEAR(p.zero_s, expected, 1e-9 * expected);
+  // Across nodes the measured (one-node) points do not apply: the ring formula again.
+  ClusterSpec two_nodes = c;
+  two_nodes.nodes = 2;
+  two_nodes.gpus_per_node = 1;
+  EXPECT_LT(make_plan(r, two_nodes).zero_s, 1e-6);
 }
 
 // Pipeline stages exchange activations over the link; an FB pair overlaps its all-to-alls.

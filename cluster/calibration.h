@@ -75,15 +75,22 @@ int64_t micro_batch_tokens(const trainer::Recipe& recipe);
 std::vector<std::string> calibration_precisions(const std::vector<trainer::Recipe>& recipes,
                                                 const std::vector<std::string>& extra);
 
-// The GEMMs: every distinct shape of trainer::gemm_shapes(recipe.model, micro_batch_tokens(recipe))
-// of every recipe (routed experts at the rows one expert gets), at fp32, and the shapes that run at
-// the block precision also at each other precision of `precisions`; then n x n x n (layout nt) for
-// each of `square_sizes` at fp32, bf16 and fp8 (the peaks). The attention cores of every recipe's
-// layers at (micro_batch_rows, seq_len), with batch and then heads reduced until the CPU's saved
-// probabilities (batch x heads x seq_len^2 floats) fit in `attention_bytes`.
+// The micro-batch rows of the recipe's layouts on up to `ranks` ranks, largest first: its own
+// micro_batch_rows, and global_batch / k for every power of two k = dp x micro_batches up to
+// 4 x ranks that divides global_batch (data replicas and pipeline micro-batches split the batch).
+std::vector<int64_t> layout_micro_batch_rows(const trainer::Recipe& recipe, int ranks);
+
+// The GEMMs: every distinct shape of trainer::gemm_shapes(recipe.model, tokens) of every recipe
+// (routed experts at the rows one expert gets from one rank), for the tokens of its own
+// micro-batch or, with layout_ranks > 0, of every layout_micro_batch_rows(recipe, layout_ranks),
+// at fp32, and the shapes that run at the block precision also at each other precision of
+// `precisions`; then n x n x n (layout nt) for each of `square_sizes` at fp32, bf16 and fp8 (the
+// peaks). The attention cores of every recipe's layers at (micro_batch_rows, seq_len), with batch
+// and then heads reduced until the CPU's saved probabilities (batch x heads x seq_len^2 floats)
+// fit in `attention_bytes`.
 CalibrationPlan plan_calibration(const std::vector<trainer::Recipe>& recipes,
                                  const std::vector<std::string>& precisions,
-                                 const std::vector<int64_t>& square_sizes,
+                                 const std::vector<int64_t>& square_sizes, int layout_ranks = 0,
                                  int64_t attention_bytes = int64_t{1} << 30);
 
 // Power-of-two group sizes 2, 4, ... up to world_size (none below 2).
@@ -105,6 +112,8 @@ int64_t last_level_cache_bytes();    // the largest cache in sysfs of cpu0; 0 wh
 // TFLOP/s (2 m n k / s / 1e12) of the request's GEMM through backend.ops<float>()'s linear ops
 // with LinearOptions::precision: nt = linear_forward (N = m, O = n, I = k), nn =
 // linear_backward_input (N = m, I = n, O = k), tn = linear_backward_weight (O = m, I = n, N = k).
+// The calls cycle through copies of the operands, 64 MiB of them together, so they come from
+// memory as in a training step rather than from a cache the previous call warmed.
 double measure_gemm_tflops(kernels::Backend& backend, parallel::Comm& world,
                            const GemmRequest& gemm, const TimingPolicy& timing);
 

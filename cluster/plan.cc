@@ -224,9 +224,14 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
   for (const LinearShape& l : u.linears) {
     const std::string p = l.block_precision ? precision : higher;
     // A routed expert's rows under EP: this rank's n_experts / ep experts receive every EP
-    // peer's rows for them (balanced: tokens x top_k / n_experts x ep each).
-    const double count = l.routed_expert ? static_cast<double>(l.count) / ep : l.count;
-    const double rows = tokens * l.rows_per_token * (l.routed_expert ? ep : 1);
+    // peer's rows for them (balanced: tokens x top_k / n_experts x ep each), in one segment per
+    // sender (node-aware: per forwarder of the node), and the grouped op runs one GEMM per
+    // segment: that is the shape priced.
+    const double segments = !l.routed_expert ? 1.0
+                            : node_aware     ? static_cast<double>(ep) / std::max(1, ep_nodes)
+                                             : static_cast<double>(ep);
+    const double count = l.routed_expert ? static_cast<double>(l.count) / ep * segments : l.count;
+    const double rows = tokens * l.rows_per_token * (l.routed_expert ? ep / segments : 1.0);
     PhaseCost& k = kind_of(l, cost, glue);
     k.f += count * price.gemm(p, "nt", rows, l.out, l.in);
     k.b += count * price.gemm(p, "nn", rows, l.in, l.out);

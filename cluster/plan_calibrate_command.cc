@@ -36,14 +36,15 @@ constexpr const char* kUsage =
     "           [--precisions fp32,bf16,fp8] [--set key.path=value]... [--quick]\n\n"
     "Measures this machine into a cluster description (cluster/cluster_spec.h's YAML, which\n"
     "`tessera plan RECIPE --cluster FILE` reads): GEMM throughput by shape through the CPU backend's\n"
-    "linear ops (every distinct GEMM of each recipe's micro-batch: forward nt, input gradient nn,\n"
-    "weight gradient tn, routed experts at the rows one expert gets; large square shapes for the\n"
-    "peaks), the causal attention core at each recipe's (seq_len, heads, head_dim), memory\n"
-    "bandwidth (a STREAM triad), point-to-point latency and bandwidth, all-to-all,\n"
-    "reduce-scatter and all-gather throughput between the ranks (groups of 2, 4, ... consecutive\n"
-    "ranks). All ranks measure at once, as they train (sharing the cores); every number is the\n"
-    "mean over the ranks. All ranks are one node (nodes: 1, gpus_per_node: N); the inter-node\n"
-    "numbers repeat the intra-node ones.\n\n"
+    "linear ops (every distinct GEMM of the micro-batches each recipe's layouts can have on these\n"
+    "ranks (--quick: its own): forward nt, input gradient nn, weight gradient tn, routed experts\n"
+    "at the rows one expert gets from one rank; operands cycled through 64 MiB, as a training\n"
+    "step streams them; large square shapes for the peaks), the causal attention core at each\n"
+    "recipe's (seq_len, heads, head_dim), memory bandwidth (a STREAM triad), point-to-point\n"
+    "latency and bandwidth, all-to-all, reduce-scatter and all-gather throughput between the\n"
+    "ranks (groups of 2, 4, ... consecutive ranks). All ranks measure at once, as they train\n"
+    "(sharing the cores); every number is the mean over the ranks. All ranks are one node\n"
+    "(nodes: 1, gpus_per_node: N); the inter-node numbers repeat the intra-node ones.\n\n"
     "Needs >= 2 processes (mpirun): one cannot measure the network. run.device must be cpu; the\n"
     "recipes' run.cpu_threads (all equal) sets each rank's threads. GEMMs are measured at fp32, and\n"
     "at bf16 / fp8 (the CPU's emulation) when a recipe's precision.compute or --precisions names\n"
@@ -145,7 +146,9 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
   const Sizes sizes = sizes_for(settings.quick);
   const std::vector<std::string> precisions =
       calibration_precisions(recipes, settings.precisions);
-  const CalibrationPlan plan = plan_calibration(recipes, precisions, sizes.squares);
+  // --quick: the recipes' own micro-batches only; else those of every layout on these ranks.
+  const CalibrationPlan plan =
+      plan_calibration(recipes, precisions, sizes.squares, settings.quick ? 0 : ranks);
   kernels::CpuBackend backend;
   auto say = [&](const std::string& line) {
     if (root) log << line << std::endl;
@@ -240,11 +243,13 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
   // ---- The file's comment.
   std::string recipe_list;
   for (const Recipe& r : recipes) {
-    const double expert_rows =
-        static_cast<double>(micro_batch_tokens(r)) * r.model.top_k / r.model.n_experts;
-    recipe_list += (recipe_list.empty() ? "" : "; ") + r.source + " (" +
-                   std::to_string(micro_batch_tokens(r)) + " tokens per micro-batch, " +
-                   fixed(expert_rows, 0) + " rows per routed expert)";
+    std::string rows;
+    for (int64_t b : settings.quick ? std::vector<int64_t>{micro_batch_rows(r)}
+                                    : layout_micro_batch_rows(r, ranks)) {
+      rows += (rows.empty() ? "" : ", ") + std::to_string(b);
+    }
+    recipe_list += (recipe_list.empty() ? "" : "; ") + r.source + " (micro-batches of " + rows +
+                   " x " + std::to_string(r.train.seq_len) + " tokens)";
   }
   std::string precision_list;
   for (const std::string& p : precisions) precision_list += (precision_list.empty() ? "" : ", ") + p;
@@ -266,8 +271,9 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
                           : ""),
       "gemm: TFLOP/s = 2 m n k / s through the CPU backend's linear ops (nt linear_forward, nn "
       "linear_backward_input, tn linear_backward_weight; the routed experts' grouped ops are these "
-      "per expert on the CPU), every distinct trainer::gemm_shapes() of the recipes at " +
-          precision_list + " (fp32-only maps at fp32), and " + squares + " at every precision.",
+      "per expert on the CPU), every distinct trainer::gemm_shapes() of those micro-batches at " +
+          precision_list + " (fp32-only maps at fp32), and " + squares + " at every precision; "
+          "each call on the next of copies of its operands (64 MiB in all), cold as in training.",
       "peak_tflops: the best measured GEMM throughput of each precision (fp32: the measured SGEMM "
       "peak, not a datasheet figure; bf16 and fp8: the CPU's emulation, rounded inputs and fp32 "
       "products).",

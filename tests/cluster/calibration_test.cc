@@ -114,11 +114,32 @@ TEST(Calibration, AttentionCoresAtTheRecipesShapes) {
   EXPECT_DOUBLE_EQ(a.backward_flops(), 2 * a.forward_flops());
 }
 
+// A layout splits the global batch over dp replicas and micro-batches: calibrating for them
+// measures the GEMMs at each of those micro-batches (the planner then finds each layout's own).
+TEST(Calibration, LayoutsMicroBatchesAreMeasuredToo) {
+  const Recipe bench = recipe("bench-moe.yaml");  // global_batch 8, seq_len 256, dp 1, 1 mb
+  EXPECT_EQ(layout_micro_batch_rows(bench, 1), (std::vector<int64_t>{8, 4, 2}));
+  EXPECT_EQ(layout_micro_batch_rows(bench, 2), (std::vector<int64_t>{8, 4, 2, 1}));
+  EXPECT_EQ(layout_micro_batch_rows(bench, 64), (std::vector<int64_t>{8, 4, 2, 1}));
+  const Recipe six = recipe("bench-moe.yaml", {"train.global_batch=6", "parallel.dp=3"});
+  EXPECT_EQ(layout_micro_batch_rows(six, 2), (std::vector<int64_t>{6, 3, 2}));  // own: 2
+  const CalibrationPlan own = plan_calibration({bench}, {"fp32"}, {});
+  const CalibrationPlan layouts = plan_calibration({bench}, {"fp32"}, {}, 2);
+  auto has_m = [](const CalibrationPlan& p, int64_t m) {
+    return std::any_of(p.gemms.begin(), p.gemms.end(),
+                       [&](const GemmRequest& g) { return g.layout == "nt" && g.m == m; });
+  };
+  EXPECT_TRUE(has_m(own, 2048));
+  EXPECT_FALSE(has_m(own, 256));
+  for (int64_t tokens : {2048, 1024, 512, 256}) EXPECT_TRUE(has_m(layouts, tokens)) << tokens;
+  EXPECT_TRUE(has_m(layouts, 256 * 2 / 8));  // one rank's rows for one expert at 1 x 256 tokens
+}
+
 TEST(Calibration, AttentionShrinksBatchThenHeadsToFitTheBudget) {
   const Recipe bench = recipe("bench-moe.yaml");  // 8 x 8 x 256^2 floats = 16 MiB saved
   const int64_t per_head = 256 * 256 * 4;
-  EXPECT_EQ(plan_calibration({bench}, {"fp32"}, {}, 64 * per_head).attention[0].batch, 8);
-  const AttentionRequest small = plan_calibration({bench}, {"fp32"}, {}, 4 * per_head).attention[0];
+  EXPECT_EQ(plan_calibration({bench}, {"fp32"}, {}, 0, 64 * per_head).attention[0].batch, 8);
+  const AttentionRequest small = plan_calibration({bench}, {"fp32"}, {}, 0, 4 * per_head).attention[0];
   EXPECT_EQ(small.batch, 1);
   EXPECT_EQ(small.heads, 4);
 }

@@ -155,6 +155,7 @@ ClusterSpec load_cluster_spec(const std::string& path) {
   peak.done();
   d.memory_gib = device.number("memory_gib", true);
   d.memory_gbs = device.number("memory_gbs", true);
+  d.node_cores = device.integer("node_cores", false, 1);
   device.list("gemm", [&](MapReader& g) {
     GemmPoint p;
     p.precision = g.text("precision", true, kPrecisions);
@@ -230,6 +231,7 @@ std::string cluster_spec_to_yaml(const ClusterSpec& s, const std::vector<std::st
          ", fp8: " + num(d.peak_tflops_fp8) + "}\n";
   out += "  memory_gib: " + num(d.memory_gib) + "\n";
   out += "  memory_gbs: " + num(d.memory_gbs) + "\n";
+  if (d.node_cores > 0) out += "  node_cores: " + std::to_string(d.node_cores) + "\n";
   if (!d.gemm.empty()) {
     out += "  gemm:\n";
     for (const GemmPoint& g : d.gemm) {

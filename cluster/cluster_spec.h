@@ -11,6 +11,7 @@
 //     peak_tflops: {fp32: 67, bf16: 989, fp8: 1979}   # dense, no sparsity
 //     memory_gib: 80
 //     memory_gbs: 3350               # device memory bandwidth, GB/s
+//     node_cores: 2                  # optional, kind cpu: the cores a node's ranks share
 //     gemm:                          # optional: measured GEMM throughput by shape and precision
 //       - {precision: fp8, layout: nt, m: 8192, n: 4096, k: 7168, tflops: 1297}
 //     attention:                     # optional: measured causal attention core (FLOPs as
@@ -79,6 +80,7 @@ struct DeviceSpec {
   double peak_tflops_fp32 = 0.0, peak_tflops_bf16 = 0.0, peak_tflops_fp8 = 0.0;
   double memory_gib = 0.0;
   double memory_gbs = 0.0;
+  int64_t node_cores = 0;  // kind cpu: the cores a node's ranks share (0: not given)
   std::vector<GemmPoint> gemm;
   std::vector<AttentionPoint> attention;
 

@@ -582,6 +582,17 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
+  const int64_t ranks_per_node = std::min<int64_t>(plan.world, cluster.gpus_per_node);
+  const int64_t threads = ranks_per_node * std::max<int64_t>(1, recipe.run.cpu_threads);
+  if (cluster.device.kind == "cpu" && cluster.device.node_cores > 0 &&
+      threads > cluster.device.node_cores) {
+    notes.insert(std::to_string(ranks_per_node) + " ranks x " +
+                 std::to_string(recipe.run.cpu_threads) + " thread(s) on a node's " +
+                 std::to_string(cluster.device.node_cores) +
+                 " cores: they time-share the cores, and at every exchange a rank waits for "
+                 "peers the OS has not scheduled, which this plan does not price (expect a "
+                 "slower step than planned)");
+  }
   if (plan.precision != "fp32") {
     notes.insert("precision " + plan.precision +
                  ": transfers priced as DeepSeek-V3 sends them (bf16 activations and gradients" +

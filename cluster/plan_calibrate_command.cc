@@ -162,6 +162,7 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
   device.kind = "cpu";
   device.name = cpu_model_name() + " (" + std::to_string(online_cpus()) + " cores)";
   device.memory_gib = total_memory_gib() / ranks;
+  device.node_cores = online_cpus();
   say("tessera plan calibrate: " + std::to_string(ranks) + " ranks on " + device.name + ", " +
       std::to_string(kernels::cpu_threads()) + " thread(s) per rank, " +
       backend.capabilities().name);

@@ -184,6 +184,29 @@ TEST(Plan, MeasuredCollectivesPriceZero) {
   EXPECT_LT(make_plan(r, two_nodes).zero_s, 1e-6);
 }
 
+// More ranks x threads on a CPU node than it has cores: the plan says it does not price the
+// time-sharing; with enough cores, or without the count, it says nothing of it.
+TEST(Plan, OversubscribedCpuNodesAreNamed) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=4", "parallel.ep=1",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe",
+                                  "run.cpu_threads=1"});
+  auto names_it = [&](const ClusterSpec& spec) {
+    const Plan p = make_plan(r, spec);
+    return std::any_of(p.notes.begin(), p.notes.end(), [](const std::string& n) {
+      return n.find("time-share the cores") != std::string::npos;
+    });
+  };
+  EXPECT_FALSE(names_it(c));  // node_cores not given
+  c.device.node_cores = 4;
+  EXPECT_FALSE(names_it(c));
+  c.device.node_cores = 2;
+  EXPECT_TRUE(names_it(c));
+  const ClusterSpec back =
+      load_cluster_spec(write_temp("cores.yaml", cluster_spec_to_yaml(c, {})));
+  EXPECT_EQ(back.device.node_cores, 2);
+}
+
 // Pipeline stages exchange activations over the link; an FB pair overlaps its all-to-alls.
 TEST(Plan, PipelineAndOverlap) {
   ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));

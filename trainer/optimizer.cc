@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/host_staging.h"
+
 namespace tessera::trainer {
 
 namespace {
@@ -15,12 +17,9 @@ void zero_bf16(kernels::Backend& backend, uint16_t* moments, int64_t n) {
     std::fill_n(moments, n, uint16_t{0});
     return;
   }
-  constexpr int64_t kChunk = int64_t{1} << 18;
-  const std::vector<uint16_t> zeros(static_cast<size_t>(std::min(n, kChunk)), 0);
-  for (int64_t c = 0; c < n; c += kChunk) {
-    const int64_t len = std::min(kChunk, n - c);
-    backend.copy_from_host(moments + c, zeros.data(), sizeof(uint16_t) * len);
-  }
+  kernels::stage_to_backend(backend, moments, n, [](uint16_t* chunk, int64_t, int64_t len) {
+    std::fill_n(chunk, len, uint16_t{0});
+  });
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/host_staging.h"
 #include "kernels/math/low_precision.h"
 
 namespace tessera::trainer {
@@ -29,26 +30,18 @@ void round_to_bf16(uint16_t* dst, const float* src, int64_t n) {
 }
 
 // Moments in backend memory the host cannot address go through a host chunk of bf16 bits.
-constexpr int64_t kDeviceChunk = int64_t{1} << 18;
-
 void widen_from(kernels::Backend& be, float* dst, const uint16_t* src, int64_t n) {
   if (be.capabilities().host_accessible) return widen(dst, src, n);
-  std::vector<uint16_t> bits(static_cast<size_t>(std::min(n, kDeviceChunk)));
-  for (int64_t c = 0; c < n; c += kDeviceChunk) {
-    const int64_t len = std::min(kDeviceChunk, n - c);
-    be.copy_to_host(bits.data(), src + c, sizeof(uint16_t) * len);
-    widen(dst + c, bits.data(), len);
-  }
+  kernels::stage_from_backend(be, src, n, [&](const uint16_t* bits, int64_t c, int64_t len) {
+    widen(dst + c, bits, len);
+  });
 }
 
 void round_into(kernels::Backend& be, uint16_t* dst, const float* src, int64_t n) {
   if (be.capabilities().host_accessible) return round_to_bf16(dst, src, n);
-  std::vector<uint16_t> bits(static_cast<size_t>(std::min(n, kDeviceChunk)));
-  for (int64_t c = 0; c < n; c += kDeviceChunk) {
-    const int64_t len = std::min(kDeviceChunk, n - c);
-    round_to_bf16(bits.data(), src + c, len);
-    be.copy_from_host(dst + c, bits.data(), sizeof(uint16_t) * len);
-  }
+  kernels::stage_to_backend(be, dst, n, [&](uint16_t* bits, int64_t c, int64_t len) {
+    round_to_bf16(bits, src + c, len);
+  });
 }
 
 }  // namespace

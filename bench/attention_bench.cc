@@ -13,6 +13,7 @@
 
 #include "bench/best_rate.h"
 #include "kernels/attention.h"
+#include "kernels/host_memory.h"
 
 namespace {
 
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   }
   omp_set_num_threads(threads);
   namespace k = tessera::kernels;
+  k::keep_freed_host_memory();  // as the trainer runs: oneDNN's per-call buffers stay mapped
 
   const double peak = tessera::bench::measured_sgemm_peak(min_s);
   std::printf("threads %d   SGEMM 1024^3 %.1f GFLOP/s\n", threads, peak);

@@ -139,7 +139,8 @@ TEST(Calibration, AttentionShrinksBatchThenHeadsToFitTheBudget) {
   const Recipe bench = recipe("bench-moe.yaml");  // 8 x 8 x 256^2 floats = 16 MiB saved
   const int64_t per_head = 256 * 256 * 4;
   EXPECT_EQ(plan_calibration({bench}, {"fp32"}, {}, 0, 64 * per_head).attention[0].batch, 8);
-  const AttentionRequest small = plan_calibration({bench}, {"fp32"}, {}, 0, 4 * per_head).attention[0];
+  const AttentionRequest small =
+      plan_calibration({bench}, {"fp32"}, {}, 0, 4 * per_head).attention[0];
   EXPECT_EQ(small.batch, 1);
   EXPECT_EQ(small.heads, 4);
 }

@@ -184,6 +184,35 @@ TEST(Plan, MeasuredCollectivesPriceZero) {
   EXPECT_LT(make_plan(r, two_nodes).zero_s, 1e-6);
 }
 
+// Under EP the grouped op runs one GEMM per (sending rank, expert) row segment: those are the
+// shapes priced. Slow points at the merged shapes (all of an expert's rows in one GEMM) change
+// nothing; priced merged, the plan would take their rate.
+TEST(Plan, RoutedExpertsArePricedPerRowSegment) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=2",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  const int64_t tokens = r.train.global_batch / 2 * r.train.seq_len;
+  const int64_t segment = tokens * r.model.top_k / r.model.n_experts;
+  const std::vector<trainer::GemmShape> shapes = trainer::gemm_shapes(r.model, tokens);
+  for (const trainer::GemmShape& s : shapes) {
+    c.device.gemm.push_back({"fp32", s.layout, s.m, s.n, s.k, 0.5});
+  }
+  c.device.attention.push_back({r.train.seq_len, r.model.dim / r.model.n_heads, 0.5, 0.5});
+  const Plan per_segment = make_plan(r, c);
+  ClusterSpec slow_merged = c;
+  int merged = 0;
+  for (const trainer::GemmShape& s : shapes) {
+    GemmPoint p{"fp32", s.layout, s.m, s.n, s.k, 1e-6};
+    int64_t& rows = s.layout == "tn" ? p.k : p.m;
+    if (rows != segment) continue;
+    rows *= r.parallel.ep;
+    slow_merged.device.gemm.push_back(p);
+    ++merged;
+  }
+  EXPECT_EQ(merged, 6);  // the routed experts' two shapes (w1 = w3, w2), nt, nn and tn each
+  EXPECT_DOUBLE_EQ(make_plan(r, slow_merged).step_s, per_segment.step_s);
+}
+
 // More ranks x threads on a CPU node than it has cores: the plan says it does not price the
 // time-sharing; with enough cores, or without the count, it says nothing of it.
 TEST(Plan, OversubscribedCpuNodesAreNamed) {

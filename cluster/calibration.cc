@@ -141,7 +141,7 @@ std::vector<std::string> calibration_precisions(const std::vector<Recipe>& recip
 std::vector<int64_t> layout_micro_batch_rows(const Recipe& recipe, int ranks) {
   std::vector<int64_t> rows = {micro_batch_rows(recipe)};
   const int64_t batch = recipe.train.global_batch;
-  for (int64_t k = 1; k <= 4 * int64_t{std::max(1, ranks)} && k <= batch; k *= 2) {
+  for (int64_t k = 1; k <= 4 * int64_t{ranks} && k <= batch; k *= 2) {
     if (batch % k == 0 && std::find(rows.begin(), rows.end(), batch / k) == rows.end()) {
       rows.push_back(batch / k);
     }
@@ -163,10 +163,7 @@ CalibrationPlan plan_calibration(const std::vector<Recipe>& recipes,
   };
   for (const std::string& precision : precisions) {
     for (const Recipe& r : recipes) {
-      const std::vector<int64_t> rows = layout_ranks > 0
-                                            ? layout_micro_batch_rows(r, layout_ranks)
-                                            : std::vector<int64_t>{micro_batch_rows(r)};
-      for (int64_t micro_batch : rows) {
+      for (int64_t micro_batch : layout_micro_batch_rows(r, layout_ranks)) {
         for (const trainer::GemmShape& s :
              trainer::gemm_shapes(r.model, micro_batch * r.train.seq_len)) {
           if (precision != "fp32" && !s.block_precision) continue;  // runs at fp32 in training

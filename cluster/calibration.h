@@ -78,11 +78,12 @@ std::vector<std::string> calibration_precisions(const std::vector<trainer::Recip
 // The micro-batch rows of the recipe's layouts on up to `ranks` ranks, largest first: its own
 // micro_batch_rows, and global_batch / k for every power of two k = dp x micro_batches up to
 // 4 x ranks that divides global_batch (data replicas and pipeline micro-batches split the batch).
+// ranks <= 0: its own only.
 std::vector<int64_t> layout_micro_batch_rows(const trainer::Recipe& recipe, int ranks);
 
 // The GEMMs: every distinct shape of trainer::gemm_shapes(recipe.model, tokens) of every recipe
-// (routed experts at the rows one expert gets from one rank), for the tokens of its own
-// micro-batch or, with layout_ranks > 0, of every layout_micro_batch_rows(recipe, layout_ranks),
+// (routed experts at the rows one expert gets from one rank), for the tokens of every
+// layout_micro_batch_rows(recipe, layout_ranks) (its own micro-batch only at 0),
 // at fp32, and the shapes that run at the block precision also at each other precision of
 // `precisions`; then n x n x n (layout nt) for each of `square_sizes` at fp32, bf16 and fp8 (the
 // peaks). The attention cores of every recipe's layers at (micro_batch_rows, seq_len), with batch

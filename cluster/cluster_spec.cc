@@ -189,15 +189,14 @@ ClusterSpec load_cluster_spec(const std::string& path) {
     p.gbs = a.number("gbs", true);
     n.all_to_all.push_back(p);
   });
-  for (const char* kind : {"reduce_scatter", "all_gather"}) {
-    std::vector<CollectivePoint>& points =
-        std::string(kind) == "reduce_scatter" ? n.reduce_scatter : n.all_gather;
+  for (const auto& [kind, points] : {std::pair{"reduce_scatter", &n.reduce_scatter},
+                                     std::pair{"all_gather", &n.all_gather}}) {
     network.list(kind, [&](MapReader& a) {
       CollectivePoint p;
       p.ranks = a.integer("ranks", true, 2);
       p.bytes = a.integer("bytes", true, 1);
       p.gbs = a.number("gbs", true);
-      points.push_back(p);
+      points->push_back(p);
     });
   }
   network.done();

@@ -53,6 +53,24 @@ class Pricing {
  public:
   Pricing(const ClusterSpec& cluster, std::set<std::string>& notes) : c_(cluster), notes_(notes) {}
 
+  // The measured communication point nearest to (ranks, bytes): ranks weigh 4x (a rank count's
+  // rate does not carry over to another); a note when the ranks differ.
+  template <typename Point>
+  const Point& nearest_measured(const std::vector<Point>& points, int64_t Point::*bytes_of,
+                                const std::string& what, int ranks, double bytes) const {
+    const Point* best = nullptr;
+    double best_d = std::numeric_limits<double>::infinity();
+    for (const Point& p : points) {
+      const double d = 4.0 * log_distance(ranks, p.ranks) + log_distance(bytes, p.*bytes_of);
+      if (d < best_d) best_d = d, best = &p;
+    }
+    if (best->ranks != ranks) {
+      notes_.insert(what + " over " + std::to_string(ranks) + " ranks priced at the measured " +
+                    std::to_string(best->ranks) + "-rank rate");
+    }
+    return *best;
+  }
+
   double gemm(const std::string& precision, const std::string& layout, double m, double n,
               double k) const {
     if (m <= 0 || n <= 0 || k <= 0) return 0.0;
@@ -117,18 +135,9 @@ class Pricing {
     if (ranks <= 1 || rows <= 0) return {};
     if (!c_.network.all_to_all.empty()) {  // measured: bytes_per_rank counts the own slice too
       const double all = rows * row_bytes;
-      const AllToAllPoint* best = nullptr;
-      double best_d = std::numeric_limits<double>::infinity();
-      for (const AllToAllPoint& p : c_.network.all_to_all) {
-        const double d = 4.0 * log_distance(ranks, p.ranks) + log_distance(all, p.bytes_per_rank);
-        if (d < best_d) best_d = d, best = &p;
-      }
-      if (best->ranks != ranks) {
-        notes_.insert("all-to-all over " + std::to_string(ranks) +
-                      " ranks priced at the measured " + std::to_string(best->ranks) +
-                      "-rank rate");
-      }
-      const double t = all / (best->gbs * 1e9);
+      const AllToAllPoint& best = nearest_measured(
+          c_.network.all_to_all, &AllToAllPoint::bytes_per_rank, "all-to-all", ranks, all);
+      const double t = all / (best.gbs * 1e9);
       return {t, t, 0.0};
     }
     const NetworkSpec& n = c_.network;
@@ -157,18 +166,9 @@ class Pricing {
                          double bytes, int ranks, bool crosses_nodes) const {
     if (ranks <= 1 || bytes <= 0) return 0.0;
     if (crosses_nodes || measured.empty()) return ring(bytes, ranks, crosses_nodes);
-    const CollectivePoint* best = nullptr;
-    double best_d = std::numeric_limits<double>::infinity();
-    for (const CollectivePoint& p : measured) {
-      const double d = 4.0 * log_distance(ranks, p.ranks) + log_distance(bytes, p.bytes);
-      if (d < best_d) best_d = d, best = &p;
-    }
-    if (best->ranks != ranks) {
-      notes_.insert(std::string(kind) + " over " + std::to_string(ranks) +
-                    " ranks priced at the measured " + std::to_string(best->ranks) +
-                    "-rank rate");
-    }
-    return bytes / (best->gbs * 1e9);
+    const CollectivePoint& best =
+        nearest_measured(measured, &CollectivePoint::bytes, kind, ranks, bytes);
+    return bytes / (best.gbs * 1e9);
   }
   double reduce_scatter(double bytes, int ranks, bool crosses_nodes) const {
     return zero_collective(c_.network.reduce_scatter, "reduce_scatter", bytes, ranks,

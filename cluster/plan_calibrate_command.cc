@@ -147,8 +147,8 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
   const std::vector<std::string> precisions =
       calibration_precisions(recipes, settings.precisions);
   // --quick: the recipes' own micro-batches only; else those of every layout on these ranks.
-  const CalibrationPlan plan =
-      plan_calibration(recipes, precisions, sizes.squares, settings.quick ? 0 : ranks);
+  const int layout_ranks = settings.quick ? 0 : ranks;
+  const CalibrationPlan plan = plan_calibration(recipes, precisions, sizes.squares, layout_ranks);
   kernels::CpuBackend backend;
   auto say = [&](const std::string& line) {
     if (root) log << line << std::endl;
@@ -245,8 +245,7 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
   std::string recipe_list;
   for (const Recipe& r : recipes) {
     std::string rows;
-    for (int64_t b : settings.quick ? std::vector<int64_t>{micro_batch_rows(r)}
-                                    : layout_micro_batch_rows(r, ranks)) {
+    for (int64_t b : layout_micro_batch_rows(r, layout_ranks)) {
       rows += (rows.empty() ? "" : ", ") + std::to_string(b);
     }
     recipe_list += (recipe_list.empty() ? "" : "; ") + r.source + " (micro-batches of " + rows +

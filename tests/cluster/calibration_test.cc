@@ -118,6 +118,7 @@ TEST(Calibration, AttentionCoresAtTheRecipesShapes) {
 // measures the GEMMs at each of those micro-batches (the planner then finds each layout's own).
 TEST(Calibration, LayoutsMicroBatchesAreMeasuredToo) {
   const Recipe bench = recipe("bench-moe.yaml");  // global_batch 8, seq_len 256, dp 1, 1 mb
+  EXPECT_EQ(layout_micro_batch_rows(bench, 0), (std::vector<int64_t>{8}));  // its own only
   EXPECT_EQ(layout_micro_batch_rows(bench, 1), (std::vector<int64_t>{8, 4, 2}));
   EXPECT_EQ(layout_micro_batch_rows(bench, 2), (std::vector<int64_t>{8, 4, 2, 1}));
   EXPECT_EQ(layout_micro_batch_rows(bench, 64), (std::vector<int64_t>{8, 4, 2, 1}));

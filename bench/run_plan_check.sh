@@ -36,8 +36,12 @@ for np in 2 4; do
     --out "$work/cal-$np.yaml" \
     > "$work/cal-$np.log" 2>&1 || { echo "calibration failed:"; tail -20 "$work/cal-$np.log"; exit 1; }
 done
-printf "%-30s %5s | %9s %9s %7s | %9s %9s %7s | %9s\n" layout ranks "pred s" "meas s" "err" \
-  "pred MiB" "alloc MiB" "err" "RSS MiB"
+# Step time is predicted twice: for balanced routing, and with the routing imbalance the run
+# measured (its metrics' expert_ep_rank_load_max_over_mean, median of the steps compared, given
+# to `tessera plan --expert-imbalance`): the first is what a user plans before any run, the
+# second checks the time model itself, the run's own routing given.
+printf "%-30s %5s | %9s %7s %5s %9s %7s | %9s | %9s %9s %7s | %9s\n" layout ranks "pred s" "err" \
+  "imb" "pred s" "err" "meas s" "pred MiB" "alloc MiB" "err" "RSS MiB"
 check() {  # NAME NP OVERRIDES...   (the recipe: $check_recipe, else the benchmark model)
   local name=$1 np=$2 recipe=${check_recipe:-$recipe}; shift 2
   local run=$work/run-$np-$RANDOM
@@ -46,18 +50,31 @@ check() {  # NAME NP OVERRIDES...   (the recipe: $check_recipe, else the benchma
     --set run.dir="$run" --set checkpoint.every_steps=0 --set checkpoint.final=false \
     --set train.eval_every=0 --set data.path="$data" "$@" > "$run.log" 2>&1 \
     || { echo "$name: training failed:"; tail -20 "$run.log"; exit 1; }
-  "$py" - "$name" "$np" "$run.plan.json" "$run/metrics.jsonl" <<'PY'
+  local imbalance
+  imbalance=$("$py" - "$run/metrics.jsonl" <<'PY'
 import json, statistics, sys
-name, np, plan_path, metrics_path = sys.argv[1:]
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"step_s"' in l]
+print("%.3f" % max(1.0, statistics.median(l["expert_ep_rank_load_max_over_mean"]
+                                         for l in (steps[2:] or steps))))
+PY
+)
+  "$tessera" plan "$recipe" --cluster "$work/cal-$np.yaml" --json --expert-imbalance "$imbalance" \
+    "$@" > "$run.plan-imbalance.json"
+  "$py" - "$name" "$np" "$run.plan.json" "$run/metrics.jsonl" "$run.plan-imbalance.json" \
+    "$imbalance" <<'PY'
+import json, statistics, sys
+name, np, plan_path, metrics_path, imbalanced_path, imbalance = sys.argv[1:]
 plan = json.load(open(plan_path))
+imbalanced = json.load(open(imbalanced_path))
 lines = [json.loads(l) for l in open(metrics_path) if l.strip()]
 steps = [l for l in lines if "step_s" in l]
 measured = statistics.median(l["step_s"] for l in steps[2:]) if len(steps) > 2 else steps[-1]["step_s"]
 rss = max(l["peak_rss_mib"] for l in steps)
 alloc = max(l["device_peak_mib"] for l in steps)
 pred_mib = plan["peak_memory_gib"] * 1024
-print("%-30s %5s | %9.3f %9.3f %+6.1f%% | %9.1f %9.1f %+6.1f%% | %9.1f" % (
-    name, np, plan["step_s"], measured, 100 * (plan["step_s"] / measured - 1), pred_mib, alloc,
+print("%-30s %5s | %9.3f %+6.1f%% %5.2f %9.3f %+6.1f%% | %9.3f | %9.1f %9.1f %+6.1f%% | %9.1f" % (
+    name, np, plan["step_s"], 100 * (plan["step_s"] / measured - 1), float(imbalance),
+    imbalanced["step_s"], 100 * (imbalanced["step_s"] / measured - 1), measured, pred_mib, alloc,
     100 * (pred_mib / alloc - 1), rss))
 PY
 }

@@ -213,7 +213,7 @@ PhaseCost& kind_of(const LinearShape& l, UnitCost& u, PhaseCost& glue) {
 // goes to `glue`.
 UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens,
                     const Pricing& price, const WireBytes& wire, int ep_nodes, bool node_aware,
-                    PhaseCost& glue) {
+                    double imbalance, PhaseCost& glue) {
   const trainer::ModelConfig& m = r.model;
   const std::string& precision = r.precision.compute;
   const int ep = static_cast<int>(r.parallel.ep);
@@ -291,8 +291,11 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
     glue.f += price.traffic(4.0 * values * tokens);
     glue.b += price.traffic(8.0 * values * tokens);
   }
+  if (u.moe) {  // the busiest EP rank's routed rows (GEMMs priced at the balanced shapes)
+    cost.experts.f *= imbalance, cost.experts.b *= imbalance, cost.experts.w *= imbalance;
+  }
   if (u.moe && ep > 1) {
-    const double rows = tokens * m.top_k;
+    const double rows = tokens * m.top_k * imbalance;
     const double row = static_cast<double>(m.dim);
     // Node-limited routing: a token reaches experts on at most topk_group nodes when the groups
     // are the nodes (model.n_group = nodes), else on up to top_k.
@@ -406,6 +409,18 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                         static_cast<double>(recipe.train.seq_len);
   const int per_node = static_cast<int>(cluster.gpus_per_node);
   const int ep_nodes = std::max(1, (plan.ep + per_node - 1) / per_node);
+  if (!(options.expert_imbalance >= 1.0)) {
+    throw std::invalid_argument("expert imbalance " + Pricing::num(options.expert_imbalance) +
+                                " is below 1 (the busiest EP rank has at least the mean)");
+  }
+  // CPU ranks that leave no core to spare run MPI's copies and sums on their own cores.
+  const int64_t ranks_per_node = std::min<int64_t>(plan.world, cluster.gpus_per_node);
+  const int64_t threads = ranks_per_node * std::max<int64_t>(1, recipe.run.cpu_threads);
+  const bool exchanges_take_cores = cluster.device.kind == "cpu" &&
+                                    cluster.device.node_cores > 0 &&
+                                    threads >= cluster.device.node_cores;
+  // At most every row on one rank; with one EP rank there is nothing to wait for.
+  const double imbalance = std::min(options.expert_imbalance, static_cast<double>(plan.ep));
   // Every (stage, chunk): its blocks (their pieces, with this rank's node-aware dispatch, as the
   // trainer builds them), each unit's work, the glue; then its instructions timed.
   std::vector<std::unique_ptr<trainer::Model>> models;
@@ -423,19 +438,23 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
       const trainer::ModelChunkSpec& cs = part.chunks[c];
       ChunkWork w;
       w.blocks = model.chunk_blocks(static_cast<int>(c));
+      w.first_layer = cs.first_layer;
+      w.exchanges_take_cores = exchanges_take_cores;
       for (int l = cs.first_layer; l < cs.end_layer; ++l) {
         w.units.push_back(price_unit(compute.layers[static_cast<size_t>(l)], recipe, tokens, price,
-                                     wire, ep_nodes, nodes.node_aware, w.head));
+                                     wire, ep_nodes, nodes.node_aware, imbalance, w.head));
       }
       if (cs.embedding) {  // the lookup, and its gradient scattered back
         w.embedding.f = price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
         w.embedding.w = price.traffic(2.0 * 4.0 * recipe.model.dim * tokens);
       }
       if (cs.head) {
-        price_unit(compute.head, recipe, tokens, price, wire, ep_nodes, nodes.node_aware, w.head);
+        price_unit(compute.head, recipe, tokens, price, wire, ep_nodes, nodes.node_aware, imbalance,
+                   w.head);
         for (const ComputeUnit& u : compute.mtp) {
           w.units.push_back(
-              price_unit(u, recipe, tokens, price, wire, ep_nodes, nodes.node_aware, w.head));
+              price_unit(u, recipe, tokens, price, wire, ep_nodes, nodes.node_aware, imbalance,
+                         w.head));
         }
       }
       if (w.blocks.size() != 2 * w.units.size()) {
@@ -473,8 +492,9 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     }
   }
   std::map<std::tuple<int, int, int>, Timed> pairs;
-  auto timed = [&](int s, const parallel::Instruction& inst) -> Timed {
+  auto timed = [&](int s, const parallel::Instruction& inst) -> const Timed& {
     using parallel::Op;
+    static const Timed kNothing;
     const ChunkTimes& t = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk)];
     switch (inst.op) {
       case Op::kForward:
@@ -486,24 +506,29 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
       case Op::kBackwardWeight:
         return t.backward_weight;
       case Op::kForwardBackward: {
-        const ChunkTimes& b = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)];
-        if (!overlap) {  // F, then the full backward
-          return {t.forward.seconds + b.backward.seconds, t.forward.waited + b.backward.waited,
-                  t.forward.compute + b.backward.compute, t.forward.comm + b.backward.comm};
-        }
         const auto key = std::make_tuple(s, inst.chunk, inst.chunk_b);
         auto it = pairs.find(key);
-        if (it == pairs.end()) {
-          const auto& ws = work[static_cast<size_t>(s)];
-          it = pairs
-                   .emplace(key, time_forward_backward(ws[static_cast<size_t>(inst.chunk)],
-                                                       ws[static_cast<size_t>(inst.chunk_b)]))
-                   .first;
+        if (it != pairs.end()) return it->second;
+        const auto& ws = work[static_cast<size_t>(s)];
+        Timed pair;
+        if (overlap) {
+          pair = time_forward_backward(ws[static_cast<size_t>(inst.chunk)],
+                                       ws[static_cast<size_t>(inst.chunk_b)]);
+        } else {  // F, then the full backward
+          const Timed& b = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)].backward;
+          pair = {t.forward.seconds + b.seconds, t.forward.waited + b.waited,
+                  t.forward.compute + b.compute, t.forward.comm + b.comm, t.forward.spans};
+          for (PieceSpan span : b.spans) {  // the backward (list 0) after the forward (list 1)
+            span.start += t.forward.seconds;
+            span.end += t.forward.seconds;
+            pair.spans.push_back(span);
+          }
+          for (size_t i = 0; i < t.forward.spans.size(); ++i) pair.spans[i].list = 1;
         }
-        return it->second;
+        return pairs.emplace(key, std::move(pair)).first->second;
       }
       default:
-        return {};
+        return kNothing;
     }
   };
   auto duration = [&](int s, const parallel::Instruction& inst) { return timed(s, inst).seconds; };
@@ -517,6 +542,13 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                                          parallel::InstructionCosts{duration, transfer});
   plan.pipeline_s = plan.run.makespan;
   plan.bubble_fraction = plan.run.bubble_fraction;
+  if (options.pieces) {
+    for (int s = 0; s < plan.pp; ++s) {
+      const auto& list = plan.schedule_lists.per_stage[static_cast<size_t>(s)];
+      auto& out = plan.pieces.emplace_back(list.size());
+      for (size_t i = 0; i < list.size(); ++i) out[i] = timed(s, list[i]).spans;
+    }
+  }
 
   // Exposed communication on the busiest stage: what its compute thread waited for exchanges.
   const int busiest = static_cast<int>(
@@ -540,9 +572,13 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     const double dense = 4.0 * params.padded_region_numel(trainer::ParamRegion::kDense, dense_dp);
     const double expert =
         4.0 * params.padded_region_numel(trainer::ParamRegion::kExpert, expert_dp);
+    // The gradient buckets' reduce-scatters overlap the backward but for the last one; where
+    // exchanges take the ranks' cores, every bucket's sums and copies hold up the backward.
+    const double scattered_dense = exchanges_take_cores ? dense : std::min(bucket, dense);
+    const double scattered_expert = exchanges_take_cores ? expert : std::min(bucket, expert);
     const double zero =
-        price.reduce_scatter(std::min(bucket, dense), dense_dp, dp_crosses) +
-        price.reduce_scatter(std::min(bucket, expert), expert_dp, expert_dp_crosses) +
+        price.reduce_scatter(scattered_dense, dense_dp, dp_crosses) +
+        price.reduce_scatter(scattered_expert, expert_dp, expert_dp_crosses) +
         price.all_gather(dense, dense_dp, dp_crosses) +
         price.all_gather(expert, expert_dp, expert_dp_crosses);
     // AdamW reads parameter, gradient and two moments and writes the parameter and the moments,
@@ -582,8 +618,6 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
-  const int64_t ranks_per_node = std::min<int64_t>(plan.world, cluster.gpus_per_node);
-  const int64_t threads = ranks_per_node * std::max<int64_t>(1, recipe.run.cpu_threads);
   if (cluster.device.kind == "cpu" && cluster.device.node_cores > 0 &&
       threads > cluster.device.node_cores) {
     notes.insert(std::to_string(ranks_per_node) + " ranks x " +

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cluster/cluster_spec.h"
+#include "cluster/plan_pieces.h"
 #include "parallel/schedule.h"
 #include "parallel/schedule_cost.h"
 #include "trainer/memory_plan.h"
@@ -69,12 +70,22 @@ struct Plan {
 
   parallel::Schedule schedule_lists;
   parallel::SimulatedRun run;
+  // With PlanOptions::pieces: [stage][index into its list] -> the steps of that instruction
+  // (empty for sends and receives), for the predicted trace.
+  std::vector<std::vector<std::vector<PieceSpan>>> pieces;
 };
 
 struct PlanOptions {
   // Plan the memory of one rank per stage (all ranks of a stage plan alike): Plan::memory then
   // holds pp entries. For the search, where large worlds make the full plan slow.
   bool memory_per_stage = false;
+  // Keep every instruction's pieces, waits and exchanges (Plan::pieces) for the trace.
+  bool pieces = false;
+  // Routing imbalance under expert parallelism: the busiest EP rank's routed rows over the EP
+  // ranks' mean (a run's metrics report it: expert_ep_rank_load_max_over_mean). The EP group
+  // waits for that rank, so its routed experts and exchanges are priced at this many times the
+  // balanced rows (at most ep: every row on one rank). 1 = balanced routing.
+  double expert_imbalance = 1.0;
 };
 
 // Throws trainer::RecipeError (the layout cannot run) or ClusterSpecError (the recipe needs more

@@ -12,12 +12,15 @@ namespace {
 // The virtual clock the steps advance. List 0 is the only list, or an FB pair's backward; 1 the
 // pair's forward (run_overlapped's numbering).
 struct Clock {
+  explicit Clock(bool exchanges_take_cores) : exchanges_take_cores(exchanges_take_cores) {}
+  bool exchanges_take_cores;
   double now = 0, waited = 0, compute = 0, comm = 0;
   // Exchanges queue on their link: 0 the EP group's network (across nodes when it spans
   // several), 1 the links inside a node (node-aware dispatch's second hop). One exchange at a
   // time on each, in posting order; the two run side by side.
   double link_free[2] = {0, 0};
   double arrival[2] = {0, 0};  // when each list's last posted exchange arrives
+  std::vector<PieceSpan> spans;
 };
 
 struct PieceCost {
@@ -66,26 +69,39 @@ PieceCost piece_cost(const std::string& name, char phase, const UnitCost& u) {
 }
 
 trainer::ChunkStep make_step(Clock& clock, int list, const std::string& name, char phase,
-                             PieceCost cost, bool communicates, bool waits) {
+                             PieceCost cost, bool communicates, bool waits, int layer = -1) {
   trainer::ChunkStep s;
   s.name = name;
   s.phase = phase;
   s.communicates = communicates;
   s.waits = waits;
-  s.run = [&clock, list, cost, communicates, waits] {
+  s.layer = layer;
+  s.run = [&clock, list, cost, communicates, waits, layer, label = std::string(1, phase) + " " + name] {
+    const double begin = clock.now;
     if (waits) {
       const double t = std::max(clock.now, clock.arrival[list]);
       clock.waited += t - clock.now;
+      if (t > clock.now) clock.spans.push_back({"wait all_to_all_v", 0, clock.now, t, list, layer});
       clock.now = t;
     }
     clock.now += cost.compute;
     clock.compute += cost.compute;
-    if (communicates) {
+    clock.spans.push_back({label, 0, begin, clock.now, list, layer});
+    if (communicates && clock.exchanges_take_cores) {
+      clock.spans.push_back({"all_to_all_v", 1 + cost.link, clock.now, clock.now + cost.comm, list,
+                             layer});
+      clock.spans.push_back({"exchange on this core", 0, clock.now, clock.now + cost.comm, list,
+                             layer});
+      clock.now += cost.comm;
+      clock.arrival[list] = std::max(clock.arrival[list], clock.now);
+      clock.comm += cost.comm;
+    } else if (communicates) {
       double& link = clock.link_free[cost.link];
       const double start = std::max(clock.now, link);
       link = start + cost.comm;
       clock.arrival[list] = std::max(clock.arrival[list], link);
       clock.comm += cost.comm;
+      clock.spans.push_back({"all_to_all_v", 1 + cost.link, start, link, list, layer});
     }
   };
   return s;
@@ -97,17 +113,19 @@ void append_pieces(Clock& clock, int list, const ChunkWork& work, size_t block, 
   const std::vector<trainer::BlockPiece>& list_pieces =
       phase == 'F' ? pieces.forward : phase == 'B' ? pieces.backward_input : pieces.backward_weight;
   const UnitCost& unit = work.units.at(block / 2);
+  const int layer = work.first_layer + static_cast<int>(block / 2);
   for (const trainer::BlockPiece& p : list_pieces) {
     steps.push_back(make_step(clock, list, p.name, phase, piece_cost(p.name, phase, unit),
-                              p.communicates, p.waits));
+                              p.communicates, p.waits, layer));
   }
 }
 
 trainer::ChunkSteps forward_steps(Clock& clock, int list, const ChunkWork& work) {
   trainer::ChunkSteps steps;
+  // The glue keeps the trainer's step names (trainer/model.cc), so traces compare by name.
   if (work.embedding.f > 0) steps.push_back(make_step(clock, list, "input", 'F', {work.embedding.f}, false, false));
   for (size_t b = 0; b < work.blocks.size(); ++b) append_pieces(clock, list, work, b, 'F', steps);
-  if (work.head.f > 0) steps.push_back(make_step(clock, list, "head", 'F', {work.head.f}, false, false));
+  if (work.head.f > 0) steps.push_back(make_step(clock, list, "output", 'F', {work.head.f}, false, false));
   return steps;
 }
 
@@ -117,7 +135,7 @@ trainer::ChunkSteps forward_steps(Clock& clock, int list, const ChunkWork& work)
 trainer::ChunkSteps backward_steps(Clock& clock, int list, const ChunkWork& work, bool input,
                                    bool weights) {
   trainer::ChunkSteps steps;
-  if (input && work.head.b > 0) steps.push_back(make_step(clock, list, "head", 'B', {work.head.b}, false, false));
+  if (input && work.head.b > 0) steps.push_back(make_step(clock, list, "output", 'B', {work.head.b}, false, false));
   if (weights && work.head.w > 0) steps.push_back(make_step(clock, list, "head weights", 'W', {work.head.w}, false, false));
   for (size_t b = work.blocks.size(); b-- > 0;) {
     if (input) append_pieces(clock, list, work, b, 'B', steps);
@@ -130,11 +148,11 @@ trainer::ChunkSteps backward_steps(Clock& clock, int list, const ChunkWork& work
 }
 
 Timed finish(const Clock& c) {
-  return {std::max({c.now, c.arrival[0], c.arrival[1]}), c.waited, c.compute, c.comm};
+  return {std::max({c.now, c.arrival[0], c.arrival[1]}), c.waited, c.compute, c.comm, c.spans};
 }
 
 Timed run_sequential(const ChunkWork& work, bool forward, bool input, bool weights) {
-  Clock clock;
+  Clock clock(work.exchanges_take_cores);
   trainer::run_steps(forward ? forward_steps(clock, 0, work)
                              : backward_steps(clock, 0, work, input, weights));
   return finish(clock);
@@ -148,7 +166,7 @@ Timed time_backward_weight(const ChunkWork& work) { return run_sequential(work, 
 Timed time_backward(const ChunkWork& work) { return run_sequential(work, false, true, true); }
 
 Timed time_forward_backward(const ChunkWork& f, const ChunkWork& b) {
-  Clock clock;
+  Clock clock(f.exchanges_take_cores);
   const trainer::ChunkSteps backward = backward_steps(clock, 0, b, true, true);
   const trainer::ChunkSteps forward = forward_steps(clock, 1, f);
   trainer::run_overlapped(backward, forward);

@@ -5,7 +5,8 @@
 // clock by its compute; an exchange it posts travels on its link (the EP group's network, or
 // the links inside a node for node-aware dispatch's second hop; one exchange at a time per link,
 // in posting order) while the clock runs on; a step that waits jumps the clock to its list's last
-// exchange's arrival. So an FB pair hides exactly as much of its exchanges as the executor's
+// exchange's arrival. Where exchanges take the ranks' cores (ChunkWork::exchanges_take_cores)
+// the posting step runs the exchange itself: nothing is hidden. So an FB pair hides exactly as much of its exchanges as the executor's
 // interleaving does, and a lone F still overlaps its dispatch with the shared experts.
 #pragma once
 
@@ -19,6 +20,18 @@ namespace tessera::cluster {
 // Seconds of one kind of work per micro-batch: forward, input gradient, weight gradient.
 struct PhaseCost {
   double f = 0, b = 0, w = 0;
+};
+
+// One step of an instruction on the virtual clock, in seconds from the instruction's start, for
+// the predicted trace: a compute piece ("F attention", as the trainer's traces name it), a wait
+// for an exchange ("wait all_to_all_v", inside the piece that waits), or an exchange in flight
+// on its link ("all_to_all_v", lane 1: the EP group's network; lane 2: inside a node).
+struct PieceSpan {
+  std::string name;
+  int lane = 0;  // 0 compute
+  double start = 0, end = 0;
+  int list = 0;    // 0: the only list, or an FB pair's backward; 1: the pair's forward
+  int layer = -1;  // the model layer of the block; -1 for the chunk's glue
 };
 
 // One compute unit's work (a transformer layer, or an MTP module's block) by the piece that does
@@ -39,6 +52,11 @@ struct UnitCost {
 struct ChunkWork {
   std::vector<const trainer::Block*> blocks;  // Model::chunk_blocks: 2 per unit
   std::vector<UnitCost> units;                // blocks[2 i], blocks[2 i + 1] are units[i]'s
+  int first_layer = 0;                        // units[i] is model layer first_layer + i
+  // CPU ranks with no core to spare (ranks x threads >= the node's cores): MPI's copies and sums
+  // run on the ranks' own cores, so an exchange holds up its rank's compute for its whole time
+  // instead of travelling while the clock runs on.
+  bool exchanges_take_cores = false;
   PhaseCost embedding;  // the lookup (f) and its gradient scatter (w)
   PhaseCost head;       // final norm, output projection, cross-entropy; MTP's eh_proj and heads
 };
@@ -48,6 +66,7 @@ struct Timed {
   double waited = 0;   // of which the compute thread waited for exchanges (exposed)
   double compute = 0;  // compute summed over the steps
   double comm = 0;     // exchange time summed (hidden or not)
+  std::vector<PieceSpan> spans;  // every step, wait and exchange, in the order they ran
 };
 
 Timed time_forward(const ChunkWork& work);

@@ -20,7 +20,7 @@ namespace po = boost::program_options;
 int run_plan_predict_command(const std::vector<std::string>& args) {
   po::options_description visible(
       "Usage: tessera plan RECIPE --cluster FILE [--set key.path=value]... [--json]\n"
-      "                   [--trace FILE] [--search [--world N] [--top K]]\n"
+      "                   [--trace FILE] [--expert-imbalance X] [--search [--world N] [--top K]]\n"
       "       tessera plan calibrate RECIPE... --out FILE   (measure this machine: --help there)\n\n"
       "Predicts what RECIPE's layout costs on the cluster FILE describes (recipes/clusters/*.yaml,\n"
       "or a file `tessera plan calibrate` measured), without running it: step time, pipeline\n"
@@ -39,6 +39,9 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
       ("json", "print one JSON object instead of the report")
       ("trace", po::value<std::string>(),
        "also write the predicted step as a Chrome trace (the trainer's trace format) to FILE")
+      ("expert-imbalance", po::value<double>()->default_value(1.0),
+       "the busiest EP rank's routed rows over the EP ranks' mean, which the EP group waits "
+       "for (a run's metrics report it: expert_ep_rank_load_max_over_mean); 1 = balanced")
       ("search", "enumerate layouts (pp, dp, ep, schedule, micro-batches) on the cluster's "
                  "devices, drop those that do not fit, rank the rest by predicted tokens/s")
       ("world", po::value<int>()->default_value(0),
@@ -48,6 +51,12 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
   if (auto status = trainer::parse_recipe_command("plan", args, visible, vm)) return *status;
   if (!vm.count("cluster")) {
     std::cerr << "tessera plan: --cluster FILE is required (e.g. recipes/clusters/h800.yaml)\n";
+    return 2;
+  }
+  const double imbalance = vm["expert-imbalance"].as<double>();
+  if (!(imbalance >= 1.0)) {
+    std::cerr << "tessera plan: --expert-imbalance " << imbalance
+              << " is below 1 (the busiest EP rank has at least the mean)\n";
     return 2;
   }
   std::vector<std::string> overrides;
@@ -60,6 +69,7 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
     if (vm.count("search")) {
       SearchOptions options;
       options.world = vm["world"].as<int>();
+      options.expert_imbalance = imbalance;
       options.progress = [](size_t done, size_t total) {
         if (done % 25 == 0 || done == total) {
           std::cerr << "tessera plan --search: " << done << "/" << total << " layouts planned\n";
@@ -74,7 +84,10 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
       }
       return 0;
     }
-    const Plan plan = make_plan(recipe, cluster);
+    PlanOptions options;
+    options.pieces = vm.count("trace") > 0;
+    options.expert_imbalance = imbalance;
+    const Plan plan = make_plan(recipe, cluster, options);
     std::cout << (vm.count("json") ? plan_json(plan) + "\n" : format_plan(plan));
     if (vm.count("trace")) {
       const std::string path = vm["trace"].as<std::string>();

@@ -64,6 +64,7 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
   result.considered = candidates.size();
   PlanOptions plan_options;
   plan_options.memory_per_stage = true;
+  plan_options.expert_imbalance = options.expert_imbalance;
   for (size_t i = 0; i < candidates.size(); ++i) {
     try {
       trainer::validate_recipe(candidates[i]);

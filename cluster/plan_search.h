@@ -15,6 +15,7 @@ namespace tessera::cluster {
 
 struct SearchOptions {
   int world = 0;  // ranks to lay out; 0 = every device of the cluster
+  double expert_imbalance = 1.0;  // PlanOptions::expert_imbalance for every layout
   std::function<void(size_t done, size_t total)> progress;  // after each candidate
 };
 

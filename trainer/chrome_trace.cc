@@ -32,6 +32,9 @@ std::vector<int> pack_rows(const std::vector<parallel::TraceEvent>& events) {
     if (x.start_us != y.start_us) return x.start_us < y.start_us;
     return x.duration_us > y.duration_us;
   });
+  // Events that touch may differ in the last bits of start + duration (the planner's sums):
+  // they still follow one another.
+  constexpr double kTouchUs = 1e-6;
   std::vector<int> row(events.size(), 0);
   std::vector<std::vector<double>> open;  // per row of the current lane: ends of enclosing events
   int lane = -1;
@@ -42,8 +45,8 @@ std::vector<int> pack_rows(const std::vector<parallel::TraceEvent>& events) {
     size_t r = 0;
     for (; r < open.size(); ++r) {
       std::vector<double>& stack = open[r];
-      while (!stack.empty() && stack.back() <= e.start_us) stack.pop_back();
-      if (stack.empty() || end <= stack.back()) break;
+      while (!stack.empty() && stack.back() <= e.start_us + kTouchUs) stack.pop_back();
+      if (stack.empty() || end <= stack.back() + kTouchUs) break;
     }
     if (r == open.size()) open.emplace_back();
     open[r].push_back(end);

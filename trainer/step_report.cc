@@ -34,6 +34,7 @@ JsonLine metrics_line(const StepReport& r) {
       .add("peak_rss_mib", r.peak_rss_mib)
       .add("device_peak_mib", r.device_peak_mib)
       .add("expert_load_max_over_mean", r.expert_load_max_over_mean)
+      .add("expert_ep_rank_load_max_over_mean", r.expert_ep_rank_load_max_over_mean)
       .add("tokens_seen", r.tokens_seen);
   if (!r.mtp_loss.empty()) line.add("mtp_loss", r.mtp_loss).add("mtp_weight", r.mtp_weight);
   if (r.mfu) line.add("mfu", *r.mfu);

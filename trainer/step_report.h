@@ -39,6 +39,10 @@ struct StepReport {
   // host vectors), without the process's own.
   double device_peak_mib = 0;
   double expert_load_max_over_mean = 0;  // the worst MoE layer
+  // The busiest EP rank's routed rows over the EP ranks' mean, averaged over a stage's MoE
+  // layers (the largest over stages): what the EP group waits for; 1 = balanced (or ep = 1).
+  // `tessera plan --expert-imbalance` takes it.
+  double expert_ep_rank_load_max_over_mean = 0;
   int64_t tokens_seen = 0;
   int64_t expert_cross_node_bytes = 0;  // summed over the ranks
   // Bytes the expert row exchanges sent to other EP ranks, in their wire format (fp8 rows with

@@ -31,7 +31,8 @@ StepMetricTotals all_reduce_step_metrics(parallel::Comm& world, const StepMetric
                    mine.expert_exposed_comm_s, mine.expert_comm_s,
                    mine.expert_cross_node_bytes, mine.expert_dispatch_bytes,
                    mine.expert_combine_bytes,  mine.expert_grad_bytes};
-  double maxima[] = {mine.expert_load_max_over_mean, mine.peak_rss_mib, mine.device_peak_mib};
+  double maxima[] = {mine.expert_load_max_over_mean, mine.peak_rss_mib, mine.device_peak_mib,
+                     mine.expert_ep_rank_load_max_over_mean};
   parallel::Work w = world.all_reduce(std::span<double>(sums));
   world.all_reduce(std::span<double>(maxima), {parallel::ReduceOp::kMax}).wait();
   w.wait();
@@ -47,6 +48,7 @@ StepMetricTotals all_reduce_step_metrics(parallel::Comm& world, const StepMetric
   all.expert_load_max_over_mean = maxima[0];
   all.peak_rss_mib = maxima[1];
   all.device_peak_mib = maxima[2];
+  all.expert_ep_rank_load_max_over_mean = maxima[3];
   return all;
 }
 

@@ -38,6 +38,7 @@ struct StepMetricTotals {
   double expert_combine_bytes = 0;
   double expert_grad_bytes = 0;
   double expert_load_max_over_mean = 0;  // maximum over ranks
+  double expert_ep_rank_load_max_over_mean = 0;  // maximum over ranks
   double peak_rss_mib = 0;               // maximum over ranks
   double device_peak_mib = 0;            // maximum over ranks
 };

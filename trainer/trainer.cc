@@ -446,10 +446,12 @@ StepReport Trainer::Run::Step() {
   report.lr = learning_rate(recipe.optimizer.lr, recipe.schedule, step, tc.steps);
   optimizer.Step(report.lr, clip_scale(report.grad_norm, recipe.optimizer.grad_clip));
   StepMetricTotals metrics_mine;
-  for (MoeBlock* moe : model.moe_blocks()) {  // the worst MoE layer of the whole model
+  for (MoeBlock* moe : model.moe_blocks()) {  // the worst MoE layer; EP ranks: the mean
+    const MoeBlock::RoutingLoad load = moe->update_bias(recipe.model.bias_update_gamma);
     metrics_mine.expert_load_max_over_mean =
-        std::max(metrics_mine.expert_load_max_over_mean,
-                 moe->update_bias(recipe.model.bias_update_gamma));
+        std::max(metrics_mine.expert_load_max_over_mean, load.expert_max_over_mean);
+    metrics_mine.expert_ep_rank_load_max_over_mean +=
+        load.ep_rank_max_over_mean / static_cast<double>(model.moe_blocks().size());
   }
   tokens_seen += tokens_per_step;
   report.tokens_seen = tokens_seen;
@@ -474,6 +476,7 @@ StepReport Trainer::Run::Step() {
   }
   const StepMetricTotals totals = all_reduce_step_metrics(world, metrics_mine);
   report.expert_load_max_over_mean = totals.expert_load_max_over_mean;
+  report.expert_ep_rank_load_max_over_mean = totals.expert_ep_rank_load_max_over_mean;
   report.peak_rss_mib = totals.peak_rss_mib;
   report.device_peak_mib = totals.device_peak_mib;
   report.exposed_comm_s = totals.exposed_comm_s / world.size();

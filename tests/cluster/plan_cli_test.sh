@@ -44,17 +44,22 @@ assert 0 < j["mfu"] < 1 and 0 <= j["bubble_fraction"] < 1, j
 assert abs(j["gpu_hours_per_trillion_tokens"] - 2048 * 1e12 / j["tokens_per_s"] / 3600) < 1e-6 * j["gpu_hours_per_trillion_tokens"]
 PY
 
-# --trace: the trainer's Chrome trace format, one process per stage, every F of every micro-batch.
+# --trace: the trainer's Chrome trace format, one process per stage, every F of every micro-batch
+# with its pieces named as the trainer names them, the expert exchanges on their lane.
 "$tessera" plan "$tiny" --cluster "$h800" --set model.n_layers=4 --set parallel.pp=2 \
   --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --trace "$work/t.json" \
   >/dev/null 2>&1 || fail "--trace exited $?"
 "$py" - "$work/t.json" <<'PY' || fail "--trace file"
-import json, sys
+import json, re, sys
 ev = json.load(open(sys.argv[1]))["traceEvents"]
 x = [e for e in ev if e["ph"] == "X"]
+lanes = {(e["pid"], e["tid"]): e["args"]["name"] for e in ev if e.get("name") == "thread_name"}
 assert {e["pid"] for e in x} == {0, 2}, {e["pid"] for e in x}   # stage s's first rank: s * dp
 for pid in (0, 2):
-    assert sorted(e["args"]["micro_batch"] for e in x if e["pid"] == pid and e["name"].startswith("F")) == [0, 1, 2, 3]
+    assert sorted(e["args"]["micro_batch"] for e in x if e["pid"] == pid and re.fullmatch(r"F\d+", e["name"])) == [0, 1, 2, 3]
+    # tiny-moe's 4 layers, 2 per stage: an attention piece per layer and micro-batch
+    assert len([e for e in x if e["pid"] == pid and e["name"] == "F attention"]) == 2 * 4
+assert any(lanes[(e["pid"], e["tid"])] == "comm:ep" and e["name"] == "all_to_all_v" for e in x)
 PY
 
 out=$("$tessera" plan "$tiny" --cluster "$h800" --search --world 4 --top 3 2>/dev/null) || fail "--search exited $?"

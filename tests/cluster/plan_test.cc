@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
+#include "cluster/plan_trace.h"
 #include "trainer/flop_count.h"
 #include "trainer/memory_plan.h"
 #include "trainer/model.h"
@@ -234,6 +236,109 @@ TEST(Plan, OversubscribedCpuNodesAreNamed) {
   const ClusterSpec back =
       load_cluster_spec(write_temp("cores.yaml", cluster_spec_to_yaml(c, {})));
   EXPECT_EQ(back.device.node_cores, 2);
+}
+
+// The EP group waits for its busiest rank: routed experts cost that rank's rows (links free here,
+// so the step grows by exactly the extra expert work); at most ep times the mean; nothing with
+// one EP rank; below 1 refused.
+TEST(Plan, ExpertImbalancePricesTheBusiestEpRank) {
+  const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=2",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  PlanOptions options;
+  options.pieces = true;
+  const Plan balanced = make_plan(r, c, options);
+  double experts = 0.0;  // the routed experts' pieces of the step
+  for (const auto& instruction : balanced.pieces.at(0)) {
+    for (const PieceSpan& p : instruction) {
+      if (p.name == "F experts" || p.name == "B experts backward" ||
+          p.name == "W experts weights") {
+        experts += p.end - p.start;
+      }
+    }
+  }
+  EXPECT_GT(experts, 0.0);
+  options.expert_imbalance = 1.5;
+  const Plan skewed = make_plan(r, c, options);
+  EXPECT_NEAR(skewed.step_s - balanced.step_s, 0.5 * experts, 1e-9 * balanced.step_s);
+  options.expert_imbalance = 2.0;
+  const double all_on_one = make_plan(r, c, options).step_s;
+  options.expert_imbalance = 7.0;
+  EXPECT_DOUBLE_EQ(make_plan(r, c, options).step_s, all_on_one);
+  const trainer::Recipe one_rank = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=1",
+                                         "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  EXPECT_DOUBLE_EQ(make_plan(one_rank, c, options).step_s, make_plan(one_rank, c).step_s);
+  options.expert_imbalance = 0.9;
+  EXPECT_THROW(make_plan(r, c, options), std::invalid_argument);
+}
+
+// CPU ranks that fill the node's cores copy and sum their exchanges on those cores: a forward
+// takes its compute plus every exchange, none hidden; with a core to spare (or the count not
+// given) exchanges travel while the rank computes. So do ZeRO's gradient buckets: all of them
+// are priced, not just the last.
+TEST(Plan, ExchangesOnFullCpuCoresAreNotHidden) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  c.network.intra_node_gbs = 1e-3;  // 1 MB/s: exchanges dominate
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=2",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe",
+                                  "parallel.grad_bucket_mb=0.001", "run.cpu_threads=1"});
+  auto forward_span = [&](const Plan& p) {
+    const auto& list = p.schedule_lists.per_stage.at(0);
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].op == parallel::Op::kForward) {
+        return p.run.spans[0][i].second - p.run.spans[0][i].first;
+      }
+    }
+    ADD_FAILURE() << "no forward";
+    return 0.0;
+  };
+  const Plan spare = make_plan(r, c);  // node_cores not given
+  c.device.node_cores = 2;             // 2 ranks x 1 thread
+  const Plan full = make_plan(r, c);
+  const ChunkCost& f = full.chunks.at(0);
+  ASSERT_GT(f.forward_comm, 0.0);
+  EXPECT_NEAR(forward_span(full), f.forward + f.forward_comm, 1e-9 * forward_span(full));
+  EXPECT_LT(forward_span(spare), f.forward + f.forward_comm);
+  EXPECT_GT(full.zero_s, spare.zero_s);  // every bucket's reduce-scatter
+  c.device.node_cores = 3;
+  EXPECT_DOUBLE_EQ(make_plan(r, c).step_s, spare.step_s);
+}
+
+// The predicted trace holds each instruction's pieces as the trainer names them, inside the
+// instruction's span, and the expert exchanges on their lane.
+TEST(Plan, PredictedTraceShowsThePieces) {
+  const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"model.n_layers=4", "parallel.pp=2", "parallel.dp=2",
+                                  "parallel.ep=2", "parallel.micro_batches=4",
+                                  "parallel.schedule=dualpipev"});
+  EXPECT_TRUE(make_plan(r, c).pieces.empty());
+  PlanOptions options;
+  options.pieces = true;
+  const Plan p = make_plan(r, c, options);
+  ASSERT_EQ(p.pieces.size(), 2u);
+  std::set<std::string> names;
+  for (size_t s = 0; s < p.pieces.size(); ++s) {
+    const auto& list = p.schedule_lists.per_stage[s];
+    ASSERT_EQ(p.pieces[s].size(), list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      const double length = p.run.spans[s][i].second - p.run.spans[s][i].first;
+      EXPECT_EQ(p.pieces[s][i].empty(), !parallel::is_compute(list[i].op));
+      for (const PieceSpan& piece : p.pieces[s][i]) {
+        names.insert(piece.name);
+        EXPECT_GE(piece.start, 0.0);
+        if (piece.lane == 0) {
+          EXPECT_LE(piece.end, length * (1 + 1e-12)) << piece.name;
+        }
+      }
+    }
+  }
+  for (const char* name : {"F attention", "F experts", "B experts backward", "W experts weights",
+                           "F output", "B output", "all_to_all_v"}) {
+    EXPECT_TRUE(names.count(name)) << name;
+  }
+  const std::string trace = plan_chrome_trace(p);
+  EXPECT_NE(trace.find("\"F attention\""), std::string::npos);
+  EXPECT_NE(trace.find("\"comm:ep\""), std::string::npos);
 }
 
 // Pipeline stages exchange activations over the link; an FB pair overlaps its all-to-alls.

@@ -25,13 +25,28 @@ TEST(MoeBias, UpdateMovesTowardsBalanceAndReportsRatio) {
   Model model(OneMoeLayer(/*top_k=*/1), cpu);
   MoeBlock* moe = model.moe_blocks().at(0);
   moe->load_counts() = {6, 2, 0, 0};  // mean 2
-  EXPECT_DOUBLE_EQ(moe->update_bias(0.01), 3.0);
+  const MoeBlock::RoutingLoad load = moe->update_bias(0.01);
+  EXPECT_DOUBLE_EQ(load.expert_max_over_mean, 3.0);
+  EXPECT_DOUBLE_EQ(load.ep_rank_max_over_mean, 1.0);  // one rank holds every expert
   const float* bias = model.params().value_ptr(model.params().index("layers.0.moe.gate.bias"));
   EXPECT_FLOAT_EQ(bias[0], -0.01f);
   EXPECT_FLOAT_EQ(bias[1], 0.0f);
   EXPECT_FLOAT_EQ(bias[2], 0.01f);
   EXPECT_FLOAT_EQ(bias[3], 0.01f);
   EXPECT_EQ(moe->load_counts(), (std::vector<int64_t>{0, 0, 0, 0}));
+}
+
+TEST(MoeBias, EpRankLoadSumsEachRanksExperts) {
+  ModelPart part = ModelPart::whole(OneMoeLayer(/*top_k=*/1));
+  part.ep = 2;  // experts 0, 1 on EP rank 0; 2, 3 on rank 1
+  const auto model = Model::Describe(OneMoeLayer(/*top_k=*/1), part);
+  MoeBlock* moe = model->moe_blocks().at(0);
+  moe->load_counts() = {3, 3, 0, 2};  // ranks 6 and 2, mean 4
+  const MoeBlock::RoutingLoad load = moe->update_bias(0.0);
+  EXPECT_DOUBLE_EQ(load.expert_max_over_mean, 1.5);
+  EXPECT_DOUBLE_EQ(load.ep_rank_max_over_mean, 1.5);
+  moe->load_counts() = {0, 0, 0, 0};
+  EXPECT_DOUBLE_EQ(moe->update_bias(0.0).ep_rank_max_over_mean, 0.0);  // nothing routed
 }
 
 TEST(MoeBias, TrainingForwardCountsEveryRoutedTokenEvalDoesNot) {

@@ -208,6 +208,10 @@ TEST_F(TrainOnFakeRanks, StepReportsWhatTheMetricsLineSaysOnEveryRank) {
     EXPECT_EQ(other.tokens_seen, r.tokens_seen);
     EXPECT_EQ(other.val_loss, r.val_loss);
     EXPECT_EQ(other.expert_load_max_over_mean, r.expert_load_max_over_mean);
+    EXPECT_EQ(other.expert_ep_rank_load_max_over_mean, r.expert_ep_rank_load_max_over_mean);
+    // ep 2: the busier EP rank has at least the mean, at most every row
+    EXPECT_GE(r.expert_ep_rank_load_max_over_mean, 1.0);
+    EXPECT_LE(r.expert_ep_rank_load_max_over_mean, 2.0);
     EXPECT_GT(r.expert_dispatch_bytes, 0);  // ep 2: rows cross ranks both ways
     EXPECT_GT(r.expert_combine_bytes, 0);
     EXPECT_GT(r.expert_grad_bytes, 0);

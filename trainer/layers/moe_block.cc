@@ -661,12 +661,17 @@ parallel::Work MoeBlock::LocalBackwardWeight(Context& c) {
 
 // Node-aware dispatch's pieces: moe_block_node_pieces.cc.
 
-double MoeBlock::update_bias(double gamma) {
+MoeBlock::RoutingLoad MoeBlock::update_bias(double gamma) {
   const int64_t E = shape_.n_experts;
-  int64_t total = 0, max_load = 0;
-  for (int64_t l : load_counts_) {
-    total += l;
-    max_load = std::max(max_load, l);
+  int64_t total = 0, max_load = 0, max_rank_load = 0;
+  for (int64_t r = 0; r < ep_; ++r) {
+    int64_t rank_load = 0;
+    for (int64_t e = r * local_experts_; e < (r + 1) * local_experts_; ++e) {
+      rank_load += load_counts_[e];
+      max_load = std::max(max_load, load_counts_[e]);
+    }
+    total += rank_load;
+    max_rank_load = std::max(max_rank_load, rank_load);
   }
   const double mean = static_cast<double>(total) / E;
   if (total > 0 && gamma > 0) {
@@ -682,7 +687,8 @@ double MoeBlock::update_bias(double gamma) {
     be.copy_from_host(table_.value_ptr(gate_b_), bias.data(), sizeof(float) * E);
   }
   std::fill(load_counts_.begin(), load_counts_.end(), 0);
-  return total > 0 ? max_load / mean : 0.0;
+  if (total == 0) return {};
+  return {max_load / mean, static_cast<double>(max_rank_load) * ep_ / static_cast<double>(total)};
 }
 
 }  // namespace tessera::trainer

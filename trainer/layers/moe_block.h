@@ -114,9 +114,16 @@ class MoeBlock : public Block {
   // Tokens routed to each expert by training forwards since the last update_bias() (E).
   // Distributed training sums this over the global batch before update_bias().
   std::vector<int64_t>& load_counts() { return load_counts_; }
-  // bias_e += gamma * sign(mean_load - load_e); then clears load_counts. Returns the load's
-  // max/mean ratio before the update (1 = perfectly balanced; 0 if nothing was routed).
-  double update_bias(double gamma);
+  // How evenly load_counts() spread (1 = perfectly balanced; 0 if nothing was routed): the
+  // busiest expert's rows over the mean, and the busiest EP rank's (its n_experts / ep experts
+  // together) over the EP ranks' mean, which sets how long the group waits for its experts.
+  struct RoutingLoad {
+    double expert_max_over_mean = 0;
+    double ep_rank_max_over_mean = 0;
+  };
+  // bias_e += gamma * sign(mean_load - load_e); then clears load_counts. Returns the load
+  // before the update.
+  RoutingLoad update_bias(double gamma);
   // Experts chosen by the forward of `ctx`: (N, k) in the backend's memory, descending biased
   // score.
   const int32_t* routing(const BlockContext& ctx) const;

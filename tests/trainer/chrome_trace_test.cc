@@ -134,6 +134,19 @@ TEST_F(ChromeTraceTest, OverlappingOperationsOfOneLaneGetRowsOfTheirOwn) {
   EXPECT_EQ(names.at({0, 1001}), "comm:dp #2");
 }
 
+// Events that touch stay on one row though their sums differ in the last bits (the planner's
+// times are sums of doubles): 0.1 + 0.2 ends after 0.3 starts.
+TEST_F(ChromeTraceTest, TouchingEventsShareARowDespiteRounding) {
+  const std::vector<std::string> lanes = {"compute"};
+  const std::vector<TraceEvent> events = {
+      event("F", 0, 0.0, 1.0),
+      event("F attention", 0, 0.1, 0.2),  // ends at 0.30000000000000004
+      event("F ffn", 0, 0.3, 0.5),
+  };
+  const json doc = json::parse(chrome_trace_json(events, lanes, 0, "rank 0"));
+  for (const json& e : of_phase(doc, "X")) EXPECT_EQ(e.at("tid").get<int>(), 0) << e.at("name");
+}
+
 TEST_F(ChromeTraceTest, MergeKeepsEveryRanksEventsAndNamesABadDocument) {
   const std::vector<std::string> lanes = {"compute", "comm:world"};
   const std::string r0 = chrome_trace_json({event("F", 0, 0, 5)}, lanes, 0, "rank 0");

@@ -257,6 +257,11 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
       traffic(cost.shared, 3 * m.n_shared_experts * m.moe_inter_dim);
       traffic(cost.experts, 3 * u.top_k * m.moe_inter_dim);
       traffic(cost.permute, 2 * u.top_k * u.dim + (u.top_k + 1) * u.dim + 3 * u.dim);
+      // The trainer gathers the routed rows in its route piece (the backward's scatter-add stays
+      // with the unpermute's): priced there, so predicted and measured pieces compare.
+      const double gather = price.traffic(4.0 * 2 * u.top_k * u.dim * tokens);
+      cost.permute.f -= gather;
+      cost.router.f += gather;
     } else {
       traffic(cost.ffn, 2 * u.dim + 3 * u.hidden + 3 * u.dim);
     }
@@ -515,7 +520,8 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
           pair = time_forward_backward(ws[static_cast<size_t>(inst.chunk)],
                                        ws[static_cast<size_t>(inst.chunk_b)]);
         } else {  // F, then the full backward
-          const Timed& b = times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)].backward;
+          const Timed& b =
+              times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)].backward;
           pair = {t.forward.seconds + b.seconds, t.forward.waited + b.waited,
                   t.forward.compute + b.compute, t.forward.comm + b.comm, t.forward.spans};
           for (PieceSpan span : b.spans) {  // the backward (list 0) after the forward (list 1)

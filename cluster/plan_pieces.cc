@@ -76,12 +76,15 @@ trainer::ChunkStep make_step(Clock& clock, int list, const std::string& name, ch
   s.communicates = communicates;
   s.waits = waits;
   s.layer = layer;
-  s.run = [&clock, list, cost, communicates, waits, layer, label = std::string(1, phase) + " " + name] {
+  s.run = [&clock, list, cost, communicates, waits, layer,
+           label = std::string(1, phase) + " " + name] {
     const double begin = clock.now;
     if (waits) {
       const double t = std::max(clock.now, clock.arrival[list]);
       clock.waited += t - clock.now;
-      if (t > clock.now) clock.spans.push_back({"wait all_to_all_v", 0, clock.now, t, list, layer});
+      if (t > clock.now) {
+        clock.spans.push_back({"wait all_to_all_v", 0, clock.now, t, list, layer});
+      }
       clock.now = t;
     }
     clock.now += cost.compute;

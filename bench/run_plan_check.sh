@@ -6,7 +6,7 @@
 # (planned device memory vs the largest peak of any rank's backend allocations, the metrics'
 # device_peak_mib; the peak resident set is shown beside it: it also holds the process itself,
 # binary, libraries, MPI, HDF5, the loader's cache, oneDNN's kernels and heap).
-# Usage: bench/run_plan_check.sh [build dir, default build] [steps, default 8]
+# Usage: [PASSES=2] bench/run_plan_check.sh [build dir, default build] [steps, default 8]
 # Run it on an otherwise idle machine: calibration and training must see the same cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,9 +39,12 @@ done
 # Step time is predicted twice: for balanced routing, and with the routing imbalance the run
 # measured (its metrics' expert_ep_rank_load_max_over_mean, median of the steps compared, given
 # to `tessera plan --expert-imbalance`): the first is what a user plans before any run, the
-# second checks the time model itself, the run's own routing given.
-printf "%-30s %5s | %9s %7s %5s %9s %7s | %9s | %9s %9s %7s | %9s\n" layout ranks "pred s" "err" \
-  "imb" "pred s" "err" "meas s" "pred MiB" "alloc MiB" "err" "RSS MiB"
+# second checks the time model itself, the run's own routing given. Every layout runs once per
+# pass (PASSES, default 2, the layouts in turn each pass, so a drifting machine shows as spread
+# rather than as one layout's error); the table has the median over the passes and the spread
+# (largest - smallest measured step, over the median).
+passes=${PASSES:-2}
+results=$work/results.jsonl
 check() {  # NAME NP OVERRIDES...   (the recipe: $check_recipe, else the benchmark model)
   local name=$1 np=$2 recipe=${check_recipe:-$recipe}; shift 2
   local run=$work/run-$np-$RANDOM
@@ -61,30 +64,54 @@ PY
   "$tessera" plan "$recipe" --cluster "$work/cal-$np.yaml" --json --expert-imbalance "$imbalance" \
     "$@" > "$run.plan-imbalance.json"
   "$py" - "$name" "$np" "$run.plan.json" "$run/metrics.jsonl" "$run.plan-imbalance.json" \
-    "$imbalance" <<'PY'
+    "$imbalance" >> "$results" <<'PY'
 import json, statistics, sys
 name, np, plan_path, metrics_path, imbalanced_path, imbalance = sys.argv[1:]
 plan = json.load(open(plan_path))
-imbalanced = json.load(open(imbalanced_path))
-lines = [json.loads(l) for l in open(metrics_path) if l.strip()]
-steps = [l for l in lines if "step_s" in l]
-measured = statistics.median(l["step_s"] for l in steps[2:]) if len(steps) > 2 else steps[-1]["step_s"]
-rss = max(l["peak_rss_mib"] for l in steps)
-alloc = max(l["device_peak_mib"] for l in steps)
-pred_mib = plan["peak_memory_gib"] * 1024
-print("%-30s %5s | %9.3f %+6.1f%% %5.2f %9.3f %+6.1f%% | %9.3f | %9.1f %9.1f %+6.1f%% | %9.1f" % (
-    name, np, plan["step_s"], 100 * (plan["step_s"] / measured - 1), float(imbalance),
-    imbalanced["step_s"], 100 * (imbalanced["step_s"] / measured - 1), measured, pred_mib, alloc,
-    100 * (pred_mib / alloc - 1), rss))
+steps = [json.loads(l) for l in open(metrics_path) if '"step_s"' in l]
+print(json.dumps({
+    "name": name, "np": np, "imbalance": float(imbalance),
+    "measured": statistics.median(l["step_s"] for l in (steps[2:] or steps)),
+    "pred": plan["step_s"], "pred_imbalance": json.load(open(imbalanced_path))["step_s"],
+    "pred_mib": plan["peak_memory_gib"] * 1024,
+    "alloc": max(l["device_peak_mib"] for l in steps),
+    "rss": max(l["peak_rss_mib"] for l in steps)}))
 PY
 }
-check "dp2"                          2 --set parallel.dp=2
-check "dp2 ep2"                      2 --set parallel.dp=2 --set parallel.ep=2
-check "pp2 mb4 1f1b"                 2 --set parallel.pp=2 --set parallel.micro_batches=4 --set parallel.schedule=1f1b
-check "pp2 dp2 ep2 mb4 1f1b"         4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --set parallel.schedule=1f1b
-check "pp2 dp2 ep2 mb4 dualpipev"    4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set parallel.micro_batches=4 --set parallel.schedule=dualpipev
-check "pp2 dp2 mb4 zb1p"             4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.micro_batches=4 --set parallel.schedule=zb1p
-check "dp4 ep4"                      4 --set parallel.dp=4 --set parallel.ep=4
-check_recipe=$balanced
-check "dp2 ep2 balanced"             2 --set parallel.dp=2 --set parallel.ep=2
-check "dp4 ep4 balanced"             4 --set parallel.dp=4 --set parallel.ep=4
+for pass in $(seq "$passes"); do
+  echo "# pass $pass of $passes ..."
+  check_recipe=
+  check "dp2"                          2 --set parallel.dp=2
+  check "dp2 ep2"                      2 --set parallel.dp=2 --set parallel.ep=2
+  check "pp2 mb4 1f1b"                 2 --set parallel.pp=2 --set parallel.micro_batches=4 \
+    --set parallel.schedule=1f1b
+  check "pp2 dp2 ep2 mb4 1f1b"         4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 \
+    --set parallel.micro_batches=4 --set parallel.schedule=1f1b
+  check "pp2 dp2 ep2 mb4 dualpipev"    4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 \
+    --set parallel.micro_batches=4 --set parallel.schedule=dualpipev
+  check "pp2 dp2 mb4 zb1p"             4 --set parallel.pp=2 --set parallel.dp=2 \
+    --set parallel.micro_batches=4 --set parallel.schedule=zb1p
+  check "dp4 ep4"                      4 --set parallel.dp=4 --set parallel.ep=4
+  check_recipe=$balanced
+  check "dp2 ep2 balanced"             2 --set parallel.dp=2 --set parallel.ep=2
+  check "dp4 ep4 balanced"             4 --set parallel.dp=4 --set parallel.ep=4
+done
+"$py" - "$results" <<'PY'
+import collections, json, statistics, sys
+runs = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs.setdefault(r["name"], []).append(r)
+print("%-28s %5s | %8s %7s %5s %8s %7s | %8s %6s | %8s %9s %6s | %8s" % (
+    "layout", "ranks", "pred s", "err", "imb", "pred s", "err", "meas s", "spread",
+    "pred MiB", "alloc MiB", "err", "RSS MiB"))
+for name, rs in runs.items():
+    med = lambda key: statistics.median(r[key] for r in rs)
+    measured = med("measured")
+    spread = (max(r["measured"] for r in rs) - min(r["measured"] for r in rs)) / measured
+    pred, pred_imb, alloc = med("pred"), med("pred_imbalance"), max(r["alloc"] for r in rs)
+    print("%-28s %5s | %8.3f %+6.1f%% %5.2f %8.3f %+6.1f%% | %8.3f %5.1f%% | %8.1f %9.1f %+5.1f%% | %8.1f" % (
+        name, rs[0]["np"], pred, 100 * (pred / measured - 1), med("imbalance"), pred_imb,
+        100 * (pred_imb / measured - 1), measured, 100 * spread, rs[0]["pred_mib"], alloc,
+        100 * (rs[0]["pred_mib"] / alloc - 1), max(r["rss"] for r in rs)))
+PY

@@ -284,19 +284,16 @@ double measure_gemm_tflops(Backend& backend, Comm& world, const GemmRequest& g,
   const int64_t copies =
       std::clamp<int64_t>((kGemmWorkingSetBytes + set_bytes - 1) / set_bytes, 1, 256);
   const uint32_t seed = 17u + static_cast<uint32_t>(world.rank());
-  std::vector<kernels::Tensor> a, b, c;
-  for (int64_t i = 0; i < copies; ++i) {
-    a.push_back(backend.alloc({std::max<int64_t>(a_numel, 1)}, kernels::DType::kF32));
-    b.push_back(backend.alloc({std::max<int64_t>(b_numel, 1)}, kernels::DType::kF32));
-    c.push_back(backend.alloc({std::max<int64_t>(c_numel, 1)}, kernels::DType::kF32));
-  }
-  const kernels::Tensor a0 = random_tensor(backend, a_numel, seed);
-  const kernels::Tensor b0 = random_tensor(backend, b_numel, seed + 1);
-  const kernels::Tensor c0 = random_tensor(backend, c_numel, seed + 2);
-  for (int64_t i = 0; i < copies; ++i) {
-    ops.copy(a[i].data<float>(), a0.data<float>(), a_numel);
-    ops.copy(b[i].data<float>(), b0.data<float>(), b_numel);
-    ops.copy(c[i].data<float>(), c0.data<float>(), c_numel);
+  // The first set random, the others copies of it.
+  std::vector<kernels::Tensor> a{random_tensor(backend, a_numel, seed)};
+  std::vector<kernels::Tensor> b{random_tensor(backend, b_numel, seed + 1)};
+  std::vector<kernels::Tensor> c{random_tensor(backend, c_numel, seed + 2)};
+  for (auto [operand, numel] :
+       {std::pair{&a, a_numel}, std::pair{&b, b_numel}, std::pair{&c, c_numel}}) {
+    for (int64_t i = 1; i < copies; ++i) {
+      operand->push_back(backend.alloc({std::max<int64_t>(numel, 1)}, kernels::DType::kF32));
+      ops.copy(operand->back().data<float>(), operand->front().data<float>(), numel);
+    }
   }
   int64_t next = 0;
   auto body = [&] {

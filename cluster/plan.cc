@@ -256,12 +256,13 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
       traffic(cost.router, 2 * u.dim + 4 * m.n_experts);
       traffic(cost.shared, 3 * m.n_shared_experts * m.moe_inter_dim);
       traffic(cost.experts, 3 * u.top_k * m.moe_inter_dim);
-      traffic(cost.permute, 2 * u.top_k * u.dim + (u.top_k + 1) * u.dim + 3 * u.dim);
-      // The trainer gathers the routed rows in its route piece (the backward's scatter-add stays
-      // with the unpermute's): priced there, so predicted and measured pieces compare.
-      const double gather = price.traffic(4.0 * 2 * u.top_k * u.dim * tokens);
-      cost.permute.f -= gather;
-      cost.router.f += gather;
+      // The routed rows' gather (top_k rows a token) runs in the trainer's route piece, so it is
+      // priced there (predicted and measured pieces compare); its backward, a scatter-add, with
+      // the unpermute's.
+      const double gather = 2 * u.top_k * u.dim;
+      traffic(cost.permute, (u.top_k + 1) * u.dim + 3 * u.dim);
+      cost.router.f += price.traffic(4.0 * gather * tokens);
+      cost.permute.b += price.traffic(8.0 * gather * tokens);
     } else {
       traffic(cost.ffn, 2 * u.dim + 3 * u.hidden + 3 * u.dim);
     }
@@ -418,12 +419,13 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     throw std::invalid_argument("expert imbalance " + Pricing::num(options.expert_imbalance) +
                                 " is below 1 (the busiest EP rank has at least the mean)");
   }
-  // CPU ranks that leave no core to spare run MPI's copies and sums on their own cores.
+  // CPU ranks that leave no core to spare run MPI's copies and sums on their own cores; with
+  // more threads than cores they also time-share them (a note, below).
   const int64_t ranks_per_node = std::min<int64_t>(plan.world, cluster.gpus_per_node);
   const int64_t threads = ranks_per_node * std::max<int64_t>(1, recipe.run.cpu_threads);
-  const bool exchanges_take_cores = cluster.device.kind == "cpu" &&
-                                    cluster.device.node_cores > 0 &&
-                                    threads >= cluster.device.node_cores;
+  const int64_t cpu_cores = cluster.device.kind == "cpu" ? cluster.device.node_cores : 0;
+  const bool exchanges_take_cores = cpu_cores > 0 && threads >= cpu_cores;
+  const bool cores_time_shared = cpu_cores > 0 && threads > cpu_cores;
   // At most every row on one rank; with one EP rank there is nothing to wait for.
   const double imbalance = std::min(options.expert_imbalance, static_cast<double>(plan.ep));
   // Every (stage, chunk): its blocks (their pieces, with this rank's node-aware dispatch, as the
@@ -523,13 +525,16 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
           const Timed& b =
               times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)].backward;
           pair = {t.forward.seconds + b.seconds, t.forward.waited + b.waited,
-                  t.forward.compute + b.compute, t.forward.comm + b.comm, t.forward.spans};
-          for (PieceSpan span : b.spans) {  // the backward (list 0) after the forward (list 1)
+                  t.forward.compute + b.compute, t.forward.comm + b.comm, {}};
+          for (PieceSpan span : t.forward.spans) {  // the pair's forward is list 1
+            span.list = 1;
+            pair.spans.push_back(span);
+          }
+          for (PieceSpan span : b.spans) {  // its backward, list 0, after the forward
             span.start += t.forward.seconds;
             span.end += t.forward.seconds;
             pair.spans.push_back(span);
           }
-          for (size_t i = 0; i < t.forward.spans.size(); ++i) pair.spans[i].list = 1;
         }
         return pairs.emplace(key, std::move(pair)).first->second;
       }
@@ -624,8 +629,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
-  if (cluster.device.kind == "cpu" && cluster.device.node_cores > 0 &&
-      threads > cluster.device.node_cores) {
+  if (cores_time_shared) {
     notes.insert(std::to_string(ranks_per_node) + " ranks x " +
                  std::to_string(recipe.run.cpu_threads) + " thread(s) on a node's " +
                  std::to_string(cluster.device.node_cores) +

@@ -54,22 +54,22 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const Shape& s : shapes) {
     const int64_t D = s.H * s.hd, ld = 3 * D, rows = s.B * s.T;
-    std::vector<float> qkv(rows * ld), out(rows * D), probs(s.B * s.H * s.T * s.T);
-    std::vector<float> dout(rows * D), dqkv(rows * ld), scratch(s.T * s.T);
+    std::vector<float> qkv(rows * ld), out(rows * D), lse(s.B * s.H * s.T);
+    std::vector<float> dout(rows * D), dqkv(rows * ld), scratch(s.B * s.H * s.T);
     for (float& x : qkv) x = normal(rng);
     for (float& x : dout) x = normal(rng);
     const float* q = qkv.data();
     const double flops = s.B * s.H * 2.0 * 2.0 * s.hd * s.T * (s.T + 1) / 2;
     const double fwd = tessera::bench::best_gflops(
         [&] {
-          k::attention_forward(out.data(), D, probs.data(), q, q + D, q + 2 * D, ld, s.B, s.T, s.H,
+          k::attention_forward(out.data(), D, lse.data(), q, q + D, q + 2 * D, ld, s.B, s.T, s.H,
                                s.hd);
         },
         flops, min_s, 3);
     const double bwd = tessera::bench::best_gflops(
         [&] {
           k::attention_backward(dqkv.data(), dqkv.data() + D, dqkv.data() + 2 * D, ld,
-                                scratch.data(), dout.data(), D, probs.data(), q, q + D, q + 2 * D,
+                                scratch.data(), dout.data(), D, lse.data(), q, q + D, q + 2 * D,
                                 ld, s.B, s.T, s.H, s.hd);
         },
         2 * flops, min_s, 3);

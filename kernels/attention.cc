@@ -1,36 +1,45 @@
-// Causal attention per (batch, head): S = scale Q K^T (gemm), causal softmax rows, O = P V
-// (gemm). Causal blocking: rows are taken kRowBlock at a time, and a block of rows [r0, r1) only
-// needs columns [0, r1), so the GEMMs skip the masked upper triangle (almost half the attention
-// FLOPs for long sequences). P keeps its full (T, T) layout with zeros above the diagonal.
-// Threads: in float the (batch, head) pairs are spread over the threads, each running its small
-// GEMMs on one thread (oneDNN runs single-threaded inside a parallel region), since splitting
-// (64 x T x hd) GEMMs across threads loses; the backward's (T, T) scratch is the caller's on the
-// first thread and a per-thread buffer on the others. Each pair computes exactly what it would
-// alone, so the result does not depend on the thread count. In double (gradient checks) the
-// pairs run in order, their GEMMs on all threads, with the shared TESSERA_HD softmax rows;
-// float's softmax rows are vectorised (kernels/cpu_simd.h: exp_f32, kLanes partial sums).
+// Causal attention on the CPU, one (batch, head) pair at a time, its queries kQueryBlock at a
+// time (flash-attention's algorithm with the whole score row of a block at hand, so no online
+// rescaling: the block's keys are at most its last query).
+//
+// A block's scores are kept transposed, St[key][query], queries in vector lanes: the causal
+// softmax runs down the columns with no horizontal reductions, and every product of the forward
+// (scores, P V) and the backward (scores again, dP, dV, dK, dQ) is the one register-tiled kernel
+// `product`: out[r][0:W] (+)= sum_s M(r, s) R[s][0:W], M read as broadcasts through two
+// strides, R's rows as vectors. Nothing of the (T, T) matrices outlives a block: they live in
+// per-thread (T, kQueryBlock) buffers that stay in cache, and the backward recomputes P from the
+// saved logsumexp.
+//
+// Bits: every output element is one chain of std::fma over s in order (from 0, or added to the
+// output once per block where dK and dV accumulate over blocks), so results do not depend on
+// the tile shape, the ISA clone (an fma rounds once on every ISA; cpu_simd.h's exp_f32 is
+// ISA-independent), nor the thread count: the (batch, head) pairs are spread over the threads,
+// each computed alone. Double (gradient checks) runs the same code with std::exp and std::log.
 #include "kernels/attention.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-#include "kernels/cpu_loop.h"
 #include "kernels/cpu_simd.h"
 #include "kernels/gemm.h"
-#include "kernels/math/softmax.h"
 
 namespace tessera::kernels {
 
 namespace {
 
-constexpr int64_t kRowBlock = 64;
+// Queries per block: the lanes of St (two AVX-512 or four AVX2 vectors of floats).
+constexpr int64_t kQueryBlock = 32;
 
 void check_strides(const char* op, int64_t H, int64_t hd, int64_t ld_a, const char* name_a,
                    int64_t ld_b, const char* name_b) {
@@ -42,194 +51,436 @@ void check_strides(const char* op, int64_t H, int64_t hd, int64_t ld_a, const ch
   }
 }
 
-// math::causal_softmax_row in float: exp_f32, the sum in kLanes partial sums. Lanes past n_valid,
-// up to the next whole vector where the row has them, are set to -inf first: their exponential is
-// 0, so the row's tail runs in the vector loop (a scalar tail cost as much as the rest of a row)
-// and adds 0 to the same partial sums it would have reached one by one.
-TESSERA_CPU_CLONES void causal_softmax_row_f32(float* p, int64_t n_valid, int64_t n_total) {
-  float mx = p[0];
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n_valid; ++j) mx = p[j] > mx ? p[j] : mx;
-  const int64_t padded =
-      std::min((n_valid + cpu::kLanes - 1) / cpu::kLanes * cpu::kLanes, n_total);
-  std::fill(p + n_valid, p + padded, -std::numeric_limits<float>::infinity());
-  float part[cpu::kLanes] = {};
-  const int64_t full = padded / cpu::kLanes * cpu::kLanes;
-  for (int64_t j0 = 0; j0 < full; j0 += cpu::kLanes) {
+template <typename T>
+[[gnu::always_inline]] inline T exp_of(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return cpu::exp_f32(x);
+  } else {
+    return std::exp(x);
+  }
+}
+
+// Register tile: kR rows of out by kW lanes,
+// out[r][l] (+)= sum_{s in [s0, s1)} M[r * mr + s * ms] * R[s * ldr + l].
+template <typename T, int kR, int kW>
+[[gnu::always_inline]] inline void tile(T* out, int64_t ldo, bool accumulate, const T* M,
+                                        int64_t mr, int64_t ms, const T* R, int64_t ldr,
+                                        int64_t s0, int64_t s1) {
+  T acc[kR][kW] = {};
+  for (int64_t s = s0; s < s1; ++s) {
+    const T* rs = R + s * ldr;
+#pragma GCC unroll 16
+    for (int r = 0; r < kR; ++r) {
+      const T m = M[r * mr + s * ms];
 #pragma omp simd
-    for (int l = 0; l < cpu::kLanes; ++l) {
-      const float e = cpu::exp_f32(p[j0 + l] - mx);
-      p[j0 + l] = e;
-      part[l] += e;
+      for (int l = 0; l < kW; ++l) acc[r][l] = std::fma(m, rs[l], acc[r][l]);
     }
   }
-  for (int64_t j = full; j < padded; ++j) {
-    const float e = cpu::exp_f32(p[j] - mx);
-    p[j] = e;
-    part[j - full] += e;
-  }
-  float sum = 0;
-  for (int l = 0; l < cpu::kLanes; ++l) sum += part[l];
-  const float inv = 1.0f / sum;
+#pragma GCC unroll 16
+  for (int r = 0; r < kR; ++r) {
+    T* o = out + r * ldo;
+    if (accumulate) {
 #pragma omp simd
-  for (int64_t j = 0; j < n_valid; ++j) p[j] *= inv;
-  std::fill(p + n_valid, p + n_total, 0.0f);
-}
-
-// math::causal_softmax_backward_row in float, the dot product in kLanes partial sums.
-TESSERA_CPU_CLONES void causal_softmax_backward_row_f32(float* dp, const float* p,
-                                                        int64_t n_valid, int64_t n_total,
-                                                        float scale) {
-  float part[cpu::kLanes] = {};
-  const int64_t full = n_valid / cpu::kLanes * cpu::kLanes;
-  for (int64_t j0 = 0; j0 < full; j0 += cpu::kLanes) {
+      for (int l = 0; l < kW; ++l) o[l] += acc[r][l];
+    } else {
 #pragma omp simd
-    for (int l = 0; l < cpu::kLanes; ++l) part[l] += p[j0 + l] * dp[j0 + l];
-  }
-  for (int64_t j = full; j < n_valid; ++j) part[j - full] += p[j] * dp[j];
-  float dot = 0;
-  for (int l = 0; l < cpu::kLanes; ++l) dot += part[l];
-#pragma omp simd
-  for (int64_t j = 0; j < n_valid; ++j) dp[j] = scale * p[j] * (dp[j] - dot);
-  std::fill(dp + n_valid, dp + n_total, 0.0f);
-}
-
-template <typename T>
-void softmax_row(T* p, int64_t n_valid, int64_t n_total) {
-  if constexpr (std::is_same_v<T, float>) {
-    causal_softmax_row_f32(p, n_valid, n_total);
-  } else {
-    math::causal_softmax_row(p, n_valid, n_total);
-  }
-}
-
-template <typename T>
-void softmax_backward_row(T* dp, const T* p, int64_t n_valid, int64_t n_total, T scale) {
-  if constexpr (std::is_same_v<T, float>) {
-    causal_softmax_backward_row_f32(dp, p, n_valid, n_total, scale);
-  } else {
-    math::causal_softmax_backward_row(dp, p, n_valid, n_total, scale);
-  }
-}
-
-// One (batch, head) pair of the forward. q, k, v, out point at the pair's first element; P is
-// its (T, T) softmax.
-template <typename T>
-void attention_forward_pair(T* out, int64_t ld_out, T* P, const T* q, const T* k, const T* v,
-                            int64_t ld_qkv, int64_t T_len, int64_t hd, T scale) {
-  for (int64_t r0 = 0; r0 < T_len; r0 += kRowBlock) {
-    const int64_t r1 = std::min(T_len, r0 + kRowBlock), rows = r1 - r0;
-    gemm<T>(Trans::kNo, Trans::kYes, rows, r1, hd, scale, q + r0 * ld_qkv, ld_qkv, k, ld_qkv,
-            T(0), P + r0 * T_len, T_len);
-#pragma omp parallel for if (rows * r1 >= cpu::kMinParallelWork && !omp_in_parallel())
-    for (int64_t t = r0; t < r1; ++t) softmax_row(P + t * T_len, t + 1, T_len);
-    gemm<T>(Trans::kNo, Trans::kNo, rows, hd, r1, T(1), P + r0 * T_len, T_len, v, ld_qkv, T(0),
-            out + r0 * ld_out, ld_out);
-  }
-}
-
-// One (batch, head) pair of the backward, pointers as the forward's; scratch is (T, T).
-template <typename T>
-void attention_backward_pair(T* dq, T* dk, T* dv, int64_t ld_dqkv, T* scratch, const T* dO,
-                             int64_t ld_out, const T* P, const T* q, const T* k, const T* v,
-                             int64_t ld_qkv, int64_t T_len, int64_t hd, T scale) {
-  // Row blocks from the last: it spans every column, so its beta = 0 initialises all of dK and
-  // dV, and the earlier (narrower) blocks accumulate into their prefix.
-  const int64_t last_r0 = (T_len - 1) / kRowBlock * kRowBlock;
-  for (int64_t r0 = last_r0; r0 >= 0; r0 -= kRowBlock) {
-    const int64_t r1 = std::min(T_len, r0 + kRowBlock), rows = r1 - r0;
-    const T beta = r0 == last_r0 ? T(0) : T(1);
-    const T* Pb = P + r0 * T_len;
-    const T* dOb = dO + r0 * ld_out;
-    T* dSb = scratch + r0 * T_len;
-    // dV[0:r1] += P_b^T dO_b
-    gemm<T>(Trans::kYes, Trans::kNo, r1, hd, rows, T(1), Pb, T_len, dOb, ld_out, beta, dv,
-            ld_dqkv);
-    // dP_b = dO_b V[0:r1]^T, then dS_b = scale * softmax_backward(dP_b) in place
-    gemm<T>(Trans::kNo, Trans::kYes, rows, r1, hd, T(1), dOb, ld_out, v, ld_qkv, T(0), dSb,
-            T_len);
-#pragma omp parallel for if (rows * r1 >= cpu::kMinParallelWork && !omp_in_parallel())
-    for (int64_t t = r0; t < r1; ++t) {
-      softmax_backward_row(scratch + t * T_len, P + t * T_len, t + 1, r1, scale);
+      for (int l = 0; l < kW; ++l) o[l] = acc[r][l];
     }
-    // dQ_b = dS_b K[0:r1], dK[0:r1] += dS_b^T Q_b
-    gemm<T>(Trans::kNo, Trans::kNo, rows, hd, r1, T(1), dSb, T_len, k, ld_qkv, T(0),
-            dq + r0 * ld_dqkv, ld_dqkv);
-    gemm<T>(Trans::kYes, Trans::kNo, r1, hd, rows, T(1), dSb, T_len, q + r0 * ld_qkv, ld_qkv,
-            beta, dk, ld_dqkv);
   }
 }
 
-// Pairs over threads (float, more than one thread and pair) or in order.
+// The same for the last w < kW lanes of a row (a head width that is not a multiple of kW), kept
+// apart so that `tile`'s accumulators stay in registers.
+template <typename T, int kR, int kW>
+[[gnu::always_inline]] inline void narrow_tile(T* out, int64_t ldo, bool accumulate, const T* M,
+                                               int64_t mr, int64_t ms, const T* R, int64_t ldr,
+                                               int64_t s0, int64_t s1, int w) {
+  T acc[kR][kW] = {};
+  for (int64_t s = s0; s < s1; ++s) {
+    for (int r = 0; r < kR; ++r) {
+      const T m = M[r * mr + s * ms];
+      for (int l = 0; l < w; ++l) acc[r][l] = std::fma(m, R[s * ldr + l], acc[r][l]);
+    }
+  }
+  for (int r = 0; r < kR; ++r) {
+    T* o = out + r * ldo;
+    for (int l = 0; l < w; ++l) o[l] = accumulate ? o[l] + acc[r][l] : acc[r][l];
+  }
+}
+
+// The tile sizes of one ISA: kR rows by kW lanes of accumulators fill about half the vector
+// registers (AVX-512: 8 x 2 zmm of floats; AVX2: 6 x 2 ymm).
+template <int kRows, int kLanes>
+struct Tiles {
+  static constexpr int kR = kRows;
+  static constexpr int kW = kLanes;
+};
+
+// Rows [r0, r0 + kRows) of `product`, every lane.
+template <typename T, int kRows, int kW>
+[[gnu::always_inline]] inline void row_tile(T* out, int64_t ldo, bool accumulate, int64_t W,
+                                            const T* M, int64_t mr, int64_t ms, const T* R,
+                                            int64_t ldr, int64_t s0, int64_t s1) {
+  int64_t w = 0;
+  for (; w + kW <= W; w += kW) {
+    tile<T, kRows, kW>(out + w, ldo, accumulate, M, mr, ms, R + w, ldr, s0, s1);
+  }
+  if (w < W) {
+    narrow_tile<T, kRows, kW>(out + w, ldo, accumulate, M, mr, ms, R + w, ldr, s0, s1,
+                              static_cast<int>(W - w));
+  }
+}
+
+// out[r][0:W] (+)= sum_{s in range(r0, r1)} M[r * mr + s * ms] * R[s * ldr + 0:W] for every row
+// r < rows; range(r0, r1) gives the [s0, s1) a tile of rows [r0, r1) needs (the causal bounds).
+template <typename T, typename Shape, typename Range>
+[[gnu::always_inline]] inline void product(T* out, int64_t ldo, bool accumulate, int64_t rows,
+                                           int64_t W, const T* M, int64_t mr, int64_t ms,
+                                           const T* R, int64_t ldr, Range range) {
+  constexpr int kR = Shape::kR, kW = Shape::kW;
+  int64_t r = 0;
+  for (; r + kR <= rows; r += kR) {
+    const auto [s0, s1] = range(r, r + kR);
+    row_tile<T, kR, kW>(out + r * ldo, ldo, accumulate, W, M + r * mr, mr, ms, R, ldr, s0, s1);
+  }
+  for (; r < rows; ++r) {
+    const auto [s0, s1] = range(r, r + 1);
+    row_tile<T, 1, kW>(out + r * ldo, ldo, accumulate, W, M + r * mr, mr, ms, R, ldr, s0, s1);
+  }
+}
+
+// The per-thread buffers of one pair's blocks, in one 64-byte aligned allocation: every row is
+// kQueryBlock elements, so every row starts on a cache line (a misaligned buffer splits every
+// vector load in two: the kernels ran at two thirds of the speed).
 template <typename T>
-bool pairs_in_parallel(int64_t pairs) {
-  return std::is_same_v<T, float> && pairs > 1 && cpu_threads() > 1;
+class BlockBuffers {
+ public:
+  BlockBuffers(int64_t T_len, int64_t hd, bool backward)
+      : memory_(static_cast<T*>(std::aligned_alloc(
+                    64, sizeof(T) * kQueryBlock * (backward ? 2 * (T_len + hd) : T_len + hd))),
+                &std::free) {
+    if (memory_ == nullptr) throw std::bad_alloc();
+    st = memory_.get();
+    qt = st + T_len * kQueryBlock;
+    dst = backward ? qt + hd * kQueryBlock : nullptr;
+    dot = backward ? dst + T_len * kQueryBlock : nullptr;
+  }
+  T* st;   // (T, kQueryBlock): scores, then P (transposed)
+  T* qt;   // (hd, kQueryBlock): the block's queries times the scale, transposed
+  T* dst;  // (T, kQueryBlock): dP, then dS (backward)
+  T* dot;  // (hd, kQueryBlock): the block's output gradients, transposed (backward)
+
+ private:
+  std::unique_ptr<T, decltype(&std::free)> memory_;
+};
+
+// dst[c * ldd + r] = factor * src[r * ld + c] for an 8 x 8 block of floats, in 24 shuffles of
+// 8-float vectors (GCC's generic vectors: each ISA clone lowers them to its own instructions).
+[[gnu::always_inline]] inline void transpose_8x8(float* dst, int64_t ldd, const float* src,
+                                                 int64_t ld, float factor) {
+  using v8sf = float __attribute__((vector_size(32)));
+  using v8si = int32_t __attribute__((vector_size(32)));
+  v8sf r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * ld, sizeof(v8sf));
+  // Pairs of rows interleaved within 128-bit halves, then pairs of pairs, then the halves.
+  constexpr v8si kLo1 = {0, 8, 1, 9, 4, 12, 5, 13}, kHi1 = {2, 10, 3, 11, 6, 14, 7, 15};
+  constexpr v8si kLo2 = {0, 1, 8, 9, 4, 5, 12, 13}, kHi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+  constexpr v8si kLo4 = {0, 1, 2, 3, 8, 9, 10, 11}, kHi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], kLo1);
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], kHi1);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = __builtin_shuffle(t[i], t[i + 2], kLo2);
+    u[i + 1] = __builtin_shuffle(t[i], t[i + 2], kHi2);
+    u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], kLo2);
+    u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], kHi2);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const v8sf lo = __builtin_shuffle(u[c], u[c + 4], kLo4) * factor;
+    const v8sf hi = __builtin_shuffle(u[c], u[c + 4], kHi4) * factor;
+    std::memcpy(dst + c * ldd, &lo, sizeof(v8sf));
+    std::memcpy(dst + (c + 4) * ldd, &hi, sizeof(v8sf));
+  }
+}
+
+// dst[d][l] = factor * src[(i0 + l) * ld + d] for l < nb, 0 for the lanes past the block.
+template <typename T>
+[[gnu::always_inline]] inline void transpose_block(T* dst, const T* src, int64_t ld, int64_t i0,
+                                                   int64_t nb, int64_t hd, T factor) {
+  const T* first = src + i0 * ld;
+  int64_t d0 = 0, l0 = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    for (; d0 + 8 <= hd; d0 += 8) {
+      for (l0 = 0; l0 + 8 <= nb; l0 += 8) {
+        transpose_8x8(dst + d0 * kQueryBlock + l0, kQueryBlock, first + l0 * ld + d0, ld, factor);
+      }
+    }
+    l0 = nb / 8 * 8;  // rows [l0, nb) of the columns [0, d0) are left
+  }
+  for (int64_t d = 0; d < hd; ++d) {
+    T* out = dst + d * kQueryBlock;
+    for (int64_t l = d < d0 ? l0 : 0; l < nb; ++l) out[l] = factor * first[l * ld + d];
+    for (int64_t l = nb; l < kQueryBlock; ++l) out[l] = T(0);
+  }
+}
+
+// St[j][l] = sum_d K[j][d] * qt[d][l] for keys j < i1: the block's scaled scores, transposed.
+template <typename T, typename Shape>
+[[gnu::always_inline]] inline void block_scores(T* st, const T* qt, const T* k, int64_t ld_qkv,
+                                                int64_t i1, int64_t hd) {
+  product<T, Shape>(st, kQueryBlock, false, i1, kQueryBlock, k, ld_qkv, 1, qt, kQueryBlock,
+                    [hd](int64_t, int64_t) { return std::pair<int64_t, int64_t>{0, hd}; });
+}
+
+// Keys before the block are visible to all its queries; key j >= i0 from lane j - i0 on. The
+// lane loops below keep their running values in locals of fixed size (registers), not in the
+// caller's arrays.
+[[gnu::always_inline]] inline int first_visible_lane(int64_t j, int64_t i0) {
+  return static_cast<int>(std::max<int64_t>(0, j - i0));
+}
+
+// mx[l] = the largest visible St[j][l] over keys j < i1.
+template <typename T>
+[[gnu::always_inline]] inline void column_max(T* mx, const T* st, int64_t i0, int64_t i1) {
+  T m[kQueryBlock];
+  for (int l = 0; l < kQueryBlock; ++l) m[l] = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < i0; ++j) {  // every lane (the split keeps masks off this loop)
+    const T* row = st + j * kQueryBlock;
+#pragma omp simd
+    for (int l = 0; l < kQueryBlock; ++l) m[l] = row[l] > m[l] ? row[l] : m[l];
+  }
+  for (int64_t j = i0; j < i1; ++j) {
+    const T* row = st + j * kQueryBlock;
+    const int first = first_visible_lane(j, i0);
+#pragma omp simd
+    for (int l = 0; l < kQueryBlock; ++l) m[l] = l >= first && row[l] > m[l] ? row[l] : m[l];
+  }
+  std::copy(m, m + kQueryBlock, mx);
+}
+
+// St[j][l] = exp(St[j][l] - shift[l]) where visible, else 0, over keys j < i1; sum[l] (when
+// not null) = the sum of the lane's exponentials in key order.
+template <typename T>
+[[gnu::always_inline]] inline void exp_columns(T* sum, T* st, const T* shift, int64_t i0,
+                                               int64_t i1) {
+  T sh[kQueryBlock], acc[kQueryBlock] = {};
+  std::copy(shift, shift + kQueryBlock, sh);
+  for (int64_t j = 0; j < i0; ++j) {
+    T* row = st + j * kQueryBlock;
+#pragma omp simd
+    for (int l = 0; l < kQueryBlock; ++l) {
+      const T e = exp_of(row[l] - sh[l]);
+      row[l] = e;
+      acc[l] += e;
+    }
+  }
+  for (int64_t j = i0; j < i1; ++j) {
+    T* row = st + j * kQueryBlock;
+    const int first = first_visible_lane(j, i0);
+#pragma omp simd
+    for (int l = 0; l < kQueryBlock; ++l) {
+      const T e = l >= first ? exp_of(row[l] - sh[l]) : T(0);
+      row[l] = e;
+      acc[l] += e;
+    }
+  }
+  if (sum != nullptr) std::copy(acc, acc + kQueryBlock, sum);
+}
+
+// dot[l] = sum_{j < i1} a[j][l] * b[j][l], one fma chain per lane in key order.
+template <typename T>
+[[gnu::always_inline]] inline void column_dot(T* dot, const T* a, const T* b, int64_t i1) {
+  T acc[kQueryBlock] = {};
+  for (int64_t j = 0; j < i1; ++j) {
+    const T* x = a + j * kQueryBlock;
+    const T* y = b + j * kQueryBlock;
+#pragma omp simd
+    for (int l = 0; l < kQueryBlock; ++l) acc[l] = std::fma(x[l], y[l], acc[l]);
+  }
+  std::copy(acc, acc + kQueryBlock, dot);
+}
+
+template <typename T, typename Shape>
+[[gnu::always_inline]] inline void forward_pair(T* out, int64_t ld_out, T* lse, const T* q,
+                                                const T* k, const T* v, int64_t ld_qkv,
+                                                int64_t T_len, int64_t hd, T scale,
+                                                BlockBuffers<T>& buf) {
+  T* st = buf.st;
+  for (int64_t i0 = 0; i0 < T_len; i0 += kQueryBlock) {
+    const int64_t nb = std::min(kQueryBlock, T_len - i0), i1 = i0 + nb;
+    transpose_block(buf.qt, q, ld_qkv, i0, nb, hd, scale);
+    block_scores<T, Shape>(st, buf.qt, k, ld_qkv, i1, hd);
+    // Causal softmax down each lane: the max, then exp and sum.
+    T mx[kQueryBlock], sum[kQueryBlock];
+    column_max(mx, st, i0, i1);
+    exp_columns(sum, st, mx, i0, i1);
+    for (int64_t l = 0; l < nb; ++l) lse[i0 + l] = mx[l] + std::log(sum[l]);
+    // O[i0 + l] = (sum_j exp[l][j] V[j]) / sum[l]: query rows, keys up to the tile's last query.
+    product<T, Shape>(out + i0 * ld_out, ld_out, false, nb, hd, st, 1, kQueryBlock, v, ld_qkv,
+                      [i0, i1](int64_t, int64_t r1) {
+                        return std::pair<int64_t, int64_t>{0, std::min(i1, i0 + r1)};
+                      });
+    for (int64_t l = 0; l < nb; ++l) {
+      T* o = out + (i0 + l) * ld_out;
+      const T inv = T(1) / sum[l];
+#pragma omp simd
+      for (int64_t c = 0; c < hd; ++c) o[c] *= inv;
+    }
+  }
+}
+
+template <typename T, typename Shape>
+[[gnu::always_inline]] inline void backward_pair(T* dq, T* dk, T* dv, int64_t ld_dqkv, T* dvec,
+                                                 const T* dO, int64_t ld_out,
+                                                 const T* lse, const T* q, const T* k,
+                                                 const T* v, int64_t ld_qkv, int64_t T_len,
+                                                 int64_t hd, T scale, BlockBuffers<T>& buf) {
+  T* st = buf.st;
+  T* dst = buf.dst;
+  // Blocks from the last: it sees every key, so it writes all of dK and dV, and the earlier
+  // (narrower) blocks add to their prefix.
+  const int64_t last_i0 = (T_len - 1) / kQueryBlock * kQueryBlock;
+  for (int64_t i0 = last_i0; i0 >= 0; i0 -= kQueryBlock) {
+    const int64_t nb = std::min(kQueryBlock, T_len - i0), i1 = i0 + nb;
+    const bool accumulate = i0 != last_i0;
+    // P recomputed exactly as the forward's scores, then exp(S - lse).
+    transpose_block(buf.qt, q, ld_qkv, i0, nb, hd, scale);
+    transpose_block(buf.dot, dO, ld_out, i0, nb, hd, T(1));
+    block_scores<T, Shape>(st, buf.qt, k, ld_qkv, i1, hd);
+    T row_lse[kQueryBlock];
+    for (int64_t l = 0; l < kQueryBlock; ++l) row_lse[l] = l < nb ? lse[i0 + l] : T(0);
+    exp_columns<T>(nullptr, st, row_lse, i0, i1);
+    // dP[j][l] = sum_d V[j][d] dO[l][d], then dS = scale * P * (dP - D) in place.
+    block_scores<T, Shape>(dst, buf.dot, v, ld_qkv, i1, hd);
+    // D[l] = sum_j P[l][j] dP[l][j] down the lanes (the block holds whole score rows, so the
+    // softmax backward's dot product needs no rowsum(dO * O)).
+    T row_d[kQueryBlock];
+    column_dot(row_d, st, dst, i1);
+    std::copy(row_d, row_d + nb, dvec + i0);
+    for (int64_t j = 0; j < i1; ++j) {
+      const T* p = st + j * kQueryBlock;
+      T* ds = dst + j * kQueryBlock;
+#pragma omp simd
+      for (int64_t l = 0; l < kQueryBlock; ++l) ds[l] = scale * (p[l] * (ds[l] - row_d[l]));
+    }
+    // dV[j] += sum_l P[l][j] dO[l], dK[j] += sum_l dS[l][j] Q[l]: key rows, the block's queries
+    // from the tile's first key on.
+    auto from_key = [i0, nb](int64_t r0, int64_t) {
+      return std::pair<int64_t, int64_t>{std::max<int64_t>(0, r0 - i0), nb};
+    };
+    product<T, Shape>(dv, ld_dqkv, accumulate, i1, hd, st, kQueryBlock, 1, dO + i0 * ld_out,
+                      ld_out, from_key);
+    product<T, Shape>(dk, ld_dqkv, accumulate, i1, hd, dst, kQueryBlock, 1, q + i0 * ld_qkv,
+                      ld_qkv, from_key);
+    // dQ[i0 + l] = sum_j dS[l][j] K[j] (the scale is in dS).
+    product<T, Shape>(dq + i0 * ld_dqkv, ld_dqkv, false, nb, hd, dst, 1, kQueryBlock, k, ld_qkv,
+                      [i0, i1](int64_t, int64_t r1) {
+                        return std::pair<int64_t, int64_t>{0, std::min(i1, i0 + r1)};
+                      });
+  }
+}
+
+using WideTiles = Tiles<8, 32>;    // AVX-512: 16 zmm accumulators
+using NarrowTiles = Tiles<6, 16>;  // AVX2 and below: 12 ymm accumulators
+
+// Per-pair entry points: GCC compiles each for every ISA of TESSERA_CPU_CLONES, with the tile
+// code inlined (the templates above are always_inline, so they take the clone's ISA). Double
+// keeps the narrow tiles: its wide ones would not fit the registers.
+#define TESSERA_ATTENTION_PAIR_CLONES(T)                                                         \
+  TESSERA_CPU_CLONES void forward_pair_cloned(bool wide, T* out, int64_t ld_out, T* lse,         \
+                                              const T* q, const T* k, const T* v,                \
+                                              int64_t ld_qkv, int64_t T_len, int64_t hd, T scale, \
+                                              BlockBuffers<T>& buf) {                            \
+    if (std::is_same_v<T, float> && wide) {                                                      \
+      forward_pair<T, WideTiles>(out, ld_out, lse, q, k, v, ld_qkv, T_len, hd, scale, buf);      \
+    } else {                                                                                     \
+      forward_pair<T, NarrowTiles>(out, ld_out, lse, q, k, v, ld_qkv, T_len, hd, scale, buf);    \
+    }                                                                                            \
+  }                                                                                              \
+  TESSERA_CPU_CLONES void backward_pair_cloned(                                                  \
+      bool wide, T* dq, T* dk, T* dv, int64_t ld_dqkv, T* dvec, const T* dO,                     \
+      int64_t ld_out, const T* lse, const T* q, const T* k, const T* v, int64_t ld_qkv,          \
+      int64_t T_len, int64_t hd, T scale, BlockBuffers<T>& buf) {                                \
+    if (std::is_same_v<T, float> && wide) {                                                      \
+      backward_pair<T, WideTiles>(dq, dk, dv, ld_dqkv, dvec, dO, ld_out, lse, q, k, v,        \
+                                  ld_qkv, T_len, hd, scale, buf);                                \
+    } else {                                                                                     \
+      backward_pair<T, NarrowTiles>(dq, dk, dv, ld_dqkv, dvec, dO, ld_out, lse, q, k, v,      \
+                                    ld_qkv, T_len, hd, scale, buf);                              \
+    }                                                                                            \
+  }
+TESSERA_ATTENTION_PAIR_CLONES(float)
+TESSERA_ATTENTION_PAIR_CLONES(double)
+#undef TESSERA_ATTENTION_PAIR_CLONES
+
+// The 512-bit tiles only where the CPU has AVX-512 (they would spill on 16 registers); the
+// choice changes no bit.
+bool wide_tiles() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+// Runs pair(i, buffers) for every (batch, head) pair, spread over the threads, each thread with
+// its own block buffers.
+template <typename T, typename Pair>
+void for_each_pair(int64_t pairs, int64_t T_len, int64_t hd, bool backward, Pair pair) {
+  if (pairs == 0 || T_len == 0) return;
+  const bool parallel = pairs > 1 && cpu_threads() > 1;
+#pragma omp parallel if (parallel)
+  {
+    BlockBuffers<T> buf(T_len, hd, backward);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < pairs; ++i) pair(i, buf);
+  }
 }
 
 }  // namespace
 
 template <typename T>
-void attention_forward(T* out, int64_t ld_out, T* probs, const T* q, const T* k, const T* v,
+void attention_forward(T* out, int64_t ld_out, T* lse, const T* q, const T* k, const T* v,
                        int64_t ld_qkv, int64_t B, int64_t T_len, int64_t H, int64_t hd) {
   check_strides("attention_forward", H, hd, ld_out, "ld_out", ld_qkv, "ld_qkv");
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
-  const int64_t pairs = B * H;
-  auto pair = [&](int64_t i) {
+  const bool wide = wide_tiles();
+  for_each_pair<T>(B * H, T_len, hd, false, [&](int64_t i, BlockBuffers<T>& buf) {
     const int64_t b = i / H, h = i % H;
     const int64_t base = b * T_len * ld_qkv + h * hd;
-    attention_forward_pair(out + b * T_len * ld_out + h * hd, ld_out,
-                           probs + i * T_len * T_len, q + base, k + base, v + base, ld_qkv,
-                           T_len, hd, scale);
-  };
-  if (pairs_in_parallel<T>(pairs)) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i = 0; i < pairs; ++i) pair(i);
-  } else {
-    for (int64_t i = 0; i < pairs; ++i) pair(i);
-  }
+    T* o = out + b * T_len * ld_out + h * hd;
+    forward_pair_cloned(wide, o, ld_out, lse + i * T_len, q + base, k + base, v + base, ld_qkv,
+                        T_len, hd, scale, buf);
+  });
 }
 
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, int64_t ld_dqkv, T* scratch, const T* dout,
-                        int64_t ld_out, const T* probs, const T* q, const T* k, const T* v,
-                        int64_t ld_qkv, int64_t B, int64_t T_len, int64_t H, int64_t hd) {
+                        int64_t ld_out, const T* lse, const T* q, const T* k,
+                        const T* v, int64_t ld_qkv, int64_t B, int64_t T_len, int64_t H,
+                        int64_t hd) {
   check_strides("attention_backward", H, hd, ld_dqkv, "ld_dqkv", ld_qkv, "ld_qkv");
   check_strides("attention_backward", H, hd, ld_out, "ld_out", ld_qkv, "ld_qkv");
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
-  const int64_t pairs = B * H;
-  auto pair = [&](int64_t i, T* pair_scratch) {
+  const bool wide = wide_tiles();
+  for_each_pair<T>(B * H, T_len, hd, true, [&](int64_t i, BlockBuffers<T>& buf) {
     const int64_t b = i / H, h = i % H;
     const int64_t base = b * T_len * ld_qkv + h * hd;
     const int64_t dbase = b * T_len * ld_dqkv + h * hd;
-    attention_backward_pair(dq + dbase, dk + dbase, dv + dbase, ld_dqkv, pair_scratch,
-                            dout + b * T_len * ld_out + h * hd, ld_out,
-                            probs + i * T_len * T_len, q + base, k + base, v + base, ld_qkv,
-                            T_len, hd, scale);
-  };
-  if (pairs_in_parallel<T>(pairs)) {
-#pragma omp parallel
-    {
-      // The caller's scratch serves the first thread; the others keep one of their own.
-      thread_local std::vector<T> own;
-      T* mine = scratch;
-      if (omp_get_thread_num() != 0) {
-        if (own.size() < static_cast<size_t>(T_len * T_len)) own.resize(T_len * T_len);
-        mine = own.data();
-      }
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < pairs; ++i) pair(i, mine);
-    }
-  } else {
-    for (int64_t i = 0; i < pairs; ++i) pair(i, scratch);
-  }
+    const int64_t obase = b * T_len * ld_out + h * hd;
+    backward_pair_cloned(wide, dq + dbase, dk + dbase, dv + dbase, ld_dqkv, scratch + i * T_len,
+                         dout + obase, ld_out, lse + i * T_len, q + base, k + base,
+                         v + base, ld_qkv, T_len, hd, scale, buf);
+  });
 }
 
-#define TESSERA_INSTANTIATE(T)                                                                 \
-  template void attention_forward<T>(T*, int64_t, T*, const T*, const T*, const T*, int64_t,  \
-                                     int64_t, int64_t, int64_t, int64_t);                     \
-  template void attention_backward<T>(T*, T*, T*, int64_t, T*, const T*, int64_t, const T*,   \
-                                      const T*, const T*, const T*, int64_t, int64_t, int64_t, \
-                                      int64_t, int64_t);
+#define TESSERA_INSTANTIATE(T)                                                                  \
+  template void attention_forward<T>(T*, int64_t, T*, const T*, const T*, const T*, int64_t,   \
+                                     int64_t, int64_t, int64_t, int64_t);                      \
+  template void attention_backward<T>(T*, T*, T*, int64_t, T*, const T*, int64_t,              \
+                                      const T*, const T*, const T*, const T*, int64_t, int64_t, \
+                                      int64_t, int64_t, int64_t);
 TESSERA_INSTANTIATE(float)
 TESSERA_INSTANTIATE(double)
 #undef TESSERA_INSTANTIATE

@@ -5,13 +5,12 @@
 
 namespace tessera::kernels {
 
-int64_t attention_saved_numel(Device device, const AttentionShape& s) {
-  return device == Device::kCPU ? s.batch * s.heads * s.seq_len * s.seq_len
-                                : s.batch * s.heads * s.seq_len;
+int64_t attention_saved_numel(Device /*device*/, const AttentionShape& s) {
+  return s.batch * s.heads * s.seq_len;  // one logsumexp per score row, on every device
 }
 
-int64_t attention_scratch_numel(Device device, const AttentionShape& s) {
-  return device == Device::kCPU ? s.seq_len * s.seq_len : s.batch * s.heads * s.seq_len;
+int64_t attention_scratch_numel(Device /*device*/, const AttentionShape& s) {
+  return s.batch * s.heads * s.seq_len;  // D = rowsum(dO * O), on every device
 }
 
 const char* precision_name(Precision precision) {

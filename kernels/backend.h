@@ -65,9 +65,9 @@ struct AttentionShape {
 };
 
 // Elements of the attention forward's saved state and of the backward's scratch on `device`:
-// the CPU keeps the causal softmax (B*H*T*T) and a (T, T) scratch; CUDA's online-softmax kernel
-// keeps one logsumexp per row (B*H*T) and one rowsum(dO * O) per row. Functions of the device
-// kind, so memory can be planned without the device (train --dry-run).
+// both backends keep one logsumexp per score row (B*H*T) and one rowsum(dO * O) per row, the
+// backward recomputing the probabilities. Functions of the device kind (a backend may keep
+// something else), so memory can be planned without the device (train --dry-run).
 int64_t attention_saved_numel(Device device, const AttentionShape& shape);
 int64_t attention_scratch_numel(Device device, const AttentionShape& shape);
 

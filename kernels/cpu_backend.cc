@@ -205,7 +205,7 @@ class CpuOps final : public SegmentLoopOps<T> {
     }
   }
 
-  // saved: the causal softmax (B, H, T, T); scratch: (T, T) (attention_saved_numel).
+  // saved: each score row's logsumexp (B, H, T); scratch: D (B, H, T), as the CUDA backend's.
   void attention_forward(T* out, int64_t ld_out, T* saved, const T* q, const T* k, const T* v,
                          int64_t ld_qkv, const AttentionShape& s) override {
     kernels::attention_forward(out, ld_out, saved, q, k, v, ld_qkv, s.batch, s.seq_len, s.heads,

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -20,12 +21,12 @@ constexpr int64_t ld_qkv = 3 * D + 3, ld_out = D + 2, ld_dqkv = 3 * D + 5;
 
 struct Buffers {
   std::vector<double> out = std::vector<double>(B * T * ld_out, 0.0);
-  std::vector<double> probs = std::vector<double>(B * H * T * T, 0.0);
+  std::vector<double> lse = std::vector<double>(B * H * T, 0.0);
 };
 
 Buffers run_forward(const std::vector<double>& qkv) {
   Buffers r;
-  attention_forward(r.out.data(), ld_out, r.probs.data(), qkv.data(), qkv.data() + D,
+  attention_forward(r.out.data(), ld_out, r.lse.data(), qkv.data(), qkv.data() + D,
                     qkv.data() + 2 * D, ld_qkv, B, T, H, hd);
   return r;
 }
@@ -47,10 +48,7 @@ TEST(Attention, ForwardMatchesNaiveCausalSoftmax) {
           w[j] = std::exp(s * scale);  // no max trick: inputs are small
           z += w[j];
         }
-        const double* P = r.probs.data() + ((b * H + h) * T + t) * T;
-        for (int64_t j = 0; j < T; ++j) {
-          EXPECT_NEAR(P[j], j <= t ? w[j] / z : 0.0, 1e-14) << b << h << t << j;
-        }
+        EXPECT_NEAR(r.lse[(b * H + h) * T + t], std::log(z), 1e-14) << b << h << t;
         for (int64_t d = 0; d < hd; ++d) {
           double o = 0;
           for (int64_t j = 0; j <= t; ++j) {
@@ -78,10 +76,22 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
 
   const Buffers r = run_forward(qkv);
   constexpr double kSentinel = -777.0;
-  std::vector<double> dqkv(B * T * ld_dqkv, kSentinel), scratch(T * T);
+  std::vector<double> dqkv(B * T * ld_dqkv, kSentinel), scratch(B * H * T);
   attention_backward(dqkv.data(), dqkv.data() + D, dqkv.data() + 2 * D, ld_dqkv, scratch.data(),
-                     dout.data(), ld_out, r.probs.data(), qkv.data(), qkv.data() + D,
+                     dout.data(), ld_out, r.lse.data(), qkv.data(), qkv.data() + D,
                      qkv.data() + 2 * D, ld_qkv, B, T, H, hd);
+  // scratch receives D = rowsum(dO * O), the CUDA kernels' definition of it.
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t t = 0; t < T; ++t) {
+        double d = 0;
+        for (int64_t c = 0; c < hd; ++c) {
+          d += dout[(b * T + t) * ld_out + h * hd + c] * r.out[(b * T + t) * ld_out + h * hd + c];
+        }
+        EXPECT_NEAR(scratch[(b * H + h) * T + t], d, 1e-13) << b << h << t;
+      }
+    }
+  }
   // Re-index the analytic gradient from the ld_dqkv layout into the ld_qkv layout.
   std::vector<double> analytic(qkv.size(), 0.0);
   for (int64_t row = 0; row < B * T; ++row) {
@@ -101,39 +111,66 @@ TEST(Attention, Fp32MatchesFp64) {
   const auto qkvf = testing::to_float(qkv);
   const auto doutf = testing::to_float(dout);
   const Buffers r = run_forward(qkv);
-  std::vector<float> outf(B * T * ld_out, 0.0f), probsf(B * H * T * T);
-  attention_forward(outf.data(), ld_out, probsf.data(), qkvf.data(), qkvf.data() + D,
+  std::vector<float> outf(B * T * ld_out, 0.0f), lsef(B * H * T);
+  attention_forward(outf.data(), ld_out, lsef.data(), qkvf.data(), qkvf.data() + D,
                     qkvf.data() + 2 * D, ld_qkv, B, T, H, hd);
   EXPECT_LE(rel_error(outf, r.out), testing::kF32Tolerance);
-  EXPECT_LE(rel_error(probsf, r.probs), testing::kF32Tolerance);
+  EXPECT_LE(rel_error(lsef, r.lse), testing::kF32Tolerance);
 
-  std::vector<double> dqkv(B * T * ld_dqkv, 0.0), scratch(T * T);
-  std::vector<float> dqkvf(B * T * ld_dqkv, 0.0f), scratchf(T * T);
+  std::vector<double> dqkv(B * T * ld_dqkv, 0.0), scratch(B * H * T);
+  std::vector<float> dqkvf(B * T * ld_dqkv, 0.0f), scratchf(B * H * T);
   attention_backward(dqkv.data(), dqkv.data() + D, dqkv.data() + 2 * D, ld_dqkv, scratch.data(),
-                     dout.data(), ld_out, r.probs.data(), qkv.data(), qkv.data() + D,
+                     dout.data(), ld_out, r.lse.data(), qkv.data(), qkv.data() + D,
                      qkv.data() + 2 * D, ld_qkv, B, T, H, hd);
   attention_backward(dqkvf.data(), dqkvf.data() + D, dqkvf.data() + 2 * D, ld_dqkv,
-                     scratchf.data(), doutf.data(), ld_out, probsf.data(), qkvf.data(),
+                     scratchf.data(), doutf.data(), ld_out, lsef.data(), qkvf.data(),
                      qkvf.data() + D, qkvf.data() + 2 * D, ld_qkv, B, T, H, hd);
   EXPECT_LE(rel_error(dqkvf, dqkv), testing::kF32Tolerance);
 }
 
-// Sequences longer than the kernel's causal row block (64) run the blocked path: three blocks,
-// the last one partial. Forward against the naive softmax, backward by finite differences on a
-// sample of inputs spread over all blocks.
+// Float's fast paths (vector tiles of 32 lanes, 8 x 8 transposes) on a head of 40 (32 lanes and
+// 8 left over) and 70 positions (three query blocks, the last of 6 queries), against double on
+// the same inputs; double itself is checked against finite differences above and below.
+TEST(Attention, Fp32WideHeadsMatchFp64) {
+  constexpr int64_t TW = 70, HW = 2, hdw = 40, DW = HW * hdw, ldw = 3 * DW + 8;
+  const auto qkv = testing::float_exact(random_vector(TW * ldw, 9, -1.0, 1.0));
+  const auto dout = testing::float_exact(random_vector(TW * DW, 10));
+  const auto qkvf = testing::to_float(qkv);
+  const auto doutf = testing::to_float(dout);
+  std::vector<double> out(TW * DW), lse(HW * TW), dqkv(TW * ldw), scratch(HW * TW);
+  std::vector<float> outf(TW * DW), lsef(HW * TW), dqkvf(TW * ldw), scratchf(HW * TW);
+  attention_forward(out.data(), DW, lse.data(), qkv.data(), qkv.data() + DW, qkv.data() + 2 * DW,
+                    ldw, 1, TW, HW, hdw);
+  attention_forward(outf.data(), DW, lsef.data(), qkvf.data(), qkvf.data() + DW,
+                    qkvf.data() + 2 * DW, ldw, 1, TW, HW, hdw);
+  EXPECT_LE(rel_error(outf, out), testing::kF32Tolerance);
+  EXPECT_LE(rel_error(lsef, lse), testing::kF32Tolerance);
+  attention_backward(dqkv.data(), dqkv.data() + DW, dqkv.data() + 2 * DW, ldw, scratch.data(),
+                     dout.data(), DW, lse.data(), qkv.data(), qkv.data() + DW,
+                     qkv.data() + 2 * DW, ldw, 1, TW, HW, hdw);
+  attention_backward(dqkvf.data(), dqkvf.data() + DW, dqkvf.data() + 2 * DW, ldw,
+                     scratchf.data(), doutf.data(), DW, lsef.data(), qkvf.data(),
+                     qkvf.data() + DW, qkvf.data() + 2 * DW, ldw, 1, TW, HW, hdw);
+  EXPECT_LE(rel_error(dqkvf, dqkv), testing::kF32Tolerance);
+  EXPECT_LE(rel_error(scratchf, scratch), testing::kF32Tolerance);
+}
+
+// Sequences longer than the kernel's query block (32) run several blocks: five, the last one
+// partial. Forward against the naive softmax, backward by finite differences on a sample of
+// inputs spread over all blocks.
 TEST(Attention, BlockedLongSequenceForwardAndBackward) {
   constexpr int64_t TL = 150, HL = 2, hdl = 4, DL = HL * hdl, ld = 3 * DL;
   auto qkv = random_vector(TL * ld, 7, -1.0, 1.0);
   const auto dout = random_vector(TL * DL, 8);
-  std::vector<double> out(TL * DL), probs(HL * TL * TL);
+  std::vector<double> out(TL * DL), lse(HL * TL);
   auto forward = [&] {
-    attention_forward(out.data(), DL, probs.data(), qkv.data(), qkv.data() + DL,
+    attention_forward(out.data(), DL, lse.data(), qkv.data(), qkv.data() + DL,
                       qkv.data() + 2 * DL, ld, 1, TL, HL, hdl);
   };
   forward();
   const double scale = 1.0 / std::sqrt(double(hdl));
   for (int64_t h = 0; h < HL; ++h) {
-    for (int64_t t : {0L, 63L, 64L, 100L, 127L, 128L, 149L}) {
+    for (int64_t t : {0L, 31L, 32L, 63L, 64L, 100L, 127L, 128L, 149L}) {
       std::vector<double> w(t + 1);
       double z = 0;
       for (int64_t j = 0; j <= t; ++j) {
@@ -142,8 +179,11 @@ TEST(Attention, BlockedLongSequenceForwardAndBackward) {
         w[j] = std::exp(s * scale);
         z += w[j];
       }
-      for (int64_t j = 0; j < TL; ++j) {
-        ASSERT_NEAR(probs[(h * TL + t) * TL + j], j <= t ? w[j] / z : 0.0, 1e-13) << h << " " << t << " " << j;
+      ASSERT_NEAR(lse[h * TL + t], std::log(z), 1e-13) << h << " " << t;
+      for (int64_t d = 0; d < hdl; ++d) {
+        double o = 0;
+        for (int64_t j = 0; j <= t; ++j) o += w[j] / z * qkv[j * ld + 2 * DL + h * hdl + d];
+        ASSERT_NEAR(out[t * DL + h * hdl + d], o, 1e-13) << h << " " << t << " " << d;
       }
     }
   }
@@ -157,28 +197,35 @@ TEST(Attention, BlockedLongSequenceForwardAndBackward) {
   for (int64_t i = 0; i < TL * ld; i += 37) sample.push_back(i);
   const auto g = testing::numeric_grad(qkv, loss, sample);
   forward();
-  std::vector<double> dqkv(TL * ld, 0.0), scratch(TL * TL);
+  std::vector<double> dqkv(TL * ld, 0.0), scratch(HL * TL);
   attention_backward(dqkv.data(), dqkv.data() + DL, dqkv.data() + 2 * DL, ld, scratch.data(),
-                     dout.data(), DL, probs.data(), qkv.data(), qkv.data() + DL,
+                     dout.data(), DL, lse.data(), qkv.data(), qkv.data() + DL,
                      qkv.data() + 2 * DL, ld, 1, TL, HL, hdl);
   EXPECT_LE(rel_error(dqkv, g, sample), testing::kFdTolerance);
 }
 
-// Large logits must not overflow the softmax (max-subtracted).
+// Large logits must not overflow the softmax (max-subtracted): the float forward and backward
+// stay finite and agree with double, whose exp(s) alone would overflow float.
 TEST(Attention, StableForLargeScores) {
   auto qkv = random_vector(B * T * ld_qkv, 6, -1.0, 1.0);
   for (int64_t row = 0; row < B * T; ++row)
     for (int64_t c = 0; c < 2 * D; ++c) qkv[row * ld_qkv + c] *= 60.0;
-  auto qkvf = testing::to_float(qkv);
-  std::vector<float> outf(B * T * ld_out, 0.0f), probsf(B * H * T * T);
-  attention_forward(outf.data(), ld_out, probsf.data(), qkvf.data(), qkvf.data() + D,
+  qkv = testing::float_exact(qkv);
+  const auto dout = testing::float_exact(random_vector(B * T * ld_out, 13));
+  const auto qkvf = testing::to_float(qkv);
+  const auto doutf = testing::to_float(dout);
+  const Buffers r = run_forward(qkv);
+  std::vector<float> outf(B * T * ld_out, 0.0f), lsef(B * H * T);
+  attention_forward(outf.data(), ld_out, lsef.data(), qkvf.data(), qkvf.data() + D,
                     qkvf.data() + 2 * D, ld_qkv, B, T, H, hd);
-  for (float p : probsf) EXPECT_TRUE(std::isfinite(p));
-  for (int64_t i = 0; i < B * H * T; ++i) {
-    double s = 0;
-    for (int64_t j = 0; j < T; ++j) s += probsf[i * T + j];
-    EXPECT_NEAR(s, 1.0, 1e-6);
-  }
+  for (float x : lsef) EXPECT_TRUE(std::isfinite(x));
+  EXPECT_GT(*std::max_element(lsef.begin(), lsef.end()), 100.0f);  // exp(lse) overflows float
+  EXPECT_LE(rel_error(outf, r.out), 1e-4);
+  std::vector<float> dqkvf(B * T * ld_dqkv, 0.0f), scratchf(B * H * T);
+  attention_backward(dqkvf.data(), dqkvf.data() + D, dqkvf.data() + 2 * D, ld_dqkv,
+                     scratchf.data(), doutf.data(), ld_out, lsef.data(), qkvf.data(),
+                     qkvf.data() + D, qkvf.data() + 2 * D, ld_qkv, B, T, H, hd);
+  for (float g : dqkvf) EXPECT_TRUE(std::isfinite(g));
 }
 
 }  // namespace

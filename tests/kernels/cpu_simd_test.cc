@@ -89,29 +89,29 @@ TEST(CpuSimd, E4m3ConversionMatchesTheReferenceEverywhere) {
 // Float attention runs its (batch, head) pairs on one thread each: 1 and 2 threads give the
 // same bits.
 TEST(CpuSimd, FloatAttentionDoesNotDependOnTheThreadCount) {
-  constexpr int64_t B = 2, T = 70, H = 3, hd = 8, D = H * hd, ld = 3 * D;
+  constexpr int64_t B = 2, T = 70, H = 3, hd = 40, D = H * hd, ld = 3 * D;
   const auto qkv = testing::to_float(testing::random_vector(B * T * ld, 11, -2.0, 2.0));
   const auto dout = testing::to_float(testing::random_vector(B * T * D, 12));
   struct Result {
-    std::vector<float> out, probs, dqkv;
+    std::vector<float> out, lse, dqkv;
   };
   auto run = [&](int threads) {
     const int before = cpu_threads();
     set_cpu_threads(threads);
-    Result r{std::vector<float>(B * T * D), std::vector<float>(B * H * T * T),
+    Result r{std::vector<float>(B * T * D), std::vector<float>(B * H * T),
              std::vector<float>(B * T * ld)};
-    std::vector<float> scratch(T * T);
-    attention_forward(r.out.data(), D, r.probs.data(), qkv.data(), qkv.data() + D,
+    std::vector<float> scratch(B * H * T);
+    attention_forward(r.out.data(), D, r.lse.data(), qkv.data(), qkv.data() + D,
                       qkv.data() + 2 * D, ld, B, T, H, hd);
     attention_backward(r.dqkv.data(), r.dqkv.data() + D, r.dqkv.data() + 2 * D, ld,
-                       scratch.data(), dout.data(), D, r.probs.data(), qkv.data(),
+                       scratch.data(), dout.data(), D, r.lse.data(), qkv.data(),
                        qkv.data() + D, qkv.data() + 2 * D, ld, B, T, H, hd);
     set_cpu_threads(before);
     return r;
   };
   const Result one = run(1), two = run(2);
   EXPECT_EQ(one.out, two.out);
-  EXPECT_EQ(one.probs, two.probs);
+  EXPECT_EQ(one.lse, two.lse);
   EXPECT_EQ(one.dqkv, two.dqkv);
 }
 

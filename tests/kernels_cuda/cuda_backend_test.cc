@@ -42,11 +42,11 @@ void check_attention_matches_cpu(int64_t B, int64_t T_len, int64_t H, int64_t hd
   const T* q = qkv.data();
 
   auto out = out0, dqkv = dqkv0;
-  std::vector<T> probs(B * H * T_len * T_len), scratch(T_len * T_len);
-  attention_forward(out.data(), ld_out, probs.data(), q, q + H * hd, q + 2 * H * hd, ld_qkv, B,
+  std::vector<T> lse(B * H * T_len), scratch(B * H * T_len);
+  attention_forward(out.data(), ld_out, lse.data(), q, q + H * hd, q + 2 * H * hd, ld_qkv, B,
                     T_len, H, hd);
   attention_backward(dqkv.data(), dqkv.data() + H * hd, dqkv.data() + 2 * H * hd, ld_d,
-                     scratch.data(), dout.data(), ld_out, probs.data(), q, q + H * hd,
+                     scratch.data(), dout.data(), ld_out, lse.data(), q, q + H * hd,
                      q + 2 * H * hd, ld_qkv, B, T_len, H, hd);
 
   DeviceBuffer<T> d_qkv(qkv), d_dout(dout), d_out(out0), d_dqkv(dqkv0);
@@ -62,6 +62,7 @@ void check_attention_matches_cpu(int64_t B, int64_t T_len, int64_t H, int64_t hd
   };
   backward();
   EXPECT_LE(rel_error(fetch(d_out), out), tol) << "T=" << T_len << " hd=" << hd;
+  EXPECT_LE(rel_error(fetch(d_lse), lse), tol) << "T=" << T_len << " hd=" << hd;
   const std::vector<T> first = fetch(d_dqkv);
   EXPECT_LE(rel_error(first, dqkv), tol) << "T=" << T_len << " hd=" << hd;
   // No atomics: a second backward gives the same bits.

@@ -12,24 +12,23 @@
 //
 // Bits: every output element is one chain of std::fma over s in order (from 0, or added to the
 // output once per block where dK and dV accumulate over blocks), so results do not depend on
-// the tile shape, the ISA clone (an fma rounds once on every ISA; cpu_simd.h's exp_f32 is
+// the tile shape, the ISA clone (an fma rounds once on every ISA: the AVX2 and AVX-512 clones
+// use the instruction, the baseline clone libm's exact but slow fma; cpu_simd.h's exp_f32 is
 // ISA-independent), nor the thread count: the (batch, head) pairs are spread over the threads,
 // each computed alone. Double (gradient checks) runs the same code with std::exp and std::log.
 #include "kernels/attention.h"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <cmath>
 #include <limits>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
-#include <vector>
+#include <utility>
 
 #include "kernels/cpu_simd.h"
 #include "kernels/gemm.h"
@@ -125,6 +124,11 @@ template <typename T, int kRows, int kW>
   for (; w + kW <= W; w += kW) {
     tile<T, kRows, kW>(out + w, ldo, accumulate, M, mr, ms, R + w, ldr, s0, s1);
   }
+  if constexpr (kW > 16) {  // a half-width tile before the narrow lanes (hd 48, 80, ...)
+    for (; w + 16 <= W; w += 16) {
+      tile<T, kRows, 16>(out + w, ldo, accumulate, M, mr, ms, R + w, ldr, s0, s1);
+    }
+  }
   if (w < W) {
     narrow_tile<T, kRows, kW>(out + w, ldo, accumulate, M, mr, ms, R + w, ldr, s0, s1,
                               static_cast<int>(W - w));
@@ -150,8 +154,7 @@ template <typename T, typename Shape, typename Range>
 }
 
 // The per-thread buffers of one pair's blocks, in one 64-byte aligned allocation: every row is
-// kQueryBlock elements, so every row starts on a cache line (a misaligned buffer splits every
-// vector load in two: the kernels ran at two thirds of the speed).
+// kQueryBlock elements, so every row starts on a cache line and no vector load is split.
 template <typename T>
 class BlockBuffers {
  public:

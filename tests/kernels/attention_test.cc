@@ -128,11 +128,11 @@ TEST(Attention, Fp32MatchesFp64) {
   EXPECT_LE(rel_error(dqkvf, dqkv), testing::kF32Tolerance);
 }
 
-// Float's fast paths (vector tiles of 32 lanes, 8 x 8 transposes) on a head of 40 (32 lanes and
-// 8 left over) and 70 positions (three query blocks, the last of 6 queries), against double on
-// the same inputs; double itself is checked against finite differences above and below.
+// Float's fast paths (vector tiles of 32 and 16 lanes, 8 x 8 transposes) on a head of 56 (32 + 16
+// lanes and 8 left over) and 70 positions (three query blocks, the last of 6 queries), against
+// double on the same inputs; double itself is checked against finite differences above and below.
 TEST(Attention, Fp32WideHeadsMatchFp64) {
-  constexpr int64_t TW = 70, HW = 2, hdw = 40, DW = HW * hdw, ldw = 3 * DW + 8;
+  constexpr int64_t TW = 70, HW = 2, hdw = 56, DW = HW * hdw, ldw = 3 * DW + 8;
   const auto qkv = testing::float_exact(random_vector(TW * ldw, 9, -1.0, 1.0));
   const auto dout = testing::float_exact(random_vector(TW * DW, 10));
   const auto qkvf = testing::to_float(qkv);

@@ -185,7 +185,10 @@ CalibrationPlan plan_calibration(const std::vector<Recipe>& recipes,
       if (core.heads == 0) continue;
       AttentionRequest a{micro_batch_rows(r), r.train.seq_len, core.heads, core.qk_dim,
                          core.v_dim};
-      const int64_t per_head = a.seq_len * a.seq_len * static_cast<int64_t>(sizeof(float));
+      // What measuring allocates per (batch, head): q, k, v, out and their gradients, and the
+      // saved logsumexp and scratch rows (kernels::attention_saved_numel / _scratch_numel).
+      const int64_t per_head =
+          (8 * a.qk_dim + 2) * a.seq_len * static_cast<int64_t>(sizeof(float));
       while (a.batch > 1 && a.batch * a.heads * per_head > attention_bytes) a.batch /= 2;
       while (a.heads > 1 && a.batch * a.heads * per_head > attention_bytes) a.heads /= 2;
       const bool seen = std::any_of(

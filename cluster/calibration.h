@@ -87,8 +87,9 @@ std::vector<int64_t> layout_micro_batch_rows(const trainer::Recipe& recipe, int 
 // at fp32, and the shapes that run at the block precision also at each other precision of
 // `precisions`; then n x n x n (layout nt) for each of `square_sizes` at fp32, bf16 and fp8 (the
 // peaks). The attention cores of every recipe's layers at (micro_batch_rows, seq_len), with batch
-// and then heads reduced until the CPU's saved probabilities (batch x heads x seq_len^2 floats)
-// fit in `attention_bytes`.
+// and then heads reduced until the buffers measuring them (q, k, v, out and their gradients, the
+// saved logsumexp and scratch: batch x heads x (8 qk_dim + 2) x seq_len floats) fit in
+// `attention_bytes`.
 CalibrationPlan plan_calibration(const std::vector<trainer::Recipe>& recipes,
                                  const std::vector<std::string>& precisions,
                                  const std::vector<int64_t>& square_sizes, int layout_ranks = 0,

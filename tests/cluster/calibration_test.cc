@@ -137,8 +137,9 @@ TEST(Calibration, LayoutsMicroBatchesAreMeasuredToo) {
 }
 
 TEST(Calibration, AttentionShrinksBatchThenHeadsToFitTheBudget) {
-  const Recipe bench = recipe("bench-moe.yaml");  // 8 x 8 x 256^2 floats = 16 MiB saved
-  const int64_t per_head = 256 * 256 * 4;
+  // bench-moe: batch 8 x heads 8, each (8 x 32 + 2) x 256 floats of buffers.
+  const Recipe bench = recipe("bench-moe.yaml");
+  const int64_t per_head = (8 * 32 + 2) * 256 * 4;
   EXPECT_EQ(plan_calibration({bench}, {"fp32"}, {}, 0, 64 * per_head).attention[0].batch, 8);
   const AttentionRequest small =
       plan_calibration({bench}, {"fp32"}, {}, 0, 4 * per_head).attention[0];

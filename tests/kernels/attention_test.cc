@@ -190,7 +190,9 @@ TEST(Attention, BlockedLongSequenceForwardAndBackward) {
       double z = 0;
       for (int64_t j = 0; j <= t; ++j) {
         double s = 0;
-        for (int64_t d = 0; d < hdl; ++d) s += qkv[t * ld + h * hdl + d] * qkv[j * ld + DL + h * hdl + d];
+        for (int64_t d = 0; d < hdl; ++d) {
+          s += qkv[t * ld + h * hdl + d] * qkv[j * ld + DL + h * hdl + d];
+        }
         w[j] = std::exp(s * scale);
         z += w[j];
       }

@@ -1,7 +1,8 @@
 // GEMM: the only path to matrix products. fp32 goes to the selected library (by default the
 // faster one for the operand layout on this CPU, see GemmBackend::kAuto and bench/gemm_bench);
 // fp64 (used by gradient tests) always goes to CBLAS. Never hand-roll a matmul loop in the hot
-// path.
+// path, except inside a fused kernel no library offers (the CPU's flash attention,
+// kernels/attention.cc, keeps its score tiles in cache between the products and the softmax).
 //
 // Thread-safety: gemm() is safe to call from several threads; set_gemm_backend() is not.
 #pragma once

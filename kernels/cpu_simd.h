@@ -4,8 +4,9 @@
 // leaves our own loops at SSE2 width and calling the scalar libm expf. Hot float loops are
 // instead written as `#pragma omp simd` loops in functions marked TESSERA_CPU_CLONES: GCC
 // compiles one copy per ISA below and the loader picks the best the CPU has (function
-// multiversioning through ifunc). The project compiles without FP contraction (ISO C++,
-// -ffp-contract=off), so every clone rounds each operation identically: results do not
+// multiversioning through ifunc). The kernels compile without FP contraction (-ffp-contract=off
+// in kernels/CMakeLists.txt: GCC's default fuses a * b + c even in ISO C++ mode, in the clones
+// that have fma only), so every clone rounds each operation identically: results do not
 // depend on the ISA picked, only reductions written with kLanes partial sums reorder sums, and
 // they do so the same way on every ISA.
 //

@@ -59,6 +59,7 @@ case $launcher in
   mpirun) mpirun -np "$ntasks" "$tessera" train "$recipe" --resume auto & ;;
 esac
 step=$!
+resender=""
 while :; do
   wait "$step"
   status=$?
@@ -66,10 +67,17 @@ while :; do
     say "got SIG$pending: asking the training step to checkpoint and stop"
     kill -USR1 "$step" 2>/dev/null
     pending=""
+    # A launcher drops a signal that comes before its ranks run (Slurm's warning has come in
+    # the first second of a start): ask again every 10 s until the step ends.
+    if [ -z "$resender" ]; then
+      ( while sleep 10; do kill -USR1 "$step" 2>/dev/null || exit 0; done ) &
+      resender=$!
+    fi
     continue
   fi
   break
 done
+[ -n "$resender" ] && kill "$resender" 2>/dev/null
 
 if [ -e "$run_dir/DONE" ]; then
   say "training complete ($run_dir/DONE exists)"

@@ -256,6 +256,14 @@ template <typename T, typename Shape>
   return static_cast<int>(std::max<int64_t>(0, j - i0));
 }
 
+// The `product` range of a tile of the block's query rows [r0, r1): the keys its last query
+// sees (the masked ones past them hold P = 0).
+[[gnu::always_inline]] inline auto keys_seen(int64_t i0, int64_t i1) {
+  return [i0, i1](int64_t, int64_t r1) {
+    return std::pair<int64_t, int64_t>{0, std::min(i1, i0 + r1)};
+  };
+}
+
 // mx[l] = the largest visible St[j][l] over keys j < i1.
 template <typename T>
 [[gnu::always_inline]] inline void column_max(T* mx, const T* st, int64_t i0, int64_t i1) {
@@ -334,9 +342,7 @@ template <typename T, typename Shape>
     for (int64_t l = 0; l < nb; ++l) lse[i0 + l] = mx[l] + std::log(sum[l]);
     // O[i0 + l] = (sum_j exp[l][j] V[j]) / sum[l]: query rows, keys up to the tile's last query.
     product<T, Shape>(out + i0 * ld_out, ld_out, false, nb, hd, st, 1, kQueryBlock, v, ld_qkv,
-                      [i0, i1](int64_t, int64_t r1) {
-                        return std::pair<int64_t, int64_t>{0, std::min(i1, i0 + r1)};
-                      });
+                      keys_seen(i0, i1));
     for (int64_t l = 0; l < nb; ++l) {
       T* o = out + (i0 + l) * ld_out;
       const T inv = T(1) / sum[l];
@@ -392,9 +398,7 @@ template <typename T, typename Shape>
                       ld_qkv, from_key);
     // dQ[i0 + l] = sum_j dS[l][j] K[j] (the scale is in dS).
     product<T, Shape>(dq + i0 * ld_dqkv, ld_dqkv, false, nb, hd, dst, 1, kQueryBlock, k, ld_qkv,
-                      [i0, i1](int64_t, int64_t r1) {
-                        return std::pair<int64_t, int64_t>{0, std::min(i1, i0 + r1)};
-                      });
+                      keys_seen(i0, i1));
   }
   for (int64_t t = 0; t < T_len; ++t) {
     std::copy(buf.dk + t * ldk, buf.dk + t * ldk + hd, dk + t * ld_dqkv);

@@ -40,13 +40,6 @@ double all_reduce_one(Comm& world, double value, parallel::ReduceOp op) {
   return value;
 }
 
-// The mean of `value` over the ranks with `takes_part` (0 when none does).
-double mean_over_ranks(Comm& world, double value, bool takes_part) {
-  double sums[2] = {takes_part ? value : 0.0, takes_part ? 1.0 : 0.0};
-  world.all_reduce(std::span<double>(sums, 2)).wait();
-  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
-}
-
 // Seconds per call of body() on this rank (see "Timing" in the header). Every rank of `world`
 // calls it; body() may be a no-op on ranks that sit out, and may itself be a collective over a
 // sub-communicator (every member then makes the same number of calls).
@@ -105,6 +98,12 @@ int64_t parse_cache_size(std::string text) {
 }
 
 }  // namespace
+
+double slowest_over_ranks(Comm& world, double seconds, bool takes_part) {
+  double slowest = takes_part ? seconds : 0.0;
+  world.all_reduce(std::span<double>(&slowest, 1), {parallel::ReduceOp::kMax}).wait();
+  return slowest;
+}
 
 // ---- What to measure.
 
@@ -313,8 +312,9 @@ double measure_gemm_tflops(Backend& backend, Comm& world, const GemmRequest& g,
       ops.linear_backward_weight(C, A, O, B, I, N, I, O, precision);
     }
   };
-  const double s = seconds_per_call(world, [&] { body(); backend.synchronize(); }, timing);
-  return mean_over_ranks(world, g.flops() / s / 1e12, true);
+  const double s = slowest_over_ranks(
+      world, seconds_per_call(world, [&] { body(); backend.synchronize(); }, timing), true);
+  return g.flops() / s / 1e12;
 }
 
 AttentionTflops measure_attention_tflops(Backend& backend, Comm& world,
@@ -350,10 +350,11 @@ AttentionTflops measure_attention_tflops(Backend& backend, Comm& world,
                            v.data<float>(), ld, shape);
     backend.synchronize();
   };
-  const double forward_s = seconds_per_call(world, forward, timing);
-  const double backward_s = seconds_per_call(world, backward, timing);
-  return {mean_over_ranks(world, a.forward_flops() / forward_s / 1e12, true),
-          mean_over_ranks(world, a.backward_flops() / backward_s / 1e12, true)};
+  const double forward_s =
+      slowest_over_ranks(world, seconds_per_call(world, forward, timing), true);
+  const double backward_s =
+      slowest_over_ranks(world, seconds_per_call(world, backward, timing), true);
+  return {a.forward_flops() / forward_s / 1e12, a.backward_flops() / backward_s / 1e12};
 }
 
 double measure_memory_gbs(Comm& world, int64_t array_bytes, const TimingPolicy& timing) {
@@ -376,10 +377,10 @@ double measure_memory_gbs(Comm& world, int64_t array_bytes, const TimingPolicy& 
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + scalar * pc[i];
   };
-  const double s = seconds_per_call(world, triad, timing);
+  const double s = slowest_over_ranks(world, seconds_per_call(world, triad, timing), true);
   volatile double sink = pa[n / 2];  // keep the loop
   (void)sink;
-  return mean_over_ranks(world, 3.0 * sizeof(double) * static_cast<double>(n) / s / 1e9, true);
+  return 3.0 * sizeof(double) * static_cast<double>(n) / s / 1e9;
 }
 
 double measure_ping_pong_s(Comm& world, int64_t bytes, const TimingPolicy& timing) {
@@ -402,8 +403,7 @@ double measure_ping_pong_s(Comm& world, int64_t bytes, const TimingPolicy& timin
       world.send<float>(buffer, peer).wait();
     }
   };
-  const double s = seconds_per_call(world, round_trip, timing);
-  return mean_over_ranks(world, s / 2.0, takes_part);
+  return slowest_over_ranks(world, seconds_per_call(world, round_trip, timing), takes_part) / 2.0;
 }
 
 std::unique_ptr<Comm> make_consecutive_groups(Comm& world, int group_size) {
@@ -436,8 +436,8 @@ double measure_all_to_all_gbs(Comm& world, Comm& group, int group_size, int64_t 
     if (!takes_part) return;
     group.all_to_all_v<float>(in, std::span<float>(out), options).wait();
   };
-  const double s = seconds_per_call(world, exchange, timing);
-  return mean_over_ranks(world, static_cast<double>(bytes_per_rank) / s / 1e9, takes_part);
+  const double s = slowest_over_ranks(world, seconds_per_call(world, exchange, timing), takes_part);
+  return static_cast<double>(bytes_per_rank) / s / 1e9;
 }
 
 const char* zero_collective_name(ZeroCollective kind) {
@@ -463,8 +463,9 @@ double measure_zero_collective_gbs(Comm& world, Comm& group, int group_size, Zer
       group.all_gather<float>(slice, std::span<float>(whole)).wait();
     }
   };
-  const double s = seconds_per_call(world, collective, timing);
-  return mean_over_ranks(world, static_cast<double>(bytes) / s / 1e9, takes_part);
+  const double s =
+      slowest_over_ranks(world, seconds_per_call(world, collective, timing), takes_part);
+  return static_cast<double>(bytes) / s / 1e9;
 }
 
 }  // namespace tessera::cluster

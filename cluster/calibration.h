@@ -7,8 +7,9 @@
 //     shapes for the peaks) and the attention cores; the machine facts (CPU model, memory, cache).
 //   - The measure_* functions. Each is a COLLECTIVE over `world`: every rank calls it with the
 //     same arguments at the same time and every rank measures at once (as in training, the ranks
-//     share the machine's cores, memory and links). Each returns the mean over the ranks that
-//     took part, the same value on every rank.
+//     share the machine's cores, memory and links). Each returns the figure of the slowest rank
+//     that took part (its seconds per call; synchronous training waits for it at every
+//     exchange), the same value on every rank.
 //
 // Timing (every measure_*): one untimed warm-up call (first touch of the buffers, library set-up),
 // one probe call; the ranks agree on the calls per sample from the slowest probe, so they run the
@@ -109,7 +110,13 @@ int online_cpus();                   // sysconf(_SC_NPROCESSORS_ONLN)
 double total_memory_gib();           // /proc/meminfo MemTotal; 0 when unknown
 int64_t last_level_cache_bytes();    // the largest cache in sysfs of cpu0; 0 when unknown
 
-// ---- Measurements: collectives over `world`, means over ranks (see the top of this file).
+// ---- Measurements: collectives over `world`, the slowest rank's (see the top of this file).
+
+// The largest of the ranks' `seconds` among those with `takes_part` (0 when none does), on every
+// rank: the figure a measurement reports. Synchronous training waits for its slowest rank at
+// every exchange, so a step runs at that rank's pace, not the mean's (side by side, ranks differ
+// by a few percent on one GEMM). A collective over `world`.
+double slowest_over_ranks(parallel::Comm& world, double seconds, bool takes_part);
 
 // TFLOP/s (2 m n k / s / 1e12) of the request's GEMM through backend.ops<float>()'s linear ops
 // with LinearOptions::precision: nt = linear_forward (N = m, O = n, I = k), nn =
@@ -133,7 +140,7 @@ AttentionTflops measure_attention_tflops(kernels::Backend& backend, parallel::Co
 double measure_memory_gbs(parallel::Comm& world, int64_t array_bytes, const TimingPolicy& timing);
 
 // Half a round trip, in seconds, of a `bytes` ping-pong between ranks 2i and 2i + 1, all pairs at
-// once (a last odd rank sits out), through world.send / world.recv. Mean over the pairs' ranks.
+// once (a last odd rank sits out), through world.send / world.recv. The slowest pair's.
 // REQUIRES: world.size() >= 2, bytes a positive multiple of 4.
 double measure_ping_pong_s(parallel::Comm& world, int64_t bytes, const TimingPolicy& timing);
 

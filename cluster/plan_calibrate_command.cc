@@ -43,8 +43,9 @@ constexpr const char* kUsage =
     "recipe's (seq_len, heads, head_dim), memory bandwidth (a STREAM triad), point-to-point\n"
     "latency and bandwidth, all-to-all, reduce-scatter and all-gather throughput between the\n"
     "ranks (groups of 2, 4, ... consecutive ranks). All ranks measure at once, as they train\n"
-    "(sharing the cores); every number is the mean over the ranks. All ranks are one node\n"
-    "(nodes: 1, gpus_per_node: N); the inter-node numbers repeat the intra-node ones.\n\n"
+    "(sharing the cores); every number is the slowest rank's (a synchronous step waits for it).\n"
+    "All ranks are one node (nodes: 1, gpus_per_node: N); the inter-node numbers repeat the\n"
+    "intra-node ones.\n\n"
     "Needs >= 2 processes (mpirun): one cannot measure the network. run.device must be cpu; the\n"
     "recipes' run.cpu_threads (all equal) sets each rank's threads. GEMMs are measured at fp32, and\n"
     "at bf16 / fp8 (the CPU's emulation) when a recipe's precision.compute or --precisions names\n"
@@ -263,7 +264,7 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
           " thread(s) per rank, " + backend.capabilities().name + ".",
       "Recipes: " + recipe_list + ".",
       "All ranks measured at once, as they train (sharing the machine's cores); every number is "
-      "the mean over the ranks, per rank.",
+      "the slowest rank's, per rank (synchronous training waits for it at every exchange).",
       "Timing: a warm-up call, then the median of " + std::to_string(sizes.timing.samples) +
           " samples of >= " + fixed(sizes.timing.sample_s * 1e3, 0) + " ms." +
           (settings.quick ? " --quick: short samples and small buffers (a test run, not for "

@@ -166,8 +166,25 @@ TEST(Calibration, MachineFacts) {
   EXPECT_GE(last_level_cache_bytes(), 0);
 }
 
+// A measurement reports its slowest rank's seconds; ranks that sit out do not count.
+TEST(Calibration, SlowestRankSetsTheFigure) {
+  std::mutex mu;
+  std::vector<double> seen(3);
+  parallel::run_fake_ranks(3, [&](parallel::Comm& world) {
+    const int r = world.rank();
+    // rank 1 is the slowest taking part; rank 2 sits out with a larger value
+    const double s = slowest_over_ranks(world, r == 2 ? 9.0 : 1.0 + 2.0 * r, r != 2);
+    std::lock_guard<std::mutex> lock(mu);
+    seen[static_cast<size_t>(r)] = s;
+  });
+  EXPECT_EQ(seen, (std::vector<double>{3.0, 3.0, 3.0}));
+  parallel::run_fake_ranks(2, [&](parallel::Comm& world) {
+    EXPECT_EQ(slowest_over_ranks(world, 5.0, false), 0.0);
+  });
+}
+
 // The collectives on two fake ranks (threads): every result positive and the same on both.
-TEST(Calibration, MeasurementsAreCollectiveMeans) {
+TEST(Calibration, MeasurementsAreCollective) {
   const TimingPolicy timing{0.001, 2};
   std::mutex mu;
   std::vector<std::vector<double>> results(2);

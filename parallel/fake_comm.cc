@@ -11,6 +11,8 @@
 #include <thread>
 #include <tuple>
 
+#include "parallel/host_reduce.h"
+
 namespace tessera::parallel {
 
 namespace fake_detail {
@@ -155,46 +157,6 @@ using fake_detail::Post;
 using fake_detail::Slot;
 using fake_detail::World;
 
-template <typename T>
-T combine(T a, T b, ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum:
-      return static_cast<T>(a + b);
-    case ReduceOp::kProd:
-      return static_cast<T>(a * b);
-    case ReduceOp::kMin:
-      return std::min(a, b);
-    case ReduceOp::kMax:
-      return std::max(a, b);
-  }
-  return a;
-}
-
-template <typename F>
-void dispatch(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kF32:
-      f(float{});
-      return;
-    case DType::kF64:
-      f(double{});
-      return;
-    case DType::kI32:
-      f(int32_t{});
-      return;
-    case DType::kI64:
-      f(int64_t{});
-      return;
-    case DType::kU16:
-      f(uint16_t{});
-      return;
-    case DType::kU32:
-      f(uint32_t{});
-      return;
-  }
-  throw std::invalid_argument("fake comm: unsupported dtype");
-}
-
 void copy_bytes(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memmove(dst, src, bytes);
 }
@@ -245,34 +207,28 @@ void execute(std::vector<std::optional<Post>>& posts, Group& group) {
   const Post& first = *posts[0];
   const size_t esize = kernels::dtype_size(first.dtype);
   switch (first.kind) {
-    case Kind::kAllReduce:
-      dispatch(first.dtype, [&](auto tag) {
-        using T = decltype(tag);
-        const int64_t n = first.count;
-        std::vector<T> acc(n);
-        copy_bytes(acc.data(), posts[0]->in, n * sizeof(T));
-        for (int r = 1; r < p; ++r) {
-          const T* x = static_cast<const T*>(posts[r]->in);
-          for (int64_t i = 0; i < n; ++i) acc[i] = combine(acc[i], x[i], first.op);
-        }
-        for (int r = 0; r < p; ++r) copy_bytes(posts[r]->out, acc.data(), n * sizeof(T));
-      });
+    case Kind::kAllReduce: {
+      const int64_t n = first.count;
+      std::vector<char> acc(n * esize);
+      copy_bytes(acc.data(), posts[0]->in, acc.size());
+      for (int r = 1; r < p; ++r) reduce_into(acc.data(), posts[r]->in, n, first.dtype, first.op);
+      for (int r = 0; r < p; ++r) copy_bytes(posts[r]->out, acc.data(), acc.size());
       return;
-    case Kind::kReduceScatter:
-      dispatch(first.dtype, [&](auto tag) {
-        using T = decltype(tag);
-        const int64_t n = first.count;
-        std::vector<std::vector<T>> result(p, std::vector<T>(n));
-        for (int r = 0; r < p; ++r) {
-          copy_bytes(result[r].data(), static_cast<const T*>(posts[0]->in) + r * n, n * sizeof(T));
-          for (int q = 1; q < p; ++q) {
-            const T* x = static_cast<const T*>(posts[q]->in) + r * n;
-            for (int64_t i = 0; i < n; ++i) result[r][i] = combine(result[r][i], x[i], first.op);
-          }
+    }
+    case Kind::kReduceScatter: {
+      const int64_t n = first.count;
+      const size_t slice = n * esize;
+      std::vector<std::vector<char>> result(p, std::vector<char>(slice));
+      for (int r = 0; r < p; ++r) {
+        copy_bytes(result[r].data(), static_cast<const char*>(posts[0]->in) + r * slice, slice);
+        for (int q = 1; q < p; ++q) {
+          reduce_into(result[r].data(), static_cast<const char*>(posts[q]->in) + r * slice, n,
+                      first.dtype, first.op);
         }
-        for (int r = 0; r < p; ++r) copy_bytes(posts[r]->out, result[r].data(), n * sizeof(T));
-      });
+      }
+      for (int r = 0; r < p; ++r) copy_bytes(posts[r]->out, result[r].data(), slice);
       return;
+    }
     case Kind::kAllGather: {
       const size_t slice = first.count * esize;
       std::vector<char> gathered(slice * p);

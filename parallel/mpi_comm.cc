@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -15,6 +16,7 @@
 
 #include "parallel/blocking_watch.h"
 #include "parallel/env_number.h"
+#include "parallel/host_reduce.h"
 #include "parallel/liveness.h"
 #include "parallel/mpi_env.h"
 #include "parallel/mpi_group_split.h"
@@ -434,27 +436,46 @@ Work MpiComm::post_reduce_scatter(const void* in, void* out, int64_t count_per_r
       describe("reduce_scatter", next_collective_seq(),
                count_detail(dtype, count_per_rank) + " per rank, " + reduce_op_name(op));
   const int n = to_int(count_per_rank, r.description);
+  to_int(count_per_rank * size_, r.description);
+  // Not MPI_Ireduce_scatter_block: Open MPI's non-blocking one (libnbc) reduces the whole
+  // buffer on rank 0 and scatters it back, so rank 0 sums p slices and moves twice the data,
+  // inside a progress call that takes the core from its compute. Here every rank sends slice q
+  // to rank q (one all-to-all: (p - 1) / p of the buffer, as a ring) and, once they have
+  // arrived, combines its own slice with the others' in a fixed order (its own first, then
+  // the others by rank), so a layout gives the same bits on every run. (Two ranks: the same
+  // bits as any order, the ops being commutative.)
   const size_t bytes = count_per_rank * kernels::dtype_size(dtype);
-  const bool in_place = out == static_cast<const char*>(in) + rank_ * bytes;
-  if (in_place) {
-    // MPI's in-place form leaves the result at the start of the buffer; Comm's contract puts
-    // it in slice rank() (out), so move it there on completion. `in` is writable: out is in it.
-    void* buffer = const_cast<void*>(in);
-    r.post = [=, this](MPI_Request* req) {
-      return MPI_Ireduce_scatter_block(MPI_IN_PLACE, buffer, n, mpi_type(dtype), mpi_op(op), comm_,
-                                       req);
-    };
-    if (rank_ != 0 && bytes > 0) {
-      r.on_done = [=](const MPI_Status&) -> std::exception_ptr {
-        std::memmove(out, buffer, bytes);
-        return nullptr;
-      };
-    }
-  } else {
-    r.post = [=, this](MPI_Request* req) {
-      return MPI_Ireduce_scatter_block(in, out, n, mpi_type(dtype), mpi_op(op), comm_, req);
-    };
+  struct Args {
+    std::vector<int> send_counts, send_displs, recv_counts, recv_displs;
+    std::unique_ptr<char[]> received;  // the others' slices of ours, by rank, self skipped
+  };
+  auto args = std::make_shared<Args>();
+  for (int q = 0; q < size_; ++q) {
+    const int count = q == rank_ ? 0 : n;
+    args->send_counts.push_back(count);
+    args->send_displs.push_back(q * n);
+    args->recv_counts.push_back(count);
+    args->recv_displs.push_back((q < rank_ ? q : std::max(q - 1, 0)) * n);
   }
+  // Not zeroed: MPI writes every byte read.
+  args->received.reset(new char[std::max<size_t>(1, bytes * (size_ - 1))]);
+  const Args* a = args.get();
+  r.post = [=, this](MPI_Request* req) {
+    const MPI_Datatype t = mpi_type(dtype);
+    return MPI_Ialltoallv(in, a->send_counts.data(), a->send_displs.data(), t,
+                          a->received.get(), a->recv_counts.data(), a->recv_displs.data(), t,
+                          comm_, req);
+  };
+  const char* mine = static_cast<const char*>(in) + rank_ * bytes;
+  r.on_done = [args, mine, out, bytes, count_per_rank, dtype, op,
+               others = size_ - 1](const MPI_Status&) -> std::exception_ptr {
+    if (mine != out && bytes > 0) std::memmove(out, mine, bytes);
+    for (int i = 0; i < others; ++i) {
+      reduce_into(out, args->received.get() + i * bytes, count_per_rank, dtype, op);
+    }
+    return nullptr;
+  };
+  r.owner = std::move(args);
   return submit(std::move(r), other_members());
 }
 

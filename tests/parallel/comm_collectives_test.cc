@@ -63,6 +63,9 @@ TYPED_TEST(CollectivesTest, ReduceScatter) {
     std::string f;
     for (bool in_place : {false, true}) {
       for (int64_t n : {0, 1, 13}) f += check_reduce_scatter<TypeParam>(c, in_place, n);
+      for (ReduceOp op : {ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax}) {
+        f += check_reduce_scatter<TypeParam>(c, in_place, 13, op);
+      }
     }
     return f;
   });

@@ -43,6 +43,7 @@ std::string collectives_of_type(Comm& c, bool quick) {
     }
     for (ReduceOp op : {ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax}) {
       f += testing::check_all_reduce<T>(c, in_place, op, 37);
+      f += testing::check_reduce_scatter<T>(c, in_place, 37, op);
     }
     for (bool strided : {false, true}) f += testing::check_all_to_all_v<T>(c, in_place, strided);
   }

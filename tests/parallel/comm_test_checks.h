@@ -94,26 +94,30 @@ std::string check_all_reduce(Comm& c, bool in_place, ReduceOp op, int64_t n) {
   return m.result();
 }
 
-// Rank r's input element k (of size() * n): (r + 1) * (1 + k % 7); slice q reduces to
-// (1 + k % 7) * p(p+1)/2 with k = q*n + i.
+// Rank r's input element k (of size() * n): reduce_input(op, r, k); slice q reduces to
+// reduce_expected(op, p, k) with k = q*n + i (sum: (1 + k % 7) * p(p+1)/2). Out of place, the
+// input stays as it was.
 template <typename T>
-std::string check_reduce_scatter(Comm& c, bool in_place, int64_t n) {
-  Mismatches m(label(c, std::string("reduce_scatter") + (in_place ? " in-place" : " out-of-place") +
-                            " n=" + std::to_string(n)));
+std::string check_reduce_scatter(Comm& c, bool in_place, int64_t n,
+                                 ReduceOp op = ReduceOp::kSum) {
+  Mismatches m(label(c, std::string("reduce_scatter ") + reduce_op_name(op) +
+                            (in_place ? " in-place" : " out-of-place") + " n=" + std::to_string(n)));
   const int p = c.size(), me = c.rank();
   std::vector<T> in(p * n), out(n, T(0));
-  for (int64_t k = 0; k < p * n; ++k) in[k] = reduce_input<T>(ReduceOp::kSum, me, k);
+  for (int64_t k = 0; k < p * n; ++k) in[k] = reduce_input<T>(op, me, k);
   if (in_place) {
     std::span<T> mine = std::span<T>(in).subspan(me * n, n);
-    c.reduce_scatter<T>(in, mine).wait();
+    c.reduce_scatter<T>(in, mine, {op}).wait();
     for (int64_t i = 0; i < n; ++i) {
-      m.expect("in[slice rank]", i, mine[i], reduce_expected<T>(ReduceOp::kSum, p, me * n + i));
+      m.expect("in[slice rank]", i, mine[i], reduce_expected<T>(op, p, me * n + i));
     }
   } else {
-    c.reduce_scatter<T>(in, std::span<T>(out)).wait();
+    const std::vector<T> in_before = in;
+    c.reduce_scatter<T>(in, std::span<T>(out), {op}).wait();
     for (int64_t i = 0; i < n; ++i) {
-      m.expect("out", i, out[i], reduce_expected<T>(ReduceOp::kSum, p, me * n + i));
+      m.expect("out", i, out[i], reduce_expected<T>(op, p, me * n + i));
     }
+    for (int64_t k = 0; k < p * n; ++k) m.expect("in (must be unchanged)", k, in[k], in_before[k]);
   }
   return m.result();
 }

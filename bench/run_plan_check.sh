@@ -85,6 +85,12 @@ for pass in $(seq "$passes"); do
   check "dp2 ep2"                      2 --set parallel.dp=2 --set parallel.ep=2
   check "pp2 mb4 1f1b"                 2 --set parallel.pp=2 --set parallel.micro_batches=4 \
     --set parallel.schedule=1f1b
+  check "pp2 mb4 zb1p"                 2 --set parallel.pp=2 --set parallel.micro_batches=4 \
+    --set parallel.schedule=zb1p
+  check "pp2 mb4 dualpipev"            2 --set parallel.pp=2 --set parallel.micro_batches=4 \
+    --set parallel.schedule=dualpipev
+  check "pp2 v2 mb4 interleaved"       2 --set parallel.pp=2 --set parallel.micro_batches=4 \
+    --set parallel.virtual_stages=2 --set parallel.schedule=interleaved
   check "pp2 dp2 ep2 mb4 1f1b"         4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 \
     --set parallel.micro_batches=4 --set parallel.schedule=1f1b
   check "pp2 dp2 ep2 mb4 dualpipev"    4 --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 \
@@ -96,13 +102,14 @@ for pass in $(seq "$passes"); do
   check "dp2 ep2 balanced"             2 --set parallel.dp=2 --set parallel.ep=2
   check "dp4 ep4 balanced"             4 --set parallel.dp=4 --set parallel.ep=4
 done
-"$py" - "$results" <<'PY'
+"$py" - "$results" "$(nproc)" <<'PY'
 import collections, json, statistics, sys
+cores = int(sys.argv[2])
 runs = collections.OrderedDict()
 for line in open(sys.argv[1]):
     r = json.loads(line)
     runs.setdefault(r["name"], []).append(r)
-print("%-28s %5s | %8s %7s %5s %8s %7s | %8s %6s | %8s %9s %6s | %8s" % (
+print("%-28s %7s | %8s %7s %5s %8s %7s | %8s %6s | %8s %9s %6s | %8s" % (
     "layout", "ranks", "pred s", "err", "imb", "pred s", "err", "meas s", "spread",
     "pred MiB", "alloc MiB", "err", "RSS MiB"))
 for name, rs in runs.items():
@@ -110,8 +117,12 @@ for name, rs in runs.items():
     measured = med("measured")
     spread = (max(r["measured"] for r in rs) - min(r["measured"] for r in rs)) / measured
     pred, pred_imb, alloc = med("pred"), med("pred_imbalance"), max(r["alloc"] for r in rs)
-    print("%-28s %5s | %8.3f %+6.1f%% %5.2f %8.3f %+6.1f%% | %8.3f %5.1f%% | %8.1f %9.1f %+5.1f%% | %8.1f" % (
-        name, rs[0]["np"], pred, 100 * (pred / measured - 1), med("imbalance"), pred_imb,
+    ranks = rs[0]["np"] + ("*" if int(rs[0]["np"]) > cores else " ")
+    print("%-28s %7s | %8.3f %+6.1f%% %5.2f %8.3f %+6.1f%% | %8.3f %5.1f%% | %8.1f %9.1f %+5.1f%% | %8.1f" % (
+        name, ranks, pred, 100 * (pred / measured - 1), med("imbalance"), pred_imb,
         100 * (pred_imb / measured - 1), measured, 100 * spread, rs[0]["pred_mib"], alloc,
         100 * (rs[0]["pred_mib"] / alloc - 1), max(r["rss"] for r in rs)))
+if any(int(rs[0]["np"]) > cores for rs in runs.values()):
+    print("* more ranks than the %d cores: the ranks time-share them, which the planner does not "
+          "model (its plan says so)" % cores)
 PY

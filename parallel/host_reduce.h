@@ -37,8 +37,8 @@ void visit_dtype(kernels::DType dtype, F&& f) {
   throw std::invalid_argument("host reduce: unsupported dtype");
 }
 
-// acc[i] = acc[i] op x[i] (min, max: std::min / std::max) for i < n; acc and x of `dtype`. The op is chosen
-// outside the loop, so each loop is a plain vectorisable one.
+// acc[i] = acc[i] op x[i] (min, max: std::min / std::max) for i < n; acc and x of `dtype`.
+// The op is chosen outside the loop, so each loop is a plain vectorisable one.
 inline void reduce_into(void* acc, const void* x, int64_t n, kernels::DType dtype, ReduceOp op) {
   visit_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);

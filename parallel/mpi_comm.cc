@@ -483,7 +483,7 @@ Work MpiComm::post_reduce_scatter(const void* in, void* out, int64_t count_per_r
     args->send_counts.push_back(count);
     args->send_displs.push_back(q * n);
     args->recv_counts.push_back(count);
-    args->recv_displs.push_back((q < rank_ ? q : std::max(q - 1, 0)) * n);
+    args->recv_displs.push_back((q == rank_ ? 0 : q < rank_ ? q : q - 1) * n);  // self skipped
   }
   // Not zeroed: MPI writes every byte read.
   args->received.reset(new char[std::max<size_t>(1, bytes * (size_ - 1))]);

@@ -101,7 +101,8 @@ template <typename T>
 std::string check_reduce_scatter(Comm& c, bool in_place, int64_t n,
                                  ReduceOp op = ReduceOp::kSum) {
   Mismatches m(label(c, std::string("reduce_scatter ") + reduce_op_name(op) +
-                            (in_place ? " in-place" : " out-of-place") + " n=" + std::to_string(n)));
+                            (in_place ? " in-place" : " out-of-place") +
+                            " n=" + std::to_string(n)));
   const int p = c.size(), me = c.rank();
   std::vector<T> in(p * n), out(n, T(0));
   for (int64_t k = 0; k < p * n; ++k) in[k] = reduce_input<T>(op, me, k);

@@ -87,6 +87,22 @@ TEST(Gemm, AllTransposesWithPaddedRowsFp32EveryBackend) {
   }
 }
 
+// With several threads and enough rows, oneDNN runs once per block of rows, one block per
+// thread (uneven blocks here): every row and transpose must still land in its place.
+TEST(Gemm, RowsSplitOverThreadsFp32) {
+  BackendGuard guard;
+  testing::ThreadGuard threads;
+  set_gemm_backend(GemmBackend::kOneDnn);
+  for (int n : {2, 3}) {
+    SCOPED_TRACE(std::to_string(n) + " threads");
+    set_cpu_threads(n);
+    const GemmCase c{256 * n + 37, 17, 33, 3, 2, 4};
+    for (Trans ta : {Trans::kNo, Trans::kYes}) {
+      for (Trans tb : {Trans::kNo, Trans::kYes}) check_gemm<float>(ta, tb, c, 1e-6);
+    }
+  }
+}
+
 TEST(Gemm, AllTransposesWithPaddedRowsFp64) {
   for (Trans ta : {Trans::kNo, Trans::kYes}) {
     for (Trans tb : {Trans::kNo, Trans::kYes}) {

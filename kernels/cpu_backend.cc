@@ -1,5 +1,7 @@
 #include "kernels/cpu_backend.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -65,7 +67,8 @@ class CpuEvent final : public Event {
 // C (m, n) [ld ldc] = alpha-free A·B^T + beta C, with A = op_a(a) (m, k) and B = op_b(b) (n, k)
 // as the precision's GEMM sees them (kernels/gemm_operand.h): rounded copies, then an fp32 GEMM;
 // bf16 on the native path rounds into oneDNN's bf16 matmul instead (kernels/bf16_gemm_choice.h).
-// Scratch grows to the largest operands and is reused (one thread drives a backend).
+// Scratch grows to the largest operands and is reused: one instance per thread that runs GEMMs
+// (CpuOps keeps one for each thread of its parallel regions).
 class LowPrecisionGemm {
  public:
   explicit LowPrecisionGemm(Bf16Gemm bf16)
@@ -97,14 +100,14 @@ class LowPrecisionGemm {
 template <typename T>
 class CpuOps final : public SegmentLoopOps<T> {
  public:
-  explicit CpuOps(Bf16Gemm bf16) : lp_(bf16) {}
+  explicit CpuOps(Bf16Gemm bf16) : bf16_(bf16) { lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16)); }
 
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        linear_forward_gemm(y, ldy, x, ldx, W, N, I, O, o.accumulate).run_on(lp_, o.precision);
+        linear_forward_gemm(y, ldy, x, ldx, W, N, I, O, o.accumulate).run_on(lp(), o.precision);
         return;
       }
       refuse(o.precision);
@@ -117,7 +120,7 @@ class CpuOps final : public SegmentLoopOps<T> {
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
         linear_backward_input_gemm(dx, lddx, dy, lddy, W, N, I, O, o.accumulate)
-            .run_on(lp_, o.precision);
+            .run_on(lp(), o.precision);
         return;
       }
       refuse(o.precision);
@@ -128,7 +131,7 @@ class CpuOps final : public SegmentLoopOps<T> {
                               int64_t N, int64_t I, int64_t O, const Precision p) override {
     if (p != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        linear_backward_weight_gemm(dW, dy, lddy, x, ldx, N, I, O).run_on(lp_, p);
+        linear_backward_weight_gemm(dW, dy, lddy, x, ldx, N, I, O).run_on(lp(), p);
         return;
       }
       refuse(p);
@@ -136,15 +139,17 @@ class CpuOps final : public SegmentLoopOps<T> {
     gemm<T>(Trans::kYes, Trans::kNo, O, I, N, T(1), dy, lddy, x, ldx, T(1), dW, I);
   }
 
-  // Grouped maps: in fp32 with several threads, the segments (experts) are spread over the
+  // Grouped maps: in float with several threads, the segments (experts) are spread over the
   // threads, each GEMM on one thread (oneDNN runs single-threaded inside a parallel region):
-  // small expert GEMMs lose when split. Forward and input gradient write disjoint rows; the
-  // weight gradient gives each thread whole groups, their segments in order. Otherwise (one
-  // thread, bf16/fp8 with its shared scratch, double) the segments run in order on all threads.
+  // small expert GEMMs lose when split (bf16 on oneDNN's native matmul, bench-moe, Zen 5: the
+  // grouped maps ran no faster on 2 threads than on 1). Forward and input gradient write
+  // disjoint rows; the weight gradient gives each thread whole groups, their segments in order,
+  // so the results are those of the segments in order. Otherwise (one thread, double) the
+  // segments run in order on all threads.
   void grouped_linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W,
                               std::span<const RowSegment> segments, int64_t I, int64_t O,
                               const LinearOptions& o) override {
-    if (!segments_in_parallel(segments, o.precision)) {
+    if (!segments_in_parallel(segments)) {
       return SegmentLoopOps<T>::grouped_linear_forward(y, ldy, x, ldx, W, segments, I, O, o);
     }
     const std::vector<RowSegment> order = largest_first(segments);
@@ -158,7 +163,7 @@ class CpuOps final : public SegmentLoopOps<T> {
   void grouped_linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
                                      std::span<const RowSegment> segments, int64_t I, int64_t O,
                                      const LinearOptions& o) override {
-    if (!segments_in_parallel(segments, o.precision)) {
+    if (!segments_in_parallel(segments)) {
       return SegmentLoopOps<T>::grouped_linear_backward_input(dx, lddx, dy, lddy, W, segments, I,
                                                               O, o);
     }
@@ -173,7 +178,7 @@ class CpuOps final : public SegmentLoopOps<T> {
   void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
                                       std::span<const RowSegment> segments, int64_t I, int64_t O,
                                       Precision p) override {
-    if (!segments_in_parallel(segments, p)) {
+    if (!segments_in_parallel(segments)) {
       return SegmentLoopOps<T>::grouped_linear_backward_weight(dW, dy, lddy, x, ldx, segments, I,
                                                                O, p);
     }
@@ -368,12 +373,19 @@ class CpuOps final : public SegmentLoopOps<T> {
     throw std::invalid_argument(std::string("cpu backend: ") + precision_name(p) +
                                 " linear maps take float, not double");
   }
-  static bool segments_in_parallel(std::span<const RowSegment> segments, Precision p) {
-    if (!std::is_same_v<T, float> || p != Precision::kF32 || cpu_threads() < 2) return false;
+  // On the calling thread, before a parallel region: a low-precision GEMM for each of its
+  // threads (each thread's GEMMs then use their own scratch and, native bf16, primitives).
+  bool segments_in_parallel(std::span<const RowSegment> segments) {
+    if (!std::is_same_v<T, float> || cpu_threads() < 2) return false;
     int non_empty = 0;
     for (const RowSegment& s : segments) non_empty += s.rows > 0 ? 1 : 0;
-    return non_empty > 1;
+    if (non_empty < 2) return false;
+    while (static_cast<int>(lp_.size()) < cpu_threads()) {
+      lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16_));
+    }
+    return true;
   }
+  LowPrecisionGemm& lp() { return *lp_.at(omp_in_parallel() ? omp_get_thread_num() : 0); }
   // The non-empty segments, most rows first (stable), for dynamic scheduling.
   static std::vector<RowSegment> largest_first(std::span<const RowSegment> segments) {
     std::vector<RowSegment> order;
@@ -384,7 +396,9 @@ class CpuOps final : public SegmentLoopOps<T> {
                      [](const RowSegment& a, const RowSegment& b) { return a.rows > b.rows; });
     return order;
   }
-  LowPrecisionGemm lp_;  // used by the float ops
+  Bf16Gemm bf16_;
+  // Used by the float ops: [0] outside parallel regions, [t] by thread t inside one.
+  std::vector<std::unique_ptr<LowPrecisionGemm>> lp_;
 };
 
 }  // namespace

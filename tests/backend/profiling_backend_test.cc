@@ -1,12 +1,15 @@
 // ProfilingBackend (kernels/profiling_backend.h): forwards every op unchanged and counts calls
 // and GEMM FLOPs per op kind (times are recorded, never asserted). Also: the CPU backend's
-// grouped GEMMs give the same bits on 1 and 2 threads (experts spread over threads).
+// grouped GEMMs give the same bits on 1, 2 and 3 threads in every precision (experts spread
+// over threads).
 #include "kernels/profiling_backend.h"
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
+#include "kernels/bf16_gemm_choice.h"
 #include "kernels/cpu_backend.h"
 #include "kernels/gemm.h"
 #include "tests/kernels/test_util.h"
@@ -51,22 +54,33 @@ TEST(CpuBackendThreads, GroupedGemmsDoNotDependOnTheThreadCount) {
   const auto x = testing::to_float(testing::random_vector(rows * I, 3));
   const auto dy = testing::to_float(testing::random_vector(rows * O, 4));
   const auto W = testing::to_float(testing::random_vector(G * O * I, 5));
-  auto run = [&](int threads) {
+  auto run = [&](int threads, Precision p, Bf16Gemm bf16) {
     const int before = cpu_threads();
     set_cpu_threads(threads);
-    CpuBackend cpu;
+    CpuBackend cpu(bf16);
     BackendOps<float>& ops = cpu.ops<float>();
     std::vector<float> y(rows * O), dx(rows * I), dW(G * O * I, 0.5f);
-    ops.grouped_linear_forward(y.data(), O, x.data(), I, W.data(), segs, I, O);
-    ops.grouped_linear_backward_input(dx.data(), I, dy.data(), O, W.data(), segs, I, O);
-    ops.grouped_linear_backward_weight(dW.data(), dy.data(), O, x.data(), I, segs, I, O);
+    ops.grouped_linear_forward(y.data(), O, x.data(), I, W.data(), segs, I, O, {.precision = p});
+    ops.grouped_linear_backward_input(dx.data(), I, dy.data(), O, W.data(), segs, I, O,
+                                      {.precision = p});
+    ops.grouped_linear_backward_weight(dW.data(), dy.data(), O, x.data(), I, segs, I, O, p);
     set_cpu_threads(before);
     std::vector<float> all = y;
     all.insert(all.end(), dx.begin(), dx.end());
     all.insert(all.end(), dW.begin(), dW.end());
     return all;
   };
-  EXPECT_EQ(run(1), run(2));
+  // Every precision: the low-precision GEMMs run on a scratch (and, native bf16, primitives)
+  // per thread.
+  std::vector<Bf16Gemm> bf16_gemms = {Bf16Gemm::kEmulated};
+  if (cpu_has_native_bf16()) bf16_gemms.push_back(Bf16Gemm::kNative);
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kFP8}) {
+    for (Bf16Gemm bf16 : bf16_gemms) {
+      SCOPED_TRACE(std::string(precision_name(p)) + ", bf16 GEMM " + bf16_gemm_name(bf16));
+      EXPECT_EQ(run(1, p, bf16), run(2, p, bf16));
+      EXPECT_EQ(run(1, p, bf16), run(3, p, bf16));
+    }
+  }
 }
 
 }  // namespace

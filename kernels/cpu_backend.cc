@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -108,8 +107,7 @@ class CpuOps final : public SegmentLoopOps<T> {
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        run_low_precision(linear_forward_gemm(y, ldy, x, ldx, W, N, I, O, o.accumulate),
-                          o.precision);
+        linear_forward_gemm(y, ldy, x, ldx, W, N, I, O, o.accumulate).run_on(lp(), o.precision);
         return;
       }
       refuse(o.precision);
@@ -121,9 +119,8 @@ class CpuOps final : public SegmentLoopOps<T> {
     const T beta = o.accumulate ? T(1) : T(0);
     if (o.precision != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        run_low_precision(
-            linear_backward_input_gemm(dx, lddx, dy, lddy, W, N, I, O, o.accumulate),
-            o.precision);
+        linear_backward_input_gemm(dx, lddx, dy, lddy, W, N, I, O, o.accumulate)
+            .run_on(lp(), o.precision);
         return;
       }
       refuse(o.precision);
@@ -134,7 +131,7 @@ class CpuOps final : public SegmentLoopOps<T> {
                               int64_t N, int64_t I, int64_t O, const Precision p) override {
     if (p != Precision::kF32) {
       if constexpr (std::is_same_v<T, float>) {
-        run_low_precision(linear_backward_weight_gemm(dW, dy, lddy, x, ldx, N, I, O), p);
+        linear_backward_weight_gemm(dW, dy, lddy, x, ldx, N, I, O).run_on(lp(), p);
         return;
       }
       refuse(p);
@@ -383,45 +380,12 @@ class CpuOps final : public SegmentLoopOps<T> {
     int non_empty = 0;
     for (const RowSegment& s : segments) non_empty += s.rows > 0 ? 1 : 0;
     if (non_empty < 2) return false;
-    reserve_lp(cpu_threads());
+    while (static_cast<int>(lp_.size()) < cpu_threads()) {
+      lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16_));
+    }
     return true;
   }
   LowPrecisionGemm& lp() { return *lp_.at(omp_in_parallel() ? omp_get_thread_num() : 0); }
-  void reserve_lp(int64_t threads) {
-    while (static_cast<int64_t>(lp_.size()) < threads) {
-      lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16_));
-    }
-  }
-  // A bf16/fp8 GEMM by blocks of rows as kernels::gemm runs fp32 (gemm_row_blocks; oneDNN's
-  // bf16 matmul gained only 1.4-1.6x from a second thread on the model's dense shapes), each
-  // block on its thread's LowPrecisionGemm. Blocks are whole multiples of 128 rows, so no fp8
-  // tile of A straddles two.
-  void run_low_precision(const LinearGemm& g, Precision p) {
-    constexpr int64_t kTile = 128;
-    const int64_t blocks = gemm_row_blocks(g.m);
-    const int64_t rows = (g.m + blocks - 1) / blocks;
-    const int64_t block_rows = (rows + kTile - 1) / kTile * kTile;
-    const int64_t n_blocks = (g.m + block_rows - 1) / block_rows;
-    if (n_blocks < 2) return g.run_on(lp(), p);
-    reserve_lp(n_blocks);
-    std::vector<std::exception_ptr> failed(static_cast<size_t>(n_blocks));
-#pragma omp parallel for num_threads(static_cast<int>(n_blocks))
-    for (int64_t blk = 0; blk < n_blocks; ++blk) {
-      LinearGemm part = g;
-      const int64_t r0 = blk * block_rows;
-      part.m = std::min(g.m, r0 + block_rows) - r0;
-      part.a = g.trans_a == Trans::kNo ? g.a + r0 * g.lda : g.a + r0;  // rows of op(A)
-      part.c = g.c + r0 * g.ldc;
-      try {  // nothing may leave a parallel region
-        part.run_on(lp(), p);
-      } catch (...) {
-        failed[static_cast<size_t>(blk)] = std::current_exception();
-      }
-    }
-    for (const std::exception_ptr& e : failed) {
-      if (e) std::rethrow_exception(e);
-    }
-  }
   // The non-empty segments, most rows first (stable), for dynamic scheduling.
   static std::vector<RowSegment> largest_first(std::span<const RowSegment> segments) {
     std::vector<RowSegment> order;

@@ -48,10 +48,20 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 
 CBLAS_TRANSPOSE cblas_trans(Trans t) { return t == Trans::kNo ? CblasNoTrans : CblasTrans; }
 
-// fp32 on oneDNN, by blocks of rows (gemm_row_blocks). Measured at 2 threads (Zen 5, the
-// model's fp32 GEMMs, GFLOP/s): x W^T with M=2048 N=256 K=1024 246 by oneDNN's own split, 347
-// by rows; M=2048 N=512 K=256 340 -> 383; every other shape of the model equal within noise
-// (+-3%). oneDNN runs single-threaded inside the parallel region (no nesting).
+// oneDNN's sgemm divides some shapes poorly between threads. Measured at 2 threads (Zen 5,
+// the model's fp32 GEMMs, GFLOP/s): x W^T with M=2048 N=256 K=1024 246 by oneDNN's own split,
+// 347 with the rows split by hand; M=2048 N=512 K=256 340 -> 383; every other shape of the
+// model equal within noise (+-3%). So, where each thread gets at least kMinRowsPerThread rows
+// of C, each thread runs oneDNN on its own block of rows (single-threaded: oneDNN does not
+// nest inside a parallel region); smaller M is left to oneDNN, as is a call from inside a
+// parallel region (the grouped maps run one expert's GEMM per thread).
+constexpr int64_t kMinRowsPerThread = 256;
+
+int64_t gemm_row_blocks(int64_t M) {
+  if (omp_in_parallel()) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), M / kMinRowsPerThread));
+}
+
 dnnl_status_t onednn_sgemm_by_rows(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
                                    float alpha, const float* A, int64_t lda, const float* B,
                                    int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -133,12 +143,6 @@ void check_gemm_args(const char* op, Trans ta, Trans tb, int64_t M, int64_t N, i
                                   " exceeds the 32-bit " + interface + " interface");
     }
   }
-}
-
-int64_t gemm_row_blocks(int64_t M) {
-  constexpr int64_t kMinRowsPerThread = 256;
-  if (omp_in_parallel()) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), M / kMinRowsPerThread));
 }
 
 GemmBackend gemm_backend() { return backend_slot().load(std::memory_order_relaxed); }

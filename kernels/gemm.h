@@ -55,13 +55,6 @@ bool cblas_wins_transposed_a();
 // "auto (onednn; cblas for transposed A)".
 std::string gemm_backend_description();
 
-// How many blocks of rows a product with M rows of C is split into, one per thread, each
-// running the library single-threaded (1: the library's own threading, or a call from inside
-// a parallel region). oneDNN divides some of the model's shapes poorly between threads (fp32
-// x W^T at M=2048 N=256 K=1024, 2 threads, Zen 5: 246 GFLOP/s, 347 by rows), so every thread
-// gets a block of at least 256 rows where M allows.
-int64_t gemm_row_blocks(int64_t M);
-
 // Threads used by BLAS/oneDNN and by our own CPU loops (OpenMP). One MPI rank per core uses 1.
 void set_cpu_threads(int n);
 int cpu_threads();

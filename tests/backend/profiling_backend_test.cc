@@ -83,40 +83,5 @@ TEST(CpuBackendThreads, GroupedGemmsDoNotDependOnTheThreadCount) {
   }
 }
 
-// Dense bf16/fp8 linear maps split their rows over the threads (blocks of whole 128-row
-// tiles, uneven here, each thread with its own low-precision GEMM): the same bits as one thread.
-TEST(CpuBackendThreads, DenseLowPrecisionGemmsDoNotDependOnTheThreadCount) {
-  constexpr int64_t N = 600, I = 136, O = 520;  // forward, dgrad: 600 rows; wgrad: 520
-  const auto x = testing::to_float(testing::random_vector(N * I, 6));
-  const auto dy = testing::to_float(testing::random_vector(N * O, 7));
-  const auto W = testing::to_float(testing::random_vector(O * I, 8));
-  auto run = [&](int threads, Precision p, Bf16Gemm bf16) {
-    const int before = cpu_threads();
-    set_cpu_threads(threads);
-    CpuBackend cpu(bf16);
-    BackendOps<float>& ops = cpu.ops<float>();
-    std::vector<float> y(N * O), dx(N * I, 0.25f), dW(O * I, 0.5f);
-    ops.linear_forward(y.data(), O, x.data(), I, W.data(), N, I, O, {.precision = p});
-    ops.linear_backward_input(dx.data(), I, dy.data(), O, W.data(), N, I, O,
-                              {.accumulate = true, .precision = p});
-    ops.linear_backward_weight(dW.data(), dy.data(), O, x.data(), I, N, I, O, p);
-    set_cpu_threads(before);
-    std::vector<float> all = y;
-    all.insert(all.end(), dx.begin(), dx.end());
-    all.insert(all.end(), dW.begin(), dW.end());
-    return all;
-  };
-  std::vector<Bf16Gemm> bf16_gemms = {Bf16Gemm::kEmulated};
-  if (cpu_has_native_bf16()) bf16_gemms.push_back(Bf16Gemm::kNative);
-  for (Precision p : {Precision::kBF16, Precision::kFP8}) {
-    for (Bf16Gemm bf16 : bf16_gemms) {
-      SCOPED_TRACE(std::string(precision_name(p)) + ", bf16 GEMM " + bf16_gemm_name(bf16));
-      const std::vector<float> one = run(1, p, bf16);
-      EXPECT_EQ(one, run(2, p, bf16));
-      EXPECT_EQ(one, run(3, p, bf16));
-    }
-  }
-}
-
 }  // namespace
 }  // namespace tessera::kernels

@@ -100,7 +100,7 @@ class LowPrecisionGemm {
 template <typename T>
 class CpuOps final : public SegmentLoopOps<T> {
  public:
-  explicit CpuOps(Bf16Gemm bf16) : bf16_(bf16) { lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16)); }
+  explicit CpuOps(Bf16Gemm bf16) : bf16_(bf16) { reserve_lp(1); }
 
   void linear_forward(T* y, int64_t ldy, const T* x, int64_t ldx, const T* W, int64_t N,
                       int64_t I, int64_t O, const LinearOptions& o) override {
@@ -380,12 +380,18 @@ class CpuOps final : public SegmentLoopOps<T> {
     int non_empty = 0;
     for (const RowSegment& s : segments) non_empty += s.rows > 0 ? 1 : 0;
     if (non_empty < 2) return false;
-    while (static_cast<int>(lp_.size()) < cpu_threads()) {
-      lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16_));
-    }
+    reserve_lp(cpu_threads());
     return true;
   }
   LowPrecisionGemm& lp() { return *lp_.at(omp_in_parallel() ? omp_get_thread_num() : 0); }
+  // Grows only. Each instance keeps scratch for the largest operands it has rounded: threads x
+  // one expert's weights at most beyond [0]'s (the dense maps run on [0] alone: splitting them
+  // over the threads would copy their largest weight, the head's, once per thread).
+  void reserve_lp(int threads) {
+    while (static_cast<int>(lp_.size()) < threads) {
+      lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16_));
+    }
+  }
   // The non-empty segments, most rows first (stable), for dynamic scheduling.
   static std::vector<RowSegment> largest_first(std::span<const RowSegment> segments) {
     std::vector<RowSegment> order;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -153,12 +154,11 @@ class CpuOps final : public SegmentLoopOps<T> {
       return SegmentLoopOps<T>::grouped_linear_forward(y, ldy, x, ldx, W, segments, I, O, o);
     }
     const std::vector<RowSegment> order = largest_first(segments);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = 0; i < order.size(); ++i) {
+    for_each_on_threads(order.size(), [&](size_t i) {
       const RowSegment& s = order[i];
       linear_forward(y + s.offset * ldy, ldy, x + s.offset * ldx, ldx, W + s.group * O * I,
                      s.rows, I, O, o);
-    }
+    });
   }
   void grouped_linear_backward_input(T* dx, int64_t lddx, const T* dy, int64_t lddy, const T* W,
                                      std::span<const RowSegment> segments, int64_t I, int64_t O,
@@ -168,12 +168,11 @@ class CpuOps final : public SegmentLoopOps<T> {
                                                               O, o);
     }
     const std::vector<RowSegment> order = largest_first(segments);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = 0; i < order.size(); ++i) {
+    for_each_on_threads(order.size(), [&](size_t i) {
       const RowSegment& s = order[i];
       linear_backward_input(dx + s.offset * lddx, lddx, dy + s.offset * lddy, lddy,
                             W + s.group * O * I, s.rows, I, O, o);
-    }
+    });
   }
   void grouped_linear_backward_weight(T* dW, const T* dy, int64_t lddy, const T* x, int64_t ldx,
                                       std::span<const RowSegment> segments, int64_t I, int64_t O,
@@ -199,15 +198,14 @@ class CpuOps final : public SegmentLoopOps<T> {
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return rows_of[a] > rows_of[b]; });
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = 0; i < order.size(); ++i) {
+    for_each_on_threads(order.size(), [&](size_t i) {
       const int64_t g = groups[order[i]];
       for (const RowSegment& s : segments) {
         if (s.rows == 0 || s.group != g) continue;
         linear_backward_weight(dW + g * O * I, dy + s.offset * lddy, lddy, x + s.offset * ldx,
                                ldx, s.rows, I, O, p);
       }
-    }
+    });
   }
 
   // saved: each score row's logsumexp (B, H, T); scratch: D (B, H, T), as the CUDA backend's.
@@ -390,6 +388,24 @@ class CpuOps final : public SegmentLoopOps<T> {
   void reserve_lp(int threads) {
     while (static_cast<int>(lp_.size()) < threads) {
       lp_.push_back(std::make_unique<LowPrecisionGemm>(bf16_));
+    }
+  }
+  // body(i) for every i < n, handed out one at a time to the threads as they come free. No
+  // exception may leave a parallel region (it would end the process): each is kept, and the
+  // first by index is rethrown once every thread is done.
+  template <typename Body>
+  static void for_each_on_threads(size_t n, const Body& body) {
+    std::vector<std::exception_ptr> failed(n);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < n; ++i) {
+      try {
+        body(i);
+      } catch (...) {
+        failed[i] = std::current_exception();
+      }
+    }
+    for (const std::exception_ptr& e : failed) {
+      if (e) std::rethrow_exception(e);
     }
   }
   // The non-empty segments, most rows first (stable), for dynamic scheduling.

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,20 @@ TEST(CpuBackendThreads, GroupedGemmsDoNotDependOnTheThreadCount) {
       EXPECT_EQ(run(1, p, bf16), run(3, p, bf16));
     }
   }
+}
+
+// A GEMM that fails inside the grouped maps' parallel region (here: y's row stride below its
+// width) is an exception for the caller, not the end of the process.
+TEST(CpuBackendThreads, GroupedGemmErrorsReachTheCaller) {
+  testing::ThreadGuard guard;
+  set_cpu_threads(2);
+  constexpr int64_t I = 8, O = 6, rows = 10;
+  const std::vector<RowSegment> segs = {{0, 0, 4}, {1, 4, 6}};
+  std::vector<float> x(rows * I, 1.0f), W(2 * O * I, 1.0f), y(rows * O);
+  CpuBackend cpu;
+  EXPECT_THROW(cpu.ops<float>().grouped_linear_forward(y.data(), O - 1, x.data(), I, W.data(),
+                                                       segs, I, O),
+               std::invalid_argument);
 }
 
 }  // namespace

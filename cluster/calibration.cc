@@ -440,6 +440,78 @@ double measure_all_to_all_gbs(Comm& world, Comm& group, int group_size, int64_t 
   return static_cast<double>(bytes_per_rank) / s / 1e9;
 }
 
+double measure_sync_loss_s(Backend& backend, Comm& world, Comm& group, int group_size,
+                           double phase_s, int iterations) {
+  if (group_size < 2 || !(phase_s > 0) || iterations < 1) {
+    throw std::invalid_argument("measure_sync_loss_s: needs group_size >= 2, phase_s > 0 and "
+                                "iterations >= 1, got " + std::to_string(group_size) + ", " +
+                                std::to_string(phase_s) + ", " + std::to_string(iterations));
+  }
+  const bool takes_part = group.size() == group_size;
+  kernels::BackendOps<float>& ops = backend.ops<float>();
+  // The phase's work: a cache-resident GEMM (what is measured is the ranks' pace, not memory).
+  constexpr int64_t n = 256;
+  const uint32_t seed = 211u + static_cast<uint32_t>(world.rank());
+  const kernels::Tensor a = random_tensor(backend, n * n, seed);
+  const kernels::Tensor b = random_tensor(backend, n * n, seed + 1);
+  kernels::Tensor c = random_tensor(backend, n * n, seed + 2);
+  const kernels::LinearOptions options{.accumulate = false, .precision = Precision::kF32};
+  auto gemm = [&] {
+    ops.linear_forward(c.data<float>(), n, a.data<float>(), n, b.data<float>(), n, n, n, options);
+    backend.synchronize();
+  };
+  // 16 floats to and from every peer: the exchange is all latency.
+  constexpr int64_t kPerPeer = 16;
+  std::vector<float> in(static_cast<size_t>(kPerPeer * group.size()), 1.0f);
+  std::vector<float> out(in.size(), 0.0f);
+  parallel::AllToAllVOptions exchange_options;
+  exchange_options.send_counts.assign(static_cast<size_t>(group.size()), kPerPeer);
+  exchange_options.recv_counts = exchange_options.send_counts;
+  auto exchange = [&] {
+    if (takes_part) group.all_to_all_v<float>(in, std::span<float>(out), exchange_options).wait();
+  };
+  // GEMMs per phase, from the slowest rank's pace with every rank computing.
+  gemm();
+  world.barrier().wait();
+  const Clock::time_point probe_start = Clock::now();
+  constexpr int kProbeCalls = 8;
+  for (int i = 0; i < kProbeCalls; ++i) gemm();
+  const double per_gemm =
+      all_reduce_one(world, seconds_since(probe_start), parallel::ReduceOp::kMax) / kProbeCalls;
+  const int64_t calls = std::max<int64_t>(1, std::llround(phase_s / std::max(per_gemm, 1e-9)));
+  auto median = [](std::vector<double> v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  // E: the exchanges back to back.
+  std::vector<double> alone(static_cast<size_t>(iterations));
+  exchange();
+  world.barrier().wait();
+  for (double& e : alone) {
+    const Clock::time_point start = Clock::now();
+    exchange();
+    e = seconds_since(start);
+  }
+  // Phases, each waiting for its exchange; one untimed first.
+  std::vector<double> phase(static_cast<size_t>(iterations));
+  double total = 0;
+  for (int it = -1; it < iterations; ++it) {
+    if (it == 0) world.barrier().wait();
+    const Clock::time_point start = Clock::now();
+    for (int64_t i = 0; i < calls; ++i) gemm();
+    const double computed = seconds_since(start);
+    exchange();
+    if (it >= 0) {
+      phase[static_cast<size_t>(it)] = computed;
+      total += seconds_since(start);
+    }
+  }
+  const double mean = slowest_over_ranks(world, total / iterations, takes_part);
+  const double compute = slowest_over_ranks(world, median(phase), takes_part);
+  const double exchanges = slowest_over_ranks(world, median(alone), takes_part);
+  return mean - compute - exchanges;
+}
+
 const char* zero_collective_name(ZeroCollective kind) {
   return kind == ZeroCollective::kReduceScatter ? "reduce_scatter" : "all_gather";
 }

@@ -165,6 +165,19 @@ const char* zero_collective_name(ZeroCollective kind);  // "reduce_scatter" | "a
 double measure_zero_collective_gbs(parallel::Comm& world, parallel::Comm& group, int group_size,
                                    ZeroCollective kind, int64_t bytes,
                                    const TimingPolicy& timing);
+// What synchronising costs beyond the work priced: seconds per exchange that a step of
+// synchronous phases loses to the ranks not finishing a phase together (their cores' pace,
+// interrupts and, where ranks outnumber cores, the OS time-sharing the cores among them).
+// Every rank runs `iterations` phases of the same work (fp32 256 x 256 x 256 GEMMs, as many as
+// take `phase_s` with all ranks computing at once), each followed by a small all_to_all_v in
+// groups of `group_size` consecutive ranks that the phase waits for, as a training step's
+// pieces wait for the expert exchange. Returns mean(phase + exchange) - C - E, the slowest
+// rank's: C the slowest rank's median phase alone, E the slowest rank's median of the same
+// exchanges back to back (what the planner prices them at). Noise can make it slightly
+// negative. REQUIRES: group_size >= 2, phase_s > 0, iterations >= 1.
+double measure_sync_loss_s(kernels::Backend& backend, parallel::Comm& world,
+                           parallel::Comm& group, int group_size, double phase_s,
+                           int iterations);
 // world split into groups of `group_size` consecutive ranks (a collective); the last group has
 // the remaining ranks when group_size does not divide world.size().
 std::unique_ptr<parallel::Comm> make_consecutive_groups(parallel::Comm& world, int group_size);

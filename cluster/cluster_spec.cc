@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <deque>
@@ -199,9 +200,45 @@ ClusterSpec load_cluster_spec(const std::string& path) {
       points->push_back(p);
     });
   }
+  network.list("sync_loss", [&](MapReader& a) {
+    SyncLossPoint p;
+    p.ranks = a.integer("ranks", true, 2);
+    p.phase_s = a.number("phase_s", true);
+    p.loss_s = a.number("loss_s", true, true);
+    n.sync_loss.push_back(p);
+  });
   network.done();
   top.done();
   return spec;
+}
+
+double sync_loss_s(const NetworkSpec& network, int64_t ranks, double phase_s,
+                   int64_t* measured_ranks) {
+  const std::vector<SyncLossPoint>& all = network.sync_loss;
+  if (all.empty() || ranks <= 1 || !(phase_s > 0)) return 0.0;
+  auto distance = [ranks](int64_t r) {
+    return std::abs(std::log(static_cast<double>(r)) - std::log(static_cast<double>(ranks)));
+  };
+  int64_t group = all.front().ranks;
+  for (const SyncLossPoint& p : all) {
+    if (distance(p.ranks) < distance(group)) group = p.ranks;
+  }
+  if (measured_ranks != nullptr) *measured_ranks = group;
+  std::vector<SyncLossPoint> points;
+  for (const SyncLossPoint& p : all) {
+    if (p.ranks == group) points.push_back(p);
+  }
+  std::sort(points.begin(), points.end(),
+            [](const SyncLossPoint& a, const SyncLossPoint& b) { return a.phase_s < b.phase_s; });
+  SyncLossPoint before{group, 0.0, 0.0};
+  for (const SyncLossPoint& p : points) {
+    if (phase_s <= p.phase_s) {
+      const double f = (phase_s - before.phase_s) / (p.phase_s - before.phase_s);
+      return before.loss_s + f * (p.loss_s - before.loss_s);
+    }
+    before = p;
+  }
+  return before.loss_s;
 }
 
 namespace {
@@ -267,6 +304,13 @@ std::string cluster_spec_to_yaml(const ClusterSpec& s, const std::vector<std::st
     for (const CollectivePoint& c : *points) {
       out += "    - {ranks: " + std::to_string(c.ranks) + ", bytes: " + std::to_string(c.bytes) +
              ", gbs: " + num(c.gbs) + "}\n";
+    }
+  }
+  if (!n.sync_loss.empty()) {
+    out += "  sync_loss:\n";
+    for (const SyncLossPoint& p : n.sync_loss) {
+      out += "    - {ranks: " + std::to_string(p.ranks) + ", phase_s: " + num(p.phase_s) +
+             ", loss_s: " + num(p.loss_s) + "}\n";
     }
   }
   return out;

@@ -27,6 +27,8 @@
 //       - {ranks: 2, bytes: 16777216, gbs: 1.8}    # bytes: the whole buffer; gbs = bytes / s
 //     all_gather:
 //       - {ranks: 2, bytes: 16777216, gbs: 3.5}
+//     sync_loss:                     # optional, measured: seconds an exchange after phase_s of
+//       - {ranks: 4, phase_s: 0.008, loss_s: 0.0012}   # compute loses to the ranks' spread
 //
 // GEMMs without a measured point of their precision run at the peak (the planner says so); with
 // points, a GEMM runs at the throughput of the nearest measured shape of its precision (log-distance
@@ -74,6 +76,14 @@ struct CollectivePoint {
   double gbs = 0.0;   // bytes / seconds, GB/s
 };
 
+// What a rank loses at each exchange that ends a phase of `phase_s` seconds of compute, beyond
+// the work and the exchange priced: the EP group's ranks do not finish a phase together.
+struct SyncLossPoint {
+  int64_t ranks = 0;   // the group that synchronises
+  double phase_s = 0;  // compute since the group's previous exchange
+  double loss_s = 0;
+};
+
 struct DeviceSpec {
   std::string name;
   std::string kind = "gpu";  // gpu | cpu
@@ -92,6 +102,7 @@ struct NetworkSpec {
   double intra_node_latency_us = 0.0, inter_node_latency_us = 0.0;
   std::vector<AllToAllPoint> all_to_all;
   std::vector<CollectivePoint> reduce_scatter, all_gather;
+  std::vector<SyncLossPoint> sync_loss;
 };
 
 struct ClusterSpec {
@@ -108,6 +119,13 @@ struct ClusterSpec {
 // Throws ClusterSpecError naming the file and the dotted key (unknown keys, wrong types, values out
 // of range, missing required keys).
 ClusterSpec load_cluster_spec(const std::string& path);
+
+// What an exchange in a group of `ranks` waits beyond the work priced, after `phase_s` of compute:
+// from network.sync_loss at the nearest measured group size (written to *measured_ranks when
+// given), linear in the phase between the measured phases and from 0 at no compute, the longest
+// phase's loss beyond it; 0 when nothing is measured (the published clusters) or ranks <= 1.
+double sync_loss_s(const NetworkSpec& network, int64_t ranks, double phase_s,
+                   int64_t* measured_ranks = nullptr);
 
 // The same format, loadable by load_cluster_spec; `comment` lines are written first as "# ...".
 std::string cluster_spec_to_yaml(const ClusterSpec& spec, const std::vector<std::string>& comment);

@@ -159,6 +159,19 @@ class Pricing {
            1e-6;
   }
 
+  // network.sync_loss (cluster_spec.h's sync_loss_s), with a note where the group size measured
+  // is another.
+  double sync_loss(int ranks, double phase_s) const {
+    int64_t measured = ranks;
+    const double loss = sync_loss_s(c_.network, ranks, phase_s, &measured);
+    if (measured != ranks) {
+      notes_.insert("synchronisation loss of " + std::to_string(ranks) +
+                    "-rank groups priced at the measured " + std::to_string(measured) +
+                    "-rank one");
+    }
+    return loss;
+  }
+
   // ZeRO's reduce-scatter or all-gather of `bytes` (the whole buffer) over `ranks`: at the
   // measured rate of the nearest measured point of its kind (ranks first, then bytes) inside a
   // node, else by the ring formula.
@@ -447,6 +460,11 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
       w.blocks = model.chunk_blocks(static_cast<int>(c));
       w.first_layer = cs.first_layer;
       w.exchanges_take_cores = exchanges_take_cores;
+      if (plan.ep > 1) {
+        w.sync_loss = [&price, ep = plan.ep](double phase_s) {
+          return price.sync_loss(ep, phase_s);
+        };
+      }
       for (int l = cs.first_layer; l < cs.end_layer; ++l) {
         w.units.push_back(price_unit(compute.layers[static_cast<size_t>(l)], recipe, tokens, price,
                                      wire, ep_nodes, nodes.node_aware, imbalance, w.head));
@@ -629,13 +647,21 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
+  const bool sync_priced = plan.ep > 1 && !cluster.network.sync_loss.empty();
+  if (sync_priced) {
+    notes.insert("each expert exchange after a phase of compute waits the synchronisation loss "
+                 "measured for that phase (network.sync_loss): the EP group's ranks do not "
+                 "finish it together");
+  }
   if (cores_time_shared) {
     notes.insert(std::to_string(ranks_per_node) + " ranks x " +
                  std::to_string(recipe.run.cpu_threads) + " thread(s) on a node's " +
                  std::to_string(cluster.device.node_cores) +
                  " cores: they time-share the cores, and at every exchange a rank waits for "
-                 "peers the OS has not scheduled, which this plan does not price (expect a "
-                 "slower step than planned)");
+                 "peers the OS has not scheduled, which this plan prices " +
+                 (sync_priced ? "at the expert exchanges only (the measured synchronisation "
+                                "loss), not at the pipeline's or ZeRO's"
+                              : "nowhere (expect a slower step than planned)"));
   }
   if (plan.precision != "fp32") {
     notes.insert("precision " + plan.precision +

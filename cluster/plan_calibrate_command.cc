@@ -42,7 +42,8 @@ constexpr const char* kUsage =
     "step streams them; large square shapes for the peaks), the causal attention core at each\n"
     "recipe's (seq_len, heads, head_dim), memory bandwidth (a STREAM triad), point-to-point\n"
     "latency and bandwidth, all-to-all, reduce-scatter and all-gather throughput between the\n"
-    "ranks (groups of 2, 4, ... consecutive ranks). All ranks measure at once, as they train\n"
+    "ranks (groups of 2, 4, ... consecutive ranks), and what an exchange after 2, 8 or 32 ms of\n"
+    "compute waits for the group's slower ranks. All ranks measure at once, as they train\n"
     "(sharing the cores); every number is the slowest rank's (a synchronous step waits for it);\n"
     "GEMMs and attention are measured in two passes over their list, keeping each one's fastest\n"
     "(a slow period of the machine only slows; --quick: one pass). All ranks are one node\n"
@@ -122,6 +123,11 @@ struct Sizes {
   // would otherwise price a run of neighbouring shapes (measured here: one calibration in four
   // priced the pipeline's micro-batch GEMMs 20% slow).
   int compute_passes = 2;
+  // Synchronised phases (measure_sync_loss_s): their lengths, and iterations enough for
+  // sync_sample_s of phases, at least sync_min_iterations.
+  std::vector<double> sync_phases_s = {0.002, 0.008, 0.032};
+  double sync_sample_s = 0.5;
+  int sync_min_iterations = 12;
 };
 
 Sizes sizes_for(bool quick) {
@@ -135,6 +141,9 @@ Sizes sizes_for(bool quick) {
     s.zero_bytes = {64 * KiB};
     s.stream_min = s.stream_max = 8 * MiB;
     s.compute_passes = 1;
+    s.sync_phases_s = {0.002};
+    s.sync_sample_s = 0.02;
+    s.sync_min_iterations = 3;
   } else {
     s.squares = {1024, 2048};
     s.bandwidth_bytes = {4 * MiB, 16 * MiB};
@@ -263,6 +272,30 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
     }
   }
 
+  // ---- 5. What synchronising phases costs beyond their work and exchange. Not where the ranks
+  // time-share the cores: there it depends on the layout (measured here, 4 ranks on 2 cores:
+  // 3-8 ms per exchange with every rank computing, which priced a pipeline of EP groups of 2
+  // 47% slow: its ranks idle in turn).
+  const bool time_shared =
+      static_cast<int64_t>(ranks) * kernels::cpu_threads() > device.node_cores;
+  if (time_shared) {
+    say("synchronisation: not measured: " + std::to_string(ranks) + " ranks x " +
+        std::to_string(kernels::cpu_threads()) + " thread(s) time-share " +
+        std::to_string(device.node_cores) + " cores");
+  }
+  for (int g : time_shared ? std::vector<int>{} : all_to_all_group_sizes(ranks)) {
+    const std::unique_ptr<parallel::Comm> group = make_consecutive_groups(world, g);
+    for (double phase_s : sizes.sync_phases_s) {
+      const int iterations = std::max(
+          sizes.sync_min_iterations, static_cast<int>(std::ceil(sizes.sync_sample_s / phase_s)));
+      const double loss = measure_sync_loss_s(backend, world, *group, g, phase_s, iterations);
+      net.sync_loss.push_back({g, phase_s, std::max(0.0, loss)});
+      say("synchronisation " + std::to_string(g) + " ranks, phases of " +
+          fixed(phase_s * 1e3, 0) + " ms (" + std::to_string(iterations) + "): " +
+          fixed(loss * 1e3, 3) + " ms lost per exchange");
+    }
+  }
+
   // ---- The file's comment.
   std::string recipe_list;
   for (const Recipe& r : recipes) {
@@ -317,6 +350,13 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
       "seconds.",
       "reduce_scatter (fp32 sum) and all_gather: ZeRO-1's collectives in the same groups; bytes is "
       "the whole buffer (every rank's slices), gbs = bytes / seconds.",
+      time_shared
+          ? "sync_loss: not measured: the ranks time-share the cores, where what an exchange "
+            "waits for depends on the layout (which ranks idle when)."
+          : "sync_loss: in the same groups, every rank runs phase_s of fp32 256^3 GEMMs (as many "
+            "as take that with all ranks computing) then a 64-byte-per-peer all_to_all_v it "
+            "waits for; loss_s = the mean of phase + exchange - the slowest rank's median phase "
+            "- the slowest rank's median exchange back to back (negative noise written as 0).",
   };
   return spec;
 }

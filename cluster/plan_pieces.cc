@@ -12,9 +12,12 @@ namespace {
 // The virtual clock the steps advance. List 0 is the only list, or an FB pair's backward; 1 the
 // pair's forward (run_overlapped's numbering).
 struct Clock {
-  explicit Clock(bool exchanges_take_cores) : exchanges_take_cores(exchanges_take_cores) {}
+  explicit Clock(const ChunkWork& work)
+      : exchanges_take_cores(work.exchanges_take_cores), sync_loss(work.sync_loss) {}
   bool exchanges_take_cores;
+  std::function<double(double)> sync_loss;
   double now = 0, waited = 0, compute = 0, comm = 0;
+  double compute_at_exchange = 0;  // `compute` when the last exchange was posted
   // Exchanges queue on their link: 0 the EP group's network (across nodes when it spans
   // several), 1 the links inside a node (node-aware dispatch's second hop). One exchange at a
   // time on each, in posting order; the two run side by side.
@@ -90,6 +93,18 @@ trainer::ChunkStep make_step(Clock& clock, int list, const std::string& name, ch
     clock.now += cost.compute;
     clock.compute += cost.compute;
     clock.spans.push_back({label, 0, begin, clock.now, list, layer});
+    // The group's ranks reach this exchange apart by what the phase before it lost.
+    double late = 0;
+    if (communicates) {
+      const double phase = clock.compute - clock.compute_at_exchange;
+      late = clock.sync_loss && phase > 0 ? std::max(0.0, clock.sync_loss(phase)) : 0.0;
+      clock.compute_at_exchange = clock.compute;
+    }
+    if (late > 0 && clock.exchanges_take_cores) {  // the rank waits for its peers, then copies
+      clock.spans.push_back({"wait all_to_all_v", 0, clock.now, clock.now + late, list, layer});
+      clock.now += late;
+      clock.waited += late;
+    }
     if (communicates && clock.exchanges_take_cores) {
       clock.spans.push_back({"all_to_all_v", 1 + cost.link, clock.now, clock.now + cost.comm, list,
                              layer});
@@ -100,7 +115,7 @@ trainer::ChunkStep make_step(Clock& clock, int list, const std::string& name, ch
       clock.comm += cost.comm;
     } else if (communicates) {
       double& link = clock.link_free[cost.link];
-      const double start = std::max(clock.now, link);
+      const double start = std::max(clock.now + late, link);
       link = start + cost.comm;
       clock.arrival[list] = std::max(clock.arrival[list], link);
       clock.comm += cost.comm;
@@ -155,7 +170,7 @@ Timed finish(const Clock& c) {
 }
 
 Timed run_sequential(const ChunkWork& work, bool forward, bool input, bool weights) {
-  Clock clock(work.exchanges_take_cores);
+  Clock clock(work);
   trainer::run_steps(forward ? forward_steps(clock, 0, work)
                              : backward_steps(clock, 0, work, input, weights));
   return finish(clock);
@@ -169,7 +184,7 @@ Timed time_backward_weight(const ChunkWork& work) { return run_sequential(work, 
 Timed time_backward(const ChunkWork& work) { return run_sequential(work, false, true, true); }
 
 Timed time_forward_backward(const ChunkWork& f, const ChunkWork& b) {
-  Clock clock(f.exchanges_take_cores);
+  Clock clock(f);
   const trainer::ChunkSteps backward = backward_steps(clock, 0, b, true, true);
   const trainer::ChunkSteps forward = forward_steps(clock, 1, f);
   trainer::run_overlapped(backward, forward);

@@ -8,8 +8,12 @@
 // exchange's arrival. Where exchanges take the ranks' cores (ChunkWork::exchanges_take_cores)
 // the posting step runs the exchange itself: nothing is hidden. So an FB pair hides exactly as much of its exchanges as the executor's
 // interleaving does, and a lone F still overlaps its dispatch with the shared experts.
+// An exchange that ends a phase of compute (the compute since the previous exchange) starts
+// ChunkWork::sync_loss(phase) later than its posting: the EP group's ranks do not finish the
+// phase together (measured: cluster_spec.h's network.sync_loss); on the trace it is a wait.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,6 +61,9 @@ struct ChunkWork {
   // run on the ranks' own cores, so an exchange holds up its rank's compute for its whole time
   // instead of travelling while the clock runs on.
   bool exchanges_take_cores = false;
+  // Seconds an exchange after `phase_s` of compute waits for the group's other ranks beyond
+  // the work priced (none when empty).
+  std::function<double(double phase_s)> sync_loss;
   PhaseCost embedding;  // the lookup (f) and its gradient scatter (w)
   PhaseCost head;       // final norm, output projection, cross-entropy; MTP's eh_proj and heads
 };

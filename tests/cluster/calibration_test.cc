@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <tuple>
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
@@ -213,6 +215,33 @@ TEST(Calibration, MeasurementsAreCollective) {
   for (size_t i = 0; i < results[0].size(); ++i) {
     EXPECT_GT(results[0][i], 0.0) << "measurement " << i;
     EXPECT_EQ(results[0][i], results[1][i]) << "measurement " << i;
+  }
+}
+
+// A collective: the same figure on every rank, finite (its sign is the machine's: noise can
+// make it slightly negative); refuses a group below 2, no phase or no iterations.
+TEST(Calibration, SyncLossIsCollective) {
+  std::mutex mu;
+  std::vector<double> loss(2);
+  parallel::run_fake_ranks(2, [&](parallel::Comm& world) {
+    kernels::CpuBackend backend;
+    const std::unique_ptr<parallel::Comm> group = make_consecutive_groups(world, 2);
+    const double l = measure_sync_loss_s(backend, world, *group, 2, 0.001, 3);
+    std::lock_guard<std::mutex> lock(mu);
+    loss[static_cast<size_t>(world.rank())] = l;
+  });
+  EXPECT_TRUE(std::isfinite(loss[0]));
+  EXPECT_EQ(loss[0], loss[1]);
+  for (auto [g, phase, iterations] : {std::tuple{1, 0.001, 3}, std::tuple{2, 0.0, 3},
+                                      std::tuple{2, 0.001, 0}}) {
+    EXPECT_THROW(parallel::run_fake_ranks(2,
+                                          [&](parallel::Comm& world) {
+                                            kernels::CpuBackend backend;
+                                            measure_sync_loss_s(backend, world, world, g, phase,
+                                                                iterations);
+                                          }),
+                 std::invalid_argument)
+        << g << " " << phase << " " << iterations;
   }
 }
 

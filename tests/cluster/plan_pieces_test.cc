@@ -94,6 +94,42 @@ TEST(PlanPieces, ALoneForwardOverlapsWhatItsStepsAllow) {
   EXPECT_DOUBLE_EQ(f.waited, f.seconds - f.compute);
 }
 
+// The same forward with a synchronisation loss of a quarter of the phase: the counts leave that
+// much after the compute since the chunk began; the dispatch follows them with no compute
+// between (no loss); the combine waits a quarter of the shared and routed experts' compute.
+// With exchanges on the ranks' cores every exchange, and its loss, is on the clock.
+TEST(PlanPieces, AnExchangeAfterComputeWaitsTheSynchronisationLoss) {
+  const trainer::Recipe r = tiny({"parallel.dp=2", "parallel.ep=2"});
+  const UnitCost u = moe_unit();
+  Described d = describe(r, 2, false, u);
+  std::vector<double> phases;
+  d.work.sync_loss = [&phases](double phase_s) {
+    phases.push_back(phase_s);
+    return 0.25 * phase_s;
+  };
+  const double before_counts = 2 * u.attention.f + u.ffn.f + u.router.f;
+  double t = before_counts + 0.25 * before_counts + u.small;  // the counts arrive
+  const double rows_arrive = t + u.dispatch;
+  t = std::max(t + u.shared.f, rows_arrive) + u.experts.f;
+  t += 0.25 * (u.shared.f + u.experts.f) + u.combine + u.permute.f;
+  const Timed f = time_forward(d.work);
+  EXPECT_DOUBLE_EQ(f.seconds, t);
+  EXPECT_DOUBLE_EQ(f.waited, f.seconds - f.compute);
+  EXPECT_EQ(phases, (std::vector<double>{before_counts, u.shared.f + u.experts.f}));
+
+  d.work.exchanges_take_cores = true;
+  phases.clear();
+  const Timed on_cores = time_forward(d.work);
+  EXPECT_DOUBLE_EQ(on_cores.seconds,
+                   f.compute + 0.25 * (before_counts + u.shared.f + u.experts.f) + u.small +
+                       u.dispatch + u.combine);
+  double waits = 0;  // the losses are waits on the predicted trace
+  for (const PieceSpan& s : on_cores.spans) {
+    if (s.name == "wait all_to_all_v") waits += s.end - s.start;
+  }
+  EXPECT_DOUBLE_EQ(waits, 0.25 * (before_counts + u.shared.f + u.experts.f));
+}
+
 TEST(PlanPieces, AnFbPairHidesExchangesBehindTheOtherMicroBatch) {
   const trainer::Recipe r = tiny({"parallel.dp=2", "parallel.ep=2"});
   const Described d = describe(r, 2, false, moe_unit());

@@ -91,6 +91,8 @@ TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
   c.network.all_to_all.push_back({4, 1 << 20, 2.5});
   c.network.reduce_scatter.push_back({2, 1 << 24, 1.5});
   c.network.all_gather.push_back({4, 1 << 22, 3.25});
+  c.network.sync_loss.push_back({4, 0.008, 0.0015});
+  c.network.sync_loss.push_back({2, 0.002, 0.0});
   const ClusterSpec back = load_cluster_spec(write_temp("back.yaml", cluster_spec_to_yaml(c, {"x"})));
   EXPECT_EQ(back.name, c.name);
   EXPECT_EQ(back.device.name, c.device.name);
@@ -106,6 +108,30 @@ TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
   EXPECT_EQ(back.network.all_gather[0].ranks, 4);
   EXPECT_DOUBLE_EQ(back.network.all_gather[0].gbs, 3.25);
   EXPECT_DOUBLE_EQ(back.network.inter_node_gbs, 50);
+  ASSERT_EQ(back.network.sync_loss.size(), 2u);
+  EXPECT_EQ(back.network.sync_loss[0].ranks, 4);
+  EXPECT_DOUBLE_EQ(back.network.sync_loss[0].phase_s, 0.008);
+  EXPECT_DOUBLE_EQ(back.network.sync_loss[0].loss_s, 0.0015);
+  EXPECT_DOUBLE_EQ(back.network.sync_loss[1].loss_s, 0.0);
+}
+
+// Linear in the phase between measured phases (from 0 at no compute), the longest phase's loss
+// beyond it, at the nearest measured group size; nothing measured, nothing lost.
+TEST(ClusterSpec, SyncLossInterpolatesTheMeasuredPhases) {
+  NetworkSpec n;
+  EXPECT_EQ(sync_loss_s(n, 4, 0.01), 0.0);
+  n.sync_loss = {{4, 0.008, 0.004}, {2, 0.002, 0.001}, {4, 0.002, 0.002}, {2, 0.008, 0.002}};
+  int64_t measured = 0;
+  EXPECT_DOUBLE_EQ(sync_loss_s(n, 4, 0.001, &measured), 0.001);  // half of the first
+  EXPECT_EQ(measured, 4);
+  EXPECT_DOUBLE_EQ(sync_loss_s(n, 4, 0.005), 0.003);  // between 2 and 8 ms
+  EXPECT_DOUBLE_EQ(sync_loss_s(n, 4, 0.1), 0.004);    // beyond the longest
+  EXPECT_DOUBLE_EQ(sync_loss_s(n, 2, 0.008), 0.002);
+  EXPECT_DOUBLE_EQ(sync_loss_s(n, 3, 0.002, &measured), measured == 2 ? 0.001 : 0.002);
+  EXPECT_DOUBLE_EQ(sync_loss_s(n, 16, 0.008, &measured), 0.004);
+  EXPECT_EQ(measured, 4);
+  EXPECT_EQ(sync_loss_s(n, 1, 0.008), 0.0);
+  EXPECT_EQ(sync_loss_s(n, 4, 0.0), 0.0);
 }
 
 trainer::Recipe tiny(const std::vector<std::string>& overrides) {
@@ -270,6 +296,32 @@ TEST(Plan, ExpertImbalancePricesTheBusiestEpRank) {
   EXPECT_DOUBLE_EQ(make_plan(one_rank, c, options).step_s, make_plan(one_rank, c).step_s);
   options.expert_imbalance = 0.9;
   EXPECT_THROW(make_plan(r, c, options), std::invalid_argument);
+}
+
+// A measured synchronisation loss (network.sync_loss) delays every expert exchange that ends a
+// phase of compute, and the plan says so; one EP rank has no such exchange.
+TEST(Plan, ExpertExchangesWaitTheMeasuredSynchronisationLoss) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=2",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  const trainer::Recipe one_rank = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=1",
+                                         "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  const Plan base = make_plan(r, c);
+  const double base_one = make_plan(one_rank, c).step_s;
+  constexpr double kLoss = 0.01;  // after any phase (the only point is at a tiny phase)
+  c.network.sync_loss = {{2, 1e-12, kLoss}};
+  const Plan late = make_plan(r, c);
+  // The forward's two (the counts after attention and the router, the combine after the
+  // experts) and most of the backward's (links free here: part of one hides behind compute).
+  EXPECT_GE(late.step_s - base.step_s, 3 * kLoss);
+  EXPECT_GE(late.exposed_comm_s - base.exposed_comm_s, 3 * kLoss);
+  EXPECT_TRUE(std::any_of(late.notes.begin(), late.notes.end(), [](const std::string& n) {
+    return n.find("synchronisation loss") != std::string::npos;
+  }));
+  EXPECT_FALSE(std::any_of(base.notes.begin(), base.notes.end(), [](const std::string& n) {
+    return n.find("synchronisation loss") != std::string::npos;
+  }));
+  EXPECT_DOUBLE_EQ(make_plan(one_rank, c).step_s, base_one);
 }
 
 // CPU ranks that fill the node's cores copy and sum their exchanges on those cores: a forward

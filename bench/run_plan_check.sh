@@ -124,5 +124,5 @@ for name, rs in runs.items():
         100 * (rs[0]["pred_mib"] / alloc - 1), max(r["rss"] for r in rs)))
 if any(int(rs[0]["np"]) > cores for rs in runs.values()):
     print("* more ranks than the %d cores: the ranks time-share them, which the planner does not "
-          "model (its plan says so; calibrate measures no synchronisation loss there)" % cores)
+          "model beyond the synchronisation loss of the group of every rank (its plan says so)" % cores)
 PY

@@ -212,25 +212,16 @@ ClusterSpec load_cluster_spec(const std::string& path) {
   return spec;
 }
 
-double sync_loss_s(const NetworkSpec& network, int64_t ranks, double phase_s,
-                   int64_t* measured_ranks) {
-  const std::vector<SyncLossPoint>& all = network.sync_loss;
-  if (all.empty() || ranks <= 1 || !(phase_s > 0)) return 0.0;
-  auto distance = [ranks](int64_t r) {
-    return std::abs(std::log(static_cast<double>(r)) - std::log(static_cast<double>(ranks)));
-  };
-  int64_t group = all.front().ranks;
-  for (const SyncLossPoint& p : all) {
-    if (distance(p.ranks) < distance(group)) group = p.ranks;
-  }
-  if (measured_ranks != nullptr) *measured_ranks = group;
+double sync_loss_s(const NetworkSpec& network, int64_t ranks, double phase_s, bool* measured) {
   std::vector<SyncLossPoint> points;
-  for (const SyncLossPoint& p : all) {
-    if (p.ranks == group) points.push_back(p);
+  for (const SyncLossPoint& p : network.sync_loss) {
+    if (p.ranks == ranks) points.push_back(p);
   }
+  if (measured != nullptr) *measured = !points.empty();
+  if (points.empty() || !(phase_s > 0)) return 0.0;
   std::sort(points.begin(), points.end(),
             [](const SyncLossPoint& a, const SyncLossPoint& b) { return a.phase_s < b.phase_s; });
-  SyncLossPoint before{group, 0.0, 0.0};
+  SyncLossPoint before{ranks, 0.0, 0.0};
   for (const SyncLossPoint& p : points) {
     if (phase_s <= p.phase_s) {
       const double f = (phase_s - before.phase_s) / (p.phase_s - before.phase_s);

@@ -121,11 +121,12 @@ struct ClusterSpec {
 ClusterSpec load_cluster_spec(const std::string& path);
 
 // What an exchange in a group of `ranks` waits beyond the work priced, after `phase_s` of compute:
-// from network.sync_loss at the nearest measured group size (written to *measured_ranks when
-// given), linear in the phase between the measured phases and from 0 at no compute, the longest
-// phase's loss beyond it; 0 when nothing is measured (the published clusters) or ranks <= 1.
+// from network.sync_loss's points of that group size, linear in the phase between the measured
+// phases and from 0 at no compute, the longest phase's loss beyond it. 0 for a group size with
+// no points (*measured, when given, says whether it has some): the loss of one group size says
+// nothing of another's where ranks time-share cores (cluster/plan_calibrate_command.cc).
 double sync_loss_s(const NetworkSpec& network, int64_t ranks, double phase_s,
-                   int64_t* measured_ranks = nullptr);
+                   bool* measured = nullptr);
 
 // The same format, loadable by load_cluster_spec; `comment` lines are written first as "# ...".
 std::string cluster_spec_to_yaml(const ClusterSpec& spec, const std::vector<std::string>& comment);

@@ -159,15 +159,14 @@ class Pricing {
            1e-6;
   }
 
-  // network.sync_loss (cluster_spec.h's sync_loss_s), with a note where the group size measured
-  // is another.
+  // network.sync_loss (cluster_spec.h's sync_loss_s), with a note where the file measured other
+  // group sizes but not this one.
   double sync_loss(int ranks, double phase_s) const {
-    int64_t measured = ranks;
+    bool measured = false;
     const double loss = sync_loss_s(c_.network, ranks, phase_s, &measured);
-    if (measured != ranks) {
-      notes_.insert("synchronisation loss of " + std::to_string(ranks) +
-                    "-rank groups priced at the measured " + std::to_string(measured) +
-                    "-rank one");
+    if (!measured && !c_.network.sync_loss.empty()) {
+      notes_.insert("no synchronisation loss priced for EP groups of " + std::to_string(ranks) +
+                    " ranks: network.sync_loss measured other group sizes only");
     }
     return loss;
   }
@@ -647,7 +646,9 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
-  const bool sync_priced = plan.ep > 1 && !cluster.network.sync_loss.empty();
+  bool sync_priced = false;
+  sync_loss_s(cluster.network, plan.ep, 1.0, &sync_priced);
+  sync_priced = sync_priced && plan.ep > 1;
   if (sync_priced) {
     notes.insert("each expert exchange after a phase of compute waits the synchronisation loss "
                  "measured for that phase (network.sync_loss): the EP group's ranks do not "

@@ -272,18 +272,23 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
     }
   }
 
-  // ---- 5. What synchronising phases costs beyond their work and exchange. Not where the ranks
-  // time-share the cores: there it depends on the layout (measured here, 4 ranks on 2 cores:
-  // 3-8 ms per exchange with every rank computing, which priced a pipeline of EP groups of 2
-  // 47% slow: its ranks idle in turn).
+  // ---- 5. What synchronising phases costs beyond their work and exchange. Where the ranks
+  // time-share the cores it depends on which ranks compute when: only the group of every rank
+  // (dp = ep = ranks, no pipeline) runs as measured, each rank computing until the exchange
+  // (measured here, 4 ranks on 2 cores: groups of 2 lost 3-8 ms per exchange, which priced
+  // pp2 dp2 ep2 1f1b 47% slow: in a pipeline the ranks idle in turn).
   const bool time_shared =
       static_cast<int64_t>(ranks) * kernels::cpu_threads() > device.node_cores;
+  const std::vector<int> all_groups = all_to_all_group_sizes(ranks);
+  const std::vector<int> sync_groups =
+      time_shared ? std::vector<int>{all_groups.back()} : all_groups;
   if (time_shared) {
-    say("synchronisation: not measured: " + std::to_string(ranks) + " ranks x " +
+    say("synchronisation: " + std::to_string(ranks) + " ranks x " +
         std::to_string(kernels::cpu_threads()) + " thread(s) time-share " +
-        std::to_string(device.node_cores) + " cores");
+        std::to_string(device.node_cores) + " cores: groups of " +
+        std::to_string(all_groups.back()) + " only");
   }
-  for (int g : time_shared ? std::vector<int>{} : all_to_all_group_sizes(ranks)) {
+  for (int g : sync_groups) {
     const std::unique_ptr<parallel::Comm> group = make_consecutive_groups(world, g);
     for (double phase_s : sizes.sync_phases_s) {
       const int iterations = std::max(
@@ -350,13 +355,15 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
       "seconds.",
       "reduce_scatter (fp32 sum) and all_gather: ZeRO-1's collectives in the same groups; bytes is "
       "the whole buffer (every rank's slices), gbs = bytes / seconds.",
-      time_shared
-          ? "sync_loss: not measured: the ranks time-share the cores, where what an exchange "
-            "waits for depends on the layout (which ranks idle when)."
-          : "sync_loss: in the same groups, every rank runs phase_s of fp32 256^3 GEMMs (as many "
-            "as take that with all ranks computing) then a 64-byte-per-peer all_to_all_v it "
-            "waits for; loss_s = the mean of phase + exchange - the slowest rank's median phase "
-            "- the slowest rank's median exchange back to back (negative noise written as 0).",
+      std::string("sync_loss: ") +
+          (time_shared ? "the ranks time-share the cores, where what an exchange waits for "
+                         "depends on which ranks compute when: only the largest group, " +
+                             std::to_string(all_groups.back()) + " ranks; "
+                       : "in the same groups; ") +
+          "every rank runs phase_s of fp32 256^3 GEMMs (as many as take that with all ranks "
+          "computing) then a 64-byte-per-peer all_to_all_v it waits for; loss_s = the mean of "
+          "phase + exchange - the slowest rank's median phase - the slowest rank's median "
+          "exchange back to back (negative noise written as 0).",
   };
   return spec;
 }

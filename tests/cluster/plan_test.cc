@@ -116,21 +116,20 @@ TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
 }
 
 // Linear in the phase between measured phases (from 0 at no compute), the longest phase's loss
-// beyond it, at the nearest measured group size; nothing measured, nothing lost.
+// beyond it, for the group size measured; another group size, or nothing measured: no loss.
 TEST(ClusterSpec, SyncLossInterpolatesTheMeasuredPhases) {
   NetworkSpec n;
-  EXPECT_EQ(sync_loss_s(n, 4, 0.01), 0.0);
+  bool measured = true;
+  EXPECT_EQ(sync_loss_s(n, 4, 0.01, &measured), 0.0);
+  EXPECT_FALSE(measured);
   n.sync_loss = {{4, 0.008, 0.004}, {2, 0.002, 0.001}, {4, 0.002, 0.002}, {2, 0.008, 0.002}};
-  int64_t measured = 0;
   EXPECT_DOUBLE_EQ(sync_loss_s(n, 4, 0.001, &measured), 0.001);  // half of the first
-  EXPECT_EQ(measured, 4);
+  EXPECT_TRUE(measured);
   EXPECT_DOUBLE_EQ(sync_loss_s(n, 4, 0.005), 0.003);  // between 2 and 8 ms
   EXPECT_DOUBLE_EQ(sync_loss_s(n, 4, 0.1), 0.004);    // beyond the longest
   EXPECT_DOUBLE_EQ(sync_loss_s(n, 2, 0.008), 0.002);
-  EXPECT_DOUBLE_EQ(sync_loss_s(n, 3, 0.002, &measured), measured == 2 ? 0.001 : 0.002);
-  EXPECT_DOUBLE_EQ(sync_loss_s(n, 16, 0.008, &measured), 0.004);
-  EXPECT_EQ(measured, 4);
-  EXPECT_EQ(sync_loss_s(n, 1, 0.008), 0.0);
+  EXPECT_EQ(sync_loss_s(n, 8, 0.008, &measured), 0.0);
+  EXPECT_FALSE(measured);
   EXPECT_EQ(sync_loss_s(n, 4, 0.0), 0.0);
 }
 
@@ -322,6 +321,13 @@ TEST(Plan, ExpertExchangesWaitTheMeasuredSynchronisationLoss) {
     return n.find("synchronisation loss") != std::string::npos;
   }));
   EXPECT_DOUBLE_EQ(make_plan(one_rank, c).step_s, base_one);
+  // Only other group sizes measured: no loss, and a note says so.
+  c.network.sync_loss = {{4, 1e-12, kLoss}};
+  const Plan other = make_plan(r, c);
+  EXPECT_DOUBLE_EQ(other.step_s, base.step_s);
+  EXPECT_TRUE(std::any_of(other.notes.begin(), other.notes.end(), [](const std::string& n) {
+    return n.find("no synchronisation loss priced for EP groups of 2") != std::string::npos;
+  }));
 }
 
 // CPU ranks that fill the node's cores copy and sum their exchanges on those cores: a forward

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tessera plan calibrate: under mpirun -np 2 with --quick it writes a cluster description that
-# calibration_check accepts (loads, positive numbers, every GEMM shape of the recipe covered);
+# tessera plan calibrate: under mpirun -np 2 and -np 4 with --quick it writes a cluster
+# description that calibration_check accepts (loads, positive numbers, every GEMM shape of the
+# recipe covered, the synchronisation loss where it is measured);
 # a single process is refused with the message saying to use mpirun with >= 2 ranks, and writes
 # nothing; --help exits 0; a missing --out is a usage error. No timing is asserted.
 #   plan_calibrate_test.sh TESSERA MPIEXEC CALIBRATION_CHECK RECIPE WORKDIR
@@ -20,6 +21,15 @@ if "$mpiexec" --oversubscribe -np 2 "$tessera" plan calibrate "$recipe" --quick 
   grep -q "^# .*--quick" "$work/cal.yaml" || fail "the comment does not say --quick"
 else
   fail "mpirun -np 2 calibrate exited $?: $(cat "$work/cal.log")"
+fi
+
+# ---- Four ranks: groups of 2 and 4; on fewer than 4 cores they time-share them, and the
+# synchronisation loss is measured for the group of all 4 only (calibration_check knows which).
+if "$mpiexec" --oversubscribe -np 4 "$tessera" plan calibrate "$recipe" --quick \
+    --out "$work/cal4.yaml" >"$work/cal4.log" 2>&1; then
+  "$check" "$work/cal4.yaml" 4 fp32 "$recipe" || fail "calibration_check (4 ranks)"
+else
+  fail "mpirun -np 4 calibrate exited $?: $(cat "$work/cal4.log")"
 fi
 
 # ---- One process: refused, nothing written.

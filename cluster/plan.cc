@@ -646,7 +646,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
-  bool sync_priced = false;
+  bool sync_priced = false;  // whether the file measured EP groups of this size (any phase)
   sync_loss_s(cluster.network, plan.ep, 1.0, &sync_priced);
   sync_priced = sync_priced && plan.ep > 1;
   if (sync_priced) {

@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "kernels/gemm.h"
 #include "trainer/flop_count.h"
@@ -40,6 +41,11 @@ double all_reduce_one(Comm& world, double value, parallel::ReduceOp op) {
   return value;
 }
 
+double median(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 // Seconds per call of body() on this rank (see "Timing" in the header). Every rank of `world`
 // calls it; body() may be a no-op on ranks that sit out, and may itself be a collective over a
 // sub-communicator (every member then makes the same number of calls).
@@ -58,8 +64,7 @@ double seconds_per_call(Comm& world, const std::function<void()>& body, const Ti
     for (int64_t c = 0; c < calls; ++c) body();
     samples.push_back(seconds_since(start) / static_cast<double>(calls));
   }
-  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
-  return samples[samples.size() / 2];
+  return median(std::move(samples));
 }
 
 // Uniform in [-1, 1): no denormals, no overflow over many accumulating calls.
@@ -471,18 +476,9 @@ double measure_sync_loss_s(Backend& backend, Comm& world, Comm& group, int group
     if (takes_part) group.all_to_all_v<float>(in, std::span<float>(out), exchange_options).wait();
   };
   // GEMMs per phase, from the slowest rank's pace with every rank computing.
-  gemm();
-  world.barrier().wait();
-  const Clock::time_point probe_start = Clock::now();
-  constexpr int kProbeCalls = 8;
-  for (int i = 0; i < kProbeCalls; ++i) gemm();
-  const double per_gemm =
-      all_reduce_one(world, seconds_since(probe_start), parallel::ReduceOp::kMax) / kProbeCalls;
+  const double per_gemm = slowest_over_ranks(
+      world, seconds_per_call(world, gemm, TimingPolicy::quick()), true);
   const int64_t calls = std::max<int64_t>(1, std::llround(phase_s / std::max(per_gemm, 1e-9)));
-  auto median = [](std::vector<double> v) {
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-  };
   // E: the exchanges back to back.
   std::vector<double> alone(static_cast<size_t>(iterations));
   exchange();

@@ -77,7 +77,8 @@ struct CollectivePoint {
 };
 
 // What a rank loses at each exchange that ends a phase of `phase_s` seconds of compute, beyond
-// the work and the exchange priced: the EP group's ranks do not finish a phase together.
+// the work and the exchange priced: the group's ranks do not finish a phase together (an EP
+// group at its expert exchanges, a data-parallel group at ZeRO's last reduce-scatter).
 struct SyncLossPoint {
   int64_t ranks = 0;   // the group that synchronises
   double phase_s = 0;  // compute since the group's previous exchange

@@ -165,7 +165,7 @@ class Pricing {
     bool measured = false;
     const double loss = sync_loss_s(c_.network, ranks, phase_s, &measured);
     if (!measured && !c_.network.sync_loss.empty()) {
-      notes_.insert("no synchronisation loss priced for EP groups of " + std::to_string(ranks) +
+      notes_.insert("no synchronisation loss priced for groups of " + std::to_string(ranks) +
                     " ranks: network.sync_loss measured other group sizes only");
     }
     return loss;
@@ -541,8 +541,12 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
         } else {  // F, then the full backward
           const Timed& b =
               times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)].backward;
+          const bool b_exchanged = b.compute_since_exchange < b.compute;
           pair = {t.forward.seconds + b.seconds, t.forward.waited + b.waited,
-                  t.forward.compute + b.compute, t.forward.comm + b.comm, {}};
+                  t.forward.compute + b.compute, t.forward.comm + b.comm,
+                  b_exchanged ? b.compute_since_exchange
+                              : t.forward.compute_since_exchange + b.compute,
+                  {}};
           for (PieceSpan span : t.forward.spans) {  // the pair's forward is list 1
             span.list = 1;
             pair.spans.push_back(span);
@@ -604,8 +608,19 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     // exchanges take the ranks' cores, every bucket's sums and copies hold up the backward.
     const double scattered_dense = exchanges_take_cores ? dense : std::min(bucket, dense);
     const double scattered_expert = exchanges_take_cores ? expert : std::min(bucket, expert);
+    // The last bucket's reduce-scatter waits for the data-parallel group's ranks to finish the
+    // phase the stage ends its step with: its compute since its last exchange (expert or
+    // pipeline), the whole step's for data parallelism alone.
+    double phase = 0;
+    const auto& list = plan.schedule_lists.per_stage[static_cast<size_t>(s)];
+    for (size_t i = list.size(); i-- > 0 && parallel::is_compute(list[i].op);) {
+      const Timed& t = timed(s, list[i]);
+      phase += t.compute_since_exchange;
+      if (t.compute_since_exchange < t.compute) break;  // it exchanged
+    }
+    const double late = dense_dp > 1 ? price.sync_loss(dense_dp, phase) : 0.0;
     const double zero =
-        price.reduce_scatter(scattered_dense, dense_dp, dp_crosses) +
+        late + price.reduce_scatter(scattered_dense, dense_dp, dp_crosses) +
         price.reduce_scatter(scattered_expert, expert_dp, expert_dp_crosses) +
         price.all_gather(dense, dense_dp, dp_crosses) +
         price.all_gather(expert, expert_dp, expert_dp_crosses);
@@ -646,13 +661,20 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  " nodes: each routed row crosses to at most min(top_k, topk_group, nodes) nodes "
                  "(the bound, not the mean)");
   }
-  bool sync_priced = false;  // whether the file measured EP groups of this size (any phase)
-  sync_loss_s(cluster.network, plan.ep, 1.0, &sync_priced);
-  sync_priced = sync_priced && plan.ep > 1;
-  if (sync_priced) {
+  // Whether the file measured the EP group's and the data-parallel group's sizes (any phase).
+  bool ep_sync = false, dp_sync = false;
+  sync_loss_s(cluster.network, plan.ep, 1.0, &ep_sync);
+  sync_loss_s(cluster.network, dense_dp, 1.0, &dp_sync);
+  ep_sync = ep_sync && plan.ep > 1;
+  dp_sync = dp_sync && dense_dp > 1;
+  if (ep_sync) {
     notes.insert("each expert exchange after a phase of compute waits the synchronisation loss "
                  "measured for that phase (network.sync_loss): the EP group's ranks do not "
                  "finish it together");
+  }
+  if (dp_sync) {
+    notes.insert("ZeRO's last reduce-scatter waits the synchronisation loss measured for the "
+                 "phase the step ends with (the compute since the stage's last exchange)");
   }
   if (cores_time_shared) {
     notes.insert(std::to_string(ranks_per_node) + " ranks x " +
@@ -660,9 +682,10 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  std::to_string(cluster.device.node_cores) +
                  " cores: they time-share the cores, and at every exchange a rank waits for "
                  "peers the OS has not scheduled, which this plan prices " +
-                 (sync_priced ? "at the expert exchanges only (the measured synchronisation "
-                                "loss), not at the pipeline's or ZeRO's"
-                              : "nowhere (expect a slower step than planned)"));
+                 (ep_sync || dp_sync ? "at the expert exchanges and ZeRO's reduce-scatter where "
+                                       "measured (the synchronisation loss), not at the "
+                                       "pipeline's transfers"
+                                     : "nowhere (expect a slower step than planned)"));
   }
   if (plan.precision != "fp32") {
     notes.insert("precision " + plan.precision +

@@ -42,9 +42,9 @@ constexpr const char* kUsage =
     "step streams them; large square shapes for the peaks), the causal attention core at each\n"
     "recipe's (seq_len, heads, head_dim), memory bandwidth (a STREAM triad), point-to-point\n"
     "latency and bandwidth, all-to-all, reduce-scatter and all-gather throughput between the\n"
-    "ranks (groups of 2, 4, ... consecutive ranks), and what an exchange after 2, 8 or 32 ms of\n"
-    "compute waits for the group's slower ranks (where ranks x threads outnumber the cores, for\n"
-    "the group of every rank only). All ranks measure at once, as they train\n"
+    "ranks (groups of 2, 4, ... consecutive ranks), and what an exchange after 2, 8, 32 or 128 ms\n"
+    "of compute waits for the group's slower ranks (where ranks x threads outnumber the cores,\n"
+    "for the group of every rank only). All ranks measure at once, as they train\n"
     "(sharing the cores); every number is the slowest rank's (a synchronous step waits for it);\n"
     "GEMMs and attention are measured in two passes over their list, keeping each one's fastest\n"
     "(a slow period of the machine only slows; --quick: one pass). All ranks are one node\n"
@@ -126,7 +126,9 @@ struct Sizes {
   int compute_passes = 2;
   // Synchronised phases (measure_sync_loss_s): their lengths, and iterations enough for
   // sync_sample_s of phases, at least sync_min_iterations.
-  std::vector<double> sync_phases_s = {0.002, 0.008, 0.032};
+  // The longest about a step of the benchmark model on 2 ranks (a ZeRO reduce-scatter follows
+  // the whole step's compute where data parallelism is alone).
+  std::vector<double> sync_phases_s = {0.002, 0.008, 0.032, 0.128};
   double sync_sample_s = 0.5;
   int sync_min_iterations = 12;
 };

@@ -166,7 +166,8 @@ trainer::ChunkSteps backward_steps(Clock& clock, int list, const ChunkWork& work
 }
 
 Timed finish(const Clock& c) {
-  return {std::max({c.now, c.arrival[0], c.arrival[1]}), c.waited, c.compute, c.comm, c.spans};
+  return {std::max({c.now, c.arrival[0], c.arrival[1]}), c.waited, c.compute, c.comm,
+          c.compute - c.compute_at_exchange, c.spans};
 }
 
 Timed run_sequential(const ChunkWork& work, bool forward, bool input, bool weights) {

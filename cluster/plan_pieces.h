@@ -73,6 +73,9 @@ struct Timed {
   double waited = 0;   // of which the compute thread waited for exchanges (exposed)
   double compute = 0;  // compute summed over the steps
   double comm = 0;     // exchange time summed (hidden or not)
+  // The compute after the last exchange posted (all of it when none): the phase a collective
+  // after the instruction (ZeRO's reduce-scatter) synchronises.
+  double compute_since_exchange = 0;
   std::vector<PieceSpan> spans;  // every step, wait and exchange, in the order they ran
 };
 

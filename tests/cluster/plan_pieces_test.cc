@@ -116,6 +116,7 @@ TEST(PlanPieces, AnExchangeAfterComputeWaitsTheSynchronisationLoss) {
   EXPECT_DOUBLE_EQ(f.seconds, t);
   EXPECT_DOUBLE_EQ(f.waited, f.seconds - f.compute);
   EXPECT_EQ(phases, (std::vector<double>{before_counts, u.shared.f + u.experts.f}));
+  EXPECT_NEAR(f.compute_since_exchange, u.permute.f, 1e-12);  // the unpermute after the combine
 
   d.work.exchanges_take_cores = true;
   phases.clear();
@@ -145,6 +146,7 @@ TEST(PlanPieces, AnFbPairHidesExchangesBehindTheOtherMicroBatch) {
   const Timed lone = time_forward_backward(local.work, local.work);
   EXPECT_DOUBLE_EQ(lone.seconds, lone.compute);
   EXPECT_DOUBLE_EQ(lone.waited, 0.0);
+  EXPECT_DOUBLE_EQ(lone.compute_since_exchange, lone.compute);  // nothing exchanged
 }
 
 }  // namespace

@@ -320,14 +320,42 @@ TEST(Plan, ExpertExchangesWaitTheMeasuredSynchronisationLoss) {
   EXPECT_FALSE(std::any_of(base.notes.begin(), base.notes.end(), [](const std::string& n) {
     return n.find("synchronisation loss") != std::string::npos;
   }));
-  EXPECT_DOUBLE_EQ(make_plan(one_rank, c).step_s, base_one);
+  // Without expert exchanges only ZeRO's reduce-scatter waits (once a step).
+  EXPECT_NEAR(make_plan(one_rank, c).step_s, base_one + kLoss, 1e-12);
   // Only other group sizes measured: no loss, and a note says so.
   c.network.sync_loss = {{4, 1e-12, kLoss}};
   const Plan other = make_plan(r, c);
   EXPECT_DOUBLE_EQ(other.step_s, base.step_s);
   EXPECT_TRUE(std::any_of(other.notes.begin(), other.notes.end(), [](const std::string& n) {
-    return n.find("no synchronisation loss priced for EP groups of 2") != std::string::npos;
+    return n.find("no synchronisation loss priced for groups of 2") != std::string::npos;
   }));
+}
+
+// ZeRO's last reduce-scatter waits the loss of the phase the step ends with: with data
+// parallelism alone the whole step's compute, with expert exchanges only what follows the last.
+TEST(Plan, ZeroReduceScatterWaitsTheLossOfThePhaseBeforeIt) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const std::vector<std::string> layout = {"parallel.pp=1", "parallel.dp=2",
+                                           "parallel.micro_batches=2", "parallel.schedule=1f1b"};
+  auto with = [&](const char* ep) {
+    std::vector<std::string> sets = layout;
+    sets.push_back(ep);
+    return tiny(sets);
+  };
+  const trainer::Recipe dp = with("parallel.ep=1"), ep = with("parallel.ep=2");
+  const Plan base = make_plan(dp, c), base_ep = make_plan(ep, c);
+  constexpr double kRate = 0.125;  // seconds lost per second of phase, up to 1000 s
+  c.network.sync_loss = {{2, 1000.0, 1000.0 * kRate}};
+  const Plan late = make_plan(dp, c), late_ep = make_plan(ep, c);
+  ASSERT_GT(base.run.busy.at(0), 0.0);
+  EXPECT_NEAR(late.zero_s - base.zero_s, kRate * base.run.busy.at(0), 1e-12);
+  EXPECT_NEAR(late.step_s - base.step_s, kRate * base.run.busy.at(0), 1e-12);
+  EXPECT_TRUE(std::any_of(late.notes.begin(), late.notes.end(), [](const std::string& n) {
+    return n.find("ZeRO's last reduce-scatter waits") != std::string::npos;
+  }));
+  const double ep_loss = late_ep.zero_s - base_ep.zero_s;
+  EXPECT_GT(ep_loss, 0.0);
+  EXPECT_LT(ep_loss, 0.5 * kRate * base_ep.run.busy.at(0));  // the phase after the last exchange
 }
 
 // CPU ranks that fill the node's cores copy and sum their exchanges on those cores: a forward

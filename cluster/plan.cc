@@ -609,11 +609,15 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     const double scattered_dense = exchanges_take_cores ? dense : std::min(bucket, dense);
     const double scattered_expert = exchanges_take_cores ? expert : std::min(bucket, expert);
     // The last bucket's reduce-scatter waits for the data-parallel group's ranks to finish the
-    // phase the stage ends its step with: its compute since its last exchange (expert or
-    // pipeline), the whole step's for data parallelism alone.
+    // phase the stage ends its step with: its compute since it last waited for another rank (an
+    // expert exchange or a pipeline receive; sends are posted, not waited for), the whole
+    // step's for data parallelism alone.
     double phase = 0;
     const auto& list = plan.schedule_lists.per_stage[static_cast<size_t>(s)];
-    for (size_t i = list.size(); i-- > 0 && parallel::is_compute(list[i].op);) {
+    for (size_t i = list.size(); i-- > 0;) {
+      const parallel::Op op = list[i].op;
+      if (op == parallel::Op::kSendActivation || op == parallel::Op::kSendGrad) continue;
+      if (!parallel::is_compute(op)) break;  // a receive
       const Timed& t = timed(s, list[i]);
       phase += t.compute_since_exchange;
       if (t.compute_since_exchange < t.compute) break;  // it exchanged

@@ -356,6 +356,26 @@ TEST(Plan, ZeroReduceScatterWaitsTheLossOfThePhaseBeforeIt) {
   const double ep_loss = late_ep.zero_s - base_ep.zero_s;
   EXPECT_GT(ep_loss, 0.0);
   EXPECT_LT(ep_loss, 0.5 * kRate * base_ep.run.busy.at(0));  // the phase after the last exchange
+
+  // In a pipeline the phase starts at the stage's last receive; its trailing sends are posted,
+  // not waited for. The last stage ends with sends: its phase is its compute after its last
+  // receive, longer than the first stage's (its last backward after the last gradient arrives).
+  c.network.sync_loss.clear();
+  const trainer::Recipe pp = tiny({"parallel.pp=2", "parallel.dp=2", "parallel.ep=1",
+                                   "parallel.micro_batches=2", "parallel.schedule=gpipe"});
+  const Plan base_pp = make_plan(pp, c);
+  c.network.sync_loss = {{2, 1000.0, 1000.0 * kRate}};
+  const Plan late_pp = make_plan(pp, c);
+  double last_stage_phase = 0;
+  const auto& list = base_pp.schedule_lists.per_stage.at(1);
+  for (size_t i = list.size(); i-- > 0;) {
+    if (list[i].op == parallel::Op::kRecvActivation || list[i].op == parallel::Op::kRecvGrad) break;
+    if (parallel::is_compute(list[i].op)) {
+      last_stage_phase += base_pp.run.spans[1][i].second - base_pp.run.spans[1][i].first;
+    }
+  }
+  ASSERT_EQ(list.back().op, parallel::Op::kSendGrad);
+  EXPECT_NEAR(late_pp.zero_s - base_pp.zero_s, kRate * last_stage_phase, 1e-12);
 }
 
 // CPU ranks that fill the node's cores copy and sum their exchanges on those cores: a forward

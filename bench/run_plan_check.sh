@@ -6,7 +6,7 @@
 # (planned device memory vs the largest peak of any rank's backend allocations, the metrics'
 # device_peak_mib; the peak resident set is shown beside it: it also holds the process itself,
 # binary, libraries, MPI, HDF5, the loader's cache, oneDNN's kernels and heap).
-# Usage: [PASSES=2] bench/run_plan_check.sh [build dir, default build] [steps, default 8]
+# Usage: [PASSES=3] bench/run_plan_check.sh [build dir, default build] [steps, default 8]
 # Run it on an otherwise idle machine: calibration and training must see the same cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +40,11 @@ done
 # measured (its metrics' expert_ep_rank_load_max_over_mean, median of the steps compared, given
 # to `tessera plan --expert-imbalance`): the first is what a user plans before any run, the
 # second checks the time model itself, the run's own routing given. Every layout runs once per
-# pass (PASSES, default 2, the layouts in turn each pass, so a drifting machine shows as spread
-# rather than as one layout's error); the table has the median over the passes and the spread
+# pass (PASSES, default 3, the layouts in turn each pass, so a drifting machine shows as spread
+# rather than as one layout's error); the table has the median over the passes (with 3, one slow
+# pass does not move it: the same layout's step moved up to 19% between passes here) and the spread
 # (largest - smallest measured step, over the median).
-passes=${PASSES:-2}
+passes=${PASSES:-3}
 results=$work/results.jsonl
 check() {  # NAME NP OVERRIDES...   (the recipe: $check_recipe, else the benchmark model)
   local name=$1 np=$2 recipe=${check_recipe:-$recipe}; shift 2

@@ -124,10 +124,10 @@ struct Sizes {
   // would otherwise price a run of neighbouring shapes (measured here: one calibration in four
   // priced the pipeline's micro-batch GEMMs 20% slow).
   int compute_passes = 2;
-  // Synchronised phases (measure_sync_loss_s): their lengths, and iterations enough for
-  // sync_sample_s of phases, at least sync_min_iterations.
-  // The longest about a step of the benchmark model on 2 ranks (a ZeRO reduce-scatter follows
-  // the whole step's compute where data parallelism is alone).
+  // Synchronised phases (measure_sync_loss_s): their lengths (the longest about a step of the
+  // benchmark model on 2 ranks: ZeRO's reduce-scatter follows the whole step's compute where
+  // data parallelism is alone), and iterations enough for sync_sample_s of phases, at least
+  // sync_min_iterations.
   std::vector<double> sync_phases_s = {0.002, 0.008, 0.032, 0.128};
   double sync_sample_s = 0.5;
   int sync_min_iterations = 12;

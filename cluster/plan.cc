@@ -541,10 +541,9 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
         } else {  // F, then the full backward
           const Timed& b =
               times[static_cast<size_t>(s)][static_cast<size_t>(inst.chunk_b)].backward;
-          const bool b_exchanged = b.compute_since_exchange < b.compute;
           pair = {t.forward.seconds + b.seconds, t.forward.waited + b.waited,
                   t.forward.compute + b.compute, t.forward.comm + b.comm,
-                  b_exchanged ? b.compute_since_exchange
+                  b.exchanged() ? b.compute_since_exchange
                               : t.forward.compute_since_exchange + b.compute,
                   {}};
           for (PieceSpan span : t.forward.spans) {  // the pair's forward is list 1
@@ -620,7 +619,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
       if (!parallel::is_compute(op)) break;  // a receive
       const Timed& t = timed(s, list[i]);
       phase += t.compute_since_exchange;
-      if (t.compute_since_exchange < t.compute) break;  // it exchanged
+      if (t.exchanged()) break;
     }
     const double late = dense_dp > 1 ? price.sync_loss(dense_dp, phase) : 0.0;
     const double zero =

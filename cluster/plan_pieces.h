@@ -77,6 +77,9 @@ struct Timed {
   // after the instruction (ZeRO's reduce-scatter) synchronises.
   double compute_since_exchange = 0;
   std::vector<PieceSpan> spans;  // every step, wait and exchange, in the order they ran
+
+  // Whether an exchange was posted after some of the compute (or at its end).
+  bool exchanged() const { return compute_since_exchange < compute; }
 };
 
 Timed time_forward(const ChunkWork& work);

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <type_traits>
-#include <vector>
 
 #include "kernels/cpu_loop.h"
 #include "kernels/cpu_simd.h"
@@ -109,18 +109,20 @@ template <typename T>
 void rmsnorm_backward_weight(T* dw, const T* dy, const T* x, const T* rstd, int64_t N,
                              int64_t C) {
   if constexpr (std::is_same_v<T, float>) {
+    if (N == 0) return;
     const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;
-    std::vector<float> parts(static_cast<size_t>(chunks * C));
+    // Every chunk's row is written whole by its kernel call: no zeroing here.
+    const auto parts = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(chunks * C));
 #pragma omp parallel for if (chunks > 1 && N * C >= cpu::kMinParallelWork)
     for (int64_t k = 0; k < chunks; ++k) {
-      rmsnorm_backward_weight_rows_f32(parts.data() + k * C, dy, x, rstd, C, k * kRowChunk,
+      rmsnorm_backward_weight_rows_f32(parts.get() + k * C, dy, x, rstd, C, k * kRowChunk,
                                        std::min(N, (k + 1) * kRowChunk));
     }
     for (int64_t k = 1; k < chunks; ++k) {
-      const float* part = parts.data() + k * C;
-      for (int64_t c = 0; c < C; ++c) parts[static_cast<size_t>(c)] += part[c];
+      const float* part = parts.get() + k * C;
+      for (int64_t c = 0; c < C; ++c) parts[c] += part[c];
     }
-    for (int64_t c = 0; c < C && chunks > 0; ++c) dw[c] += parts[static_cast<size_t>(c)];
+    for (int64_t c = 0; c < C; ++c) dw[c] += parts[c];
     return;
   }
   const int64_t n_blocks = (C + math::kColumnBlock - 1) / math::kColumnBlock;

@@ -241,6 +241,19 @@ template <typename T>
   }
 }
 
+// Asks for rows [r0, min(r1, T_len)) of one head's (T, hd) slice (row stride ld) in cache a block
+// ahead of their first use: each row is a few cache lines a whole (B, T, H, hd) row apart, which
+// the hardware prefetchers do not fetch ahead (forward and backward ran 2-3% faster, Zen 5).
+template <typename T>
+[[gnu::always_inline]] inline void prefetch_rows(const T* x, int64_t ld, int64_t r0, int64_t r1,
+                                                 int64_t T_len, int64_t hd) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t r = r0; r < std::min(r1, T_len); ++r) {
+    for (int64_t c = 0; c < hd; c += kLine) __builtin_prefetch(x + r * ld + c);
+    __builtin_prefetch(x + r * ld + hd - 1);  // the last line of a row that starts mid-line
+  }
+}
+
 // St[j][l] = sum_d K[j][d] * qt[d][l] for keys j < i1: the block's scaled scores, transposed.
 template <typename T, typename Shape>
 [[gnu::always_inline]] inline void block_scores(T* st, const T* qt, const T* k, int64_t ld_qkv,
@@ -333,6 +346,8 @@ template <typename T, typename Shape>
   T* st = buf.st;
   for (int64_t i0 = 0; i0 < T_len; i0 += kQueryBlock) {
     const int64_t nb = std::min(kQueryBlock, T_len - i0), i1 = i0 + nb;
+    // The next block's queries, and its keys and values (this block's are the last it reads).
+    for (const T* x : {q, k, v}) prefetch_rows(x, ld_qkv, i1, i1 + kQueryBlock, T_len, hd);
     transpose_block(buf.qt, q, ld_qkv, i0, nb, hd, scale);
     block_scores<T, Shape>(st, buf.qt, k, ld_qkv, i1, hd);
     // Causal softmax down each lane: the max, then exp and sum.
@@ -367,6 +382,11 @@ template <typename T, typename Shape>
   for (int64_t i0 = last_i0; i0 >= 0; i0 -= kQueryBlock) {
     const int64_t nb = std::min(kQueryBlock, T_len - i0), i1 = i0 + nb;
     const bool accumulate = i0 != last_i0;
+    // The previous block's queries and output gradients (the last block read every key and value).
+    if (i0 > 0) {
+      prefetch_rows(q, ld_qkv, i0 - kQueryBlock, i0, T_len, hd);
+      prefetch_rows(dO, ld_out, i0 - kQueryBlock, i0, T_len, hd);
+    }
     // P recomputed exactly as the forward's scores, then exp(S - lse).
     transpose_block(buf.qt, q, ld_qkv, i0, nb, hd, scale);
     transpose_block(buf.dot, dO, ld_out, i0, nb, hd, T(1));

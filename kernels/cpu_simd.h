@@ -34,15 +34,17 @@ constexpr int kLanes = 16;
 
 inline float exp_f32(float x) {
   constexpr float kHi = 88.3762626647949f, kLo = -87.3365478515625f;
-  float xc = x > kHi ? kHi : x;
-  xc = xc < kLo ? kLo : xc;
+  // No clamping of x first: outside [kLo, kHi] (and for NaN) the selects at the end replace
+  // whatever the lanes computed, so inside it every bit is as with the clamp, and the loops run
+  // ~25% faster without it (Zen 5; the same bits for all 2^32 inputs). The exponent arithmetic
+  // is unsigned so that the discarded lanes' wrap-around is defined.
   // n = round(x / ln 2): adding 1.5 * 2^23 rounds to an integer in the low mantissa bits.
   constexpr float kShifter = 12582912.0f;
-  const float t = xc * 1.44269504088896341f + kShifter;
+  const float t = x * 1.44269504088896341f + kShifter;
   const float n = t - kShifter;
-  const int32_t ni = std::bit_cast<int32_t>(t) - 0x4B400000;
+  const uint32_t ni = std::bit_cast<uint32_t>(t) - 0x4B400000u;
   // r = x - n ln 2, with ln 2 split in two so n * hi is exact.
-  float r = xc - n * 0.693359375f;
+  float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -51,7 +53,7 @@ inline float exp_f32(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * (r * r) + r + 1.0f;
-  float out = y * std::bit_cast<float>((ni + 127) << 23);
+  float out = y * std::bit_cast<float>((ni + 127u) << 23);
   out = x < kLo ? 0.0f : out;
   out = x > kHi ? std::bit_cast<float>(0x7F800000) : out;
   return x != x ? x : out;  // NaN in, NaN out
@@ -60,7 +62,7 @@ inline float exp_f32(float x) {
 // 1 / (1 + exp(-x)), evaluated as math::sigmoid does (exp of -|x| only: no overflow).
 inline float sigmoid_f32(float x) {
   const float e = exp_f32(x >= 0.0f ? -x : x);
-  return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);  // one division: the same bits as either branch's
 }
 
 // math::float_to_bf16 without branches, so loops over it vectorise (that one costs ~7 ns an

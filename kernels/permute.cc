@@ -17,32 +17,20 @@ namespace {
 // math/permute.h's float rows, vectorised per ISA (cpu_simd.h). The gate gradient's dot product
 // sums in cpu::kLanes partial sums (added in order at the end): the one-chain sum ran at the
 // latency of an add, ~0.7 ms a call on bench-moe (Zen 5), the largest of these ops.
-TESSERA_CPU_CLONES void permute_backward_row_f32(float* dx, const float* dxp,
-                                                 const int32_t* pos_row, int64_t k, int64_t C,
-                                                 bool accumulate) {
-  if (!accumulate) {
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) dx[c] = 0.0f;
-  }
-  for (int64_t j = 0; j < k; ++j) {
-    const float* src = dxp + int64_t{pos_row[j]} * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) dx[c] += src[c];
-  }
-}
-
-TESSERA_CPU_CLONES void combine_row_f32(float* y, const float* yp, const float* gates_row,
-                                        const int32_t* pos_row, int64_t k, int64_t C,
+// out = sum_j g_j * rows[pos_row[j]] (j ascending; written, or added onto out), g_j the gates,
+// or 1 without them (permute's backward: 1 * x is x, bit for bit).
+TESSERA_CPU_CLONES void gather_rows_f32(float* out, const float* rows, const int32_t* pos_row,
+                                        const float* gates_row, int64_t k, int64_t C,
                                         bool accumulate) {
   if (!accumulate) {
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) y[c] = 0.0f;
+    for (int64_t c = 0; c < C; ++c) out[c] = 0.0f;
   }
   for (int64_t j = 0; j < k; ++j) {
-    const float g = gates_row[j];
-    const float* src = yp + int64_t{pos_row[j]} * C;
+    const float g = gates_row != nullptr ? gates_row[j] : 1.0f;
+    const float* src = rows + int64_t{pos_row[j]} * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) y[c] += g * src[c];
+    for (int64_t c = 0; c < C; ++c) out[c] += g * src[c];
   }
 }
 
@@ -120,7 +108,7 @@ void moe_permute_backward(T* dx, const T* dxp, const int32_t* pos_of_slot, int64
 #pragma omp parallel for if (N * k * C >= cpu::kMinParallelWork)
   for (int64_t n = 0; n < N; ++n) {
     if constexpr (std::is_same_v<T, float>) {
-      permute_backward_row_f32(dx + n * C, dxp, pos_of_slot + n * k, k, C, accumulate);
+      gather_rows_f32(dx + n * C, dxp, pos_of_slot + n * k, nullptr, k, C, accumulate);
     } else {
       math::permute_backward_row(dx + n * C, dxp, pos_of_slot + n * k, k, C, accumulate);
     }
@@ -133,7 +121,7 @@ void moe_unpermute_combine(T* y, const T* yp, const T* gates, const int32_t* pos
 #pragma omp parallel for if (N * k * C >= cpu::kMinParallelWork)
   for (int64_t n = 0; n < N; ++n) {
     if constexpr (std::is_same_v<T, float>) {
-      combine_row_f32(y + n * C, yp, gates + n * k, pos_of_slot + n * k, k, C, accumulate);
+      gather_rows_f32(y + n * C, yp, pos_of_slot + n * k, gates + n * k, k, C, accumulate);
     } else {
       math::combine_row(y + n * C, yp, gates + n * k, pos_of_slot + n * k, k, C, accumulate);
     }

@@ -14,9 +14,9 @@ namespace tessera::kernels {
 
 namespace {
 
-// math/permute.h's float rows, vectorised per ISA (cpu_simd.h). The gate gradient's dot product
-// sums in cpu::kLanes partial sums (added in order at the end): the one-chain sum ran at the
-// latency of an add, ~0.7 ms a call on bench-moe (Zen 5), the largest of these ops.
+// math/permute.h's float rows, vectorised per ISA (cpu_simd.h): the baseline build ran them at
+// SSE2 width, and the gate gradient's dot product as one chain of adds.
+
 // out = sum_j g_j * rows[pos_row[j]] (j ascending; written, or added onto out), g_j the gates,
 // or 1 without them (permute's backward: 1 * x is x, bit for bit).
 TESSERA_CPU_CLONES void gather_rows_f32(float* out, const float* rows, const int32_t* pos_row,
@@ -34,6 +34,9 @@ TESSERA_CPU_CLONES void gather_rows_f32(float* out, const float* rows, const int
   }
 }
 
+// dyp[pos_row[j]] = g_j * dy; dgates[j] = <dy, yp[pos_row[j]]> in cpu::kLanes partial sums, added
+// in order at the end (the one-chain sum ran at an add's latency: ~0.7 ms a call on bench-moe,
+// Zen 5, the largest of these ops).
 TESSERA_CPU_CLONES void combine_backward_row_f32(float* dyp, float* dgates_row, const float* dy,
                                                  const float* yp, const float* gates_row,
                                                  const int32_t* pos_row, int64_t k, int64_t C) {

@@ -32,6 +32,23 @@ namespace tessera::kernels::cpu {
 // 512-bit register); narrower ISAs keep the same 16 partial sums in several registers.
 constexpr int kLanes = 16;
 
+// sum_{i < n} term(i) in kLanes partial sums (lane l takes i = l mod kLanes, in order), then the
+// partial sums in lane order: the order of every vectorised sum of the kernels, the same on every
+// ISA. Always inlined, so it takes the calling clone's ISA.
+template <typename Acc, typename Term>
+[[gnu::always_inline]] inline Acc lane_sum(int64_t n, Term term) {
+  Acc part[kLanes] = {};
+  const int64_t full = n / kLanes * kLanes;
+  for (int64_t i0 = 0; i0 < full; i0 += kLanes) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) part[l] += term(i0 + l);
+  }
+  for (int64_t i = full; i < n; ++i) part[i - full] += term(i);
+  Acc sum = 0;
+  for (int l = 0; l < kLanes; ++l) sum += part[l];
+  return sum;
+}
+
 inline float exp_f32(float x) {
   constexpr float kHi = 88.3762626647949f, kLo = -87.3365478515625f;
   // No clamping of x first: outside [kLo, kHi] (and for NaN) the selects at the end replace

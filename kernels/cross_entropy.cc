@@ -24,22 +24,15 @@ void check_targets(const int32_t* targets, int64_t N, int64_t V, const char* op)
   }
 }
 // math/cross_entropy.h's rows in float, vectorised with exp_f32 (kernels/cpu_simd.h); the sum
-// of exponentials in cpu::kLanes partial sums.
+// of exponentials by cpu::lane_sum.
 TESSERA_CPU_CLONES void cross_entropy_forward_row_f32(float* loss, float* lse,
                                                       const float* logits, int32_t target,
                                                       int64_t V) {
   float mx = logits[0];
 #pragma omp simd reduction(max : mx)
   for (int64_t v = 0; v < V; ++v) mx = logits[v] > mx ? logits[v] : mx;
-  float part[cpu::kLanes] = {};
-  const int64_t full = V / cpu::kLanes * cpu::kLanes;
-  for (int64_t v0 = 0; v0 < full; v0 += cpu::kLanes) {
-#pragma omp simd
-    for (int l = 0; l < cpu::kLanes; ++l) part[l] += cpu::exp_f32(logits[v0 + l] - mx);
-  }
-  for (int64_t v = full; v < V; ++v) part[v - full] += cpu::exp_f32(logits[v] - mx);
-  float sum = 0;
-  for (int l = 0; l < cpu::kLanes; ++l) sum += part[l];
+  const float sum =
+      cpu::lane_sum<float>(V, [&](int64_t v) { return cpu::exp_f32(logits[v] - mx); });
   const float l = mx + std::log(sum);
   *lse = l;
   *loss = l - logits[target];

@@ -34,13 +34,11 @@ TESSERA_CPU_CLONES void gather_rows_f32(float* out, const float* rows, const int
   }
 }
 
-// dyp[pos_row[j]] = g_j * dy; dgates[j] = <dy, yp[pos_row[j]]> in cpu::kLanes partial sums, added
-// in order at the end (the one-chain sum ran at an add's latency: ~0.7 ms a call on bench-moe,
-// Zen 5, the largest of these ops).
+// dyp[pos_row[j]] = g_j * dy; dgates[j] = <dy, yp[pos_row[j]]> by cpu::lane_sum (the one-chain
+// sum ran at an add's latency: ~0.7 ms a call on bench-moe, Zen 5, the largest of these ops).
 TESSERA_CPU_CLONES void combine_backward_row_f32(float* dyp, float* dgates_row, const float* dy,
                                                  const float* yp, const float* gates_row,
                                                  const int32_t* pos_row, int64_t k, int64_t C) {
-  const int64_t full = C / cpu::kLanes * cpu::kLanes;
   for (int64_t j = 0; j < k; ++j) {
     const int64_t p = pos_row[j];
     const float g = gates_row[j];
@@ -48,15 +46,7 @@ TESSERA_CPU_CLONES void combine_backward_row_f32(float* dyp, float* dgates_row, 
     const float* y = yp + p * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) out[c] = g * dy[c];
-    float part[cpu::kLanes] = {};
-    for (int64_t c0 = 0; c0 < full; c0 += cpu::kLanes) {
-#pragma omp simd
-      for (int l = 0; l < cpu::kLanes; ++l) part[l] += dy[c0 + l] * y[c0 + l];
-    }
-    for (int64_t c = full; c < C; ++c) part[c - full] += dy[c] * y[c];
-    float dot = 0.0f;
-    for (int l = 0; l < cpu::kLanes; ++l) dot += part[l];
-    dgates_row[j] = dot;
+    dgates_row[j] = cpu::lane_sum<float>(C, [&](int64_t c) { return dy[c] * y[c]; });
   }
 }
 

@@ -14,20 +14,11 @@ namespace tessera::kernels {
 
 namespace {
 
-// float rows: math/rmsnorm.h's formulas vectorised (kernels/cpu_simd.h), each row sum in
-// cpu::kLanes partial sums (lane l sums the columns c = l mod kLanes, in order), then the
-// partial sums in lane order.
+// float rows: math/rmsnorm.h's formulas vectorised (kernels/cpu_simd.h), each row sum by
+// cpu::lane_sum.
 TESSERA_CPU_CLONES void rmsnorm_forward_row_f32(float* y, float* rstd, const float* x,
                                                 const float* w, int64_t C, float eps) {
-  float part[cpu::kLanes] = {};
-  const int64_t full = C / cpu::kLanes * cpu::kLanes;
-  for (int64_t c0 = 0; c0 < full; c0 += cpu::kLanes) {
-#pragma omp simd
-    for (int l = 0; l < cpu::kLanes; ++l) part[l] += x[c0 + l] * x[c0 + l];
-  }
-  for (int64_t c = full; c < C; ++c) part[c - full] += x[c] * x[c];
-  float ss = 0;
-  for (int l = 0; l < cpu::kLanes; ++l) ss += part[l];
+  const float ss = cpu::lane_sum<float>(C, [&](int64_t c) { return x[c] * x[c]; });
   const float r = 1.0f / std::sqrt(ss / static_cast<float>(C) + eps);
   *rstd = r;
 #pragma omp simd
@@ -37,15 +28,7 @@ TESSERA_CPU_CLONES void rmsnorm_forward_row_f32(float* y, float* rstd, const flo
 TESSERA_CPU_CLONES void rmsnorm_backward_input_row_f32(float* dx, const float* dy,
                                                        const float* x, const float* w, float r,
                                                        int64_t C, bool accumulate) {
-  float part[cpu::kLanes] = {};
-  const int64_t full = C / cpu::kLanes * cpu::kLanes;
-  for (int64_t c0 = 0; c0 < full; c0 += cpu::kLanes) {
-#pragma omp simd
-    for (int l = 0; l < cpu::kLanes; ++l) part[l] += dy[c0 + l] * w[c0 + l] * x[c0 + l];
-  }
-  for (int64_t c = full; c < C; ++c) part[c - full] += dy[c] * w[c] * x[c];
-  float dot = 0;
-  for (int l = 0; l < cpu::kLanes; ++l) dot += part[l];
+  const float dot = cpu::lane_sum<float>(C, [&](int64_t c) { return dy[c] * w[c] * x[c]; });
   const float coef = dot * r * r * r / static_cast<float>(C);
   if (accumulate) {
 #pragma omp simd

@@ -23,22 +23,11 @@ namespace {
 // Fixed-size chunks summed in chunk order: the result does not depend on the thread count.
 constexpr int64_t kSumChunk = 4096;
 
-// One chunk's sum of squares in double: kLanes partial sums (lane l takes i = l mod kLanes, in
-// order), then the partial sums in lane order; the same on every ISA (kernels/cpu_simd.h).
+// One chunk's sum of squares in double, by cpu::lane_sum (the same on every ISA).
 template <typename T>
 TESSERA_CPU_CLONES double chunk_sum_squares(const T* x, int64_t n) {
-  double part[cpu::kLanes] = {};
-  const int64_t full = n / cpu::kLanes * cpu::kLanes;
-  for (int64_t i0 = 0; i0 < full; i0 += cpu::kLanes) {
-#pragma omp simd
-    for (int l = 0; l < cpu::kLanes; ++l) {
-      part[l] += static_cast<double>(x[i0 + l]) * static_cast<double>(x[i0 + l]);
-    }
-  }
-  for (int64_t i = full; i < n; ++i) part[i - full] += static_cast<double>(x[i]) * x[i];
-  double s = 0;
-  for (int l = 0; l < cpu::kLanes; ++l) s += part[l];
-  return s;
+  return cpu::lane_sum<double>(
+      n, [&](int64_t i) { return static_cast<double>(x[i]) * static_cast<double>(x[i]); });
 }
 
 template <typename T>

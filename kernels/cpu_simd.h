@@ -7,8 +7,8 @@
 // multiversioning through ifunc). The kernels compile without FP contraction (-ffp-contract=off
 // in kernels/CMakeLists.txt: GCC's default fuses a * b + c even in ISO C++ mode, in the clones
 // that have fma only), so every clone rounds each operation identically: results do not
-// depend on the ISA picked, only reductions written with kLanes partial sums reorder sums, and
-// they do so the same way on every ISA.
+// depend on the ISA picked, only reductions (lane_sum below: kLanes partial sums) reorder sums,
+// and they do so the same way on every ISA.
 //
 // expf here is `exp_f32`: branch-free (Cephes' polynomial, range-reduced by ln 2), within one
 // ulp of the exact exponential on [-87.33, 88.37]; 0 below (where expf is subnormal or 0), +inf

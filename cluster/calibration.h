@@ -129,7 +129,8 @@ double measure_gemm_tflops(kernels::Backend& backend, parallel::Comm& world,
 struct AttentionTflops {
   double forward = 0.0, backward = 0.0;
 };
-// The backend's attention_forward and attention_backward at the request's shape.
+// The backend's attention_forward and attention_backward at the request's shape, the calls cycling
+// through cold copies of their operands as measure_gemm_tflops's do.
 AttentionTflops measure_attention_tflops(kernels::Backend& backend, parallel::Comm& world,
                                          const AttentionRequest& attention,
                                          const TimingPolicy& timing);

@@ -344,7 +344,8 @@ ClusterSpec calibrate(const Settings& settings, const std::vector<Recipe>& recip
       "products).",
       "attention: the backend's causal attention forward / backward (head_dim = qk width), FLOPs "
       "as trainer/flop_count.h counts them: forward 2 heads (qk + v) (T + 1) / 2 per token, "
-      "backward 2x.",
+      "backward 2x; each call on the next of copies of its operands (64 MiB in all), cold as "
+      "in training.",
       "memory_gbs: STREAM triad a = b + s c over 3 arrays of " +
           fixed(array_bytes / 1048576.0, 0) + " MiB per rank (24 bytes per element), all ranks "
           "at once, per rank. memory_gib: MemTotal / ranks.",

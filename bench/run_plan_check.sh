@@ -139,6 +139,7 @@ for name, rs in runs.items():
         100 * spread(measured), rs[0]["pred_mib"], alloc, 100 * (rs[0]["pred_mib"] / alloc - 1),
         max(r["rss"] for r in rs)))
 if any(int(rs[0]["np"]) > cores for rs in runs.values()):
-    print("* more ranks than the %d cores: the ranks time-share them, which the planner does not "
-          "model beyond the synchronisation loss of the group of every rank (its plan says so)" % cores)
+    print("* more ranks than the %d cores: the ranks time-share them; the planner shares the "
+          "cores among the ranks computing at each moment of the pipeline (ideal sharing) and "
+          "prices the synchronisation loss of the group of every rank (its plan says so)" % cores)
 PY

@@ -14,6 +14,7 @@
 #include "cluster/plan_pieces.h"
 #include "parallel/rank_grid.h"
 #include "parallel/schedule_registry.h"
+#include "parallel/schedule_time_sharing.h"
 #include "trainer/flop_count.h"
 #include "trainer/layers/moe_block.h"
 #include "trainer/model.h"
@@ -569,15 +570,41 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     const bool same_node = (s * plan.dp) / per_node == (send.peer * plan.dp) / per_node;
     return price.p2p(boundary_bytes, same_node);
   };
-  plan.run = parallel::simulate_schedule(plan.schedule_lists,
-                                         parallel::InstructionCosts{duration, transfer});
+  const parallel::InstructionCosts costs{duration, transfer};
+  if (cores_time_shared) {
+    // The calibration measured every rank computing at once; a rank idle in the schedule's
+    // bubble lends its core to the others (schedule_time_sharing.h). Stage-major ranks.
+    parallel::CoreSharing sharing;
+    sharing.threads_per_rank = static_cast<int>(threads / ranks_per_node);
+    sharing.cores_per_node = static_cast<int>(cpu_cores);
+    const int nodes = (plan.world + per_node - 1) / per_node;
+    for (int s = 0; s < plan.pp; ++s) {
+      auto& row = sharing.ranks_on_node.emplace_back(static_cast<size_t>(nodes), 0);
+      for (int d = 0; d < plan.dp; ++d) ++row[static_cast<size_t>((s * plan.dp + d) / per_node)];
+    }
+    plan.run = parallel::simulate_time_shared(plan.schedule_lists, costs, sharing);
+  } else {
+    plan.run = parallel::simulate_schedule(plan.schedule_lists, costs);
+  }
   plan.pipeline_s = plan.run.makespan;
   plan.bubble_fraction = plan.run.bubble_fraction;
   if (options.pieces) {
     for (int s = 0; s < plan.pp; ++s) {
       const auto& list = plan.schedule_lists.per_stage[static_cast<size_t>(s)];
       auto& out = plan.pieces.emplace_back(list.size());
-      for (size_t i = 0; i < list.size(); ++i) out[i] = timed(s, list[i]).spans;
+      for (size_t i = 0; i < list.size(); ++i) {
+        const Timed& t = timed(s, list[i]);
+        out[i] = t.spans;
+        // On time-shared cores an instruction's simulated span differs from its cost: its
+        // pieces stretched to fit it (as if its speed were even over it).
+        const auto [start, end] = plan.run.spans[static_cast<size_t>(s)][i];
+        if (cores_time_shared && t.seconds > 0) {
+          for (PieceSpan& p : out[i]) {
+            p.start *= (end - start) / t.seconds;
+            p.end *= (end - start) / t.seconds;
+          }
+        }
+      }
     }
   }
 
@@ -683,8 +710,10 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     notes.insert(std::to_string(ranks_per_node) + " ranks x " +
                  std::to_string(recipe.run.cpu_threads) + " thread(s) on a node's " +
                  std::to_string(cluster.device.node_cores) +
-                 " cores: they time-share the cores, and at every exchange a rank waits for "
-                 "peers the OS has not scheduled, which this plan prices " +
+                 " cores: they time-share the cores. The pipeline shares them among the ranks "
+                 "computing at each moment (a rank idle in the bubble lends its core; ideal "
+                 "sharing, which prices a bubble low); at every exchange a rank waits for peers "
+                 "the OS has not scheduled, which this plan prices " +
                  (ep_sync || dp_sync ? "at the expert exchanges and ZeRO's reduce-scatter where "
                                        "measured (the synchronisation loss), not at the "
                                        "pipeline's transfers"

@@ -240,8 +240,8 @@ TEST(Plan, RoutedExpertsArePricedPerRowSegment) {
   EXPECT_DOUBLE_EQ(make_plan(r, slow_merged).step_s, per_segment.step_s);
 }
 
-// More ranks x threads on a CPU node than it has cores: the plan says it does not price the
-// time-sharing; with enough cores, or without the count, it says nothing of it.
+// More ranks x threads on a CPU node than it has cores: the plan names the time-sharing; with
+// enough cores, or without the count, it says nothing of it.
 TEST(Plan, OversubscribedCpuNodesAreNamed) {
   ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
   const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=4", "parallel.ep=1",
@@ -261,6 +261,42 @@ TEST(Plan, OversubscribedCpuNodesAreNamed) {
   const ClusterSpec back =
       load_cluster_spec(write_temp("cores.yaml", cluster_spec_to_yaml(c, {})));
   EXPECT_EQ(back.device.node_cores, 2);
+}
+
+// Ranks time-sharing a CPU node's cores: an instruction computing while the other stage idles
+// has the cores to itself (parallel/schedule_time_sharing.h). With one micro-batch no two
+// instructions overlap, so on 1 core for 2 ranks each takes half its time with a core per rank,
+// and its pieces shrink with it in the predicted trace.
+TEST(Plan, TimeSharedCoresGoToTheRanksThatCompute) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"model.n_layers=4", "parallel.pp=2", "parallel.dp=1",
+                                  "parallel.ep=1", "parallel.micro_batches=1",
+                                  "parallel.schedule=gpipe", "run.cpu_threads=1"});
+  PlanOptions options;
+  options.pieces = true;
+  c.device.node_cores = 2;  // a core per rank
+  const Plan own = make_plan(r, c, options);
+  c.device.node_cores = 1;
+  const Plan shared = make_plan(r, c, options);
+  int compute = 0;
+  double computing = 0;  // with a core per rank
+  for (int s = 0; s < 2; ++s) {
+    const auto& list = own.schedule_lists.per_stage[static_cast<size_t>(s)];
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!parallel::is_compute(list[i].op)) continue;
+      ++compute;
+      const auto [a, b] = own.run.spans[static_cast<size_t>(s)][i];
+      computing += b - a;
+      const auto [c0, c1] = shared.run.spans[static_cast<size_t>(s)][i];
+      EXPECT_NEAR(c1 - c0, (b - a) / 2, 1e-9 * (b - a)) << "stage " << s << " #" << i;
+      ASSERT_FALSE(own.pieces[s][i].empty());
+      EXPECT_NEAR(shared.pieces[s][i].back().end, own.pieces[s][i].back().end / 2,
+                  1e-9 * (b - a));
+    }
+  }
+  EXPECT_EQ(compute, 4);  // F and BW on each stage
+  // The transfers between the stages take as long either way.
+  EXPECT_NEAR(own.pipeline_s - shared.pipeline_s, computing / 2, 1e-9 * own.pipeline_s);
 }
 
 // The EP group waits for its busiest rank: routed experts cost that rank's rows (links free here,

@@ -140,6 +140,7 @@ for name, rs in runs.items():
         max(r["rss"] for r in rs)))
 if any(int(rs[0]["np"]) > cores for rs in runs.values()):
     print("* more ranks than the %d cores: the ranks time-share them; the planner shares the "
-          "cores among the ranks computing at each moment of the pipeline (ideal sharing) and "
-          "prices the synchronisation loss of the group of every rank (its plan says so)" % cores)
+          "cores among the ranks computing at each moment of the pipeline and, with an "
+          "imbalance, among the EP group's busiest and done ranks (ideal sharing), and prices "
+          "the synchronisation loss of the group of every rank (its plan says so)" % cores)
 PY

@@ -222,11 +222,35 @@ PhaseCost& kind_of(const LinearShape& l, UnitCost& u, PhaseCost& glue) {
   return glue;  // the head, MTP's eh_proj and its pass through the shared head
 }
 
+// The EP group's busiest rank against the mean: its routed rows, and its routed compute's time.
+struct Imbalance {
+  double rows = 1, compute = 1;
+};
+
+// On CPU cores the ranks time-share, the EP group's lighter ranks, done with their routed rows,
+// lend their cores (ideal sharing, as the pipeline's replay): the busiest rank's routed compute
+// time as a multiple of the balanced one, for `rows` times the mean rows. The lighter ranks are
+// taken as equally loaded ((ep - rows) / (ep - 1) of the mean); until they finish every rank
+// runs at the priced speed, then the busiest computes beside the node's other ranks only (those
+// of other stages, taken as computing).
+double time_shared_compute(double rows, int ep, int64_t ep_ranks_on_node, int64_t threads_per_rank,
+                           int64_t node_threads, int64_t cores) {
+  if (rows <= 1 || ep <= 1) return rows;
+  const double light = (ep - rows) / (ep - 1);
+  const auto share = [cores](double threads) {
+    return threads <= static_cast<double>(cores) ? 1.0 : static_cast<double>(cores) / threads;
+  };
+  const int64_t alone = node_threads - (ep_ranks_on_node - 1) * threads_per_rank;
+  const double speed =
+      share(static_cast<double>(alone)) / share(static_cast<double>(node_threads));
+  return light + (rows - light) / speed;
+}
+
 // One compute unit's work on `tokens` tokens; what belongs to no block (head, MTP's projection)
 // goes to `glue`.
 UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double tokens,
                     const Pricing& price, const WireBytes& wire, int ep_nodes, bool node_aware,
-                    double imbalance, PhaseCost& glue) {
+                    Imbalance imbalance, PhaseCost& glue) {
   const trainer::ModelConfig& m = r.model;
   const std::string& precision = r.precision.compute;
   const int ep = static_cast<int>(r.parallel.ep);
@@ -311,10 +335,11 @@ UnitCost price_unit(const ComputeUnit& u, const trainer::Recipe& r, double token
     glue.b += price.traffic(8.0 * values * tokens);
   }
   if (u.moe) {  // the busiest EP rank's routed rows (GEMMs priced at the balanced shapes)
-    cost.experts.f *= imbalance, cost.experts.b *= imbalance, cost.experts.w *= imbalance;
+    cost.experts.f *= imbalance.compute, cost.experts.b *= imbalance.compute;
+    cost.experts.w *= imbalance.compute;
   }
   if (u.moe && ep > 1) {
-    const double rows = tokens * m.top_k * imbalance;
+    const double rows = tokens * m.top_k * imbalance.rows;
     const double row = static_cast<double>(m.dim);
     // Node-limited routing: a token reaches experts on at most topk_group nodes when the groups
     // are the nodes (model.n_group = nodes), else on up to top_k.
@@ -440,7 +465,13 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
   const bool exchanges_take_cores = cpu_cores > 0 && threads >= cpu_cores;
   const bool cores_time_shared = cpu_cores > 0 && threads > cpu_cores;
   // At most every row on one rank; with one EP rank there is nothing to wait for.
-  const double imbalance = std::min(options.expert_imbalance, static_cast<double>(plan.ep));
+  Imbalance imbalance;
+  imbalance.rows = std::min(options.expert_imbalance, static_cast<double>(plan.ep));
+  imbalance.compute =
+      cores_time_shared
+          ? time_shared_compute(imbalance.rows, plan.ep, std::min<int64_t>(plan.ep, ranks_per_node),
+                                threads / ranks_per_node, threads, cpu_cores)
+          : imbalance.rows;
   // Every (stage, chunk): its blocks (their pieces, with this rank's node-aware dispatch, as the
   // trainer builds them), each unit's work, the glue; then its instructions timed.
   std::vector<std::unique_ptr<trainer::Model>> models;
@@ -711,8 +742,9 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                  std::to_string(recipe.run.cpu_threads) + " thread(s) on a node's " +
                  std::to_string(cluster.device.node_cores) +
                  " cores: they time-share the cores. The pipeline shares them among the ranks "
-                 "computing at each moment (a rank idle in the bubble lends its core; ideal "
-                 "sharing, which prices a bubble low); at every exchange a rank waits for peers "
+                 "computing at each moment (a rank idle in the bubble lends its core, an EP "
+                 "rank done with its routed rows lends it to the busiest; ideal sharing, which "
+                 "prices a bubble low); at every exchange a rank waits for peers "
                  "the OS has not scheduled, which this plan prices " +
                  (ep_sync || dp_sync ? "at the expert exchanges and ZeRO's reduce-scatter where "
                                        "measured (the synchronisation loss), not at the "

@@ -84,7 +84,8 @@ struct PlanOptions {
   // Routing imbalance under expert parallelism: the busiest EP rank's routed rows over the EP
   // ranks' mean (a run's metrics report it: expert_ep_rank_load_max_over_mean). The EP group
   // waits for that rank, so its routed experts and exchanges are priced at this many times the
-  // balanced rows (at most ep: every row on one rank). 1 = balanced routing.
+  // balanced rows (at most ep: every row on one rank; on time-shared CPU cores its compute
+  // less: the lighter ranks, done, lend it their cores). 1 = balanced routing.
   double expert_imbalance = 1.0;
 };
 

@@ -299,6 +299,20 @@ TEST(Plan, TimeSharedCoresGoToTheRanksThatCompute) {
   EXPECT_NEAR(own.pipeline_s - shared.pipeline_s, computing / 2, 1e-9 * own.pipeline_s);
 }
 
+// The routed experts' pieces of stage 0's step (a plan made with PlanOptions::pieces).
+double routed_expert_seconds(const Plan& plan) {
+  double seconds = 0.0;
+  for (const auto& instruction : plan.pieces.at(0)) {
+    for (const PieceSpan& p : instruction) {
+      if (p.name == "F experts" || p.name == "B experts backward" ||
+          p.name == "W experts weights") {
+        seconds += p.end - p.start;
+      }
+    }
+  }
+  return seconds;
+}
+
 // The EP group waits for its busiest rank: routed experts cost that rank's rows (links free here,
 // so the step grows by exactly the extra expert work); at most ep times the mean; nothing with
 // one EP rank; below 1 refused.
@@ -309,15 +323,7 @@ TEST(Plan, ExpertImbalancePricesTheBusiestEpRank) {
   PlanOptions options;
   options.pieces = true;
   const Plan balanced = make_plan(r, c, options);
-  double experts = 0.0;  // the routed experts' pieces of the step
-  for (const auto& instruction : balanced.pieces.at(0)) {
-    for (const PieceSpan& p : instruction) {
-      if (p.name == "F experts" || p.name == "B experts backward" ||
-          p.name == "W experts weights") {
-        experts += p.end - p.start;
-      }
-    }
-  }
+  const double experts = routed_expert_seconds(balanced);
   EXPECT_GT(experts, 0.0);
   options.expert_imbalance = 1.5;
   const Plan skewed = make_plan(r, c, options);
@@ -331,6 +337,30 @@ TEST(Plan, ExpertImbalancePricesTheBusiestEpRank) {
   EXPECT_DOUBLE_EQ(make_plan(one_rank, c, options).step_s, make_plan(one_rank, c).step_s);
   options.expert_imbalance = 0.9;
   EXPECT_THROW(make_plan(r, c, options), std::invalid_argument);
+}
+
+// On time-shared CPU cores the lighter EP ranks lend their cores once done: dp4 ep4, 4 ranks.
+// With a core each the busiest rank's 1.75x rows cost 0.75 of the routed experts more; on 2
+// cores the three lighter ranks (0.75 of the mean each) finish with it at 0.75, and its last
+// 1.0 runs alone at twice the shared speed: 1.25, so 0.25 more.
+TEST(Plan, TimeSharedCoresLendTheLighterEpRanksCores) {
+  ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
+  const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=4", "parallel.ep=4",
+                                  "parallel.micro_batches=1", "parallel.schedule=gpipe",
+                                  "run.cpu_threads=1"});
+  for (const auto& [cores, extra] : {std::pair{4, 0.75}, std::pair{2, 0.25}}) {
+    c.device.node_cores = cores;
+    PlanOptions options;
+    options.pieces = true;
+    const Plan balanced = make_plan(r, c, options);
+    const double experts = routed_expert_seconds(balanced);
+    EXPECT_GT(experts, 0.0);
+    options.expert_imbalance = 1.75;
+    // (the exchanges' rows grow too, on links fast enough to cost ~1e-13 s)
+    EXPECT_NEAR(make_plan(r, c, options).step_s - balanced.step_s, extra * experts,
+                1e-6 * experts)
+        << cores << " cores";
+  }
 }
 
 // A measured synchronisation loss (network.sync_loss) delays every expert exchange that ends a

@@ -124,10 +124,11 @@ class Pricing {
   }
 
   // One all-to-all over an EP group of `ranks` (`nodes` nodes): every rank sends `rows` rows of
-  // `row_bytes`; balanced routing sends (ranks - 1) / ranks of them off the rank. Across nodes a
-  // row crosses to at most `nodes_per_row` other nodes and fans out inside them: `flat` is one
-  // exchange doing both (the slower link sets its time), `across` and `within` the two hops of
-  // node-aware dispatch, each its own exchange.
+  // `row_bytes` (a token's row once per expert, `rows_fanout` experts a token); balanced routing
+  // sends (ranks - 1) / ranks of them off the rank. `flat` is the plain exchange: every row
+  // straight to its expert's rank, (nodes - 1) / nodes of them across nodes (the slower link
+  // sets its time). `across` and `within` are node-aware dispatch's two hops, each its own
+  // exchange: a token crosses to at most `nodes_per_row` nodes once each, then fans out inside.
   struct AllToAll {
     double flat = 0, across = 0, within = 0;
   };
@@ -148,11 +149,16 @@ class Pricing {
       return {t, t, 0.0};
     }
     const double per_node = static_cast<double>(ranks) / nodes;
+    const auto across_s = [&](double bytes) {
+      return n.inter_node_latency_us * 1e-6 + bytes / (n.inter_node_gbs * 1e9);
+    };
+    const auto within_s = [&](double bytes) {
+      return n.intra_node_latency_us * 1e-6 + bytes / (n.intra_node_gbs * 1e9);
+    };
+    const double flat = std::max(across_s(rows * row_bytes * (nodes - 1) / nodes),
+                                 within_s(rows * row_bytes * (per_node - 1) / ranks));
     const double cross = rows / rows_fanout * nodes_per_row * (nodes - 1) / nodes * row_bytes;
-    const double within = rows * row_bytes * (per_node - 1) / per_node;
-    const double across_s = n.inter_node_latency_us * 1e-6 + cross / (n.inter_node_gbs * 1e9);
-    const double within_s = n.intra_node_latency_us * 1e-6 + within / (n.intra_node_gbs * 1e9);
-    return {std::max(across_s, within_s), across_s, within_s};
+    return {flat, across_s(cross), within_s(rows * row_bytes * (per_node - 1) / per_node)};
   }
 
   double latency(bool across_nodes) const {

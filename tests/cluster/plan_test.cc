@@ -578,6 +578,32 @@ TEST(Plan, Fp8PricesItsActivationStorage) {
   EXPECT_NEAR(b.step_s - a.step_s, (9344.0 + 8704.0) * 1024 / 1e9, 1e-9);
 }
 
+// Across nodes the plain exchange sends a token's row once per expert, node-aware dispatch once
+// per destination node: dp4 ep4 on 2 nodes of 2, top_k 2 and each token's experts on one node
+// (n_group 2, topk_group 1), links inside a node free. Per rank 16 x 64 / 4 = 256 tokens, 512
+// routed rows of 64 fp32: half of them cross (65536 bytes at 1 MB/s) each way in the plain
+// exchange; node-aware sends 256 rows, half of them across.
+TEST(Plan, PlainExchangesCrossNodesOncePerExpertNodeAwareOncePerNode) {
+  const ClusterSpec c = load_cluster_spec(write_temp(
+      "two_nodes.yaml",
+      "name: test\nnodes: 2\ngpus_per_node: 2\n"
+      "device: {name: dev, kind: cpu, peak_tflops: {fp32: 1.0e+12, bf16: 1.0e+12, fp8: 1.0e+12},\n"
+      "         memory_gib: 16, memory_gbs: 1.0e+12}\n"
+      "network: {intra_node_gbs: 1.0e+12, inter_node_gbs: 1.0e-3, intra_node_latency_us: 0,\n"
+      "          inter_node_latency_us: 0}\n"));
+  auto forward_exchanges = [&](const std::string& node_aware) {
+    const Plan p = make_plan(
+        tiny({"parallel.pp=1", "parallel.dp=4", "parallel.ep=4", "parallel.micro_batches=1",
+              "parallel.schedule=gpipe", "model.n_group=2", "model.topk_group=1",
+              "parallel.node_aware_dispatch=" + node_aware}),
+        c);
+    return p.chunks.at(0).forward_comm;
+  };
+  const double plain = 2 * (512 * 256 * 0.5 / 1e6);  // dispatch and combine, one MoE layer
+  EXPECT_NEAR(forward_exchanges("off"), plain, 1e-9);
+  EXPECT_NEAR(forward_exchanges("on"), plain / 2, 1e-9);
+}
+
 TEST(Plan, RefusesMoreRanksThanDevices) {
   const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));  // 8 devices
   try {

@@ -3,9 +3,9 @@
 // (schedule_cost.h), but a compute instruction's cost is its time with every thread of its node
 // computing, and it runs faster while fewer do. The OS shares a node's cores among its runnable
 // threads, so a rank idle at a receive lends its core to the others: B computing threads get
-// min(1, cores / B) of a core each, against cores / T with all T threads of the node computing,
-// and an instruction runs min(T / cores, T / B) times as fast as its cost says (on the slowest
-// of the nodes its stage's ranks are on). Measured on 4 ranks of bench-moe on 2 cores (pp2 dp2
+// min(1, cores / B) of a core each, against min(1, cores / T) with all T threads of the node
+// computing: on a node with T > cores an instruction runs min(T / cores, T / B) times as fast as
+// its cost says (a stage at the speed of the slowest node its ranks are on). Measured on 4 ranks of bench-moe on 2 cores (pp2 dp2
 // ep2 1f1b): pieces run while one other rank computed took 0.55-0.75 of their time while three
 // others did, against the 0.5 this model gives them; so it prices a bubble somewhat low.
 #pragma once

@@ -758,11 +758,18 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                                      : "nowhere (expect a slower step than planned)"));
   }
   if (plan.precision != "fp32") {
+    // The expert exchanges' formats are tessera's (trainer/layers/moe_block.h, wire_bytes).
     notes.insert("precision " + plan.precision +
-                 ": transfers priced as DeepSeek-V3 sends them (bf16 activations and gradients" +
-                 std::string(plan.precision == "fp8" ? ", fp8 dispatch" : "") +
-                 "), the head, router and attention core in bf16; tessera runs those in fp32 "
-                 "and sends fp32 today");
+                 ": expert exchanges priced in the formats tessera " +
+                 (plan.precision == "fp8"
+                      ? "sends (fp8 dispatch and output gradients, bf16 combine and input "
+                        "gradients"
+                      : "sends (bf16 dispatch, combine and output gradients, fp32 input "
+                        "gradients") +
+                 "; node-aware dispatch's across-node partial sums and dy in fp32, where DeepEP "
+                 "sends bf16); pipeline transfers in bf16 as DeepSeek-V3 sends them (tessera "
+                 "sends fp32 today); the head, router and attention core in bf16 (tessera runs "
+                 "those in fp32)");
   }
   plan.notes.assign(notes.begin(), notes.end());
   return plan;

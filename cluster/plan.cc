@@ -243,12 +243,10 @@ double time_shared_compute(double rows, int ep, int64_t ep_ranks_on_node, int64_
                            int64_t node_threads, int64_t cores) {
   if (rows <= 1 || ep <= 1) return rows;
   const double light = (ep - rows) / (ep - 1);
-  const auto share = [cores](double threads) {
-    return threads <= static_cast<double>(cores) ? 1.0 : static_cast<double>(cores) / threads;
-  };
   const int64_t alone = node_threads - (ep_ranks_on_node - 1) * threads_per_rank;
-  const double speed =
-      share(static_cast<double>(alone)) / share(static_cast<double>(node_threads));
+  const double c = static_cast<double>(cores);
+  const double speed = parallel::core_share(static_cast<double>(alone), c) /
+                       parallel::core_share(static_cast<double>(node_threads), c);
   return light + (rows - light) / speed;
 }
 
@@ -636,10 +634,8 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
         // pieces stretched to fit it (as if its speed were even over it).
         const auto [start, end] = plan.run.spans[static_cast<size_t>(s)][i];
         if (cores_time_shared && t.seconds > 0) {
-          for (PieceSpan& p : out[i]) {
-            p.start *= (end - start) / t.seconds;
-            p.end *= (end - start) / t.seconds;
-          }
+          const double stretch = (end - start) / t.seconds;
+          for (PieceSpan& p : out[i]) p.start *= stretch, p.end *= stretch;
         }
       }
     }

@@ -58,10 +58,14 @@ SimulatedRun simulate_schedule(const Schedule& schedule, const InstructionCosts&
                         "' deadlocks; run check_schedule() for the blocked instructions");
   }
   run.makespan = pp > 0 ? *std::max_element(now.begin(), now.end()) : 0.0;
-  double busy = 0.0;
-  for (double b : run.busy) busy += b;
-  run.bubble_fraction = run.makespan > 0.0 ? 1.0 - busy / (pp * run.makespan) : 0.0;
+  run.bubble_fraction = bubble_fraction(run.busy, run.makespan);
   return run;
+}
+
+double bubble_fraction(const std::vector<double>& busy, double makespan) {
+  double total = 0.0;
+  for (double b : busy) total += b;
+  return makespan > 0.0 ? 1.0 - total / (static_cast<double>(busy.size()) * makespan) : 0.0;
 }
 
 std::string timeline_ascii(const Schedule& schedule, const OpCosts& costs) {

@@ -53,6 +53,10 @@ struct InstructionCosts {
 };
 SimulatedRun simulate_schedule(const Schedule& schedule, const InstructionCosts& costs);
 
+// The bubble fraction above: 1 - (busy summed over stages) / (stages x makespan); 0 for an empty
+// run. For every simulator of SimulatedRun.
+double bubble_fraction(const std::vector<double>& busy, double makespan);
+
 // Closed-form bubbles and the bubble a schedule name predicts: schedule_registry.h.
 
 // ASCII timeline of the simulated run, one row per stage, one cell per `quantum` of time (the

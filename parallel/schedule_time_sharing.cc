@@ -38,14 +38,16 @@ void check_sharing(const CoreSharing& sharing, int pp) {
 
 }  // namespace
 
+double core_share(double threads, double cores) {
+  return threads <= cores ? 1.0 : cores / threads;
+}
+
 SimulatedRun simulate_time_shared(const Schedule& schedule, const InstructionCosts& costs,
                                   const CoreSharing& sharing) {
   const int pp = static_cast<int>(schedule.per_stage.size());
   check_sharing(sharing, pp);
   const size_t nodes = pp > 0 ? sharing.ranks_on_node.front().size() : 0;
   const double cores = sharing.cores_per_node;
-  // The share of a core each of `threads` computing threads gets.
-  const auto share = [cores](double threads) { return threads <= cores ? 1.0 : cores / threads; };
   std::vector<double> full(nodes, 0.0);  // threads per node, every rank computing
   for (const std::vector<int>& row : sharing.ranks_on_node) {
     for (size_t n = 0; n < nodes; ++n) full[n] += row[n] * sharing.threads_per_rank;
@@ -59,6 +61,12 @@ SimulatedRun simulate_time_shared(const Schedule& schedule, const InstructionCos
   std::vector<double> remaining(pp, -1);  // cost left of the compute it runs; < 0: none
   std::vector<double> since(pp, 0.0);     // when the stage reached its instruction
   std::map<MessageKey, double> arrival;   // when a posted message's data is usable
+  // When the data of the receive stage s is at arrives; null while its send is not posted.
+  const auto arrival_at = [&](int s) -> const double* {
+    const auto key = message_key(schedule, s, schedule.per_stage[s][next[s]]);
+    const auto it = key ? arrival.find(*key) : arrival.end();
+    return it == arrival.end() ? nullptr : &it->second;
+  };
   double now = 0.0;
 
   for (;;) {
@@ -75,9 +83,8 @@ SimulatedRun simulate_time_shared(const Schedule& schedule, const InstructionCos
               arrival[*key] = now + costs.comm(s, inst);
             }
           } else if (is_recv(inst.op)) {
-            const auto key = message_key(schedule, s, inst);
-            const auto it = key ? arrival.find(*key) : arrival.end();
-            if (it == arrival.end() || it->second > now) break;  // blocked: its data comes later
+            const double* at = arrival_at(s);
+            if (!at || *at > now) break;  // blocked: its data comes later
           } else {
             const double cost = costs.compute(s, inst);
             if (cost > 0.0) {
@@ -107,7 +114,7 @@ SimulatedRun simulate_time_shared(const Schedule& schedule, const InstructionCos
       rate[s] = std::numeric_limits<double>::infinity();
       for (size_t n = 0; n < nodes; ++n) {
         if (sharing.ranks_on_node[s][n] > 0) {
-          rate[s] = std::min(rate[s], share(computing[n]) / share(full[n]));
+          rate[s] = std::min(rate[s], core_share(computing[n], cores) / core_share(full[n], cores));
         }
       }
       step = std::min(step, remaining[s] / rate[s]);
@@ -116,9 +123,7 @@ SimulatedRun simulate_time_shared(const Schedule& schedule, const InstructionCos
     for (int s = 0; s < pp; ++s) {
       if (remaining[s] >= 0 || next[s] >= schedule.per_stage[s].size()) continue;
       waiting = true;  // at a receive
-      const auto key = message_key(schedule, s, schedule.per_stage[s][next[s]]);
-      const auto it = key ? arrival.find(*key) : arrival.end();
-      if (it != arrival.end()) step = std::min(step, it->second - now);
+      if (const double* at = arrival_at(s)) step = std::min(step, *at - now);
     }
     if (step == std::numeric_limits<double>::infinity()) {
       if (waiting) {
@@ -142,11 +147,8 @@ SimulatedRun simulate_time_shared(const Schedule& schedule, const InstructionCos
       }
     }
   }
-  run.makespan = 0.0;
-  for (int s = 0; s < pp; ++s) run.makespan = std::max(run.makespan, since[s]);
-  double busy = 0.0;
-  for (double b : run.busy) busy += b;
-  run.bubble_fraction = run.makespan > 0.0 ? 1.0 - busy / (pp * run.makespan) : 0.0;
+  run.makespan = pp > 0 ? *std::max_element(since.begin(), since.end()) : 0.0;
+  run.bubble_fraction = bubble_fraction(run.busy, run.makespan);
   return run;
 }
 

@@ -36,18 +36,18 @@ import sys
 kWarmupSteps = 2
 
 
-def layouts(nodes, mb):
-    """(name, pp, dp, ep, mb) with the EP group spanning every node: 4 ranks in all."""
-    rows = [(f"pp1_dp4_ep4_mb{mb}", 1, 4, 4, mb)]
-    if nodes == 4:  # one rank per node: a stage's EP pair spans two nodes
+def layouts(nodes, mb, ranks):
+    """(name, pp, dp, ep, mb) with the EP group spanning every node, `ranks` ranks in all."""
+    rows = [(f"pp1_dp{ranks}_ep{ranks}_mb{mb}", 1, ranks, ranks, mb)]
+    if nodes == 4 and ranks == 4:  # one rank per node: a stage's EP pair spans two nodes
         rows.append((f"pp2_dp2_ep2_mb{mb}", 2, 2, 2, mb))
     return rows
 
 
-def ep_nodes(nodes, ep):
+def ep_nodes(nodes, ep, ranks):
     """Nodes one EP group spans: stage-major ranks put an EP group on ep consecutive ranks, and
-    the launcher places 4 / nodes consecutive ranks on each node."""
-    per_node = 4 // nodes
+    the launcher places ranks / nodes consecutive ranks on each node."""
+    per_node = ranks // nodes
     return -(-ep // per_node) if per_node < ep else 1
 
 
@@ -55,7 +55,7 @@ def run(args, nodes, name, pp, dp, ep, mb, schedule, extra):
     run_dir = os.path.join(args.work, f"n{nodes}_{name}_{schedule}" + "".join(
         "_" + e.split(".")[-1].replace("=", "") for e in extra))
     shutil.rmtree(run_dir, ignore_errors=True)
-    groups = ep_nodes(nodes, ep)
+    groups = ep_nodes(nodes, ep, args.ranks)
     sets = [f"run.dir={run_dir}", f"data.path={args.data}", f"train.steps={args.steps}",
             "checkpoint.every_steps=0", "checkpoint.final=false", f"parallel.pp={pp}",
             f"parallel.dp={dp}", f"parallel.ep={ep}", f"parallel.micro_batches={mb}",
@@ -67,8 +67,8 @@ def run(args, nodes, name, pp, dp, ep, mb, schedule, extra):
     if args.balanced:  # every token to every expert: equal expert loads, so no rank waits for a
         sets.append(f"model.top_k={args.experts}")  # busier one (skew is not exposed comm)
     sets.append(f"model.n_experts={args.experts}")
-    cmd = [args.emulate, "--nodes", str(nodes), "--ranks-per-node", str(4 // nodes), "--rate",
-           args.rate, "--", args.tessera, "train", args.recipe]
+    cmd = [args.emulate, "--nodes", str(nodes), "--ranks-per-node", str(args.ranks // nodes),
+           "--rate", args.rate, "--", args.tessera, "train", args.recipe]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -93,7 +93,10 @@ def main():
     ap.add_argument("--emulate", default="cluster/emulate_nodes.sh")
     ap.add_argument("--data", default="data-cache/markov-v256-o1")
     ap.add_argument("--work", default="runs/overlap-bench")
-    ap.add_argument("--nodes", default="2,4", help="emulated node counts (4 ranks in all)")
+    ap.add_argument("--nodes", default="2,4", help="emulated node counts (each dividing --ranks)")
+    ap.add_argument("--ranks", type=int, default=4,
+                    help="ranks in all: 4 (pp1 dp4 ep4, and pp2 dp2 ep2 on 4 nodes) or 2 (pp1 "
+                         "dp2 ep2, one rank per core on a 2-core machine)")
     ap.add_argument("--rate", default="1gbit", help="each node's link rate (tc units)")
     ap.add_argument("--schedules", default="1f1b,zb1p,dualpipev,dualpipe")
     ap.add_argument("--steps", type=int, default=6)
@@ -124,7 +127,7 @@ def main():
     print(header)
     failures = 0
     for nodes in (int(n) for n in args.nodes.split(",")):
-        for name, pp, dp, ep, mb in layouts(nodes, args.micro_batches):
+        for name, pp, dp, ep, mb in layouts(nodes, args.micro_batches, args.ranks):
             for schedule in args.schedules.split(","):
                 variants = [("", [])]
                 if schedule == "dualpipev":

@@ -457,6 +457,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
                         static_cast<double>(recipe.train.seq_len);
   const int per_node = static_cast<int>(cluster.gpus_per_node);
   const int ep_nodes = std::max(1, (plan.ep + per_node - 1) / per_node);
+  plan.ep_nodes = ep_nodes;
   if (!(options.expert_imbalance >= 1.0)) {
     throw std::invalid_argument("expert imbalance " + Pricing::num(options.expert_imbalance) +
                                 " is below 1 (the busiest EP rank has at least the mean)");
@@ -486,6 +487,7 @@ Plan make_plan(const trainer::Recipe& recipe_in, const ClusterSpec& cluster,
     models.push_back(trainer::Model::Describe(recipe.model, part));
     trainer::Model& model = *models.back();
     const trainer::NodeDispatch nodes = trainer::recipe_node_dispatch(recipe, grid, rank);
+    plan.node_aware_dispatch = plan.node_aware_dispatch || nodes.node_aware;
     for (trainer::MoeBlock* moe : model.moe_blocks()) {
       moe->set_nodes(nodes.ep_ranks_per_node, nodes.node_aware);
     }
@@ -776,9 +778,14 @@ std::string format_plan(const Plan& p) {
   char line[512];
   std::snprintf(
       line, sizeof(line),
-      "plan: %s on %s\nlayout: pp %d x dp %d (ep %d), %s, %d micro-batches%s, "
+      "plan: %s on %s\nlayout: pp %d x dp %d (ep %d%s), %s, %d micro-batches%s, "
       "precision %s, %d ranks\n",
-      p.recipe.c_str(), p.cluster.c_str(), p.pp, p.dp, p.ep, p.schedule.c_str(), p.micro_batches,
+      p.recipe.c_str(), p.cluster.c_str(), p.pp, p.dp, p.ep,
+      p.ep_nodes > 1 ? (" over " + std::to_string(p.ep_nodes) + " nodes, " +
+                        (p.node_aware_dispatch ? "node-aware" : "flat") + " dispatch")
+                           .c_str()
+                     : "",
+      p.schedule.c_str(), p.micro_batches,
       p.virtual_stages > 1 ? (", " + std::to_string(p.virtual_stages) + " virtual stages").c_str()
                            : "",
       p.precision.c_str(), p.world);
@@ -822,6 +829,8 @@ std::string plan_json(const Plan& p) {
   j["virtual_stages"] = p.virtual_stages;
   j["precision"] = p.precision;
   j["world"] = p.world;
+  j["ep_nodes"] = p.ep_nodes;
+  j["node_aware_dispatch"] = p.node_aware_dispatch;
   j["step_s"] = p.step_s;
   j["pipeline_s"] = p.pipeline_s;
   j["zero_s"] = p.zero_s;

@@ -39,6 +39,9 @@ struct Plan {
   std::string recipe, cluster;
   std::string precision, schedule;
   int pp = 1, dp = 1, ep = 1, micro_batches = 1, virtual_stages = 1, world = 1;
+  int ep_nodes = 1;                  // nodes one EP group spans
+  bool node_aware_dispatch = false;  // the expert exchanges cross nodes once per node (the
+                                     // recipe's parallel.node_aware_dispatch, `auto` resolved)
   int64_t tokens_per_step = 0;
   double training_flops_per_token = 0;
 

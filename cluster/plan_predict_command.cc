@@ -71,8 +71,9 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
       options.world = vm["world"].as<int>();
       options.expert_imbalance = imbalance;
       options.progress = [](size_t done, size_t total) {
-        if (done % 25 == 0 || done == total) {
-          std::cerr << "tessera plan --search: " << done << "/" << total << " layouts planned\n";
+        // A line per 5% (a cluster of thousands of devices has thousands of layouts).
+        if (done * 20 / total != (done - 1) * 20 / total) {
+          std::cerr << "tessera plan --search: " << done << "/" << total << " layouts tried\n";
         }
       };
       const SearchResult result = search_layouts(recipe, cluster, options);

@@ -23,6 +23,15 @@ bool faster(const SearchCandidate& a, const SearchCandidate& b) {
   return a.plan.tokens_per_s > b.plan.tokens_per_s;
 }
 
+// The micro-batch counts worth planning for one replica of `dp`: every count that divides its
+// sequences (train.global_batch / dp: the trainer refuses the others), from 1 (no pipelining)
+// up. A fixed list (1, pp, 2 pp, 4 pp, 8 pp) missed DeepSeek-V3's own layout: 40 micro-batches
+// of a replica's 120 sequences on 16 stages. None when the batch does not split over dp at all.
+std::vector<int64_t> micro_batch_counts(const trainer::Recipe& recipe, int64_t dp) {
+  if (recipe.train.global_batch % dp != 0) return {};
+  return divisors(recipe.train.global_batch / dp);
+}
+
 }  // namespace
 
 SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cluster,
@@ -30,15 +39,19 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
   const int64_t world = options.world > 0 ? options.world : cluster.devices();
   std::vector<trainer::Recipe> candidates;
   std::vector<std::vector<std::string>> overrides;
+  auto add = [&](trainer::Recipe r, std::vector<std::string> o) {
+    candidates.push_back(std::move(r));
+    overrides.push_back(std::move(o));
+  };
   // Every combination is enumerated; the layout's rules (trainer::validate_layout, through
   // validate_recipe here and make_plan's memory plan with the world) refuse those that cannot run.
+  size_t no_split = 0;  // (pp, dp) pairs whose dp does not divide the global batch
   for (int64_t pp : divisors(world)) {
     const int64_t dp = world / pp;
+    const std::vector<int64_t> mbs = micro_batch_counts(recipe, dp);
     for (int64_t ep : divisors(dp)) {
       for (const std::string& schedule : parallel::schedule_names()) {
-        std::vector<int64_t> mbs = {1, pp, 2 * pp, 4 * pp, 8 * pp};
-        std::sort(mbs.begin(), mbs.end());
-        mbs.erase(std::unique(mbs.begin(), mbs.end()), mbs.end());
+        if (mbs.empty()) ++no_split;
         for (int64_t mb : mbs) {
           trainer::Recipe r = recipe;
           r.parallel.pp = pp;
@@ -48,28 +61,27 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
           r.parallel.micro_batches = mb;
           r.parallel.virtual_stages = schedule == "interleaved" ? 2 : 1;
           r.parallel.stage_layers.clear();  // balanced: the recipe's split was for its own pp
-          candidates.push_back(r);
-          overrides.push_back({"parallel.pp=" + std::to_string(pp),
-                               "parallel.dp=" + std::to_string(dp),
-                               "parallel.ep=" + std::to_string(ep),
-                               "parallel.schedule=" + schedule,
-                               "parallel.micro_batches=" + std::to_string(mb),
-                               "parallel.virtual_stages=" +
-                                   std::to_string(r.parallel.virtual_stages)});
+          add(r, {"parallel.pp=" + std::to_string(pp), "parallel.dp=" + std::to_string(dp),
+                  "parallel.ep=" + std::to_string(ep), "parallel.schedule=" + schedule,
+                  "parallel.micro_batches=" + std::to_string(mb),
+                  "parallel.virtual_stages=" + std::to_string(r.parallel.virtual_stages)});
         }
       }
     }
   }
   SearchResult result;
-  result.considered = candidates.size();
+  result.considered = candidates.size() + no_split;
+  result.invalid = no_split;
   PlanOptions plan_options;
   plan_options.memory_per_stage = true;
   plan_options.expert_imbalance = options.expert_imbalance;
-  for (size_t i = 0; i < candidates.size(); ++i) {
+  auto plan_one = [&](const trainer::Recipe& r, std::vector<std::string> o) {
     try {
-      trainer::validate_recipe(candidates[i]);
-      SearchCandidate c{overrides[i], make_plan(candidates[i], cluster, plan_options)};
+      trainer::validate_recipe(r);
+      SearchCandidate c{std::move(o), make_plan(r, cluster, plan_options)};
+      const bool node_aware = c.plan.node_aware_dispatch;
       (c.plan.fits ? result.fitting : result.not_fitting).push_back(std::move(c));
+      return node_aware;
     } catch (const trainer::RecipeError&) {
       ++result.invalid;
     } catch (const parallel::LayoutError&) {
@@ -77,10 +89,25 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
     } catch (const parallel::ScheduleError&) {
       ++result.invalid;
     }
+    return false;
+  };
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    // `auto` turns node-aware dispatch on wherever an EP group spans nodes, a rule, not a
+    // price: its fp32 across-node partial sums can cost more than the rows it saves (DeepSeek-
+    // V3 in fp8 on H800s), so the flat exchange is planned beside it.
+    if (plan_one(candidates[i], overrides[i]) &&
+        candidates[i].parallel.node_aware_dispatch == "auto") {
+      trainer::Recipe flat = candidates[i];
+      flat.parallel.node_aware_dispatch = "off";
+      std::vector<std::string> o = overrides[i];
+      o.push_back("parallel.node_aware_dispatch=off");
+      ++result.considered;
+      plan_one(flat, std::move(o));
+    }
     if (options.progress) options.progress(i + 1, candidates.size());
   }
-  std::sort(result.fitting.begin(), result.fitting.end(), faster);
-  std::sort(result.not_fitting.begin(), result.not_fitting.end(), faster);
+  std::stable_sort(result.fitting.begin(), result.fitting.end(), faster);
+  std::stable_sort(result.not_fitting.begin(), result.not_fitting.end(), faster);
   return result;
 }
 
@@ -96,15 +123,17 @@ std::string format_search(const SearchResult& result, size_t top) {
   const bool none = result.fitting.empty();
   const std::vector<SearchCandidate>& shown = none ? result.not_fitting : result.fitting;
   if (none) out += "NO LAYOUT FITS; the fastest regardless of memory:\n";
-  out += "  rank | pp   dp   ep schedule     mb vs |   tokens/s    step s  MFU%  bubble%  "
-         "exposed-comm s | peak GiB (headroom)\n";
+  out += "  rank | pp   dp   ep   dispatch schedule     mb  vs |   tokens/s    step s  MFU%  "
+         "bubble%  exposed-comm s | peak GiB (headroom)\n";
   for (size_t i = 0; i < std::min(top, shown.size()); ++i) {
     const Plan& p = shown[i].plan;
+    // Where the EP group spans nodes: node-aware or flat expert exchanges.
+    const char* dispatch = p.ep_nodes <= 1 ? "-" : p.node_aware_dispatch ? "node" : "flat";
     std::snprintf(line, sizeof(line),
-                  "  %4zu | %-4d %-4d %-4d %-12s %-3d %-2d | %10.4g %9.4g %5.1f %7.1f %15.3g | "
-                  "%.1f (%+.1f)\n",
-                  i + 1, p.pp, p.dp, p.ep, p.schedule.c_str(), p.micro_batches, p.virtual_stages,
-                  p.tokens_per_s, p.step_s, 100 * p.mfu, 100 * p.bubble_fraction,
+                  "  %4zu | %-4d %-4d %-4d %-8s %-12s %-3d %-2d | %10.4g %9.4g %5.1f %7.1f "
+                  "%15.3g | %.1f (%+.1f)\n",
+                  i + 1, p.pp, p.dp, p.ep, dispatch, p.schedule.c_str(), p.micro_batches,
+                  p.virtual_stages, p.tokens_per_s, p.step_s, 100 * p.mfu, 100 * p.bubble_fraction,
                   p.exposed_comm_s, p.peak_memory_gib, p.device_memory_gib - p.peak_memory_gib);
     out += line;
   }

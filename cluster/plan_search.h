@@ -32,10 +32,12 @@ struct SearchResult {
 };
 
 // Enumerates pp (dividing the world), dp = world / pp, ep (dividing dp), every registered
-// schedule (interleaved with 2 virtual stages), and micro-batches in {1, pp, 2 pp, 4 pp, 8 pp};
-// those the layout's rules refuse (trainer::validate_layout: pp <= model.n_layers, ep dividing
-// model.n_experts, the global batch dividing by dp x micro-batches, the schedule's rules, ...)
-// are counted in `invalid`.
+// schedule (interleaved with 2 virtual stages), and every micro-batch count dividing a
+// replica's sequences (train.global_batch / dp); where the recipe's node_aware_dispatch is
+// `auto` and an EP group spans nodes, the flat exchange as well (`auto` would pick node-aware;
+// it is a rule, not a price). Those the layout's rules refuse (trainer::validate_layout: pp <=
+// model.n_layers, ep dividing model.n_experts, the schedule's rules, ...) are counted in
+// `invalid`.
 SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cluster,
                             const SearchOptions& options = {});
 

@@ -9,25 +9,20 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
 #include <mutex>
 #include <tuple>
 
 #include "kernels/cpu_backend.h"
 #include "parallel/fake_comm.h"
+#include "tests/recipes_dir.h"
 #include "trainer/flop_count.h"
 
 namespace tessera::cluster {
 namespace {
 
-namespace fs = std::filesystem;
 using trainer::Recipe;
 
-fs::path recipes_dir() {
-  if (const char* src = std::getenv("TESSERA_SOURCE_DIR")) return fs::path(src) / "recipes";
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes";
-}
+using test_support::recipes_dir;
 
 Recipe recipe(const std::string& name, const std::vector<std::string>& overrides = {}) {
   return trainer::load_recipe((recipes_dir() / name).string(), overrides);

@@ -6,9 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
-
+#include "tests/recipes_dir.h"
 #include "trainer/layers/moe_block.h"
 #include "trainer/model.h"
 #include "trainer/parallel_layout.h"
@@ -16,12 +14,8 @@
 namespace tessera::cluster {
 namespace {
 
-namespace fs = std::filesystem;
-
 trainer::Recipe tiny(const std::vector<std::string>& overrides) {
-  const char* src = std::getenv("TESSERA_SOURCE_DIR");
-  const fs::path dir = src ? fs::path(src) : fs::path(__FILE__).parent_path().parent_path().parent_path();
-  return trainer::load_recipe((dir / "recipes/tiny-moe.yaml").string(), overrides);
+  return trainer::load_recipe((test_support::recipes_dir() / "tiny-moe.yaml").string(), overrides);
 }
 
 // The chunk of stage 0 of a recipe with layer 1 an MoE layer (tiny-moe: layer 0 dense).

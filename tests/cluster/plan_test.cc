@@ -12,6 +12,7 @@
 #include <set>
 
 #include "cluster/plan_trace.h"
+#include "tests/recipes_dir.h"
 #include "trainer/flop_count.h"
 #include "trainer/memory_plan.h"
 #include "trainer/model.h"
@@ -22,10 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path source_dir() {
-  if (const char* src = std::getenv("TESSERA_SOURCE_DIR")) return fs::path(src);
-  return fs::path(__FILE__).parent_path().parent_path().parent_path();
-}
+using test_support::recipes_dir;
 
 // One file per process: ctest runs this file's tests as parallel processes, and one rewriting a
 // shared name while another reads it made the reader see a truncated file.
@@ -54,13 +52,13 @@ constexpr const char* kSmall =
 
 TEST(ClusterSpec, ShippedClustersLoad) {
   for (const char* name : {"h800.yaml", "h100.yaml"}) {
-    const ClusterSpec c = load_cluster_spec((source_dir() / "recipes/clusters" / name).string());
+    const ClusterSpec c = load_cluster_spec((recipes_dir() / "clusters" / name).string());
     EXPECT_EQ(c.gpus_per_node, 8);
     EXPECT_DOUBLE_EQ(c.device.peak_tflops("bf16"), 989);
     EXPECT_DOUBLE_EQ(c.device.peak_tflops("fp8"), 1979);
     EXPECT_FALSE(c.device.gemm.empty());
   }
-  EXPECT_EQ(load_cluster_spec((source_dir() / "recipes/clusters/h800.yaml").string()).devices(),
+  EXPECT_EQ(load_cluster_spec((recipes_dir() / "clusters/h800.yaml").string()).devices(),
             2048);
 }
 
@@ -86,7 +84,7 @@ TEST(ClusterSpec, ErrorsNameTheKey) {
 }
 
 TEST(ClusterSpec, WrittenFileLoadsBackTheSame) {
-  ClusterSpec c = load_cluster_spec((source_dir() / "recipes/clusters/h800.yaml").string());
+  ClusterSpec c = load_cluster_spec((recipes_dir() / "clusters/h800.yaml").string());
   c.device.attention.push_back({256, 32, 0.5, 0.25});
   c.network.all_to_all.push_back({4, 1 << 20, 2.5});
   c.network.reduce_scatter.push_back({2, 1 << 24, 1.5});
@@ -134,7 +132,7 @@ TEST(ClusterSpec, SyncLossInterpolatesTheMeasuredPhases) {
 }
 
 trainer::Recipe tiny(const std::vector<std::string>& overrides) {
-  return trainer::load_recipe((source_dir() / "recipes/tiny-moe.yaml").string(), overrides);
+  return trainer::load_recipe((recipes_dir() / "tiny-moe.yaml").string(), overrides);
 }
 
 // One process, one micro-batch: the step is the chunk's forward + backward + optimizer, and the

@@ -4,20 +4,13 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
-
+#include "tests/recipes_dir.h"
 #include "trainer/param_count.h"
 
 namespace tessera::trainer {
 namespace {
 
-namespace fs = std::filesystem;
-
-fs::path recipes_dir() {
-  if (const char* src = std::getenv("TESSERA_SOURCE_DIR")) return fs::path(src) / "recipes";
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes";
-}
+using test_support::recipes_dir;
 
 double causal(double heads, double qk, double v, double seq_len) {
   return 2.0 * heads * (qk + v) * (seq_len + 1) / 2.0;

@@ -1,6 +1,7 @@
 // Recipe loading: defaults, every class of bad input (each error must name the key and the file
 // or --set it came from), overrides, and the dump round trip.
 #include "trainer/recipe.h"
+#include "tests/recipes_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -936,10 +937,7 @@ TEST_F(RecipeTest, SlurmSectionKeysHaveTypesAndRanges) {
 
 // ---- The recipes shipped in recipes/ ----
 
-fs::path recipes_dir() {
-  if (const char* src = std::getenv("TESSERA_SOURCE_DIR")) return fs::path(src) / "recipes";
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes";
-}
+using test_support::recipes_dir;
 
 TEST_F(RecipeTest, ShippedRecipesLoadAndWriteEverySection) {
   for (const char* name : {"tiny-moe.yaml", "bench-moe.yaml", "bench-moe-wide.yaml",

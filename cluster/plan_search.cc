@@ -111,6 +111,21 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
   return result;
 }
 
+namespace {
+
+// The not-fitting layouts by peak memory, least first: how far the closest ones are.
+std::vector<const SearchCandidate*> smallest(const SearchResult& result, size_t top) {
+  std::vector<const SearchCandidate*> out;
+  for (const SearchCandidate& c : result.not_fitting) out.push_back(&c);
+  std::stable_sort(out.begin(), out.end(), [](const SearchCandidate* a, const SearchCandidate* b) {
+    return a->plan.peak_memory_gib < b->plan.peak_memory_gib;
+  });
+  out.resize(std::min(top, out.size()));
+  return out;
+}
+
+}  // namespace
+
 std::string format_search(const SearchResult& result, size_t top) {
   std::string out;
   char line[512];
@@ -120,25 +135,33 @@ std::string format_search(const SearchResult& result, size_t top) {
                 result.considered, result.invalid, result.fitting.size(),
                 result.not_fitting.size());
   out += line;
-  const bool none = result.fitting.empty();
-  const std::vector<SearchCandidate>& shown = none ? result.not_fitting : result.fitting;
-  if (none) out += "NO LAYOUT FITS; the fastest regardless of memory:\n";
-  out += "  rank | pp   dp   ep   dispatch schedule     mb  vs |   tokens/s    step s  MFU%  "
-         "bubble%  exposed-comm s | peak GiB (headroom)\n";
-  for (size_t i = 0; i < std::min(top, shown.size()); ++i) {
-    const Plan& p = shown[i].plan;
+  const std::string header =
+      "  rank | pp   dp   ep   dispatch schedule     mb  vs |   tokens/s    step s  MFU%  "
+      "bubble%  exposed-comm s | peak GiB (headroom)\n";
+  auto row = [&](size_t rank, const Plan& p) {
     // Where the EP group spans nodes: node-aware or flat expert exchanges.
     const char* dispatch = p.ep_nodes <= 1 ? "-" : p.node_aware_dispatch ? "node" : "flat";
     std::snprintf(line, sizeof(line),
                   "  %4zu | %-4d %-4d %-4d %-8s %-12s %-3d %-2d | %10.4g %9.4g %5.1f %7.1f "
                   "%15.3g | %.1f (%+.1f)\n",
-                  i + 1, p.pp, p.dp, p.ep, dispatch, p.schedule.c_str(), p.micro_batches,
+                  rank, p.pp, p.dp, p.ep, dispatch, p.schedule.c_str(), p.micro_batches,
                   p.virtual_stages, p.tokens_per_s, p.step_s, 100 * p.mfu, 100 * p.bubble_fraction,
                   p.exposed_comm_s, p.peak_memory_gib, p.device_memory_gib - p.peak_memory_gib);
     out += line;
+  };
+  const bool none = result.fitting.empty();
+  const std::vector<SearchCandidate>& shown = none ? result.not_fitting : result.fitting;
+  if (none) out += "NO LAYOUT FITS; the fastest regardless of memory:\n";
+  out += header;
+  for (size_t i = 0; i < std::min(top, shown.size()); ++i) row(i + 1, shown[i].plan);
+  if (none && !shown.empty()) {
+    out += "the least memory:\n" + header;
+    size_t rank = 0;
+    for (const SearchCandidate* c : smallest(result, top)) row(++rank, c->plan);
   }
   if (!shown.empty()) {
-    out += "best: tessera plan RECIPE --cluster FILE";
+    out += none ? "fastest (does not fit): tessera plan RECIPE --cluster FILE"
+                : "best: tessera plan RECIPE --cluster FILE";
     for (const std::string& o : shown.front().overrides) out += " --set " + o;
     out += "\n";
   }
@@ -155,10 +178,15 @@ std::string search_json(const SearchResult& result, size_t top) {
   const std::vector<SearchCandidate>& shown = none ? result.not_fitting : result.fitting;
   j["shown_fit"] = !none;
   j["layouts"] = nlohmann::json::array();
-  for (size_t i = 0; i < std::min(top, shown.size()); ++i) {
-    nlohmann::json one = nlohmann::json::parse(plan_json(shown[i].plan));
-    one["overrides"] = shown[i].overrides;
-    j["layouts"].push_back(one);
+  auto layout = [](const SearchCandidate& c) {
+    nlohmann::json one = nlohmann::json::parse(plan_json(c.plan));
+    one["overrides"] = c.overrides;
+    return one;
+  };
+  for (size_t i = 0; i < std::min(top, shown.size()); ++i) j["layouts"].push_back(layout(shown[i]));
+  if (none) {  // the closest to fitting, least peak memory first
+    j["least_memory"] = nlohmann::json::array();
+    for (const SearchCandidate* c : smallest(result, top)) j["least_memory"].push_back(layout(*c));
   }
   return j.dump();
 }

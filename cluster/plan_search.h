@@ -42,9 +42,11 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
                             const SearchOptions& options = {});
 
 // The top `top` fitting layouts with why (bubble, exposed communication, memory headroom); when
-// none fits, says so and shows the fastest ones regardless, with their memory.
+// none fits, says so and shows the fastest ones regardless and the `top` needing the least
+// memory, each with its memory.
 std::string format_search(const SearchResult& result, size_t top);
-// The same as one JSON object: counts and the shown layouts (overrides and plan_json fields).
+// The same as one JSON object: counts and the shown layouts (overrides and plan_json fields;
+// when none fits, `least_memory` as well).
 std::string search_json(const SearchResult& result, size_t top);
 
 }  // namespace tessera::cluster

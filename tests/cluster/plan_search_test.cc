@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -24,13 +25,14 @@ trainer::Recipe tiny(const std::vector<std::string>& overrides) {
 }
 
 // 2 nodes of 2 devices; links across nodes far slower than inside one.
-ClusterSpec two_nodes() {
+ClusterSpec two_nodes(double memory_gib = 16) {
   const fs::path p = fs::temp_directory_path() /
                      ("tessera_plan_search_test_" + std::to_string(getpid()) + ".yaml");
   std::ofstream(p)
       << "name: test\nnodes: 2\ngpus_per_node: 2\n"
          "device: {name: dev, kind: gpu, peak_tflops: {fp32: 1, bf16: 2, fp8: 4},\n"
-         "         memory_gib: 16, memory_gbs: 100}\n"
+         "         memory_gib: "
+      << memory_gib << ", memory_gbs: 100}\n"
          "network: {intra_node_gbs: 100, inter_node_gbs: 0.001, intra_node_latency_us: 1,\n"
          "          inter_node_latency_us: 1}\n";
   ClusterSpec c = load_cluster_spec(p.string());
@@ -108,6 +110,26 @@ TEST(PlanSearch, PlansTheFlatExchangeBesideNodeAwareUnderAuto) {
   const std::vector<SearchCandidate> given = find(search_layouts(tiny(on), two_nodes()), 4);
   ASSERT_EQ(given.size(), 1u);
   EXPECT_TRUE(given[0].plan.node_aware_dispatch);
+}
+
+// When nothing fits, the report shows the fastest layouts and those closest to fitting.
+TEST(PlanSearch, WhenNothingFitsShowsTheLeastMemory) {
+  const SearchResult r = search_layouts(tiny({}), two_nodes(1e-6));
+  ASSERT_TRUE(r.fitting.empty());
+  ASSERT_GE(r.not_fitting.size(), 4u);
+  const std::string table = format_search(r, 3);
+  EXPECT_NE(table.find("NO LAYOUT FITS"), std::string::npos) << table;
+  EXPECT_NE(table.find("the least memory:"), std::string::npos) << table;
+  EXPECT_NE(table.find("fastest (does not fit): tessera plan"), std::string::npos) << table;
+  const nlohmann::json j = nlohmann::json::parse(search_json(r, 3));
+  ASSERT_EQ(j["least_memory"].size(), 3u);
+  double least = 1e300;
+  for (const SearchCandidate& c : r.not_fitting) least = std::min(least, c.plan.peak_memory_gib);
+  EXPECT_DOUBLE_EQ(j["least_memory"][0]["peak_memory_gib"].get<double>(), least);
+  EXPECT_LE(j["least_memory"][0]["peak_memory_gib"].get<double>(),
+            j["least_memory"][1]["peak_memory_gib"].get<double>());
+  EXPECT_LE(j["least_memory"][1]["peak_memory_gib"].get<double>(),
+            j["least_memory"][2]["peak_memory_gib"].get<double>());
 }
 
 }  // namespace

@@ -111,6 +111,11 @@ def main():
                          "the exposed share measures communication, not load imbalance")
     ap.add_argument("--out", default="", help="also append JSON lines here")
     args = ap.parse_args()
+    if args.ranks not in (2, 4):
+        ap.error(f"--ranks must be 2 or 4, got {args.ranks}")
+    for n in args.nodes.split(","):
+        if not n.isdigit() or int(n) < 1 or args.ranks % int(n) != 0:
+            ap.error(f"--nodes: each count must be >= 1 and divide --ranks {args.ranks}, got '{n}'")
     os.makedirs(args.work, exist_ok=True)
     if not os.path.isfile(os.path.join(args.data, "manifest.yaml")):
         subprocess.run([args.tessera, "prepare", "synthetic", "--vocab", "256", "--order", "1",

@@ -29,7 +29,7 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
       "whether it fits. Every precision and schedule a recipe can name is planned, also those\n"
       "training does not run yet on that device (run.device is ignored: the cluster file says\n"
       "what the ranks run on, and its gpus_per_node sets parallel.ranks_per_node).\n"
-      "How each term is priced: cluster/plan.h and ARCHITECTURE.md (\"Planner\").\n\n"
+      "How each term is priced: cluster/plan.h and ARCHITECTURE.md (\"The planner\").\n\n"
       "Options");
   visible.add_options()
       ("help,h", "show this help")
@@ -42,8 +42,11 @@ int run_plan_predict_command(const std::vector<std::string>& args) {
       ("expert-imbalance", po::value<double>()->default_value(1.0),
        "the busiest EP rank's routed rows over the EP ranks' mean, which the EP group waits "
        "for (a run's metrics report it: expert_ep_rank_load_max_over_mean); 1 = balanced")
-      ("search", "enumerate layouts (pp, dp, ep, schedule, micro-batches) on the cluster's "
-                 "devices, drop those that do not fit, rank the rest by predicted tokens/s")
+      ("search", "enumerate layouts on the cluster's devices (pp, dp, ep, schedule, every "
+                 "micro-batch count dividing a replica's sequences; node-aware and flat expert "
+                 "exchanges where an EP group spans nodes under node_aware_dispatch=auto), "
+                 "drop those that do not fit, rank the rest by predicted tokens/s (none fits: "
+                 "the fastest and the least memory)")
       ("world", po::value<int>()->default_value(0),
        "--search: ranks to lay out (0 = every device of the cluster)")
       ("top", po::value<int>()->default_value(10), "--search: layouts to show");

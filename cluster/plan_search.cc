@@ -45,7 +45,8 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
   };
   // Every combination is enumerated; the layout's rules (trainer::validate_layout, through
   // validate_recipe here and make_plan's memory plan with the world) refuse those that cannot run.
-  size_t no_split = 0;  // (pp, dp) pairs whose dp does not divide the global batch
+  // (pp, ep, schedule) candidates whose dp does not divide the global batch: one refusal each.
+  size_t no_split = 0;
   for (int64_t pp : divisors(world)) {
     const int64_t dp = world / pp;
     const std::vector<int64_t> mbs = micro_batch_counts(recipe, dp);

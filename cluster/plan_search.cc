@@ -39,10 +39,6 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
   const int64_t world = options.world > 0 ? options.world : cluster.devices();
   std::vector<trainer::Recipe> candidates;
   std::vector<std::vector<std::string>> overrides;
-  auto add = [&](trainer::Recipe r, std::vector<std::string> o) {
-    candidates.push_back(std::move(r));
-    overrides.push_back(std::move(o));
-  };
   // Every combination is enumerated; the layout's rules (trainer::validate_layout, through
   // validate_recipe here and make_plan's memory plan with the world) refuse those that cannot run.
   // (pp, ep, schedule) candidates whose dp does not divide the global batch: one refusal each.
@@ -62,10 +58,14 @@ SearchResult search_layouts(const trainer::Recipe& recipe, const ClusterSpec& cl
           r.parallel.micro_batches = mb;
           r.parallel.virtual_stages = schedule == "interleaved" ? 2 : 1;
           r.parallel.stage_layers.clear();  // balanced: the recipe's split was for its own pp
-          add(r, {"parallel.pp=" + std::to_string(pp), "parallel.dp=" + std::to_string(dp),
-                  "parallel.ep=" + std::to_string(ep), "parallel.schedule=" + schedule,
-                  "parallel.micro_batches=" + std::to_string(mb),
-                  "parallel.virtual_stages=" + std::to_string(r.parallel.virtual_stages)});
+          candidates.push_back(r);
+          overrides.push_back({"parallel.pp=" + std::to_string(pp),
+                               "parallel.dp=" + std::to_string(dp),
+                               "parallel.ep=" + std::to_string(ep),
+                               "parallel.schedule=" + schedule,
+                               "parallel.micro_batches=" + std::to_string(mb),
+                               "parallel.virtual_stages=" +
+                                   std::to_string(r.parallel.virtual_stages)});
         }
       }
     }

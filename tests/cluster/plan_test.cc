@@ -311,6 +311,20 @@ double routed_expert_seconds(const Plan& plan) {
   return seconds;
 }
 
+// A layout's routed-expert seconds and step under balanced routing, and how much longer its step
+// is when the busiest EP rank holds `imbalance` times the mean rows.
+struct ImbalanceCost {
+  double experts = 0, balanced_step = 0, extra_step = 0;
+};
+ImbalanceCost imbalance_cost(const trainer::Recipe& r, const ClusterSpec& c, double imbalance) {
+  PlanOptions options;
+  options.pieces = true;
+  const Plan balanced = make_plan(r, c, options);
+  options.expert_imbalance = imbalance;
+  return {routed_expert_seconds(balanced), balanced.step_s,
+          make_plan(r, c, options).step_s - balanced.step_s};
+}
+
 // The EP group waits for its busiest rank: routed experts cost that rank's rows (links free here,
 // so the step grows by exactly the extra expert work); at most ep times the mean; nothing with
 // one EP rank; below 1 refused.
@@ -318,14 +332,11 @@ TEST(Plan, ExpertImbalancePricesTheBusiestEpRank) {
   const ClusterSpec c = load_cluster_spec(write_temp("small.yaml", kSmall));
   const trainer::Recipe r = tiny({"parallel.pp=1", "parallel.dp=2", "parallel.ep=2",
                                   "parallel.micro_batches=1", "parallel.schedule=gpipe"});
+  const ImbalanceCost skewed = imbalance_cost(r, c, 1.5);
+  EXPECT_GT(skewed.experts, 0.0);
+  EXPECT_NEAR(skewed.extra_step, 0.5 * skewed.experts, 1e-9 * skewed.balanced_step);
   PlanOptions options;
   options.pieces = true;
-  const Plan balanced = make_plan(r, c, options);
-  const double experts = routed_expert_seconds(balanced);
-  EXPECT_GT(experts, 0.0);
-  options.expert_imbalance = 1.5;
-  const Plan skewed = make_plan(r, c, options);
-  EXPECT_NEAR(skewed.step_s - balanced.step_s, 0.5 * experts, 1e-9 * balanced.step_s);
   options.expert_imbalance = 2.0;
   const double all_on_one = make_plan(r, c, options).step_s;
   options.expert_imbalance = 7.0;
@@ -348,15 +359,10 @@ TEST(Plan, TimeSharedCoresLendTheLighterEpRanksCores) {
                                   "run.cpu_threads=1"});
   for (const auto& [cores, extra] : {std::pair{4, 0.75}, std::pair{2, 0.25}}) {
     c.device.node_cores = cores;
-    PlanOptions options;
-    options.pieces = true;
-    const Plan balanced = make_plan(r, c, options);
-    const double experts = routed_expert_seconds(balanced);
-    EXPECT_GT(experts, 0.0);
-    options.expert_imbalance = 1.75;
+    const ImbalanceCost skewed = imbalance_cost(r, c, 1.75);
+    EXPECT_GT(skewed.experts, 0.0);
     // (the exchanges' rows grow too, on links fast enough to cost ~1e-13 s)
-    EXPECT_NEAR(make_plan(r, c, options).step_s - balanced.step_s, extra * experts,
-                1e-6 * experts)
+    EXPECT_NEAR(skewed.extra_step, extra * skewed.experts, 1e-6 * skewed.experts)
         << cores << " cores";
   }
 }
